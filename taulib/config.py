@@ -38,7 +38,8 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
     device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the model's weights")
+    autocast: Literal["bfloat16", "float16"] | None = Field(None, description="autocast dtype for the forward pass (bfloat16 uses AMX on recent Intel CPUs); None = run in `dtype`")
     layer: int | None = Field(None, ge=0, description="residual stream after this decoder block; None = the middle block")
 
     @field_validator("device")

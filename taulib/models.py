@@ -69,10 +69,15 @@ def resolve_layer(config: ModelConfig, n_layers: int) -> int:
     return layer
 
 
+EMBEDDED_SHAPE = (18, 640)  # Gemma 3 270M; parsing the GGUF for it takes ~15 s (checked by a test)
+
+
 def model_shape(config: ModelConfig) -> tuple[int, int]:
     """(number of decoder blocks, hidden size), read from the model's config without loading weights."""
     from transformers import AutoConfig
 
+    if config.name == EMBEDDED_MODEL:
+        return EMBEDDED_SHAPE
     source, extra = _pretrained_arguments(config.name)
     try:
         model_config = AutoConfig.from_pretrained(source, **extra)
@@ -82,17 +87,27 @@ def model_shape(config: ModelConfig) -> tuple[int, int]:
     return int(text_config.num_hidden_layers), int(text_config.hidden_size)
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of decoder blocks of a transformers causal LM, whatever its family calls it."""
-    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+_LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+
+
+def decoder_layers_path(model: nn.Module) -> str:
+    """The attribute path of the decoder blocks of a transformers causal LM, whatever its family calls it."""
+    for path in _LAYER_PATHS:
         module: Any = model
         for part in path.split("."):
             module = getattr(module, part, None)
             if module is None:
                 break
         if isinstance(module, nn.ModuleList):
-            return module
+            return path
     raise ModelLoadError(f"cannot find the decoder blocks of {type(model).__name__}")
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    module: Any = model
+    for part in decoder_layers_path(model).split("."):
+        module = getattr(module, part)
+    return module
 
 
 def load_language_model(config: ModelConfig) -> LoadedModel:

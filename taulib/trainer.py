@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from taulib.progress import progress_bar
 
 from taulib import atomic
 from taulib.config import RunConfig
@@ -119,6 +119,23 @@ def activation_statistics(activations: torch.Tensor, chunk: int = 65_536) -> tup
     return scale, (total / n / scale).float()
 
 
+def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None) -> bool:
+    """True if run_dir already belongs to this configuration, False if it is new; raises if it is another's."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return False
+    existing = atomic.read_json(path)
+    if existing.get("fingerprint") == config.fingerprint():
+        return True
+    old, new = existing.get("config", {}), config.to_dict()
+    differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    prefix = f"{source}: " if source else ""
+    raise RunMismatchError(
+        f"{prefix}{run_dir} holds a run of a different configuration (differs in: {', '.join(differing)}); "
+        "choose another run_name or delete that folder"
+    )
+
+
 def _environment_record() -> dict[str, Any]:
     from taulib.provenance import environment_record
 
@@ -145,18 +162,10 @@ class AnnealedTrainer:
 
     # ---------------------------------------------------------------- run folder bookkeeping
     def _check_or_write_config(self) -> None:
-        path = self.run_dir / "config.json"
-        record = {"fingerprint": self.config.fingerprint(), "config": self.config.to_dict()}
-        if path.is_file():
-            existing = atomic.read_json(path)
-            if existing.get("fingerprint") != record["fingerprint"]:
-                old, new = existing.get("config", {}), record["config"]
-                differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise RunMismatchError(
-                    f"{self.run_dir}: holds a run of a different configuration (differs in: {', '.join(differing)}); "
-                    "choose another run_name or delete that folder"
-                )
+        if check_run_folder(self.config, self.run_dir):
             return
+        record = {"fingerprint": self.config.fingerprint(), "config": self.config.to_dict()}
+        path = self.run_dir / "config.json"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_json(path, record)
         atomic.write_json(self.run_dir / "environment.json", _environment_record())
@@ -252,7 +261,7 @@ class AnnealedTrainer:
             self._write_checkpoint(0, sae, input_scale, index)
         started = time.perf_counter()
         stop_step = self.total_steps if until_step is None else min(max(until_step, start_step), self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=start_step, desc=f"train {self.config.run_name}", unit="step", disable=not self.show_progress)
+        bar = progress_bar(total=self.total_steps, initial=start_step, desc=f"train {self.config.run_name}", unit="step", disable=not self.show_progress)
         for step in range(start_step, stop_step):
             tau = self.schedule.at_step(step, self.total_steps)
             coefficient = training.l1_coefficient / tau

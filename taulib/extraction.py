@@ -1,0 +1,143 @@
+"""Residual-stream extraction with nnsight into the sharded activation cache.
+
+nnsight traces the model on packed corpus sequences, saves the output of decoder block `layer`
+and stops the forward pass there: blocks after it, the final norm and the 262k-way unembedding
+never run. The BOS position of every sequence is dropped (its residual norm is an outlier that
+SAE work conventionally excludes), as is any padding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from taulib.progress import progress_bar
+
+from taulib import activations as cache
+from taulib.config import RunConfig
+from taulib.corpus import iter_documents, token_sequences
+from taulib.models import LoadedModel, decoder_layers_path
+
+SPLITS = ("train", "heldout")
+
+
+def activation_spec(config: RunConfig, split: str, layer: int) -> cache.ActivationSpec:
+    acts = config.activations
+    return cache.ActivationSpec(
+        model_name=config.model.name,
+        model_dtype=config.model.dtype + (f"+autocast-{config.model.autocast}" if config.model.autocast else ""),
+        layer=layer,
+        context_length=acts.context_length,
+        corpus=acts.corpus,
+        split=split,
+        n_tokens=acts.n_tokens if split == "train" else acts.heldout_tokens,
+        storage_dtype=acts.storage_dtype,
+        shard_tokens=acts.shard_tokens,
+    )
+
+
+def cache_folder(outputs_root: Path, spec: cache.ActivationSpec) -> Path:
+    return Path(outputs_root) / "activations" / spec.key()
+
+
+class ResidualReader:
+    """Reads the residual stream after one decoder block through nnsight, stopping the forward there."""
+
+    def __init__(self, loaded: LoadedModel, autocast: str | None = None) -> None:
+        from nnsight import TransformersModel
+
+        self.loaded = loaded
+        self.traced = TransformersModel(loaded.model, tokenizer=loaded.tokenizer, task="text-generation")
+        self.layer_path = decoder_layers_path(loaded.model)
+        self.device = next(loaded.model.parameters()).device
+        self.autocast = getattr(torch, autocast) if autocast else None
+
+    def _layer_envoy(self) -> Any:
+        envoy: Any = self.traced
+        for part in self.layer_path.split("."):
+            envoy = getattr(envoy, part)
+        return envoy[self.loaded.layer]
+
+    @torch.inference_mode()
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, d_model) residual stream after block `layer`."""
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            with self.traced.trace(inputs) as tracer:
+                output = self._layer_envoy().output
+                # transformers 5 decoder layers return a tensor; older ones and other families a tuple
+                hidden = (output[0] if isinstance(output, tuple) else output).save()
+                tracer.stop()
+        return hidden
+
+
+def keep_positions(attention_mask: torch.Tensor, input_ids: torch.Tensor, bos_token_id: int) -> torch.Tensor:
+    """Boolean mask of the positions whose activations are kept: real tokens that are not BOS."""
+    return attention_mask.bool() & (input_ids != bos_token_id)
+
+
+def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, split: str, show_progress: bool = True) -> Path:
+    """Extract one split into its cache folder (resuming a partial one); return the folder."""
+    spec = activation_spec(config, split, loaded.layer)
+    folder = cache_folder(outputs_root, spec)
+    if cache.is_complete(folder, spec):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    body = spec.context_length - 1
+    n_sequences = math.ceil(spec.n_tokens / body)
+    sequences_per_shard = max(1, spec.shard_tokens // body)
+    done = cache.read_progress(folder, spec)
+    start_sequence = len(done) * sequences_per_shard
+    storage = cache.STORAGE_DTYPES[spec.storage_dtype]
+    reader = ResidualReader(loaded, config.model.autocast)
+    batch_size = config.activations.batch_size
+
+    stream = token_sequences(iter_documents(split, seed=0), loaded.tokenizer, spec.context_length, n_sequences)
+    for _ in range(start_sequence):  # sequences already in finished shards (tokenising is cheap)
+        next(stream)
+    progress = progress_bar(total=spec.n_tokens, initial=min(start_sequence * body, spec.n_tokens), desc=f"extract {split}", unit="tok", unit_scale=True, disable=not show_progress)
+    shards = list(done)
+    rows: list[torch.Tensor] = []
+    ids: list[torch.Tensor] = []
+    pending_sequences = 0
+    started, extracted = time.perf_counter(), 0
+    remaining = n_sequences - start_sequence
+    while remaining > 0:
+        take = min(batch_size, remaining, sequences_per_shard - pending_sequences)
+        batch = torch.stack([next(stream) for _ in range(take)])
+        mask = torch.ones_like(batch)
+        hidden = reader(batch, mask).float().cpu()
+        keep = keep_positions(mask, batch, loaded.bos_token_id)
+        rows.append(hidden[keep])
+        ids.append(batch[keep])
+        pending_sequences += take
+        remaining -= take
+        progress.update(int(keep.sum()))
+        if pending_sequences == sequences_per_shard or remaining == 0:
+            shard_acts, shard_ids = torch.cat(rows), torch.cat(ids)
+            total_before = sum(record["n_tokens"] for record in shards)
+            overshoot = total_before + shard_acts.shape[0] - spec.n_tokens
+            if overshoot > 0:  # the last shard stops at exactly n_tokens
+                shard_acts, shard_ids = shard_acts[:-overshoot], shard_ids[:-overshoot]
+            shards.append(cache.write_shard(folder, len(shards), shard_acts.to(storage), shard_ids))
+            extracted += shard_acts.shape[0]
+            cache.write_progress(folder, spec, shards)
+            rows, ids, pending_sequences = [], [], 0
+    progress.close()
+    elapsed = time.perf_counter() - started
+    stats = {"seconds_this_session": elapsed, "tokens_per_second": extracted / elapsed if elapsed else None, "tokens_this_session": extracted}
+    cache.write_manifest(folder, spec, shards, loaded.d_model, stats)
+    return folder
+
+
+def ensure_activations(config: RunConfig, loaded: LoadedModel, outputs_root: Path, show_progress: bool = True) -> dict[str, Path]:
+    """Extract (or reuse) the train and held-out caches of a run configuration."""
+    return {split: extract_split(config, loaded, outputs_root, split, show_progress) for split in SPLITS}
+
+
+def cached_activation_folders(config: RunConfig, layer: int, outputs_root: Path) -> dict[str, Path]:
+    """Where a run's caches are, without loading the model (for training)."""
+    return {split: cache_folder(outputs_root, activation_spec(config, split, layer)) for split in SPLITS}

@@ -1,0 +1,186 @@
+"""Running the study: validation first, then notebooks executed with papermill.
+
+  01_extract_activations  once, for every distinct activation spec of the parameter files
+  02_train                once per parameter file, into outputs/<run_name>/
+
+Every parameter file is validated (and every run folder checked against its configuration)
+before anything executes, so bad input changes nothing under outputs/. A failing run keeps its
+executed notebook, does not stop the others, and makes the whole command exit non-zero; a
+summary lists each run's status and notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from taulib import atomic
+from taulib.activations import load_cache
+from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
+from taulib.extraction import activation_spec, cache_folder, ensure_activations
+from taulib.models import load_language_model, model_shape, resolve_layer
+from taulib.progress import PLAIN_ENV
+from taulib.trainer import AnnealedTrainer, check_run_folder
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXTRACT_NOTEBOOK = "01_extract_activations.ipynb"
+TRAIN_NOTEBOOK = "02_train.ipynb"
+
+
+class StudyInputError(ValueError):
+    """Input refused before any work started."""
+
+
+# ---------------------------------------------------------------- the work the notebooks call
+def run_layer(config: RunConfig) -> int:
+    n_layers, _ = model_shape(config.model)
+    return resolve_layer(config.model, n_layers)
+
+
+def extract_for_study(parameters_dir: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> pd.DataFrame:
+    """Extract every distinct activation cache the parameter files need, loading each model once."""
+    configs = [config for _, config in load_study_configs(discover_parameter_files(parameters_dir), overrides)]
+    by_model: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        by_model.setdefault(config.model.model_dump_json(), []).append(config)
+    rows = []
+    for group in by_model.values():
+        needed: dict[str, RunConfig] = {}
+        for config in group:
+            layer = run_layer(config)
+            key = activation_spec(config, "train", layer).key() + activation_spec(config, "heldout", layer).key()
+            needed.setdefault(key, config)
+        loaded = None
+        for config in needed.values():
+            layer = run_layer(config)
+            folders = {split: cache_folder(Path(outputs_root), activation_spec(config, split, layer)) for split in ("train", "heldout")}
+            if not all((folder / "manifest.json").is_file() for folder in folders.values()):
+                loaded = loaded or load_language_model(config.model)
+                folders = ensure_activations(config, loaded, Path(outputs_root), show_progress)
+            for split, folder in folders.items():
+                manifest = atomic.read_json(folder / "manifest.json")
+                rows.append({"split": split, "model": config.model.name, "layer": layer, "tokens": manifest["n_tokens"], "shards": len(manifest["shards"]), "tokens_per_second": manifest["stats"].get("tokens_per_second"), "folder": str(folder)})
+    return pd.DataFrame(rows)
+
+
+def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Train one parameter file's run (resuming if interrupted) on its cached activations."""
+    config = load_run_config(params_file, overrides)
+    spec = activation_spec(config, "train", run_layer(config))
+    data = load_cache(cache_folder(Path(outputs_root), spec), spec)
+    trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress)
+    return trainer.train()
+
+
+# ---------------------------------------------------------------- orchestration
+@dataclass
+class RunRecord:
+    run_name: str
+    parameter_file: str
+    status: str = "pending"  # ok | failed | refused | pending
+    seconds: float = 0.0
+    notebook: str | None = None
+    error: str | None = None
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_outputs_writable(outputs_root: Path) -> None:
+    probe_parent = outputs_root if outputs_root.exists() else outputs_root.parent
+    if outputs_root.exists() and not outputs_root.is_dir():
+        raise StudyInputError(f"{outputs_root}: the outputs folder is a file")
+    if not os.access(probe_parent, os.W_OK | os.X_OK):
+        raise StudyInputError(f"{outputs_root}: the outputs folder is not writable")
+
+
+def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None) -> list[tuple[Path, RunConfig]]:
+    """Everything checkable before work starts: parameter files, model depth, run folders, outputs."""
+    try:
+        loaded = load_study_configs(discover_parameter_files(parameters_dir), overrides)
+    except ConfigError as error:
+        raise StudyInputError(str(error)) from None
+    for path, config in loaded:
+        try:
+            run_layer(config)
+        except Exception as error:  # an unknown model or a layer beyond its depth
+            raise StudyInputError(f"{path}: {error}") from None
+        check_run_folder(config, outputs_root / config.run_name, source=str(path))
+    _check_outputs_writable(outputs_root)
+    return loaded
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
+    """Run a notebook with papermill, writing the executed copy atomically (failed ones too)."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(partial), parameters=parameters, kernel_name="python3", cwd=str(notebook.parent), progress_bar=False, log_output=True
+        )
+    finally:
+        if partial.exists():
+            os.replace(partial, output)
+
+
+def run_study(
+    parameters_dir: str | Path,
+    outputs_root: str | Path,
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> list[RunRecord]:
+    """Validate, extract once, train every parameter file; return one record per run."""
+    parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
+    loaded = validate_study(parameters_dir, outputs_root, overrides)
+    os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
+    records = [RunRecord(config.run_name, str(path)) for path, config in loaded]
+    common = {"outputs_dir": str(outputs_root), "overrides": overrides or {}}
+
+    extract_output = outputs_root / "activations" / EXTRACT_NOTEBOOK
+    started = time.perf_counter()
+    try:
+        execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), **common})
+    except Exception as error:
+        for record in records:
+            record.status, record.error, record.notebook = "failed", f"extraction failed: {_short(error)}", str(extract_output)
+        _write_summary(outputs_root, records, time.perf_counter() - started)
+        return records
+
+    for (path, config), record in zip(loaded, records):
+        notebook = outputs_root / config.run_name / TRAIN_NOTEBOOK
+        record.notebook = str(notebook)
+        run_started = time.perf_counter()
+        try:
+            execute_notebook(notebooks_dir / TRAIN_NOTEBOOK, notebook, {"params_file": str(path), **common})
+            summary = atomic.read_json(outputs_root / config.run_name / "summary.json")
+            record.status, record.final = "ok", summary.get("final", {})
+        except Exception as error:
+            record.status, record.error = "failed", _short(error)
+        record.seconds = time.perf_counter() - run_started
+    _write_summary(outputs_root, records, time.perf_counter() - started)
+    return records
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return " | ".join(line for line in text if line.strip())[-500:] if text else type(error).__name__
+
+
+def _write_summary(outputs_root: Path, records: list[RunRecord], seconds: float) -> None:
+    atomic.write_json(outputs_root / "study_summary.json", {"seconds": seconds, "runs": [asdict(record) for record in records]})
+
+
+def format_summary(records: list[RunRecord]) -> str:
+    lines = [f"{'run':34s} {'status':8s} {'minutes':>7s} {'L0':>7s} {'EV':>6s}  notebook / error"]
+    for record in records:
+        l0 = f"{record.final['l0']:.1f}" if record.final else "-"
+        ev = f"{record.final['explained_variance']:.3f}" if record.final else "-"
+        detail = record.notebook if record.status == "ok" else f"{record.notebook or ''} {record.error or ''}".strip()
+        lines.append(f"{record.run_name:34s} {record.status:8s} {record.seconds / 60:7.1f} {l0:>7s} {ev:>6s}  {detail}")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from taulib.config import ConfigError, discover_parameter_files, load_run_config, load_study_configs
+
+ARMS = {
+    "baseline_plain_l1": ("none", 1.0, 1.0),
+    "cosine_0.3_to_0.05_tightened": ("cosine", 0.3, 0.05),
+    "cosine_0.5_to_0.05_wider": ("cosine", 0.5, 0.05),
+    "cosine_0.3_to_0.1_higher_floor": ("cosine", 0.3, 0.1),
+    "linear_0.3_to_0.05": ("linear", 0.3, 0.05),
+    "constant_0.3": ("constant", 0.3, 0.3),
+}
+
+
+def test_the_six_study_arms(repo_root):
+    loaded = load_study_configs(discover_parameter_files(repo_root / "parameters"))
+    arms = {config.run_name: (config.schedule.kind, config.schedule.tau_initial, config.schedule.tau_final) for _, config in loaded}
+    assert arms == ARMS
+    for _, config in loaded:
+        assert config.training.l1_coefficient == 0.04 and config.training.lr == 3e-4
+        assert config.schedule.anneal_fraction == 1.0  # the whole of training, not the warm-up
+    # every arm shares one activation spec, so extraction happens once
+    assert len({config.activations.model_dump_json() + config.model.model_dump_json() for _, config in loaded}) == 1
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_inherit_merges_deeply_and_run_name_defaults_to_stem(tmp_path):
+    _write(tmp_path, "_base.yaml", "training:\n  lr: 1.0e-3\n  batch_size: 256\nsae:\n  width: 64\n")
+    path = _write(tmp_path, "arm.yaml", "inherit: _base.yaml\ntraining:\n  lr: 3e-4\n")
+    config = load_run_config(path)
+    assert config.run_name == "arm"
+    assert config.training.lr == 3e-4 and config.training.batch_size == 256 and config.sae.width == 64
+
+
+def test_overrides_apply_last(tmp_path):
+    path = _write(tmp_path, "arm.yaml", "sae:\n  width: 64\n")
+    assert load_run_config(path, {"sae": {"width": 8}}).sae.width == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sae: {width: 64\n", r"malformed YAML at line \d+"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("", "the file is empty"),
+        ("sae:\n  widht: 64\n", r"field 'sae.widht': unknown key; allowed keys: width"),
+        ("colour: blue\n", "field 'colour': unknown key"),
+        ("sae:\n  width: '64'\n", r"field 'sae.width': Input should be a valid integer"),
+        ("sae:\n  width: 0\n", r"field 'sae.width': Input should be greater than 0"),
+        ("training:\n  lr: .nan\n", r"field 'training.lr': Input should be a finite number"),
+        ("schedule:\n  kind: cosine\n  tau_initial: 0\n  tau_final: 0.05\n", r"tau_initial must be a finite number > 0"),
+        ("schedule:\n  kind: cosine\n  tau_initial: 0.05\n  tau_final: 0.3\n", r"tau_final \(0.3\) must be <= tau_initial"),
+        ("schedule:\n  kind: sigmoid\n", r"field 'schedule.kind': Input should be 'none', 'constant'"),
+        ("schedule:\n  kind: none\n  tau_initial: 0.3\n", "kind 'none' is plain L1"),
+        ("model:\n  dtype: float8\n", r"field 'model.dtype'"),
+        ("model:\n  device: gpu\n", r"field 'model.device'"),
+        ("run_name: ../escape\n", r"field 'run_name'"),
+        ("run_name: activations\n", "reserved"),
+        ("inherit: missing.yaml\n", "parameter file not found"),
+    ],
+)
+def test_bad_parameter_files_name_the_file_and_field(tmp_path, text, expected):
+    path = _write(tmp_path, "arm.yaml", text)
+    with pytest.raises(ConfigError, match=expected) as error:
+        load_run_config(path)
+    assert str(path.parent) in str(error.value)
+
+
+def test_inherit_cycle_is_refused(tmp_path):
+    _write(tmp_path, "a.yaml", "inherit: b.yaml\n")
+    _write(tmp_path, "b.yaml", "inherit: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_run_config(tmp_path / "a.yaml")
+
+
+def test_two_files_naming_the_same_run_are_refused(tmp_path):
+    _write(tmp_path, "one.yaml", "run_name: same\n")
+    _write(tmp_path, "two.yaml", "run_name: same\n")
+    with pytest.raises(ConfigError, match="run_name 'same' is already used by"):
+        load_study_configs(discover_parameter_files(tmp_path))
+
+
+def test_discovery_skips_shared_bases(tmp_path):
+    _write(tmp_path, "_base.yaml", "seed: 1\n")
+    _write(tmp_path, "arm.yaml", "inherit: _base.yaml\n")
+    assert [p.name for p in discover_parameter_files(tmp_path)] == ["arm.yaml"]

@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from taulib.config import RunConfig
+from taulib.sae import load_sae
+from taulib.synthetic import mean_max_cosine, sparse_directions_dataset
+from taulib.trainer import AnnealedTrainer, METRIC_COLUMNS, RunMismatchError, checkpoint_steps, read_checkpoint_index
+
+
+def _config(**training):
+    base = {"n_tokens": 60_000, "batch_size": 500, "lr": 1e-3, "log_every_steps": 5, "n_checkpoints": 8, "resume_every_steps": 7}
+    return RunConfig.model_validate(
+        {
+            "run_name": "tiny",
+            "sae": {"width": 24},
+            "schedule": {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05},
+            "training": {**base, **training},
+        }
+    )
+
+
+def test_checkpoints_are_log_spaced_dense_early_and_include_ends():
+    steps = checkpoint_steps(10_000, 20)
+    assert steps[0] == 0 and steps[-1] == 10_000
+    assert steps == sorted(set(steps))
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert gaps[0] < gaps[-1] / 50  # far denser at the start than at the end
+    assert sum(s <= 1000 for s in steps) > len(steps) / 2  # most snapshots in the first 10% of training
+
+
+def test_recovers_known_sparse_directions():
+    data = sparse_directions_dataset(n=20_000, d=32, n_features=48, mean_active=2.0, seed=1)
+    config = RunConfig.model_validate(
+        {
+            "run_name": "synthetic",
+            "sae": {"width": 96},
+            "schedule": {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05},
+            "training": {"n_tokens": 400_000, "batch_size": 512, "lr": 3e-3, "l1_coefficient": 0.1, "log_every_steps": 50},
+        }
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        AnnealedTrainer(config, data.activations, folder, show_progress=False).train()
+        sae, _ = load_sae(f"{folder}/final")
+    score = mean_max_cosine(data.directions, sae.W_dec.detach())
+    assert score >= 0.9, f"mean max cosine between true and learned directions is {score:.3f}"
+
+
+def test_run_folder_contents_and_metrics(tmp_path):
+    data = sparse_directions_dataset(n=5_000, d=12, n_features=16, mean_active=2.0)
+    summary = AnnealedTrainer(_config(), data.activations, tmp_path, show_progress=False).train()
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics.columns) == METRIC_COLUMNS
+    assert metrics["step"].is_monotonic_increasing and metrics["step"].iloc[-1] == 120
+    assert metrics["tau"].iloc[0] == pytest.approx(0.3, rel=1e-3) and metrics["tau"].iloc[-1] == pytest.approx(0.05)
+    assert np.allclose(metrics["l1_coefficient_effective"], 0.04 / metrics["tau"])
+    assert metrics["tokens"].iloc[-1] == 120 * 500
+    index = read_checkpoint_index(tmp_path)
+    assert [e["step"] for e in index] == checkpoint_steps(120, 8)
+    for entry in index:
+        _, meta = load_sae(tmp_path / "checkpoints" / f"step_{entry['step']:07d}")
+        assert meta.extra["step"] == entry["step"]
+    assert summary["complete"] and summary["steps"] == 120
+    assert (tmp_path / "final" / "sae.safetensors").is_file()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path):
+    data = sparse_directions_dataset(n=5_000, d=12, n_features=16, mean_active=2.0)
+    AnnealedTrainer(_config(), data.activations, tmp_path / "straight", show_progress=False).train()
+    partial = AnnealedTrainer(_config(), data.activations, tmp_path / "resumed", show_progress=False).train(until_step=53)
+    assert partial == {"run_name": "tiny", "steps": 53, "complete": False}
+    AnnealedTrainer(_config(), data.activations, tmp_path / "resumed", show_progress=False).train()
+    straight, _ = load_sae(tmp_path / "straight" / "final")
+    resumed, _ = load_sae(tmp_path / "resumed" / "final")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "straight" / "metrics.csv"), pd.read_csv(tmp_path / "resumed" / "metrics.csv"))
+
+
+def test_same_seed_same_result_and_other_seed_differs(tmp_path):
+    data = sparse_directions_dataset(n=3_000, d=12, n_features=16, mean_active=2.0)
+    short = {"n_tokens": 10_000}
+    for name in ("a", "b"):
+        AnnealedTrainer(_config(**short), data.activations, tmp_path / name, show_progress=False).train()
+    other = _config(**short).model_copy(update={"seed": 1})
+    AnnealedTrainer(other, data.activations, tmp_path / "c", show_progress=False).train()
+    a, b, c = (load_sae(tmp_path / n / "final")[0].W_dec for n in "abc")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_run_folder_of_another_configuration_is_refused(tmp_path):
+    data = sparse_directions_dataset(n=2_000, d=12, n_features=16, mean_active=2.0)
+    AnnealedTrainer(_config(n_tokens=5_000), data.activations, tmp_path, show_progress=False).train()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(RunMismatchError, match="differs in: training"):
+        AnnealedTrainer(_config(n_tokens=6_000), data.activations, tmp_path, show_progress=False).train()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    data = sparse_directions_dataset(n=2_000, d=12, n_features=16, mean_active=2.0)
+    first = AnnealedTrainer(_config(n_tokens=5_000), data.activations, tmp_path, show_progress=False).train()
+    stamp = (tmp_path / "final" / "sae.safetensors").stat().st_mtime_ns
+    again = AnnealedTrainer(_config(n_tokens=5_000), data.activations, tmp_path, show_progress=False).train()
+    assert again == first and (tmp_path / "final" / "sae.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_bfloat16_autocast_trains_close_to_float32(tmp_path):
+    data = sparse_directions_dataset(n=5_000, d=12, n_features=16, mean_active=2.0)
+    ev = {}
+    for dtype in ("float32", "bfloat16"):
+        summary = AnnealedTrainer(_config(compute_dtype=dtype), data.activations, tmp_path / dtype, show_progress=False).train()
+        ev[dtype] = summary["final"]["explained_variance"]
+    assert abs(ev["float32"] - ev["bfloat16"]) < 0.02
