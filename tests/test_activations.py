@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from taulib import activations as cache
+
+SPEC = cache.ActivationSpec("m", "float32", 3, 8, "default", "train", 30, "float16", 10)
+
+
+def _write_cache(folder, n_shards=3, rows=10, d=4):
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = [cache.write_shard(folder, i, torch.randn(rows, d).half(), torch.arange(rows)) for i in range(n_shards)]
+    cache.write_manifest(folder, SPEC, shards, d, {"tokens_per_second": 1.0})
+    return shards
+
+
+def test_round_trip(tmp_path):
+    _write_cache(tmp_path)
+    loaded = cache.load_cache(tmp_path, SPEC)
+    assert loaded.activations.shape == (30, 4) and loaded.activations.dtype == torch.float16
+    assert loaded.token_ids.tolist() == list(range(10)) * 3
+    assert cache.is_complete(tmp_path, SPEC)
+
+
+def test_missing_cache_names_the_folder_and_the_fix(tmp_path):
+    with pytest.raises(cache.CacheError, match="no complete activation cache here.*01_extract_activations"):
+        cache.load_cache(tmp_path / "nothing")
+
+
+def test_interrupted_extraction_is_never_read_as_complete(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    shard = cache.write_shard(tmp_path, 0, torch.randn(10, 4).half(), torch.arange(10))
+    cache.write_progress(tmp_path, SPEC, [shard])
+    assert not cache.is_complete(tmp_path, SPEC)
+    with pytest.raises(cache.CacheError, match="interrupted"):
+        cache.load_cache(tmp_path, SPEC)
+    assert cache.read_progress(tmp_path, SPEC) == [shard]  # and it resumes from that shard
+
+
+def test_truncated_shard_is_refused(tmp_path):
+    _write_cache(tmp_path)
+    path = tmp_path / cache.shard_name(1)
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(cache.CacheError, match="shard_00001.safetensors: truncated"):
+        cache.load_cache(tmp_path, SPEC)
+
+
+def test_altered_shard_fails_its_checksum(tmp_path):
+    _write_cache(tmp_path)
+    path = tmp_path / cache.shard_name(2)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(cache.CacheError, match="sha256 checksum mismatch"):
+        cache.load_cache(tmp_path, SPEC)
+
+
+def test_nan_activations_are_refused(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    bad = torch.randn(10, 4)
+    bad[3, 1] = float("nan")
+    # written around write_shard's own check, as a corrupted or foreign cache would be
+    from safetensors.torch import save_file
+
+    save_file({"activations": bad.half(), "token_ids": torch.arange(10, dtype=torch.int32)}, str(tmp_path / cache.shard_name(0)))
+    record = {"file": cache.shard_name(0), "n_tokens": 10, "bytes": (tmp_path / cache.shard_name(0)).stat().st_size, "sha256": cache.sha256_file(tmp_path / cache.shard_name(0))}
+    cache.write_manifest(tmp_path, SPEC, [record], 4, {})
+    with pytest.raises(cache.CacheError, match="1 activation rows contain NaN or inf"):
+        cache.load_cache(tmp_path, SPEC)
+
+
+def test_cache_of_another_spec_is_refused(tmp_path):
+    _write_cache(tmp_path)
+    other = cache.ActivationSpec("m", "float32", 4, 8, "default", "train", 30, "float16", 10)
+    with pytest.raises(cache.CacheError, match="differs in: layer"):
+        cache.load_cache(tmp_path, other)
+
+
+def test_overflowing_storage_dtype_is_refused_at_write(tmp_path):
+    with pytest.raises(cache.CacheError, match="storage dtype may overflow"):
+        cache.write_shard(tmp_path, 0, (torch.ones(2, 2) * 1e6).half(), torch.arange(2))

@@ -1,0 +1,78 @@
+"""The study command end to end on the real model with tiny sizes: papermill, files, failure semantics."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.model, pytest.mark.notebook]
+
+TINY = [
+    "--set", "activations.n_tokens=6000", "--set", "activations.heldout_tokens=1000", "--set", "activations.shard_tokens=2540",
+    "--set", "sae.width=128", "--set", "training.n_tokens=40000", "--set", "training.batch_size=256", "--set", "training.n_checkpoints=6",
+]
+
+
+def _study(repo_root, params, outputs, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "taulib", "study", "--parameters", str(params), "--outputs", str(outputs), *TINY, *extra],
+        capture_output=True, text=True, cwd=repo_root, timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_study(repo_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    params = root / "parameters"
+    params.mkdir()
+    shutil.copy(repo_root / "parameters" / "_study.yaml", params)
+    for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        shutil.copy(repo_root / "parameters" / f"{name}.yaml", params)
+    # a run that passes validation but diverges: its penalty overflows float32
+    (params / "diverges.yaml").write_text("inherit: _study.yaml\ntraining:\n  l1_coefficient: 1.0e+38\n")
+    outputs = root / "outputs"
+    result = _study(repo_root, params, outputs)
+    return params, outputs, result
+
+
+def test_each_run_writes_its_notebook_and_artefacts(tiny_study):
+    _, outputs, result = tiny_study
+    for run in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        folder = outputs / run
+        for name in ("02_train.ipynb", "config.json", "environment.json", "metrics.csv", "summary.json", "checkpoints/index.json", "final/sae.safetensors", "final/sae_config.json"):
+            assert (folder / name).is_file(), f"{run}: {name} missing\n{result.stderr[-3000:]}"
+        index = json.loads((folder / "checkpoints" / "index.json").read_text())
+        assert index[0]["step"] == 0 and index[-1]["step"] == 157  # ceil(40000 / 256)
+        notebook = json.loads((folder / "02_train.ipynb").read_text())
+        assert notebook["metadata"]["papermill"]["parameters"]["params_file"].endswith(f"{run}.yaml")
+    assert (outputs / "activations" / "01_extract_activations.ipynb").is_file()
+
+
+def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(tiny_study):
+    _, outputs, result = tiny_study
+    assert result.returncode == 1, result.stderr[-3000:]
+    summary = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
+    assert summary["diverges"]["status"] == "failed" and "non-finite" in summary["diverges"]["error"]
+    assert summary["baseline_plain_l1"]["status"] == "ok" and summary["cosine_0.3_to_0.05_tightened"]["status"] == "ok"
+    failed_notebook = json.loads((outputs / "diverges" / "02_train.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in failed_notebook["cells"] for o in c.get("outputs", []))
+    assert "diverges" in result.stdout and "failed" in result.stdout
+
+
+def test_rerun_reuses_everything_and_bad_input_changes_nothing(repo_root, tiny_study):
+    params, outputs, _ = tiny_study
+    (params / "diverges.yaml").unlink()
+    snapshot = {p: p.stat().st_mtime_ns for p in outputs.rglob("*") if p.is_file() and "baseline" in str(p)}
+    again = _study(repo_root, params, outputs)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # finished runs are not retrained: their artefacts are untouched (only the executed notebook is rewritten)
+    changed = [p for p, t in snapshot.items() if p.stat().st_mtime_ns != t and p.name != "02_train.ipynb"]
+    assert changed == []
+    (params / "broken.yaml").write_text("inherit: _study.yaml\nschedule:\n  kind: cosine\n  tau_initial: 0.3\n  tau_final: -1\n")
+    before = {p: p.stat().st_mtime_ns for p in outputs.rglob("*")}
+    refused = _study(repo_root, params, outputs)
+    assert refused.returncode == 2
+    assert "broken.yaml" in refused.stderr and "tau_final must be a finite number > 0" in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in outputs.rglob("*")} == before
