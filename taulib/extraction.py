@@ -18,7 +18,8 @@ from taulib.progress import progress_bar
 
 from taulib import activations as cache
 from taulib.config import RunConfig
-from taulib.corpus import iter_documents, token_sequences
+from taulib.corpus import iter_documents, load_corpus_manifest, token_sequences
+from taulib.corpus.build import corpus_digest
 from taulib.models import LoadedModel, decoder_layers_path
 
 SPLITS = ("train", "heldout")
@@ -128,7 +129,7 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
             rows, ids, pending_sequences = [], [], 0
     progress.close()
     elapsed = time.perf_counter() - started
-    stats = {"seconds_this_session": elapsed, "tokens_per_second": extracted / elapsed if elapsed else None, "tokens_this_session": extracted}
+    stats = {"corpus_sha256": corpus_digest(load_corpus_manifest()), "seconds_this_session": elapsed, "tokens_per_second": extracted / elapsed if elapsed else None, "tokens_this_session": extracted}
     cache.write_manifest(folder, spec, shards, loaded.d_model, stats)
     return folder
 

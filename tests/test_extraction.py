@@ -90,3 +90,11 @@ def test_unknown_model_is_refused():
         model_shape(ModelConfig(name="./no/such/model"))
     with pytest.raises(ModelLoadError, match="unknown embedded model"):
         model_shape(ModelConfig(name="embedded:llama"))
+
+
+def test_corpus_holds_at_least_ten_million_tokens_plus_a_heldout_split(gemma):
+    from taulib.corpus.build import count_tokens
+
+    train, heldout = count_tokens(gemma.tokenizer, "train"), count_tokens(gemma.tokenizer, "heldout")
+    assert train >= 10_000_000, train
+    assert heldout >= 500_000, heldout

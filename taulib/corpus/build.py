@@ -10,6 +10,7 @@ across machines and independent of build order.
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import json
 import os
@@ -61,7 +62,8 @@ def build_source(source: Source, root: Path, out_dir: Path) -> dict[str, Any]:
     seen: set[str] = set()  # exact duplicates (navigation boilerplate, repeated notes) are dropped
     counts = {"train": {"documents": 0, "characters": 0}, "heldout": {"documents": 0, "characters": 0}}
     target = out_dir / f"{source.name}.jsonl.gz"
-    with atomic.atomic_path(target) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as handle:
+    # mtime=0 and no file name in the gzip header: the same packages give byte-identical files
+    with atomic.atomic_path(target) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed, io.TextIOWrapper(packed, encoding="utf-8") as handle:
         for document_id, raw_paragraphs in source.read(root):
             kept = []
             for raw in raw_paragraphs:
@@ -112,6 +114,11 @@ def build_corpus(data_dir: Path | None = None, sources: tuple[Source, ...] = SOU
     return manifest
 
 
+def corpus_digest(manifest: dict[str, Any]) -> str:
+    """One checksum for the whole built corpus (from each source file's sha256)."""
+    return hashlib.sha256("".join(record["sha256"] for record in manifest["sources"]).encode()).hexdigest()
+
+
 def load_corpus_manifest(data_dir: Path | None = None) -> dict[str, Any]:
     path = corpus_dir(data_dir) / "manifest.json"
     if not path.is_file():
@@ -131,3 +138,9 @@ def iter_documents(split: str, seed: int = 0, data_dir: Path | None = None) -> I
             documents.extend(obj["text"] for line in handle if (obj := json.loads(line))["split"] == split)
     random.Random(seed).shuffle(documents)
     yield from documents
+
+
+def count_tokens(tokenizer, split: str, data_dir: Path | None = None, chunk: int = 512) -> int:
+    """Exact number of tokens in a split (documents tokenised without special tokens)."""
+    documents = list(iter_documents(split, data_dir=data_dir))
+    return sum(len(ids) for start in range(0, len(documents), chunk) for ids in tokenizer(documents[start : start + chunk], add_special_tokens=False)["input_ids"])

@@ -1,0 +1,58 @@
+import os
+
+import pytest
+
+from taulib.cli import _parse_overrides, main
+from taulib.config import ConfigError
+
+
+def test_set_overrides_parse_nested_keys_and_yaml_values():
+    assert _parse_overrides(["training.n_tokens=1_000", "training.lr=3e-4", "model.autocast=null", "sae.width=64"]) == {
+        "training": {"n_tokens": 1000, "lr": 3e-4},
+        "model": {"autocast": None},
+        "sae": {"width": 64},
+    }
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        _parse_overrides(["training.n_tokens"])
+
+
+def _arm(folder, text="inherit: _base.yaml\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "_base.yaml").write_text("sae:\n  width: 8\n")
+    (folder / "arm.yaml").write_text(text)
+
+
+def test_unknown_key_is_refused_with_status_2_and_nothing_written(tmp_path, capsys):
+    _arm(tmp_path / "params", "inherit: _base.yaml\ntraning:\n  lr: 1.0\n")
+    assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "arm.yaml" in error and "field 'traning': unknown key" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_layer_beyond_depth_is_refused_before_work(tmp_path, capsys):
+    _arm(tmp_path / "params", "inherit: _base.yaml\nmodel:\n  layer: 40\n")
+    assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(tmp_path / "out")]) == 2
+    assert "model.layer 40 is beyond the model's depth" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_outputs_folder_is_refused(tmp_path, capsys, monkeypatch):
+    _arm(tmp_path / "params")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() == 0:  # root writes through permissions; ask as an ordinary user would be answered
+        import taulib.study
+
+        monkeypatch.setattr(taulib.study.os, "access", lambda path, mode: False)
+    assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(locked / "out")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_outputs_path_that_is_a_file_is_refused(tmp_path, capsys):
+    _arm(tmp_path / "params")
+    (tmp_path / "out").write_text("not a folder")
+    assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(tmp_path / "out")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "not a folder"
