@@ -68,10 +68,7 @@ def write_shard(folder: Path, index: int, activations: torch.Tensor, token_ids: 
     if activations.ndim != 2 or token_ids.shape != (activations.shape[0],):
         raise ValueError(f"shard {index}: activations {tuple(activations.shape)} and token ids {tuple(token_ids.shape)} disagree")
     if not torch.isfinite(activations).all():
-        raise CacheError(
-            f"shard {index}: non-finite activations after casting; the storage dtype may overflow "
-            "(use storage_dtype: bfloat16 or float32)"
-        )
+        raise CacheError(f"shard {index}: non-finite activations after casting; the storage dtype may overflow (use storage_dtype: bfloat16 or float32)")
     path = folder / shard_name(index)
     with atomic.atomic_path(path) as tmp:
         save_file({"activations": activations.contiguous(), "token_ids": token_ids.to(torch.int32).contiguous()}, str(tmp))
@@ -140,6 +137,11 @@ class ActivationSet:
     @property
     def d_model(self) -> int:
         return int(self.activations.shape[1])
+
+
+def verify_cache(folder: str | Path, spec: ActivationSpec | None = None) -> None:
+    """Check a complete cache without keeping it in memory (used before a study starts any work)."""
+    load_cache(folder, spec, verify_checksums=True)
 
 
 def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_checksums: bool = True) -> ActivationSet:

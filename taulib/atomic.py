@@ -49,3 +49,14 @@ def write_json(target: str | os.PathLike[str], obj: Any) -> None:
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete temporaries that a killed writer left in `folder` (recursively); return how many.
+
+    Call only where one process owns the folder (a run folder, a cache being extracted).
+    """
+    stale = [path for path in Path(folder).rglob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink()
+    return len(stale)

@@ -1,4 +1,4 @@
-"""Command line: `python -m taulib study` runs the whole study; `python -m taulib corpus` builds the corpus."""
+"""Command line: `python -m taulib study` runs the whole study, `train` one run, `corpus` builds the corpus."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
     study.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
+    extract = commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)")
+    extract.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
+    extract.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
+    extract.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
+    train = commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)")
+    train.add_argument("params_file", type=Path)
+    train.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     corpus = commands.add_parser("corpus", help="fetch the corpus packages and build the corpus")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
     args = parser.parse_args(argv)
@@ -51,8 +60,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus ready: {len(manifest['sources'])} sources, {documents} documents, in {data_dir / 'corpus'}")
         return 0
 
-    from taulib.study import StudyInputError, format_summary, run_study
+    from taulib.activations import CacheError
+    from taulib.study import StudyInputError, format_summary, run_study, train_run
     from taulib.trainer import RunMismatchError
+
+    if args.command == "extract":
+        from taulib.study import extract_for_study, validate_study
+
+        try:
+            validate_study(args.parameters.resolve(), args.outputs.resolve(), _parse_overrides(args.overrides))
+        except (ConfigError, StudyInputError, RunMismatchError) as error:
+            print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
+            return 2
+        print(extract_for_study(args.parameters, args.outputs, _parse_overrides(args.overrides)).to_string(index=False))
+        return 0
+
+    if args.command == "train":
+        try:
+            summary = train_run(args.params_file, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
+        except (ConfigError, CacheError, RunMismatchError) as error:
+            print(f"taulib: refused:\n{error}", file=sys.stderr)
+            return 2
+        print(f"{summary['run_name']}: L0 {summary['final']['l0']:.1f}, explained variance {summary['final']['explained_variance']:.3f}")
+        return 0
 
     try:
         records = run_study(args.parameters, args.outputs, _parse_overrides(args.overrides))

@@ -39,7 +39,9 @@ class ModelConfig(_Section):
     name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
     device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the model's weights")
-    autocast: Literal["bfloat16", "float16"] | None = Field(None, description="autocast dtype for the forward pass (bfloat16 uses AMX on recent Intel CPUs); None = run in `dtype`")
+    autocast: Literal["bfloat16", "float16"] | None = Field(
+        None, description="autocast dtype for the forward pass (bfloat16 uses AMX on recent Intel CPUs); None = run in `dtype`"
+    )
     layer: int | None = Field(None, ge=0, description="residual stream after this decoder block; None = the middle block")
 
     @field_validator("device")
@@ -79,7 +81,7 @@ class ScheduleConfig(_Section):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ScheduleConfig":
+    def _consistent(self) -> ScheduleConfig:
         try:
             self.to_schedule()
         except ScheduleError as error:
@@ -90,9 +92,7 @@ class ScheduleConfig(_Section):
         if self.kind == "constant" and self.tau_final != self.tau_initial:
             raise ValueError("kind 'constant' holds tau_initial: tau_final must be omitted or equal to it")
         if self.kind in ("linear", "cosine", "exponential") and self.tau_final > self.tau_initial:
-            raise ValueError(
-                f"kind {self.kind!r} anneals τ downwards: tau_final ({self.tau_final}) must be <= tau_initial ({self.tau_initial})"
-            )
+            raise ValueError(f"kind {self.kind!r} anneals τ downwards: tau_final ({self.tau_final}) must be <= tau_initial ({self.tau_initial})")
         return self
 
     def to_schedule(self) -> TauSchedule:
@@ -116,7 +116,7 @@ class TrainingConfig(_Section):
     threads: int | None = Field(None, gt=0, description="torch CPU threads; None leaves torch's default")
 
     @model_validator(mode="after")
-    def _fractions_fit(self) -> "TrainingConfig":
+    def _fractions_fit(self) -> TrainingConfig:
         if self.lr_warmup_fraction + self.lr_decay_fraction >= 1:
             raise ValueError("lr_warmup_fraction + lr_decay_fraction must be < 1")
         return self
@@ -213,7 +213,10 @@ def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, A
         return data
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: field 'inherit' must be a file name (string), got {parent!r}")
-    base = _resolve_inheritance(path.parent / parent, (*seen, path))
+    base_path = path.parent / parent
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: field 'inherit': {base_path}: parameter file not found")
+    base = _resolve_inheritance(base_path, (*seen, path))
     base.pop("run_name", None)  # a run name is never inherited
     return _deep_merge(base, data)
 
@@ -284,8 +287,7 @@ def load_study_configs(files: list[Path], overrides: dict[str, Any] | None = Non
     for path, config in loaded:
         if config.run_name in owners:
             raise ConfigError(
-                f"{path}: run_name {config.run_name!r} is already used by {owners[config.run_name]}; "
-                "each parameter file must name a distinct run"
+                f"{path}: run_name {config.run_name!r} is already used by {owners[config.run_name]}; each parameter file must name a distinct run"
             )
         owners[config.run_name] = path
     return loaded

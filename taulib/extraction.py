@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from taulib.progress import progress_bar
 
 from taulib import activations as cache
+from taulib import atomic
 from taulib.config import RunConfig
 from taulib.corpus import iter_documents, load_corpus_manifest, token_sequences
 from taulib.corpus.build import corpus_digest
 from taulib.models import LoadedModel, decoder_layers_path
+from taulib.progress import progress_bar
 
 SPLITS = ("train", "heldout")
 
@@ -87,6 +88,7 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
     if cache.is_complete(folder, spec):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale_temporaries(folder)
     body = spec.context_length - 1
     n_sequences = math.ceil(spec.n_tokens / body)
     sequences_per_shard = max(1, spec.shard_tokens // body)
@@ -99,7 +101,9 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
     stream = token_sequences(iter_documents(split, seed=0), loaded.tokenizer, spec.context_length, n_sequences)
     for _ in range(start_sequence):  # sequences already in finished shards (tokenising is cheap)
         next(stream)
-    progress = progress_bar(total=spec.n_tokens, initial=min(start_sequence * body, spec.n_tokens), desc=f"extract {split}", unit="tok", unit_scale=True, disable=not show_progress)
+    progress = progress_bar(
+        total=spec.n_tokens, initial=min(start_sequence * body, spec.n_tokens), desc=f"extract {split}", unit="tok", unit_scale=True, disable=not show_progress
+    )
     shards = list(done)
     rows: list[torch.Tensor] = []
     ids: list[torch.Tensor] = []
@@ -116,7 +120,7 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
         ids.append(batch[keep])
         pending_sequences += take
         remaining -= take
-        progress.update(int(keep.sum()))
+        progress.update(min(int(keep.sum()), spec.n_tokens - progress.n))
         if pending_sequences == sequences_per_shard or remaining == 0:
             shard_acts, shard_ids = torch.cat(rows), torch.cat(ids)
             total_before = sum(record["n_tokens"] for record in shards)
@@ -129,7 +133,12 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
             rows, ids, pending_sequences = [], [], 0
     progress.close()
     elapsed = time.perf_counter() - started
-    stats = {"corpus_sha256": corpus_digest(load_corpus_manifest()), "seconds_this_session": elapsed, "tokens_per_second": extracted / elapsed if elapsed else None, "tokens_this_session": extracted}
+    stats = {
+        "corpus_sha256": corpus_digest(load_corpus_manifest()),
+        "seconds_this_session": elapsed,
+        "tokens_per_second": extracted / elapsed if elapsed else None,
+        "tokens_this_session": extracted,
+    }
     cache.write_manifest(folder, spec, shards, loaded.d_model, stats)
     return folder
 

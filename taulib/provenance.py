@@ -15,14 +15,14 @@ PACKAGES = ("taulib", "torch", "transformers", "nnsight", "gguf", "safetensors",
 
 def git_commit(start: Path | None = None) -> str | None:
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=start or Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False
-        )
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start or Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=start or Path(__file__).parent, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=start or Path(__file__).parent, capture_output=True, text=True, check=False
+    )
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 

@@ -11,7 +11,6 @@ summary lists each run's status and notebook.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from taulib import atomic
-from taulib.activations import load_cache
+from taulib.activations import CacheError, load_cache, verify_cache
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
 from taulib.extraction import activation_spec, cache_folder, ensure_activations
 from taulib.models import load_language_model, model_shape, resolve_layer
@@ -43,7 +42,9 @@ def run_layer(config: RunConfig) -> int:
     return resolve_layer(config.model, n_layers)
 
 
-def extract_for_study(parameters_dir: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> pd.DataFrame:
+def extract_for_study(
+    parameters_dir: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
+) -> pd.DataFrame:
     """Extract every distinct activation cache the parameter files need, loading each model once."""
     configs = [config for _, config in load_study_configs(discover_parameter_files(parameters_dir), overrides)]
     by_model: dict[str, list[RunConfig]] = {}
@@ -65,7 +66,17 @@ def extract_for_study(parameters_dir: str | Path, outputs_root: str | Path, over
                 folders = ensure_activations(config, loaded, Path(outputs_root), show_progress)
             for split, folder in folders.items():
                 manifest = atomic.read_json(folder / "manifest.json")
-                rows.append({"split": split, "model": config.model.name, "layer": layer, "tokens": manifest["n_tokens"], "shards": len(manifest["shards"]), "tokens_per_second": manifest["stats"].get("tokens_per_second"), "folder": str(folder)})
+                rows.append(
+                    {
+                        "split": split,
+                        "model": config.model.name,
+                        "layer": layer,
+                        "tokens": manifest["n_tokens"],
+                        "shards": len(manifest["shards"]),
+                        "tokens_per_second": manifest["stats"].get("tokens_per_second"),
+                        "folder": str(folder),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -111,7 +122,26 @@ def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str
             raise StudyInputError(f"{path}: {error}") from None
         check_run_folder(config, outputs_root / config.run_name, source=str(path))
     _check_outputs_writable(outputs_root)
+    _verify_existing_caches(loaded, outputs_root)
     return loaded
+
+
+def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: Path) -> None:
+    """A cache that claims to be complete but is truncated, altered or holds NaN is refused now,
+    not after extraction has been skipped and a training run has failed on it."""
+    checked: set[Path] = set()
+    for path, config in loaded:
+        layer = run_layer(config)
+        for split in ("train", "heldout"):
+            spec = activation_spec(config, split, layer)
+            folder = cache_folder(outputs_root, spec)
+            if folder in checked or not (folder / "manifest.json").is_file():
+                continue
+            checked.add(folder)
+            try:
+                verify_cache(folder, spec)
+            except CacheError as error:
+                raise StudyInputError(f"{path}: its {split} activation cache is unusable: {error}. Delete {folder} to extract it again.") from None
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
@@ -152,7 +182,7 @@ def run_study(
         _write_summary(outputs_root, records, time.perf_counter() - started)
         return records
 
-    for (path, config), record in zip(loaded, records):
+    for (path, config), record in zip(loaded, records, strict=True):
         notebook = outputs_root / config.run_name / TRAIN_NOTEBOOK
         record.notebook = str(notebook)
         run_started = time.perf_counter()

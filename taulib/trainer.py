@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from taulib.progress import progress_bar
 
 from taulib import atomic
 from taulib.config import RunConfig
+from taulib.progress import progress_bar
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
@@ -119,6 +119,14 @@ def activation_statistics(activations: torch.Tensor, chunk: int = 65_536) -> tup
     return scale, (total / n / scale).float()
 
 
+def _read_metric_rows(path: Path, n_rows: int) -> list[dict[str, Any]]:
+    """The first n_rows logged rows as plain Python numbers (CSV holds round-trippable reprs)."""
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path).head(n_rows)
+    return [{key: int(value) if key in ("step", "tokens") else float(value) for key, value in row.items()} for row in frame.to_dict("records")]
+
+
 def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None) -> bool:
     """True if run_dir already belongs to this configuration, False if it is new; raises if it is another's."""
     path = Path(run_dir) / "config.json"
@@ -131,8 +139,7 @@ def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None
     differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     prefix = f"{source}: " if source else ""
     raise RunMismatchError(
-        f"{prefix}{run_dir} holds a run of a different configuration (differs in: {', '.join(differing)}); "
-        "choose another run_name or delete that folder"
+        f"{prefix}{run_dir} holds a run of a different configuration (differs in: {', '.join(differing)}); choose another run_name or delete that folder"
     )
 
 
@@ -163,6 +170,7 @@ class AnnealedTrainer:
     # ---------------------------------------------------------------- run folder bookkeeping
     def _check_or_write_config(self) -> None:
         if check_run_folder(self.config, self.run_dir):
+            atomic.remove_stale_temporaries(self.run_dir)
             return
         record = {"fingerprint": self.config.fingerprint(), "config": self.config.to_dict()}
         path = self.run_dir / "config.json"
@@ -184,7 +192,9 @@ class AnnealedTrainer:
         )
 
     # ---------------------------------------------------------------- resumable state
-    def _save_state(self, step: int, sae: SparseAutoencoder, optimiser: torch.optim.Adam, tokens_since_fired: torch.Tensor, input_scale: float, n_metric_rows: int) -> None:
+    def _save_state(
+        self, step: int, sae: SparseAutoencoder, optimiser: torch.optim.Adam, tokens_since_fired: torch.Tensor, input_scale: float, n_metric_rows: int
+    ) -> None:
         tensors: dict[str, torch.Tensor] = {f"sae.{k}": v for k, v in sae.state_dict().items()}
         for name, parameter in sae.named_parameters():
             state = optimiser.state.get(parameter, {})
@@ -254,7 +264,7 @@ class AnnealedTrainer:
             index: list[dict[str, Any]] = []
         else:
             start_step, tokens_since_fired, input_scale, n_rows = resumed
-            rows = pd.read_csv(metrics_path).head(n_rows).to_dict("records") if metrics_path.is_file() else []
+            rows = _read_metric_rows(metrics_path, n_rows)
             index = [e for e in atomic.read_json(index_path) if e["step"] <= start_step] if index_path.is_file() else []
 
         if start_step == 0 and 0 in self.checkpoints:
@@ -279,7 +289,7 @@ class AnnealedTrainer:
             sae.normalise_decoder()
 
             with torch.no_grad():
-                fired = (f > 0)
+                fired = f > 0
                 tokens_since_fired += self.batch_size
                 tokens_since_fired[fired.any(dim=0)] = 0
             done = step + 1

@@ -62,7 +62,12 @@ def test_nan_activations_are_refused(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"activations": bad.half(), "token_ids": torch.arange(10, dtype=torch.int32)}, str(tmp_path / cache.shard_name(0)))
-    record = {"file": cache.shard_name(0), "n_tokens": 10, "bytes": (tmp_path / cache.shard_name(0)).stat().st_size, "sha256": cache.sha256_file(tmp_path / cache.shard_name(0))}
+    record = {
+        "file": cache.shard_name(0),
+        "n_tokens": 10,
+        "bytes": (tmp_path / cache.shard_name(0)).stat().st_size,
+        "sha256": cache.sha256_file(tmp_path / cache.shard_name(0)),
+    }
     cache.write_manifest(tmp_path, SPEC, [record], 4, {})
     with pytest.raises(cache.CacheError, match="1 activation rows contain NaN or inf"):
         cache.load_cache(tmp_path, SPEC)

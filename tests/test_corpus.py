@@ -2,8 +2,8 @@ import torch
 
 from taulib.corpus.build import split_of
 from taulib.corpus.cleaning import html_paragraphs, pod_paragraphs, prose_paragraph, rst_paragraphs
-from taulib.corpus.stream import token_sequences
 from taulib.corpus.sources import SOURCES
+from taulib.corpus.stream import token_sequences
 
 
 def test_prose_filter_keeps_sentences_and_drops_code_and_fragments():

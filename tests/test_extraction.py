@@ -47,7 +47,7 @@ def test_nnsight_reader_matches_a_plain_forward_hook_and_stops_early(gemma):
         ids = ids[None]
         mask = torch.ones_like(ids)
         calls = []
-        after = gemma.model.model.layers[gemma.layer + 1].register_forward_hook(lambda *a: calls.append(1))
+        after = gemma.model.model.layers[gemma.layer + 1].register_forward_hook(lambda *a, calls=calls: calls.append(1))
         nnsight_acts = ResidualReader(gemma)(ids, mask)
         after.remove()
         assert calls == [], "blocks after the hooked layer must not run"
@@ -64,7 +64,11 @@ def test_bos_and_padding_positions_are_excluded():
 
 def test_extracted_cache_equals_hook_activations(gemma, tmp_path):
     config = RunConfig.model_validate(
-        {"run_name": "x", "model": {"layer": 9}, "activations": {"n_tokens": 600, "heldout_tokens": 127, "context_length": 64, "batch_size": 4, "shard_tokens": 256, "storage_dtype": "float32"}}
+        {
+            "run_name": "x",
+            "model": {"layer": 9},
+            "activations": {"n_tokens": 600, "heldout_tokens": 127, "context_length": 64, "batch_size": 4, "shard_tokens": 256, "storage_dtype": "float32"},
+        }
     )
     folder = extract_split(config, gemma, tmp_path, "train", show_progress=False)
     data = load_cache(folder, activation_spec(config, "train", 9))

