@@ -83,9 +83,10 @@ def extract_for_study(
 def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train one parameter file's run (resuming if interrupted) on its cached activations."""
     config = load_run_config(params_file, overrides)
-    spec = activation_spec(config, "train", run_layer(config))
+    layer = run_layer(config)
+    spec = activation_spec(config, "train", layer)
     data = load_cache(cache_folder(Path(outputs_root), spec), spec)
-    trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress)
+    trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress, layer=layer)
     return trainer.train()
 
 

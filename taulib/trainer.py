@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from taulib import atomic
 from taulib.config import RunConfig
 from taulib.progress import progress_bar
+from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
@@ -143,16 +144,10 @@ def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None
     )
 
 
-def _environment_record() -> dict[str, Any]:
-    from taulib.provenance import environment_record
-
-    return environment_record()
-
-
 class AnnealedTrainer:
     """Trains one SAE for one run configuration on a loaded activation matrix."""
 
-    def __init__(self, config: RunConfig, activations: torch.Tensor, run_dir: str | Path, show_progress: bool = True) -> None:
+    def __init__(self, config: RunConfig, activations: torch.Tensor, run_dir: str | Path, show_progress: bool = True, layer: int | None = None) -> None:
         if activations.ndim != 2 or activations.shape[0] == 0:
             raise ValueError(f"activations must be a non-empty (n_tokens, d_model) matrix, got shape {tuple(activations.shape)}")
         self.config = config
@@ -166,6 +161,8 @@ class AnnealedTrainer:
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
         self.device = torch.device("cpu")
         self.autocast = config.training.compute_dtype == "bfloat16"
+        # the hooked block, recorded with every saved SAE (the config may leave it to the model's middle)
+        self.layer = layer if layer is not None else (config.model.layer if config.model.layer is not None else -1)
 
     # ---------------------------------------------------------------- run folder bookkeeping
     def _check_or_write_config(self) -> None:
@@ -176,18 +173,16 @@ class AnnealedTrainer:
         path = self.run_dir / "config.json"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_json(path, record)
-        atomic.write_json(self.run_dir / "environment.json", _environment_record())
+        atomic.write_json(self.run_dir / "environment.json", environment_record())
 
     def _metadata(self, input_scale: float, extra: dict[str, Any]) -> SAEMetadata:
-        model = self.config.model
-        layer = model.layer if model.layer is not None else -1
         return SAEMetadata(
             d_in=self.activations.shape[1],
             d_sae=self.config.sae.width,
             input_scale=input_scale,
-            model_name=model.name,
-            layer=layer,
-            hook_name=f"blocks.{layer}.hook_resid_post",
+            model_name=self.config.model.name,
+            layer=self.layer,
+            hook_name=f"blocks.{self.layer}.hook_resid_post",
             extra={"run_name": self.config.run_name, **extra},
         )
 

@@ -90,6 +90,7 @@ def test_same_seed_same_result_and_other_seed_differs(tmp_path):
     AnnealedTrainer(other, data.activations, tmp_path / "c", show_progress=False).train()
     a, b, c = (load_sae(tmp_path / n / "final")[0].W_dec for n in "abc")
     assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (tmp_path / "a" / "metrics.csv").read_bytes() == (tmp_path / "b" / "metrics.csv").read_bytes()
 
 
 def test_run_folder_of_another_configuration_is_refused(tmp_path):
