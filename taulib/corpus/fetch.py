@@ -26,7 +26,9 @@ def fetch_debian_packages(data_dir: Path, packages: list[str] | None = None) -> 
     archives.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:  # apt's package lists may be empty on a fresh machine
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "download", "-q", *missing], cwd=archives, check=True)
+    # as root, apt would hand the download to its unprivileged _apt user, who cannot write here
+    sandbox = ["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []
+    subprocess.run(["apt-get", "download", "-q", *sandbox, *missing], cwd=archives, check=True)
     for package in missing:
         debs = sorted(archives.glob(f"{package}_*.deb"))
         if not debs:
