@@ -50,15 +50,15 @@ def _pretrained_arguments(name: str) -> tuple[str, dict[str, Any]]:
         path = embedded_gguf_path()
         return str(path.parent), {"gguf_file": path.name}
     if name.startswith("embedded:"):
-        raise ModelLoadError(f"unknown embedded model {name!r}; the embedded model is {EMBEDDED_MODEL!r}")
+        raise ModelLoadError(f"model.name: unknown embedded model {name!r}; the embedded model is {EMBEDDED_MODEL!r}")
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            raise ModelLoadError(f"{local}: a local model directory must hold a transformers config.json")
+            raise ModelLoadError(f"model.name: {local} is a local model directory without a transformers config.json")
         return str(local), {}
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
     if looks_like_path or name.count("/") > 1:
-        raise ModelLoadError(f"model {name!r}: no such local directory, and not a hub id of the form 'owner/name'")
+        raise ModelLoadError(f"model.name {name!r}: no such local directory, and not a hub id of the form 'owner/name'")
     return name, {}
 
 

@@ -22,8 +22,8 @@ import pandas as pd
 from taulib import atomic
 from taulib.activations import CacheError, load_cache, verify_cache
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
-from taulib.extraction import activation_spec, cache_folder, ensure_activations
-from taulib.models import load_language_model, model_shape, resolve_layer
+from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
+from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
 from taulib.progress import PLAIN_ENV
 from taulib.trainer import AnnealedTrainer, check_run_folder
 
@@ -46,37 +46,34 @@ def extract_for_study(
     parameters_dir: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
 ) -> pd.DataFrame:
     """Extract every distinct activation cache the parameter files need, loading each model once."""
-    configs = [config for _, config in load_study_configs(discover_parameter_files(parameters_dir), overrides)]
-    by_model: dict[str, list[RunConfig]] = {}
-    for config in configs:
-        by_model.setdefault(config.model.model_dump_json(), []).append(config)
+    outputs_root = Path(outputs_root)
+    # one entry per distinct (model, activation spec); runs that differ only in SAE or schedule share it
+    distinct: dict[tuple[str, str], tuple[RunConfig, int]] = {}
+    for _, config in load_study_configs(discover_parameter_files(parameters_dir), overrides):
+        layer = run_layer(config)
+        distinct.setdefault((config.model.model_dump_json(), activation_spec(config, "train", layer).key()), (config, layer))
+    loaded_models: dict[str, LoadedModel] = {}
     rows = []
-    for group in by_model.values():
-        needed: dict[str, RunConfig] = {}
-        for config in group:
-            layer = run_layer(config)
-            key = activation_spec(config, "train", layer).key() + activation_spec(config, "heldout", layer).key()
-            needed.setdefault(key, config)
-        loaded = None
-        for config in needed.values():
-            layer = run_layer(config)
-            folders = {split: cache_folder(Path(outputs_root), activation_spec(config, split, layer)) for split in ("train", "heldout")}
-            if not all((folder / "manifest.json").is_file() for folder in folders.values()):
-                loaded = loaded or load_language_model(config.model)
-                folders = ensure_activations(config, loaded, Path(outputs_root), show_progress)
-            for split, folder in folders.items():
-                manifest = atomic.read_json(folder / "manifest.json")
-                rows.append(
-                    {
-                        "split": split,
-                        "model": config.model.name,
-                        "layer": layer,
-                        "tokens": manifest["n_tokens"],
-                        "shards": len(manifest["shards"]),
-                        "tokens_per_second": manifest["stats"].get("tokens_per_second"),
-                        "folder": str(folder),
-                    }
-                )
+    for (model_key, _), (config, layer) in distinct.items():
+        folders = cached_activation_folders(config, layer, outputs_root)
+        if not all((folder / "manifest.json").is_file() for folder in folders.values()):
+            if model_key not in loaded_models:
+                loaded_models.clear()  # one model in memory at a time
+                loaded_models[model_key] = load_language_model(config.model)
+            folders = ensure_activations(config, loaded_models[model_key], outputs_root, show_progress)
+        for split, folder in folders.items():
+            manifest = atomic.read_json(folder / "manifest.json")
+            rows.append(
+                {
+                    "split": split,
+                    "model": config.model.name,
+                    "layer": layer,
+                    "tokens": manifest["n_tokens"],
+                    "shards": len(manifest["shards"]),
+                    "tokens_per_second": manifest["stats"].get("tokens_per_second"),
+                    "folder": str(folder),
+                }
+            )
     return pd.DataFrame(rows)
 
 
