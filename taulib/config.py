@@ -86,8 +86,8 @@ class ScheduleConfig(_Section):
             self.to_schedule()
         except ScheduleError as error:
             raise ValueError(str(error)) from None
-        given = self.model_fields_set
-        if self.kind == "none" and given & {"tau_initial", "tau_final", "anneal_fraction"}:
+        # plain L1 has τ ≡ 1; the defaults are accepted so a resolved config.json validates again
+        if self.kind == "none" and (self.tau_initial, self.tau_final, self.anneal_fraction) != (1.0, 1.0, 1.0):
             raise ValueError("kind 'none' is plain L1 (τ ≡ 1): remove tau_initial, tau_final and anneal_fraction")
         if self.kind == "constant" and self.tau_final != self.tau_initial:
             raise ValueError("kind 'constant' holds tau_initial: tau_final must be omitted or equal to it")

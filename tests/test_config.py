@@ -91,3 +91,12 @@ def test_discovery_skips_shared_bases(tmp_path):
     _write(tmp_path, "_base.yaml", "seed: 1\n")
     _write(tmp_path, "arm.yaml", "inherit: _base.yaml\n")
     assert [p.name for p in discover_parameter_files(tmp_path)] == ["arm.yaml"]
+
+
+def test_resolved_configs_round_trip(repo_root):
+    """config.json holds the resolved config; it must validate back to the same run."""
+    from taulib.config import RunConfig
+
+    for _, config in load_study_configs(discover_parameter_files(repo_root / "parameters")):
+        again = RunConfig.model_validate(config.to_dict())
+        assert again == config and again.fingerprint() == config.fingerprint()

@@ -106,3 +106,19 @@ def test_rerun_reuses_everything_and_bad_input_changes_nothing(repo_root, tiny_s
     assert refused.returncode == 2
     assert "broken.yaml" in refused.stderr and "tau_final must be a finite number > 0" in refused.stderr
     assert {p: p.stat().st_mtime_ns for p in outputs.rglob("*")} == before
+
+
+def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study):
+    _, outputs, _ = tiny_study
+    from taulib.evaluation import study_results
+
+    table = study_results(outputs).set_index("run")
+    recorded = {run["run_name"]: run["status"] for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
+    assert table["status"].to_dict() == recorded  # every run of the last study, failed ones included
+    ok = table[table["status"] == "ok"]
+    assert set(ok.index) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened"}
+    assert ((ok["heldout_l0"] > 0) & (ok["heldout_l0"] <= 128)).all()
+    assert (ok["heldout_explained_variance"] < 1).all() and (ok["train_tokens_per_second"] > 0).all()
+    printed = subprocess.run([sys.executable, "benchmarks/default_study.py", str(outputs)], capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    assert "cosine_0.3_to_0.05_tightened" in printed.stdout and "study wall time" in printed.stdout
