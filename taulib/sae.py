@@ -92,6 +92,24 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.grad.sub_(parallel * self.W_dec)
 
 
+@torch.no_grad()
+def in_raw_units(sae: SparseAutoencoder, metadata: SAEMetadata) -> SparseAutoencoder:
+    """The same SAE acting on raw model activations, with input_scale folded into the weights.
+
+    With x̃ = x/s, the trained SAE computes f = ReLU((x̃ − b_dec)W_enc + b_enc). Writing f_raw = s·f
+    gives f_raw = ReLU((x − s·b_dec)W_enc + s·b_enc) and x = f_raw W_dec + s·b_dec: the decoder rows
+    stay unit-norm, the latents are measured in the model's units, and L0 is unchanged. This is
+    the form SAELens and SAE Bench expect, and what every metric evaluates.
+    """
+    scale = float(metadata.input_scale)
+    raw = SparseAutoencoder(sae.d_in, sae.d_sae).to(sae.W_enc.device)
+    raw.W_enc.copy_(sae.W_enc)
+    raw.W_dec.copy_(sae.W_dec)
+    raw.b_enc.copy_(sae.b_enc * scale)
+    raw.b_dec.copy_(sae.b_dec * scale)
+    return raw.requires_grad_(False)
+
+
 def sae_weights(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().contiguous().clone() for name, tensor in sae.state_dict().items()}
 

@@ -22,6 +22,7 @@ import pandas as pd
 from taulib import atomic
 from taulib.activations import CacheError, load_cache, verify_cache
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
+from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
 from taulib.progress import PLAIN_ENV
@@ -49,18 +50,23 @@ def extract_for_study(
     outputs_root = Path(outputs_root)
     # one entry per distinct (model, activation spec); runs that differ only in SAE or schedule share it
     distinct: dict[tuple[str, str], tuple[RunConfig, int]] = {}
-    for _, config in load_study_configs(discover_parameter_files(parameters_dir), overrides):
+    configs = load_study_configs(discover_parameter_files(parameters_dir), overrides)
+    for _, config in configs:
         layer = run_layer(config)
         distinct.setdefault((config.model.model_dump_json(), activation_spec(config, "train", layer).key()), (config, layer))
     loaded_models: dict[str, LoadedModel] = {}
+
+    def model_for(model_key: str, config: RunConfig) -> LoadedModel:
+        if model_key not in loaded_models:
+            loaded_models.clear()  # one model in memory at a time
+            loaded_models[model_key] = load_language_model(config.model)
+        return loaded_models[model_key]
+
     rows = []
     for (model_key, _), (config, layer) in distinct.items():
         folders = cached_activation_folders(config, layer, outputs_root)
         if not all((folder / "manifest.json").is_file() for folder in folders.values()):
-            if model_key not in loaded_models:
-                loaded_models.clear()  # one model in memory at a time
-                loaded_models[model_key] = load_language_model(config.model)
-            folders = ensure_activations(config, loaded_models[model_key], outputs_root, show_progress)
+            folders = ensure_activations(config, model_for(model_key, config), outputs_root, show_progress)
         for split, folder in folders.items():
             manifest = atomic.read_json(folder / "manifest.json")
             rows.append(
@@ -74,6 +80,13 @@ def extract_for_study(
                     "folder": str(folder),
                 }
             )
+    # the SAE-independent inputs of the metrics (absorption prompts and probe, probing residuals, CE tokens)
+    for _, config in configs:
+        layer = run_layer(config)
+        folder = evaluation_data_folder(outputs_root, config, layer)
+        if not evaluation_data_complete(folder, config):
+            prepare_evaluation_data(config, model_for(config.model.model_dump_json(), config), outputs_root, show_progress)
+            rows.append({"split": "evaluation", "model": config.model.name, "layer": layer, "folder": str(folder)})
     return pd.DataFrame(rows)
 
 
@@ -85,6 +98,12 @@ def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict
     data = load_cache(cache_folder(Path(outputs_root), spec), spec)
     trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress, layer=layer)
     return trainer.train()
+
+
+def evaluate_study_run(params_file: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> pd.DataFrame:
+    """Evaluate every checkpoint of one parameter file's trained run (cached); the checkpoint × metric table."""
+    config = load_run_config(params_file, overrides)
+    return evaluate_run(Path(outputs_root) / config.run_name, outputs_root, show_progress=show_progress)
 
 
 # ---------------------------------------------------------------- orchestration

@@ -24,6 +24,15 @@ TINY = [
     "training.batch_size=256",
     "--set",
     "training.n_checkpoints=6",
+    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class
+    "--set",
+    "evaluation.absorption_vocab_size=260",
+    "--set",
+    "evaluation.probing_examples_per_class=10",
+    "--set",
+    "evaluation.ce_sequences=2",
+    "--set",
+    "evaluation.ce_batch_size=2",
 ]
 
 
@@ -65,6 +74,7 @@ def test_each_run_writes_its_notebook_and_artefacts(tiny_study):
             "checkpoints/index.json",
             "final/sae.safetensors",
             "final/sae_config.json",
+            "evaluation/metrics.csv",
         ):
             assert (folder / name).is_file(), f"{run}: {name} missing\n{result.stderr[-3000:]}"
         index = json.loads((folder / "checkpoints" / "index.json").read_text())
@@ -122,3 +132,54 @@ def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study
     printed = subprocess.run([sys.executable, "benchmarks/default_study.py", str(outputs)], capture_output=True, text=True, cwd=repo_root, timeout=300)
     assert printed.returncode == 0, printed.stderr
     assert "cosine_0.3_to_0.05_tightened" in printed.stdout and "study wall time" in printed.stdout
+
+
+def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
+    import pandas as pd
+
+    from taulib.evaluate import evaluate_run
+
+    _, outputs, _ = tiny_study
+    run_dir = outputs / "cosine_0.3_to_0.05_tightened"
+    table = pd.read_csv(run_dir / "evaluation" / "metrics.csv")
+    index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
+    assert table["step"].tolist() == [entry["step"] for entry in index]
+    for column in (
+        "l0",
+        "explained_variance",
+        "cosine_similarity",
+        "dead_fraction",
+        "dense_fraction",
+        "ce_loss_score",
+        "kl_div_score",
+        "mean_max_cosine",
+        "random_mean_max_cosine",
+        "near_duplicate_pair_fraction",
+        "mean_encoder_decoder_cosine",
+        "absorption_fraction",
+        "absorption_fraction_unthresholded",
+        "full_absorption_rate",
+        "mean_split_latents",
+        "k1_f1",
+        "sae_top_1_accuracy",
+        "sae_top_50_accuracy",
+        "tau",
+        "l1_coefficient_effective",
+    ):
+        assert column in table, column
+    assert table["ce_loss_score"].between(-1, 1.0001).all() and table["kl_div_score"].between(-1, 1.0001).all()
+    assert table["l0"].iloc[-1] < table["l0"].iloc[0]  # the penalty sparsifies the SAE
+    assert (table["tau"].iloc[1:].diff().dropna() <= 1e-12).all()  # τ anneals downwards
+    records = sorted((run_dir / "evaluation").glob("records-*/step_*.json"))
+    assert len(records) == len(index)
+    detail = json.loads(records[-1].read_text())["details"]
+    assert {"density_histogram", "max_cosine_histogram", "absorption_letters", "probing_tasks"} <= set(detail)
+    # one call, cached: nothing is recomputed; a missing record is recomputed alone
+    stamps = {path: path.stat().st_mtime_ns for path in records}
+    again = evaluate_run(run_dir, outputs, show_progress=False)
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+    assert {path: path.stat().st_mtime_ns for path in records} == stamps
+    records[2].unlink()
+    redone = evaluate_run(run_dir, outputs, show_progress=False)
+    assert records[2].is_file() and all(path.stat().st_mtime_ns == stamps[path] for path in records if path != records[2])
+    pd.testing.assert_frame_equal(redone, table, check_dtype=False, atol=1e-6)

@@ -1,0 +1,231 @@
+"""Evaluating a trained run: every metric family on every saved checkpoint, cached, as one table.
+
+    prepare_evaluation_data(config, loaded, outputs_root)   once per model/layer (needs the model)
+    evaluate_run(run_dir, outputs_root)                      per run; returns the table
+
+The model-side inputs of the metrics (absorption prompts and probe, probing-task residuals, the
+held-out token sequences for the spliced CE) do not depend on the SAE, so they are computed once,
+by the extraction step, into outputs/activations/evaluation-<key>/. Evaluating a checkpoint then
+needs the model only for the spliced CE/KL, which runs all pending checkpoints of a run in one pass
+over the batches (the clean and zero-ablated forwards are shared).
+
+Per run, outputs/<run>/evaluation/ holds one JSON record per checkpoint (scalars and the details
+the notebooks draw: density histogram, max-cosine histograms, per-letter absorption, per-task
+probing) under a key of the evaluation settings, and metrics.csv, the checkpoint × metric table.
+A finished evaluation returns from cache; an interrupted one resumes from the last written record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from taulib import atomic
+from taulib.activations import load_cache
+from taulib.config import RunConfig
+from taulib.corpus import iter_documents, token_sequences
+from taulib.extraction import ResidualReader, activation_spec, cache_folder
+from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
+from taulib.metrics.core import density_histogram, reconstruction_metrics
+from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.orthogonality import orthogonality_metrics
+from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
+from taulib.models import LoadedModel, load_language_model
+from taulib.progress import progress_bar
+from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
+from taulib.trainer import read_checkpoint_index
+
+EVALUATION_VERSION = 1  # bump when a metric's definition changes: cached records are then recomputed
+COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
+DOWNSTREAM_CHUNK = 8  # checkpoints sharing one pass of clean/zero forwards; also the resume granularity
+
+
+def absorption_settings(config: RunConfig) -> AbsorptionSettings:
+    return AbsorptionSettings(vocab_size=config.evaluation.absorption_vocab_size, seed=config.evaluation.absorption_seed)
+
+
+def probing_settings(config: RunConfig) -> ProbingSettings:
+    e = config.evaluation
+    return ProbingSettings(
+        tasks=e.probing_tasks, examples_per_class=e.probing_examples_per_class, context_length=e.probing_context_length, ks=e.probing_ks, seed=e.probing_seed
+    )
+
+
+def _data_key(config: RunConfig, layer: int) -> dict[str, Any]:
+    return {
+        "model": config.model.name,
+        "model_dtype": config.model.dtype,
+        "autocast": config.model.autocast,
+        "layer": layer,
+        "corpus": config.activations.corpus,
+        "context_length": config.activations.context_length,
+        "ce_sequences": config.evaluation.ce_sequences,
+        "absorption": absorption_settings(config).data_key(),
+        "probing": probing_settings(config).data_key(),
+    }
+
+
+def evaluation_data_folder(outputs_root: Path, config: RunConfig, layer: int) -> Path:
+    digest = hashlib.sha256(json.dumps(_data_key(config, layer), sort_keys=True).encode()).hexdigest()[:12]
+    return Path(outputs_root) / "activations" / f"evaluation-L{layer}-{digest}"
+
+
+def evaluation_data_complete(folder: Path, config: RunConfig) -> bool:
+    needed = {"downstream": "ce_sequences.safetensors", "absorption": "absorption_manifest.json", "probing": "probing_manifest.json"}
+    return all((folder / needed[family]).is_file() for family in config.evaluation.families if family in needed)
+
+
+def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root: Path, show_progress: bool = True) -> Path:
+    """Compute (or reuse) the SAE-independent inputs of every metric family for this model and layer."""
+    folder = evaluation_data_folder(outputs_root, config, loaded.layer)
+    folder.mkdir(parents=True, exist_ok=True)
+    families = config.evaluation.families
+    reader = ResidualReader(loaded, config.model.autocast)
+    extra = {"key": _data_key(config, loaded.layer)}
+    if "downstream" in families and not (folder / "ce_sequences.safetensors").is_file():
+        stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, config.activations.context_length, config.evaluation.ce_sequences)
+        with atomic.atomic_path(folder / "ce_sequences.safetensors") as tmp:
+            save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
+    if "absorption" in families and not (folder / "absorption_manifest.json").is_file():
+        print("absorption: first-letter prompts and ground-truth probe (once per model and layer)")
+        prepare_absorption_data(reader, loaded.tokenizer, absorption_settings(config)).save(folder, extra)
+    if "probing" in families and not (folder / "probing_manifest.json").is_file():
+        settings = probing_settings(config)
+        bar = progress_bar(desc="probing-task residuals", unit="tok", unit_scale=True, disable=not show_progress)
+        prepare_probing_data(reader, loaded.tokenizer, settings, progress=bar.update).save(folder, extra)
+        bar.close()
+    return folder
+
+
+# ----------------------------------------------------------------------------- per checkpoint
+def _histogram(values: np.ndarray) -> list[int]:
+    return np.histogram(np.clip(values, COSINE_HISTOGRAM_EDGES[0], COSINE_HISTOGRAM_EDGES[-1]), bins=COSINE_HISTOGRAM_EDGES)[0].astype(int).tolist()
+
+
+def _model_free_metrics(
+    sae: SparseAutoencoder, config: RunConfig, heldout: torch.Tensor, absorption: AbsorptionData | None, probing: ProbingData | None
+) -> tuple[dict, dict]:
+    """Every family but downstream: (scalar metrics, details)."""
+    evaluation = config.evaluation
+    scalars: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    if "core" in evaluation.families:
+        core, density = reconstruction_metrics(sae, heldout, dense_threshold=evaluation.dense_threshold)
+        scalars |= core.as_dict()
+        details["density_histogram"] = density_histogram(density)
+    if "orthogonality" in evaluation.families:
+        ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold)
+        scalars |= ortho.as_dict()
+        details["cosine_histogram_edges"] = COSINE_HISTOGRAM_EDGES.tolist()
+        details["max_cosine_histogram"] = _histogram(arrays["max_cosine"])
+        details["random_max_cosine_histogram"] = _histogram(arrays["random_max_cosine"])
+        details["encoder_decoder_cosine_histogram"] = _histogram(arrays["encoder_decoder_cosine"])
+    if absorption is not None:
+        metrics, letters = evaluate_absorption(sae, absorption)
+        scalars |= metrics.as_dict()
+        details["absorption_letters"] = letters.to_dict(orient="records")
+    if probing is not None:
+        summary, tasks = evaluate_sparse_probing(sae, probing)
+        scalars |= {key: value for key, value in summary.items() if "/" not in key}
+        scalars |= {key.replace("/", "."): value for key, value in summary.items() if "/" in key}
+        details["probing_tasks"] = tasks.to_dict(orient="records")
+    return scalars, details
+
+
+def evaluation_key(config: RunConfig) -> str:
+    payload = {"version": EVALUATION_VERSION, "evaluation": config.evaluation.model_dump(mode="json"), "training": config.fingerprint()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _records_folder(run_dir: Path, config: RunConfig) -> Path:
+    return run_dir / "evaluation" / f"records-{evaluation_key(config)}"
+
+
+def read_checkpoint_details(run_dir: str | Path, step: int) -> dict[str, Any]:
+    """The full record (scalars and details) of one evaluated checkpoint."""
+    run_dir = Path(run_dir)
+    config = RunConfig.model_validate(atomic.read_json(run_dir / "config.json")["config"])
+    path = _records_folder(run_dir, config) / f"step_{step:07d}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.evaluate.evaluate_run first")
+    return atomic.read_json(path)
+
+
+def read_evaluation(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir) / "evaluation" / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the run has not been evaluated; run taulib.evaluate.evaluate_run (or `python -m taulib evaluate`)")
+    return pd.read_csv(path)
+
+
+def evaluate_run(
+    run_dir: str | Path, outputs_root: str | Path, model: LoadedModel | None = None, show_progress: bool = True, checkpoints: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Evaluate every checkpoint of a trained run (cached per checkpoint) and write evaluation/metrics.csv."""
+    run_dir, outputs_root = Path(run_dir), Path(outputs_root)
+    config_path = run_dir / "config.json"
+    if not (run_dir / "summary.json").is_file() or not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a finished run (no summary.json); train it first")
+    config = RunConfig.model_validate(atomic.read_json(config_path)["config"])
+    index = read_checkpoint_index(run_dir)
+    if checkpoints is None:
+        checkpoints = [entry["step"] for entry in index] if config.evaluation.checkpoints == "all" else [index[-1]["step"]]
+    by_step = {entry["step"]: entry for entry in index}
+    records_folder = _records_folder(run_dir, config)
+    records_folder.mkdir(parents=True, exist_ok=True)
+    atomic.remove_stale_temporaries(records_folder)
+    pending = [step for step in checkpoints if not (records_folder / f"step_{step:07d}.json").is_file()]
+
+    if pending:
+        _, first_metadata = load_sae(run_dir / "checkpoints" / f"step_{pending[0]:07d}")
+        layer = first_metadata.layer
+        families = config.evaluation.families
+        data_folder = evaluation_data_folder(outputs_root, config, layer)
+        heldout_spec = activation_spec(config, "heldout", layer)
+        heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core_tokens].float()
+        absorption = AbsorptionData.load(data_folder, absorption_settings(config)) if "absorption" in families else None
+        probing = ProbingData.load(data_folder, probing_settings(config)) if "probing" in families else None
+        spliced = None
+        if "downstream" in families:
+            sequences_path = data_folder / "ce_sequences.safetensors"
+            if not sequences_path.is_file():
+                raise FileNotFoundError(f"{sequences_path}: no CE sequences (run the extraction step, `python -m taulib extract`)")
+            sequences = load_file(str(sequences_path))["input_ids"]
+            if model is None or model.layer != layer:
+                model = load_language_model(config.model.model_copy(update={"layer": layer}))
+            spliced = SplicedModel(model, config.model.autocast)
+        bar = progress_bar(total=len(pending), desc=f"evaluate {config.run_name}", unit="ckpt", disable=not show_progress)
+        for chunk_start in range(0, len(pending), DOWNSTREAM_CHUNK):
+            chunk = pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
+            saes, records = [], []
+            for step in chunk:
+                sae, metadata = load_sae(run_dir / "checkpoints" / f"step_{step:07d}")
+                raw = in_raw_units(sae, metadata)
+                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing)
+                saes.append(raw)
+                entry = by_step[step]
+                head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
+                records.append({"scalars": head | scalars, "details": details})
+            if spliced is not None:
+                for record, downstream in zip(records, downstream_metrics(spliced, sequences, saes, config.evaluation.ce_batch_size), strict=True):
+                    record["scalars"] |= {key: value for key, value in downstream.as_dict().items() if key != "n_tokens"}
+                    record["scalars"]["ce_tokens"] = downstream.n_tokens
+            for step, record in zip(chunk, records, strict=True):
+                atomic.write_json(records_folder / f"step_{step:07d}.json", record)
+                bar.update(1)
+        bar.close()
+
+    rows = [atomic.read_json(records_folder / f"step_{step:07d}.json")["scalars"] for step in checkpoints]
+    table = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
+    with atomic.atomic_path(run_dir / "evaluation" / "metrics.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    atomic.write_json(run_dir / "evaluation" / "evaluation.json", {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")})
+    return table

@@ -1,0 +1,80 @@
+"""Reconstruction metrics on held-out activations, with SAE Bench's definitions where they are sound.
+
+All quantities are in the model's units (the SAE is evaluated in raw units), over tokens the SAE
+never trained on. Explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over all tokens (SAE Bench
+0.6.0's `explained_variance` subtracts (E‖x‖²/d)² instead of ‖x̄‖², see README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from taulib.sae import SparseAutoencoder
+
+# log10 latent-density bins of the histogram: 1e-7 … 1, plus a separate count of dead latents
+DENSITY_BIN_EDGES = np.linspace(-7.0, 0.0, 29)
+
+
+@dataclass(frozen=True)
+class ReconstructionMetrics:
+    n_tokens: int
+    l0: float  # mean number of active latents per token
+    l1: float  # mean Σ_i f_i per token (raw units)
+    mse: float  # mean squared error per element, raw units
+    explained_variance: float
+    cosine_similarity: float  # mean over tokens of cos(x, x̂)
+    dead_fraction: float  # latents that never fire on these tokens
+    dense_fraction: float  # latents that fire on more than `dense_threshold` of tokens
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def reconstruction_metrics(
+    sae: SparseAutoencoder, activations: torch.Tensor, batch_size: int = 8192, dense_threshold: float = 0.1
+) -> tuple[ReconstructionMetrics, np.ndarray]:
+    """Metrics over `activations` (n, d_in) and each latent's firing density (fraction of tokens)."""
+    n = activations.shape[0]
+    if n == 0:
+        raise ValueError("reconstruction_metrics needs at least one activation")
+    fire_counts = torch.zeros(sae.d_sae, dtype=torch.float64)
+    active = l1 = residual = total_sq = cosine = 0.0
+    total_sum = torch.zeros(sae.d_in, dtype=torch.float64)
+    for start in range(0, n, batch_size):
+        x = activations[start : start + batch_size].float()
+        x_hat, f = sae(x)
+        fired = f > 0
+        fire_counts += fired.sum(dim=0, dtype=torch.float64)
+        active += float(fired.sum())
+        l1 += float(f.double().sum())
+        residual += float((x - x_hat).double().pow(2).sum())
+        total_sq += float(x.double().pow(2).sum())
+        total_sum += x.double().sum(dim=0)
+        cosine += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
+    # Σ‖x − x̄‖² = Σ‖x‖² − n‖x̄‖², accumulated in one pass
+    total_variance = total_sq - float(total_sum.pow(2).sum()) / n
+    density = (fire_counts / n).numpy()
+    metrics = ReconstructionMetrics(
+        n_tokens=n,
+        l0=active / n,
+        l1=l1 / n,
+        mse=residual / (n * sae.d_in),
+        explained_variance=1.0 - residual / total_variance,
+        cosine_similarity=cosine / n,
+        dead_fraction=float((density == 0).mean()),
+        dense_fraction=float((density > dense_threshold).mean()),
+    )
+    return metrics, density
+
+
+def density_histogram(density: np.ndarray) -> dict[str, list[float] | int]:
+    """Histogram of log10 firing density over DENSITY_BIN_EDGES; dead latents are counted apart."""
+    alive = density[density > 0]
+    counts, edges = np.histogram(np.log10(alive), bins=DENSITY_BIN_EDGES)
+    below = int((np.log10(alive) < edges[0]).sum()) if alive.size else 0
+    counts[0] += below  # rarer than 1e-7 goes in the first bin
+    return {"log10_density_edges": edges.tolist(), "counts": counts.astype(int).tolist(), "dead": int((density == 0).sum())}

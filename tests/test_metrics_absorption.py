@@ -1,0 +1,129 @@
+"""Absorption on a constructed SAE whose decoder holds each letter's probe direction in known latents.
+
+The residual of every word is built from decoder directions, and the encoder is the decoder's
+pseudo-inverse, so the SAE's latents are exactly the designed ones. Letter 'a': of 10 test words,
+7 fire only the main latent, 2 fire only a token-specific latent that carries 0.6 of the probe
+direction (fully absorbed), 1 fires both with the absorber supplying half the projection.
+Letter 'b' is split across two latents (half its words each). Every other letter has one latent.
+"""
+
+import math
+
+import pytest
+import torch
+
+from taulib.metrics.absorption import LETTERS, AbsorptionData, AbsorptionSettings, alphabetic_tokens, evaluate_absorption, stratified_vocabulary
+from taulib.sae import SparseAutoencoder
+
+D_IN, N_TRAIN, N_TEST, MAGNITUDE = 64, 40, 10, 3.0
+
+
+def _constructed():
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(D_IN, D_IN))[0].T  # orthonormal rows
+    probe = basis[:26]  # letter directions
+    main = [probe[i] for i in range(26)]
+    b_second = basis[26]  # 'b' is split: its second latent is orthogonal to the first but also probe-aligned
+    probe_b = (main[1] + b_second) / math.sqrt(2)
+    absorbers = [0.6 * probe[0] + 0.8 * basis[27 + j] for j in range(3)]
+    rows = torch.stack([*main, b_second, *absorbers])  # latents 0..25 main, 26 b's second, 27..29 absorbers
+    sae = SparseAutoencoder(D_IN, rows.shape[0])
+    with torch.no_grad():
+        sae.W_dec.copy_(rows)
+        sae.W_enc.copy_(torch.linalg.pinv(rows))  # latents = x @ pinv(W_dec): exact for x in the row span
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+
+    def word(letter: int, index: int, split: str) -> torch.Tensor:
+        if letter == 1:  # 'b': half the words on each of its two latents
+            return MAGNITUDE * (rows[1] if index % 2 == 0 else rows[26])
+        if letter == 0 and split == "test":
+            if index in (0, 1):  # fully absorbed by token-specific latents
+                return MAGNITUDE * rows[27 + index]
+            if index == 2:  # partly absorbed: the absorber supplies 0.6·(5/3) = 1 of a projection of 2
+                return 1.0 * rows[0] + (5 / 3) * rows[29]
+        return MAGNITUDE * rows[letter]
+
+    def split_data(split: str, n: int):
+        acts = torch.stack([word(letter, i, split) for letter in range(26) for i in range(n)])
+        labels = torch.tensor([letter for letter in range(26) for _ in range(n)])
+        return acts, labels
+
+    train_acts, train_labels = split_data("train", N_TRAIN)
+    test_acts, test_labels = split_data("test", N_TEST)
+    probe_weight = probe.clone()
+    probe_weight[1] = probe_b  # the 'b' probe reads both of its latents
+    data = AbsorptionData(
+        train_words=[f"w{i}" for i in range(len(train_labels))],
+        test_words=[f"t{i}" for i in range(len(test_labels))],
+        train_labels=train_labels,
+        test_labels=test_labels,
+        train_acts=train_acts,
+        test_acts=test_acts,
+        absorption_acts=test_acts.clone(),
+        train_prompts=[],
+        test_prompts=[],
+        absorption_prompts=[],
+        probe_weight=probe_weight,
+        probe_bias=torch.full((26,), -0.5),
+        settings=AbsorptionSettings(),
+    )
+    return sae, data
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    sae, data = _constructed()
+    return evaluate_absorption(sae, data)
+
+
+def test_probe_is_perfect_on_the_constructed_words(evaluated):
+    metrics, table = evaluated
+    assert (table["probe_f1"] == 1.0).all()
+    assert metrics.letters_evaluated == 26
+    assert (table["n_probe_true_positives"] == N_TEST).all()
+
+
+def test_known_absorption_of_letter_a(evaluated):
+    _, table = evaluated
+    a = table.set_index("letter").loc["a"]
+    assert a["split_latents"] == [0]
+    assert a["absorption_fraction"] == pytest.approx((2 * 1.0 + 0.5) / N_TEST)
+    assert a["absorption_fraction_unthresholded"] == pytest.approx((2 * 1.0 + 0.5) / N_TEST)
+    assert a["full_absorption_rate"] == pytest.approx(2 / N_TEST)  # the partial word still fires its main latent
+
+
+def test_split_letter_keeps_both_latents_and_has_no_absorption(evaluated):
+    _, table = evaluated
+    b = table.set_index("letter").loc["b"]
+    assert sorted(b["split_latents"]) == [1, 26]
+    assert b["n_split_latents"] == 2
+    assert b["absorption_fraction"] == 0.0 and b["full_absorption_rate"] == 0.0
+
+
+def test_means_over_letters(evaluated):
+    metrics, table = evaluated
+    others = table[~table["letter"].isin(["a", "b"])]
+    assert (others["absorption_fraction"] == 0).all() and (others["n_split_latents"] == 1).all()
+    assert (others["k1_f1"] == 1.0).all()
+    assert metrics.absorption_fraction == pytest.approx(0.25 / 26)
+    assert metrics.full_absorption_rate == pytest.approx(0.2 / 26)
+    assert metrics.mean_split_latents == pytest.approx(27 / 26)
+
+
+def test_vocabulary_is_alphabetic_and_stratified():
+    class Tokenizer:
+        vocab = {"▁cat": 0, "dog": 1, "▁x1": 2, "▁Zebra": 3, "é": 4, "▁": 5, "apple": 6, "▁ant": 7}
+
+        def get_vocab(self):
+            return self.vocab
+
+        def convert_tokens_to_string(self, tokens):
+            return tokens[0].replace("▁", " ")
+
+    words = alphabetic_tokens(Tokenizer())
+    assert words == sorted([" cat", "dog", " Zebra", "apple", " ant"])
+    chosen = stratified_vocabulary(words, 3, seed=0)
+    assert len(chosen) == 3 and len({w.strip()[0].lower() for w in chosen}) == 3  # one per letter before any second
+    assert stratified_vocabulary(words, 3, seed=0) == chosen
+    assert set(LETTERS) >= {w.strip()[0].lower() for w in words}

@@ -1,0 +1,87 @@
+"""Spliced CE/KL through nnsight against a plain forward hook, and the perfect-reconstruction case."""
+
+import pytest
+import torch
+
+from taulib.config import ModelConfig
+from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.models import decoder_layers, load_language_model
+from taulib.sae import SparseAutoencoder
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_language_model(ModelConfig(layer=4))
+
+
+@pytest.fixture(scope="module")
+def sequences(loaded):
+    text = "The committee met on Tuesday to discuss the budget. Members argued about the cost of new roads and schools. " * 4
+    ids = loaded.tokenizer(text, return_tensors="pt").input_ids[:, :40]
+    assert ids[0, 0] == loaded.bos_token_id
+    return torch.cat([ids, ids.roll(-3, dims=1)]).clone().index_fill_(1, torch.tensor([0]), loaded.bos_token_id)
+
+
+def _perfect(d: int) -> SparseAutoencoder:
+    sae = SparseAutoencoder(d, 2 * d)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae.requires_grad_(False)
+
+
+def _lossy(d: int) -> SparseAutoencoder:
+    sae = SparseAutoencoder(d, 256)
+    sae.initialise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sae.W_enc.mul_(2.0)
+        sae.b_enc.fill_(-1.0)
+    return sae.requires_grad_(False)
+
+
+def test_perfect_reconstruction_scores_one(loaded, sequences):
+    (metrics,) = downstream_metrics(SplicedModel(loaded), sequences, [_perfect(loaded.d_model)], batch_size=1)
+    assert metrics.ce_loss_score == pytest.approx(1.0, abs=1e-5)
+    assert metrics.kl_div_score == pytest.approx(1.0, abs=1e-5)
+    assert metrics.ce_loss_with_sae == pytest.approx(metrics.ce_loss_clean, abs=1e-5)
+    assert metrics.ce_loss_with_ablation > metrics.ce_loss_clean + 1
+
+
+def test_matches_an_independent_forward_hook(loaded, sequences):
+    sae = _lossy(loaded.d_model)
+    (metrics,) = downstream_metrics(SplicedModel(loaded), sequences, [sae], batch_size=2)
+    is_bos = sequences == loaded.bos_token_id
+    block = decoder_layers(loaded.model)[loaded.layer]
+
+    def logits_with(replace):
+        handle = block.register_forward_hook(lambda module, args, output: replace(output[0] if isinstance(output, tuple) else output))
+        try:
+            with torch.no_grad():
+                return loaded.model(input_ids=sequences).logits.float()
+        finally:
+            handle.remove()
+
+    with torch.no_grad():
+        clean = loaded.model(input_ids=sequences).logits.float()
+    spliced = logits_with(lambda h: torch.where(is_bos[..., None], h, sae(h)[0]))
+    zero = logits_with(torch.zeros_like)
+
+    def ce(logits):
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), sequences[:, 1:], reduction="none")
+        return float(losses[~is_bos[:, :-1]].mean())
+
+    def kl(logits):
+        per_token = torch.nn.functional.kl_div(logits.log_softmax(-1), clean.log_softmax(-1), log_target=True, reduction="none").sum(-1)
+        return float(per_token[~is_bos].mean())
+
+    assert metrics.ce_loss_clean == pytest.approx(ce(clean), rel=1e-4)
+    assert metrics.ce_loss_with_sae == pytest.approx(ce(spliced), rel=1e-4)
+    assert metrics.ce_loss_with_ablation == pytest.approx(ce(zero), rel=1e-4)
+    assert metrics.kl_div_with_sae == pytest.approx(kl(spliced), rel=1e-3)
+    assert metrics.ce_loss_score == pytest.approx((ce(zero) - ce(spliced)) / (ce(zero) - ce(clean)), rel=1e-3)
+    assert metrics.ce_loss_with_sae > metrics.ce_loss_clean and metrics.ce_loss_score < 1  # a random SAE loses information

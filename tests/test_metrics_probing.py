@@ -1,0 +1,77 @@
+"""Sparse probing on constructed tasks: a latent that encodes the class is found and gives accuracy 1."""
+
+import numpy as np
+import torch
+
+from taulib.metrics.probing import BinaryTask, ProbingData, ProbingSettings, TaskData, _binary_tasks, compute_llm_baseline, evaluate_sparse_probing
+from taulib.sae import SparseAutoencoder
+
+CLASSES = ["red", "green", "blue"]
+
+
+def _task(seed: int = 0) -> TaskData:
+    rng = np.random.default_rng(seed)
+    labels = [c for c in CLASSES for _ in range(40)]
+    is_test = np.zeros(len(labels), dtype=bool)
+    for c in CLASSES:
+        members = [i for i, label in enumerate(labels) if label == c]
+        is_test[rng.choice(members, 8, replace=False)] = True
+    per_example, lengths = [], []
+    for label in labels:
+        n_tokens = int(rng.integers(3, 9))
+        acts = torch.from_numpy(rng.normal(0, 0.3, size=(n_tokens, 16))).float()
+        acts[:, CLASSES.index(label)] += 2.0  # dims 0..2 carry the class on every token
+        per_example.append(acts)
+        lengths.append(n_tokens)
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))
+    return TaskData("colours", labels, torch.cat(per_example), offsets, is_test, _binary_tasks("colours", labels, is_test, seed))
+
+
+def test_binary_tasks_are_balanced_and_keep_the_split():
+    task = _task()
+    assert [b.positive for b in task.binary_tasks] == sorted(CLASSES)
+    for b in task.binary_tasks:
+        assert b.train_labels.sum() * 2 == len(b.train_labels) and b.test_labels.sum() * 2 == len(b.test_labels)
+        assert not task.is_test[b.train].any() and task.is_test[b.test].all()
+        negatives = {task.labels[i] for i, y in zip(b.train, b.train_labels, strict=True) if y == 0}
+        assert negatives == set(CLASSES) - {b.positive}  # drawn from every other class
+        assert all(task.labels[i] == b.positive for i, y in zip(b.train, b.train_labels, strict=True) if y == 1)
+
+
+def test_mean_pooling_matches_a_loop():
+    task = _task()
+    pooled = task.mean_pooled()
+    for i in (0, 17, 119):
+        assert torch.allclose(pooled[i], task.token_acts[task.offsets[i] : task.offsets[i + 1]].float().mean(0), atol=1e-6)
+
+
+def test_class_latents_are_selected_and_separate_perfectly():
+    task = _task()
+    data = ProbingData([task], ProbingSettings(tasks=("colours",), ks=(1, 2)))
+    sae = SparseAutoencoder(16, 32)  # latents 0..15 read dims 0..15, latents 16..31 never fire
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.W_enc[:, :16] = torch.eye(16)
+        sae.W_dec.copy_(torch.eye(16).repeat(2, 1))
+        sae.b_enc.copy_(torch.cat([torch.full((16,), -1.0), torch.full((16,), -100.0)]))
+        sae.b_dec.zero_()
+    summary, table = evaluate_sparse_probing(sae, data, autocast=False)
+    assert summary["sae_top_1_accuracy"] == 1.0
+    assert [row["top_latents"][0] for _, row in table.iterrows()] == [CLASSES.index(c) for c in sorted(CLASSES)]
+    baseline = compute_llm_baseline(data)
+    assert baseline["llm_top_1_accuracy"] == 1.0 and baseline["llm_all_dims_accuracy"] == 1.0
+
+
+def test_an_uninformative_sae_is_near_chance():
+    task = _task(seed=3)
+    data = ProbingData([task], ProbingSettings(tasks=("colours",), ks=(1,)))
+    sae = SparseAutoencoder(16, 8)
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.W_enc[5:13, :] = torch.eye(8)  # reads only the noise dimensions
+        sae.W_dec.copy_(torch.eye(16)[5:13])
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    summary, _ = evaluate_sparse_probing(sae, data, autocast=False)
+    assert summary["sae_top_1_accuracy"] < 0.8
+    assert isinstance(data.tasks[0].binary_tasks[0], BinaryTask)
