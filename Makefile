@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup study test clean-outputs
+.PHONY: setup study test saebench-check clean-outputs
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -14,3 +14,8 @@ study: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~1.3 GB more)
+saebench-check: setup
+	PYTHON=$(PYTHON) bash scripts/install_saebench.sh
+	.venv-saebench/bin/python -m pytest -p no:cacheprovider tests/test_sae_bench_crosscheck.py

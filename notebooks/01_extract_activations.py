@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -18,7 +20,10 @@
 # counts), nnsight traces the model over the packaged corpus, saves the residual stream after the
 # hooked block (stopping the forward there), drops BOS positions and writes sharded safetensors
 # caches with a manifest under `outputs/activations/`. A complete cache with the same spec is reused;
-# an interrupted extraction resumes from its last whole shard.
+# an interrupted extraction resumes from its last whole shard. With the model loaded, it also
+# computes the SAE-independent inputs of the metrics once per model and layer: the first-letter
+# prompts and ground-truth probe of the absorption metric, the residuals of the sparse-probing
+# texts, and the held-out token sequences of the spliced CE-loss.
 
 # %% tags=["parameters"]
 parameters_dir = "../parameters"

@@ -154,22 +154,25 @@ def train_linear_probe(
     end_lr: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAE Bench's `train_multi_probe`: 26 one-vs-rest logistic probes, BCE with positive-class weights,
-    Adam with an exponential lr decay to `end_lr`, optional L1 on the weights (its k-sparse probe)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    Adam with an exponential lr decay to `end_lr`, optional L1 on the weights (its k-sparse probe).
+
+    The random stream is SAE Bench's too (the probe's initialisation, then a shuffling DataLoader,
+    both drawing from torch's global generator seeded with `seed`), so given the same seed both
+    produce the same probe; the caller's global random state is restored afterwards.
+    """
     targets = torch.nn.functional.one_hot(labels, len(LETTERS)).float()
     positives = targets.sum(dim=0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(targets) - positives) / positives.clamp_min(1))
-    probe = torch.nn.Linear(x.shape[1], len(LETTERS))
-    optimiser = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=float(np.exp(np.log(end_lr / lr) / epochs)))
-    with torch.enable_grad():
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(targets) - positives) / positives)
+    with torch.random.fork_rng(), torch.enable_grad():
+        torch.manual_seed(seed)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, targets), batch_size=batch_size, shuffle=True)
+        probe = torch.nn.Linear(x.shape[1], len(LETTERS))
+        optimiser = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=float(np.exp(np.log(end_lr / lr) / epochs)))
         for _ in range(epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), batch_size):
-                batch = order[start : start + batch_size]
+            for batch_x, batch_y in loader:
                 optimiser.zero_grad()
-                loss = loss_fn(probe(x[batch]), targets[batch])
+                loss = loss_fn(probe(batch_x), batch_y)
                 if l1_decay:
                     loss = loss + l1_decay * probe.weight.abs().sum(dim=-1).mean()
                 loss.backward()

@@ -1,0 +1,72 @@
+"""Per-checkpoint evaluation cost, by metric family, on a trained run of the default study.
+
+    .venv/bin/python benchmarks/evaluation_cost.py [run folder] [outputs]
+
+Needs the run trained and the evaluation inputs prepared (`make study`, or `python -m taulib
+extract`). Times each family on the run's final SAE (best of 3; the CE/KL line is the marginal
+cost of one more checkpoint in a pass, the clean and zero-ablated forwards being shared).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from taulib import atomic
+from taulib.activations import load_cache
+from taulib.config import RunConfig
+from taulib.evaluate import absorption_settings, evaluation_data_folder, probing_settings
+from taulib.extraction import activation_spec, cache_folder
+from taulib.metrics.absorption import AbsorptionData, evaluate_absorption
+from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.orthogonality import orthogonality_metrics
+from taulib.metrics.probing import ProbingData, evaluate_sparse_probing
+from taulib.models import load_language_model
+from taulib.sae import in_raw_units, load_sae
+
+
+def best_of(function, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main(run_dir: Path, outputs: Path) -> None:
+    torch.set_num_threads(2)
+    config = RunConfig.model_validate(atomic.read_json(run_dir / "config.json")["config"])
+    sae, metadata = load_sae(run_dir / "final")
+    raw = in_raw_units(sae, metadata)
+    folder = evaluation_data_folder(outputs, config, metadata.layer)
+    spec = activation_spec(config, "heldout", metadata.layer)
+    heldout = load_cache(cache_folder(outputs, spec), spec).activations[: config.evaluation.core_tokens].float()
+    absorption = AbsorptionData.load(folder, absorption_settings(config))
+    probing = ProbingData.load(folder, probing_settings(config))
+    sequences = load_file(str(folder / "ce_sequences.safetensors"))["input_ids"]
+    spliced = SplicedModel(load_language_model(config.model.model_copy(update={"layer": metadata.layer})), config.model.autocast)
+    one = best_of(lambda: downstream_metrics(spliced, sequences, [raw], config.evaluation.ce_batch_size), 1)
+    two = best_of(lambda: downstream_metrics(spliced, sequences, [raw, raw], config.evaluation.ce_batch_size), 1)
+    costs = {
+        f"core ({len(heldout)} held-out tokens)": best_of(lambda: reconstruction_metrics(raw, heldout)),
+        "orthogonality": best_of(lambda: orthogonality_metrics(raw)),
+        f"absorption ({len(absorption.train_words) + len(absorption.test_words)} words)": best_of(lambda: evaluate_absorption(raw, absorption)),
+        f"sparse probing ({sum(len(t.token_acts) for t in probing.tasks)} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks)": best_of(
+            lambda: evaluate_sparse_probing(raw, probing)
+        ),
+        f"CE/KL, one more checkpoint ({sequences.numel()} tokens)": two - one,
+    }
+    print(f"{run_dir.name}: {metadata.d_sae} latents; one pass of clean + zero-ablated CE/KL forwards costs {2 * one - two:.1f} s per evaluation call")
+    for family, seconds in costs.items():
+        print(f"  {family:70s} {seconds:6.2f} s")
+    print(f"  {'total per checkpoint':70s} {sum(costs.values()):6.2f} s")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("outputs/cosine_0.3_to_0.05_tightened"), Path(sys.argv[2]) if len(sys.argv) > 2 else Path("outputs"))
