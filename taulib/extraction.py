@@ -45,8 +45,8 @@ def cache_folder(outputs_root: Path, spec: cache.ActivationSpec) -> Path:
     return Path(outputs_root) / "activations" / spec.key()
 
 
-class ResidualReader:
-    """Reads the residual stream after one decoder block through nnsight, stopping the forward there."""
+class TracedBlock:
+    """A causal LM traced by nnsight, with a handle on decoder block `layer` and the forward's autocast."""
 
     def __init__(self, loaded: LoadedModel, autocast: str | None = None) -> None:
         from nnsight import TransformersModel
@@ -63,11 +63,18 @@ class ResidualReader:
             envoy = getattr(envoy, part)
         return envoy[self.loaded.layer]
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
+
+
+class ResidualReader(TracedBlock):
+    """Reads the residual stream after one decoder block through nnsight, stopping the forward there."""
+
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, seq, d_model) residual stream after block `layer`."""
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        with self._autocast():
             with self.traced.trace(inputs) as tracer:
                 output = self._layer_envoy().output
                 # transformers 5 decoder layers return a tensor; older ones and other families a tuple

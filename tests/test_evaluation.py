@@ -1,26 +1,15 @@
 import pytest
 import torch
+from saes import perfect_sae
 
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, in_raw_units
 from taulib.trainer import explained_variance
 
 
-def _identity_sae(d):
-    """d_sae = 2d latents ±e_i: reconstructs any x exactly; latent i fires where x_i > 0."""
-    sae = SparseAutoencoder(d, 2 * d)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
-
-
 def test_perfect_reconstruction_and_known_l0():
     x = torch.tensor([[1.0, -2.0, 0.0], [0.0, 3.0, 4.0]]) * 5  # raw activations
-    sae = _identity_sae(3)
+    sae = perfect_sae(3)
     metrics, _ = reconstruction_metrics(in_raw_units(sae, SAEMetadata(d_in=3, d_sae=6, input_scale=5.0)), x, batch_size=1)
     assert metrics.explained_variance == pytest.approx(1.0)
     assert metrics.l0 == pytest.approx((2 + 2) / 2)

@@ -2,21 +2,10 @@
 
 import numpy as np
 import torch
+from saes import perfect_sae
 
 from taulib.metrics.core import DENSITY_BIN_EDGES, density_histogram, reconstruction_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, in_raw_units
-
-
-def perfect_sae(d: int) -> SparseAutoencoder:
-    """f = (ReLU(x), ReLU(−x)), x̂ = ReLU(x) − ReLU(−x) = x exactly, with unit decoder rows."""
-    sae = SparseAutoencoder(d, 2 * d)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 def random_sae(d: int, width: int, seed: int = 0) -> SparseAutoencoder:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from saes import perfect_sae
 
 from taulib.config import ModelConfig
 from taulib.metrics.downstream import SplicedModel, downstream_metrics
@@ -24,17 +25,6 @@ def sequences(loaded):
     return torch.cat([ids, ids.roll(-3, dims=1)]).clone().index_fill_(1, torch.tensor([0]), loaded.bos_token_id)
 
 
-def _perfect(d: int) -> SparseAutoencoder:
-    sae = SparseAutoencoder(d, 2 * d)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae.requires_grad_(False)
-
-
 def _lossy(d: int) -> SparseAutoencoder:
     sae = SparseAutoencoder(d, 256)
     sae.initialise(torch.Generator().manual_seed(0))
@@ -45,7 +35,7 @@ def _lossy(d: int) -> SparseAutoencoder:
 
 
 def test_perfect_reconstruction_scores_one(loaded, sequences):
-    (metrics,) = downstream_metrics(SplicedModel(loaded), sequences, [_perfect(loaded.d_model)], batch_size=1)
+    (metrics,) = downstream_metrics(SplicedModel(loaded), sequences, [perfect_sae(loaded.d_model)], batch_size=1)
     assert metrics.ce_loss_score == pytest.approx(1.0, abs=1e-5)
     assert metrics.kl_div_score == pytest.approx(1.0, abs=1e-5)
     assert metrics.ce_loss_with_sae == pytest.approx(metrics.ce_loss_clean, abs=1e-5)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
-from taulib.models import LoadedModel, decoder_layers_path
+from taulib.extraction import TracedBlock
 from taulib.sae import SparseAutoencoder
 
 
@@ -43,29 +42,14 @@ class DownstreamMetrics:
 Replacement = Callable[[torch.Tensor], torch.Tensor]
 
 
-class SplicedModel:
+class SplicedModel(TracedBlock):
     """A causal LM whose residual stream after one block can be replaced, through nnsight."""
-
-    def __init__(self, loaded: LoadedModel, autocast: str | None = None) -> None:
-        from nnsight import TransformersModel
-
-        self.loaded = loaded
-        self.traced = TransformersModel(loaded.model, tokenizer=loaded.tokenizer, task="text-generation")
-        self.layer_path = decoder_layers_path(loaded.model)
-        self.device = next(loaded.model.parameters()).device
-        self.autocast = getattr(torch, autocast) if autocast else None
-
-    def _layer_envoy(self) -> Any:
-        envoy: Any = self.traced
-        for part in self.layer_path.split("."):
-            envoy = getattr(envoy, part)
-        return envoy[self.loaded.layer]
 
     @torch.inference_mode()
     def logits(self, input_ids: torch.Tensor, replacement: Replacement | None = None) -> torch.Tensor:
         """Float32 logits (batch, seq, vocab); `replacement` maps the layer's residual (batch, seq, d) to a new one."""
         inputs = {"input_ids": input_ids.to(self.device), "attention_mask": torch.ones_like(input_ids, device=self.device)}
-        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        with self._autocast():
             with self.traced.trace(inputs):
                 if replacement is not None:
                     layer = self._layer_envoy()
