@@ -225,7 +225,13 @@ def evaluate_run(
 
     rows = [atomic.read_json(records_folder / f"step_{step:07d}.json")["scalars"] for step in checkpoints]
     table = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
-    with atomic.atomic_path(run_dir / "evaluation" / "metrics.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    atomic.write_json(run_dir / "evaluation" / "evaluation.json", {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")})
+    _write_if_changed(run_dir / "evaluation" / "metrics.csv", table.to_csv(index=False).encode())
+    summary = {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")}
+    _write_if_changed(run_dir / "evaluation" / "evaluation.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return table
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """A cached evaluation leaves its files untouched (a re-run study changes nothing it need not)."""
+    if not (path.is_file() and path.read_bytes() == data):
+        atomic.write_bytes(path, data)
