@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations import load_cache
-from taulib.config import RunConfig
+from taulib.config import EvaluationConfig, RunConfig
 from taulib.corpus import iter_documents, token_sequences
 from taulib.extraction import ResidualReader, activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
@@ -134,8 +134,7 @@ def _model_free_metrics(
         details["absorption_letters"] = letters.to_dict(orient="records")
     if probing is not None:
         summary, tasks = evaluate_sparse_probing(sae, probing)
-        scalars |= {key: value for key, value in summary.items() if "/" not in key}
-        scalars |= {key.replace("/", "."): value for key, value in summary.items() if "/" in key}
+        scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
         details["probing_tasks"] = tasks.to_dict(orient="records")
     return scalars, details
 
@@ -150,10 +149,11 @@ def _records_folder(run_dir: Path, config: RunConfig) -> Path:
 
 
 def read_checkpoint_details(run_dir: str | Path, step: int) -> dict[str, Any]:
-    """The full record (scalars and details) of one evaluated checkpoint."""
-    run_dir = Path(run_dir)
-    config = RunConfig.model_validate(atomic.read_json(run_dir / "config.json")["config"])
-    path = _records_folder(run_dir, config) / f"step_{step:07d}.json"
+    """The full record (scalars and details) of one checkpoint, from the run's latest evaluation (the one in metrics.csv)."""
+    summary_path = Path(run_dir) / "evaluation" / "evaluation.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path}: the run has not been evaluated; run taulib.evaluate.evaluate_run first")
+    path = Path(run_dir) / "evaluation" / f"records-{atomic.read_json(summary_path)['key']}" / f"step_{step:07d}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.evaluate.evaluate_run first")
     return atomic.read_json(path)
@@ -167,14 +167,25 @@ def read_evaluation(run_dir: str | Path) -> pd.DataFrame:
 
 
 def evaluate_run(
-    run_dir: str | Path, outputs_root: str | Path, model: LoadedModel | None = None, show_progress: bool = True, checkpoints: Sequence[int] | None = None
+    run_dir: str | Path,
+    outputs_root: str | Path,
+    model: LoadedModel | None = None,
+    show_progress: bool = True,
+    checkpoints: Sequence[int] | None = None,
+    evaluation: EvaluationConfig | None = None,
 ) -> pd.DataFrame:
-    """Evaluate every checkpoint of a trained run (cached per checkpoint) and write evaluation/metrics.csv."""
+    """Evaluate every checkpoint of a trained run (cached per checkpoint) and write evaluation/metrics.csv.
+
+    `evaluation` replaces the settings the run was trained with (e.g. the parameter file's current
+    `evaluation:` section); the checkpoints are re-evaluated under the new settings, never retrained.
+    """
     run_dir, outputs_root = Path(run_dir), Path(outputs_root)
     config_path = run_dir / "config.json"
     if not (run_dir / "summary.json").is_file() or not config_path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a finished run (no summary.json); train it first")
     config = RunConfig.model_validate(atomic.read_json(config_path)["config"])
+    if evaluation is not None:
+        config = config.model_copy(update={"evaluation": evaluation})
     index = read_checkpoint_index(run_dir)
     if checkpoints is None:
         checkpoints = [entry["step"] for entry in index] if config.evaluation.checkpoints == "all" else [index[-1]["step"]]

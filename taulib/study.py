@@ -101,9 +101,10 @@ def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict
 
 
 def evaluate_study_run(params_file: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> pd.DataFrame:
-    """Evaluate every checkpoint of one parameter file's trained run (cached); the checkpoint × metric table."""
+    """Evaluate every checkpoint of one parameter file's trained run with the file's current `evaluation:`
+    settings (cached); the checkpoint × metric table."""
     config = load_run_config(params_file, overrides)
-    return evaluate_run(Path(outputs_root) / config.run_name, outputs_root, show_progress=show_progress)
+    return evaluate_run(Path(outputs_root) / config.run_name, outputs_root, show_progress=show_progress, evaluation=config.evaluation)
 
 
 # ---------------------------------------------------------------- orchestration

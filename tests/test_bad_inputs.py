@@ -58,14 +58,22 @@ CATALOGUE = [
     ("unknown-device", "inherit: _base.yaml\nmodel:\n  device: gpu\n", "field 'model.device': must be 'cpu', 'cuda', 'cuda:N' or 'mps'"),
     ("unknown-dtype", "inherit: _base.yaml\nmodel:\n  dtype: float8\n", "field 'model.dtype': Input should be 'float32', 'bfloat16' or 'float16'"),
     ("zero-width", "inherit: _base.yaml\nsae:\n  width: 0\n", "field 'sae.width': Input should be greater than 0"),
-    ("probing-k-zero", "inherit: _base.yaml\nevaluation:\n  probing_ks: [0, 5]\n", "field 'evaluation.probing_ks': must be distinct positive integers (got [0, 5])"),
+    (
+        "probing-k-zero",
+        "inherit: _base.yaml\nevaluation:\n  probing_ks: [0, 5]\n",
+        "field 'evaluation.probing_ks': must be distinct positive integers (got [0, 5])",
+    ),
     (
         "unknown-probing-task",
         "inherit: _base.yaml\nevaluation:\n  probing_tasks: [imdb]\n",
         "field 'evaluation.probing_tasks.0': Input should be 'bbc_topic', 'sentiment', 'natural_language', 'code_language' or 'uncertainty'",
     ),
     ("unknown-metric-family", "inherit: _base.yaml\nevaluation:\n  families: [core, vibes]\n", "field 'evaluation.families.1': Input should be 'core'"),
-    ("absorption-vocab-too-small", "inherit: _base.yaml\nevaluation:\n  absorption_vocab_size: 26\n", "field 'evaluation.absorption_vocab_size': Input should be greater than or equal to 260"),
+    (
+        "absorption-vocab-too-small",
+        "inherit: _base.yaml\nevaluation:\n  absorption_vocab_size: 26\n",
+        "field 'evaluation.absorption_vocab_size': Input should be greater than or equal to 260",
+    ),
     ("negative-tokens", "inherit: _base.yaml\ntraining:\n  n_tokens: -5\n", "field 'training.n_tokens': Input should be greater than 0"),
     ("zero-batch", "inherit: _base.yaml\ntraining:\n  batch_size: 0\n", "field 'training.batch_size': Input should be greater than 0"),
     (

@@ -183,3 +183,12 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     redone = evaluate_run(run_dir, outputs, show_progress=False)
     assert records[2].is_file() and all(path.stat().st_mtime_ns == stamps[path] for path in records if path != records[2])
     pd.testing.assert_frame_equal(redone, table, check_dtype=False, atol=1e-6)
+    # new evaluation settings re-evaluate the saved checkpoints (no retraining); the details follow them
+    from taulib.config import EvaluationConfig
+    from taulib.evaluate import read_checkpoint_details
+
+    fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core_tokens=500))
+    assert "absorption_fraction" not in fewer and fewer["step"].tolist() == table["step"].tolist()
+    assert not fewer["l0"].equals(table["l0"])  # 500 held-out tokens, not 1000
+    assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram"}
+    assert all(path.is_file() for path in records)  # the earlier evaluation's records stay cached

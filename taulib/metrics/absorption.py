@@ -74,8 +74,9 @@ class AbsorptionSettings:
 
     def data_key(self) -> dict[str, Any]:
         """The settings that shape the SAE-independent data (vocabulary, prompts, probe)."""
-        keys = ("vocab_size", "seed", "prompt_template", "word_position", "max_icl_examples", "train_fraction", "probe_epochs", "probe_batch_size", "probe_lr")
-        return {key: getattr(self, key) for key in keys} | {"probe_weight_decay": self.probe_weight_decay}
+        keys = ("vocab_size", "seed", "prompt_template", "word_position", "max_icl_examples", "train_fraction")
+        keys += ("probe_epochs", "probe_batch_size", "probe_lr", "probe_weight_decay")
+        return {key: getattr(self, key) for key in keys}
 
 
 # ----------------------------------------------------------------------------- vocabulary and prompts
@@ -265,7 +266,7 @@ def _residuals_at(reader: Any, tokenizer: Any, prompts: list[str], position: int
     return torch.stack([acts[position] for acts in residuals]), [int(ids[position]) for ids in encoded]
 
 
-def prepare_absorption_data(reader: Any, tokenizer: Any, settings: AbsorptionSettings, batch_size: int = 32, show_progress: bool = False) -> AbsorptionData:
+def prepare_absorption_data(reader: Any, tokenizer: Any, settings: AbsorptionSettings, batch_size: int = 32) -> AbsorptionData:
     """Vocabulary, prompts, residuals and the ground-truth probe for one model and layer."""
     rng = random.Random(settings.seed)
     vocab = stratified_vocabulary(isolated_words(tokenizer, alphabetic_tokens(tokenizer), settings), settings.vocab_size, settings.seed)

@@ -10,6 +10,7 @@ says how far the encoder has moved away from the (tied) decoder direction to sup
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -58,6 +59,14 @@ def random_unit_directions(n: int, d: int, seed: int = 0) -> torch.Tensor:
     return directions / directions.norm(dim=1, keepdim=True)
 
 
+@functools.lru_cache(maxsize=8)
+def random_baseline(n: int, d: int, seed: int, duplicate_threshold: float) -> tuple[np.ndarray, int]:
+    """`max_cosine_to_others` of random unit directions: the same for every checkpoint of a shape, so computed once."""
+    max_cos, duplicates = max_cosine_to_others(random_unit_directions(n, d, seed), duplicate_threshold)
+    max_cos.setflags(write=False)  # shared between callers
+    return max_cos, duplicates
+
+
 @torch.no_grad()
 def encoder_decoder_cosine(sae: SparseAutoencoder) -> np.ndarray:
     return torch.nn.functional.cosine_similarity(sae.W_enc.T.float(), sae.W_dec.float(), dim=1).numpy()
@@ -68,7 +77,7 @@ def orthogonality_metrics(sae: SparseAutoencoder, duplicate_threshold: float = 0
     n_latents = sae.d_sae
     n_pairs = n_latents * (n_latents - 1) / 2
     max_cos, duplicates = max_cosine_to_others(sae.W_dec, duplicate_threshold)
-    random_max_cos, random_duplicates = max_cosine_to_others(random_unit_directions(n_latents, sae.d_in, seed), duplicate_threshold)
+    random_max_cos, random_duplicates = random_baseline(n_latents, sae.d_in, seed, duplicate_threshold)
     enc_dec = encoder_decoder_cosine(sae)
     metrics = OrthogonalityMetrics(
         mean_max_cosine=float(max_cos.mean()),
