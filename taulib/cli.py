@@ -103,14 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        records = run_study(args.parameters, args.outputs, _parse_overrides(args.overrides))
+        outcome = run_study(args.parameters, args.outputs, _parse_overrides(args.overrides))
     except (ConfigError, StudyInputError, RunMismatchError) as error:
         print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
         return 2
-    print(format_summary(records))
-    failed = [record for record in records if record.status != "ok"]
-    if failed:
-        print(f"taulib: {len(failed)} of {len(records)} runs failed", file=sys.stderr)
+    print(format_summary(outcome))
+    if outcome.failed:
+        print(f"taulib: failed: {', '.join(outcome.failed)}", file=sys.stderr)
         return 1
     return 0
 

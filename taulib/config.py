@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taulib.schedules import ScheduleError, TauSchedule
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
-RESERVED_RUN_NAMES = frozenset({"activations", "figures", "study", "sweeps"})
+RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 

@@ -1,7 +1,9 @@
 """Running the study: validation first, then notebooks executed with papermill.
 
-  01_extract_activations  once, for every distinct activation spec of the parameter files
-  02_train                once per parameter file, into outputs/<run_name>/
+  01_extract_activations      once, for every distinct activation spec of the parameter files
+  02_train                    once per parameter file, into outputs/<run_name>/
+  03_early_concept_formation  once, after the runs, into outputs/analysis/ (figures: outputs/figures/)
+  04_orthogonality            likewise
 
 Every parameter file is validated (and every run folder checked against its configuration)
 before anything executes, so bad input changes nothing under outputs/. A failing run keeps its
@@ -31,6 +33,7 @@ from taulib.trainer import AnnealedTrainer, check_run_folder
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXTRACT_NOTEBOOK = "01_extract_activations.ipynb"
 TRAIN_NOTEBOOK = "02_train.ipynb"
+ANALYSIS_NOTEBOOKS = ("03_early_concept_formation.ipynb", "04_orthogonality.ipynb")
 
 
 class StudyInputError(ValueError):
@@ -119,6 +122,26 @@ class RunRecord:
     final: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class AnalysisRecord:
+    notebook: str
+    status: str = "pending"  # ok | failed | skipped
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class StudyOutcome:
+    runs: list[RunRecord]
+    analyses: list[AnalysisRecord] = field(default_factory=list)
+    extraction_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.run_name for r in self.runs if r.status != "ok"] + [Path(a.notebook).stem for a in self.analyses if a.status == "failed"]
+
+
 def _check_outputs_writable(outputs_root: Path) -> None:
     probe_parent = outputs_root if outputs_root.exists() else outputs_root.parent
     if outputs_root.exists() and not outputs_root.is_dir():
@@ -182,12 +205,12 @@ def run_study(
     outputs_root: str | Path,
     overrides: dict[str, Any] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
-) -> list[RunRecord]:
-    """Validate, extract once, train every parameter file; return one record per run."""
+) -> StudyOutcome:
+    """Validate, extract once, train and evaluate every parameter file, then run the analysis notebooks."""
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
     loaded = validate_study(parameters_dir, outputs_root, overrides)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
-    records = [RunRecord(config.run_name, str(path)) for path, config in loaded]
+    outcome = StudyOutcome([RunRecord(config.run_name, str(path)) for path, config in loaded])
     common = {"outputs_dir": str(outputs_root), "overrides": overrides or {}}
 
     extract_output = outputs_root / "activations" / EXTRACT_NOTEBOOK
@@ -195,12 +218,14 @@ def run_study(
     try:
         execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), **common})
     except Exception as error:
-        for record in records:
+        for record in outcome.runs:
             record.status, record.error, record.notebook = "failed", f"extraction failed: {_short(error)}", str(extract_output)
-        _write_summary(outputs_root, records, time.perf_counter() - started)
-        return records
+        outcome.seconds = time.perf_counter() - started
+        _write_summary(outputs_root, outcome)
+        return outcome
+    outcome.extraction_seconds = time.perf_counter() - started
 
-    for (path, config), record in zip(loaded, records, strict=True):
+    for (path, config), record in zip(loaded, outcome.runs, strict=True):
         notebook = outputs_root / config.run_name / TRAIN_NOTEBOOK
         record.notebook = str(notebook)
         run_started = time.perf_counter()
@@ -211,8 +236,27 @@ def run_study(
         except Exception as error:
             record.status, record.error = "failed", _short(error)
         record.seconds = time.perf_counter() - run_started
-    _write_summary(outputs_root, records, time.perf_counter() - started)
-    return records
+    # the analysis notebooks read the finished runs from the summary
+    outcome.seconds = time.perf_counter() - started
+    _write_summary(outputs_root, outcome)
+
+    any_ok = any(record.status == "ok" for record in outcome.runs)
+    for name in ANALYSIS_NOTEBOOKS:
+        analysis = AnalysisRecord(str(outputs_root / "analysis" / name))
+        outcome.analyses.append(analysis)
+        if not any_ok:
+            analysis.status, analysis.error = "skipped", "no run finished"
+            continue
+        analysis_started = time.perf_counter()
+        try:
+            execute_notebook(notebooks_dir / name, Path(analysis.notebook), {"outputs_dir": str(outputs_root), "figures_dir": str(outputs_root / "figures")})
+            analysis.status = "ok"
+        except Exception as error:
+            analysis.status, analysis.error = "failed", _short(error)
+        analysis.seconds = time.perf_counter() - analysis_started
+    outcome.seconds = time.perf_counter() - started
+    _write_summary(outputs_root, outcome)
+    return outcome
 
 
 def _short(error: BaseException) -> str:
@@ -220,15 +264,28 @@ def _short(error: BaseException) -> str:
     return " | ".join(line for line in text if line.strip())[-500:] if text else type(error).__name__
 
 
-def _write_summary(outputs_root: Path, records: list[RunRecord], seconds: float) -> None:
-    atomic.write_json(outputs_root / "study_summary.json", {"seconds": seconds, "runs": [asdict(record) for record in records]})
+def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
+    atomic.write_json(
+        outputs_root / "study_summary.json",
+        {
+            "seconds": outcome.seconds,
+            "extraction_seconds": outcome.extraction_seconds,
+            "runs": [asdict(record) for record in outcome.runs],
+            "analyses": [asdict(record) for record in outcome.analyses],
+        },
+    )
 
 
-def format_summary(records: list[RunRecord]) -> str:
+def format_summary(outcome: StudyOutcome) -> str:
     lines = [f"{'run':34s} {'status':8s} {'minutes':>7s} {'L0':>7s} {'EV':>6s}  notebook / error"]
-    for record in records:
+    for record in outcome.runs:
         l0 = f"{record.final['l0']:.1f}" if record.final else "-"
         ev = f"{record.final['explained_variance']:.3f}" if record.final else "-"
         detail = record.notebook if record.status == "ok" else f"{record.notebook or ''} {record.error or ''}".strip()
         lines.append(f"{record.run_name:34s} {record.status:8s} {record.seconds / 60:7.1f} {l0:>7s} {ev:>6s}  {detail}")
+    for analysis in outcome.analyses:
+        detail = analysis.notebook if analysis.status == "ok" else f"{analysis.notebook} {analysis.error or ''}".strip()
+        lines.append(f"{Path(analysis.notebook).stem:34s} {analysis.status:8s} {analysis.seconds / 60:7.1f} {'':>7s} {'':>6s}  {detail}")
+    if outcome.analyses and any(a.status == "ok" for a in outcome.analyses):
+        lines.append(f"figures: {Path(outcome.analyses[0].notebook).parent.parent / 'figures'}")
     return "\n".join(lines)

@@ -101,6 +101,35 @@ def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(t
     assert "diverges" in result.stdout and "failed" in result.stdout
 
 
+ANALYSIS_FIGURES = (
+    "03_metrics_over_training",
+    "03_time_to_final",
+    "03_absorption_speed",
+    "03_checkpoint_state_early",
+    "03_checkpoint_state_final",
+    "04_max_cosine_final",
+    "04_near_duplicates",
+    "04_lower_bound",
+    "04_trajectory_vs_outcome",
+)
+
+
+def test_the_analysis_notebooks_run_after_the_runs_and_write_every_figure(tiny_study):
+    _, outputs, result = tiny_study
+    analyses = {a["notebook"].rsplit("/", 1)[-1]: a for a in json.loads((outputs / "study_summary.json").read_text())["analyses"]}
+    assert {name: a["status"] for name, a in analyses.items()} == {"03_early_concept_formation.ipynb": "ok", "04_orthogonality.ipynb": "ok"}, analyses
+    for name in analyses:
+        executed = json.loads((outputs / "analysis" / name).read_text())
+        outputs_of_cells = [o for c in executed["cells"] for o in c.get("outputs", [])]
+        assert not any(o.get("output_type") == "error" for o in outputs_of_cells)
+        text = json.dumps(outputs_of_cells)
+        assert "baseline_plain_l1" in text and "cosine_0.3_to_0.05_tightened" in text  # both arms reached the tables
+    for figure in ANALYSIS_FIGURES:
+        assert (outputs / "figures" / f"{figure}.html").stat().st_size > 1_000_000, figure  # plotly.js embedded
+        assert (outputs / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
+    assert "figures:" in result.stdout
+
+
 def test_rerun_reuses_everything_and_bad_input_changes_nothing(repo_root, tiny_study):
     params, outputs, _ = tiny_study
     (params / "diverges.yaml").unlink()

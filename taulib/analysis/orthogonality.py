@@ -1,0 +1,98 @@
+"""Orthogonality over training, the lower-bound (τ floor) ablation, and τ trajectory against outcome."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from taulib.analysis.study_data import Arm, StudyData
+
+OUTCOME_METRICS: dict[str, str] = {
+    "l0": "L0",
+    "explained_variance": "explained variance",
+    "ce_loss_score": "CE-loss score",
+    "mean_max_cosine": "mean max decoder cosine",
+    "near_duplicate_latent_fraction": "near-duplicate latents (fraction)",
+    "absorption_fraction": "absorption fraction",
+    "sae_top_1_accuracy": "sparse probing, top-1 accuracy",
+}
+
+
+def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
+    """Pairs of arms that differ only in τ's floor (same kind and start, e.g. cosine 0.3→0.05 vs 0.3→0.1),
+    lower floor first. Everything else about the runs (λ, width, tokens, seed…) must match too."""
+
+    def without_floor(arm: Arm) -> str:
+        config = arm.config.model_copy(update={"run_name": "-", "description": "", "schedule": arm.config.schedule.model_copy(update={"tau_final": 0.0})})
+        return config.model_dump_json(exclude={"evaluation"})
+
+    pairs = []
+    annealed = [arm for arm in study.arms if arm.config.schedule.kind in ("linear", "cosine", "exponential")]
+    for i, first in enumerate(annealed):
+        for second in annealed[i + 1 :]:
+            if without_floor(first) == without_floor(second) and first.config.schedule.tau_final != second.config.schedule.tau_final:
+                low, high = sorted((first, second), key=lambda arm: arm.config.schedule.tau_final)
+                pairs.append((low, high))
+    return pairs
+
+
+def tau_trajectory_summary(arm: Arm) -> dict[str, float]:
+    """Numbers that place an arm's τ(t) on one axis: start, floor, and what the SAE felt on average.
+
+    `mean_l1_coefficient` is λ/τ averaged over the logged steps (the total penalty dose); the
+    late mean covers the last 20% of training, where the final sparsity is set.
+    """
+    log = arm.training.sort_values("step")
+    coefficient = log["l1_coefficient_effective"].to_numpy(dtype=float)
+    late = log["step"].to_numpy() >= 0.8 * log["step"].max()
+    return {
+        "tau_initial": float(log["tau"].iloc[0]),
+        "tau_final": float(log["tau"].iloc[-1]),
+        "mean_tau": float(log["tau"].mean()),
+        "final_l1_coefficient": float(coefficient[-1]),
+        "mean_l1_coefficient": float(coefficient.mean()),
+        "late_mean_l1_coefficient": float(coefficient[late].mean()),
+    }
+
+
+def trajectory_vs_outcome(study: StudyData, outcomes: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per arm: its τ-trajectory summary beside its final evaluated metrics."""
+    outcomes = OUTCOME_METRICS if outcomes is None else outcomes
+    final = study.final()
+    rows = []
+    for arm in study.arms:
+        row = {"arm": arm.name, "schedule": arm.schedule_label, **tau_trajectory_summary(arm)}
+        row |= {column: float(final.loc[arm.name, column]) for column in outcomes if column in final}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def near_duplicates_over_training(study: StudyData) -> pd.DataFrame:
+    """Long table, one row per (arm, checkpoint): near-duplicate pair and latent counts (cos > the
+    evaluation's threshold), the same count for random unit vectors, and the mean max cosine."""
+    frames = []
+    for arm in study.arms:
+        table, width = arm.evaluation, arm.config.sae.width
+        n_pairs = width * (width - 1) // 2
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arm.name,
+                    "step": table["step"],
+                    "tokens": table["tokens"],
+                    # the records hold fractions; counts are exact multiples of them
+                    "near_duplicate_pairs": (table["near_duplicate_pair_fraction"] * n_pairs).round().astype(int),
+                    "near_duplicate_latents": (table["near_duplicate_latent_fraction"] * width).round().astype(int),
+                    "random_near_duplicate_pairs": (table["random_near_duplicate_pair_fraction"] * n_pairs).round().astype(int),
+                    "mean_max_cosine": table["mean_max_cosine"],
+                    "random_mean_max_cosine": table["random_mean_max_cosine"],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def checkpoint_at_position(arm: Arm, position: float) -> int:
+    """The arm's checkpoint step nearest a training progress in [0, 1] (arms of different lengths share a slider)."""
+    steps = np.asarray(arm.steps, dtype=float)
+    return int(steps[np.argmin(np.abs(steps / steps.max() - position))])

@@ -1,0 +1,138 @@
+"""A study folder written from formulas (no model, no training): what the analysis code reads.
+
+Four arms with known curves over checkpoints 0, 1, 3, 10, 30, 100 (batch 256):
+  baseline        plain L1            L0 falls 64 → 40, absorption rises
+  tightened       cosine 0.3 → 0.05   L0 falls 64 → 8,  absorption falls 0.30 → 0.02
+  higher_floor    cosine 0.3 → 0.1    L0 falls 64 → 16, absorption falls 0.30 → 0.06
+  linear          linear 0.3 → 0.05   L0 falls 64 → 8,  slower
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from taulib.config import RunConfig
+from taulib.evaluate import COSINE_HISTOGRAM_EDGES
+from taulib.metrics.core import DENSITY_BIN_EDGES
+
+STEPS = [0, 1, 3, 10, 30, 100]
+BATCH = 256
+WIDTH = 128
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+ARMS = {
+    "baseline": ({"kind": "none"}, 40.0, (0.30, 0.40), 10.0),
+    "tightened": ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05}, 8.0, (0.30, 0.02), 10.0),
+    "higher_floor": ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.1}, 16.0, (0.30, 0.06), 10.0),
+    "linear": ({"kind": "linear", "tau_initial": 0.3, "tau_final": 0.05}, 8.0, (0.30, 0.02), 30.0),
+}
+
+
+def curve(step: np.ndarray, start: float, end: float, scale: float) -> np.ndarray:
+    """start at step 0, exponentially approaching `end` with time constant `scale`, exactly `end` at step 100."""
+    shape = (1 - np.exp(-np.asarray(step, dtype=float) / scale)) / (1 - np.exp(-100 / scale))
+    return start + (end - start) * shape
+
+
+def _config(name: str, schedule: dict) -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "run_name": name,
+            "description": f"synthetic arm {name}",
+            "sae": {"width": WIDTH},
+            "schedule": schedule,
+            "training": {"n_tokens": STEPS[-1] * BATCH, "batch_size": BATCH, "n_checkpoints": len(STEPS)},
+        }
+    )
+
+
+def _details(step: int, index: int) -> dict:
+    rng = np.random.default_rng(1000 * index + step)
+    density = np.zeros(len(DENSITY_BIN_EDGES) - 1, dtype=int)
+    density[min(len(density) - 1, 10 + step // 10)] = WIDTH  # all latents in one bin that moves with the step
+    cosines = np.zeros(len(COSINE_HISTOGRAM_EDGES) - 1, dtype=int)
+    cosines[20 + step // 10] = WIDTH
+    random = np.zeros_like(cosines)
+    random[18] = WIDTH
+    return {
+        "density_histogram": {"log10_density_edges": DENSITY_BIN_EDGES.tolist(), "counts": density.tolist(), "dead": 0},
+        "cosine_histogram_edges": COSINE_HISTOGRAM_EDGES.tolist(),
+        "max_cosine_histogram": cosines.tolist(),
+        "random_max_cosine_histogram": random.tolist(),
+        "encoder_decoder_cosine_histogram": cosines.tolist(),
+        "absorption_letters": [
+            {
+                "letter": letter,
+                "probe_f1": 0.9 if i % 5 else 0.3,
+                "k1_f1": float(min(1.0, step / 100 + 0.01 * i)),
+                "k1_latent": int((i * 7 + step) % WIDTH),
+                "split_latents": [int((i * 7 + step) % WIDTH)],
+                "n_split_latents": 1,
+                "n_probe_true_positives": 5,
+                "absorption_fraction": float(rng.uniform(0, 0.2)),
+                "absorption_fraction_unthresholded": 0.3,
+                "full_absorption_rate": 0.1,
+            }
+            for i, letter in enumerate(LETTERS)
+        ],
+        "probing_tasks": [
+            {"task": "sentiment", "positive_class": label, "n_train": 16, "n_test": 4, "top_1_accuracy": 0.5 + step / 250, "top_latents": [step % WIDTH, 3]}
+            for label in ("positive", "negative")
+        ],
+    }
+
+
+def write_synthetic_study(outputs: Path) -> Path:
+    outputs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for index, (name, (schedule, l0_end, (absorption_start, absorption_end), scale)) in enumerate(ARMS.items()):
+        config = _config(name, schedule)
+        run_dir = outputs / name
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}))
+        tau = config.schedule.to_schedule()
+        log_steps = np.arange(1, STEPS[-1] + 1)
+        taus = np.array([tau.at_step(s - 1, STEPS[-1]) for s in log_steps])
+        pd.DataFrame({"step": log_steps, "tokens": log_steps * BATCH, "tau": taus, "l1_coefficient_effective": 0.04 / taus, "l0": 10.0}).to_csv(
+            run_dir / "metrics.csv", index=False
+        )
+        steps = np.array(STEPS)
+        step_taus = [tau.at_step(max(s - 1, 0), STEPS[-1]) for s in STEPS]
+        (run_dir / "checkpoints" / "index.json").write_text(
+            json.dumps([{"step": s, "tokens": s * BATCH, "tau": t} for s, t in zip(STEPS, step_taus, strict=True)])
+        )
+        n_pairs = WIDTH * (WIDTH - 1) // 2
+        table = pd.DataFrame(
+            {
+                "step": steps,
+                "tokens": steps * BATCH,
+                "tau": step_taus,
+                "l1_coefficient_effective": [0.04 / t for t in step_taus],
+                "l0": curve(steps, 64.0, l0_end, scale),
+                "explained_variance": curve(steps, 0.0, 0.9 - 0.01 * index, scale),
+                "ce_loss_score": curve(steps, 0.0, 0.95, scale),
+                "sae_top_1_accuracy": curve(steps, 0.5, 0.7, scale),
+                "absorption_fraction": curve(steps, absorption_start, absorption_end, scale),
+                "full_absorption_rate": curve(steps, 0.1, 0.05, scale),
+                "mean_max_cosine": curve(steps, 0.3, 0.5, scale),
+                "random_mean_max_cosine": 0.25,
+                "near_duplicate_pair_fraction": np.array([0, 0, 1, 2, 3, 4 + index]) / n_pairs,
+                "near_duplicate_latent_fraction": np.array([0, 0, 2, 4, 6, 8 + index]) / WIDTH,
+                "random_near_duplicate_pair_fraction": 0.0,
+            }
+        )
+        key = hashlib.sha256(name.encode()).hexdigest()[:12]
+        records = run_dir / "evaluation" / f"records-{key}"
+        records.mkdir(parents=True)
+        table.to_csv(run_dir / "evaluation" / "metrics.csv", index=False)
+        (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps({"key": key}))
+        for row in table.to_dict("records"):
+            step = int(row["step"])
+            (records / f"step_{step:07d}.json").write_text(json.dumps({"scalars": row, "details": _details(step, index)}))
+        runs.append({"run_name": name, "status": "ok"})
+    (outputs / "study_summary.json").write_text(json.dumps({"seconds": 1.0, "runs": runs}))
+    return outputs
