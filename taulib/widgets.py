@@ -26,8 +26,9 @@ class CheckpointBrowser:
         self.arm_picker = widgets.Dropdown(options=study.names, value=first.name, description="arm")
         self.slider = widgets.SelectionSlider(options=_options(first), value=step, description="step", continuous_update=False, layout={"width": "700px"})
         self.slider.style.description_width = "initial"
+        self._switching_arm = False
         self.arm_picker.observe(self._arm_changed, names="value")
-        self.slider.observe(lambda change: self.draw(), names="value")
+        self.slider.observe(lambda change: self._switching_arm or self.draw(), names="value")
         self.widget = widgets.VBox([widgets.HBox([self.arm_picker, self.slider]), self.figure])
 
     @property
@@ -35,9 +36,15 @@ class CheckpointBrowser:
         return self.study.arm(self.arm_picker.value)
 
     def _arm_changed(self, change: dict) -> None:
-        position = self.arm.steps.index(self.slider.value) if self.slider.value in self.arm.steps else len(self.arm.steps) - 1
-        self.slider.options = _options(self.arm)  # resets the value; keep the same position along training
-        self.slider.value = self.arm.steps[min(position, len(self.arm.steps) - 1)]
+        """Show the new arm at the same fraction of training as the old one (arms may differ in length)."""
+        old = self.study.arm(change["old"])
+        position = self.slider.value / max(old.steps[-1], 1)
+        self._switching_arm = True  # new options reset the value: draw once, at the end
+        try:
+            self.slider.options = _options(self.arm)
+            self.slider.value = checkpoint_at_position(self.arm, position)
+        finally:
+            self._switching_arm = False
         self.draw()
 
     def draw(self) -> None:
