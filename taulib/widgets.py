@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from taulib.analysis.orthogonality import checkpoint_at_position
 from taulib.analysis.study_data import Arm, StudyData
-from taulib.plots.state import checkpoint_label, checkpoint_state_at, cosine_histogram_figure, draw_checkpoint_state, draw_cosine_histograms
+from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_arm_checkpoint, draw_cosine_histograms
 
 
 def _options(arm: Arm) -> list[tuple[str, int]]:
@@ -48,9 +48,7 @@ class CheckpointBrowser:
         self.draw()
 
     def draw(self) -> None:
-        arm, step = self.arm, self.slider.value
-        entry = arm.evaluation.set_index("step").loc[step].to_dict()
-        draw_checkpoint_state(self.figure, arm.details(step), f"{arm.name}: {checkpoint_label({**entry, 'step': step})}")
+        draw_arm_checkpoint(self.figure, self.arm, self.slider.value)
 
 
 class CosineBrowser:

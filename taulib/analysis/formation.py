@@ -89,6 +89,11 @@ def first_settled_below(tokens: np.ndarray, values: np.ndarray, threshold: float
     return float(tokens[above[-1] + 1] if len(above) else tokens[0])
 
 
+def below_threshold_column(metric: str, threshold: float) -> str:
+    """The formation table's column holding the tokens from which `metric` stays below `threshold`."""
+    return f"tokens_{metric}_below_{threshold:g}"
+
+
 def formation_table(
     study: StudyData,
     metrics: dict[str, str] | None = None,
@@ -112,6 +117,6 @@ def formation_table(
             row[f"{absorption_metric}_final"] = float(absorption.iloc[-1])
             row[f"{absorption_metric}_mean_over_log_tokens"] = mean_over_log_tokens(table["tokens"], absorption)
             below = first_settled_below(table["tokens"], absorption, absorption_threshold)
-            row[f"tokens_{absorption_metric}_below_{absorption_threshold:g}"] = below
+            row[below_threshold_column(absorption_metric, absorption_threshold)] = below
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")

@@ -80,11 +80,16 @@ def draw_checkpoint_state(figure: go.Figure, details: dict[str, Any], title: str
         figure.layout.title.text = title
 
 
+def draw_arm_checkpoint(figure: go.Figure, arm: Arm, step: int) -> None:
+    """Draw one arm's checkpoint into a checkpoint_state_figure, titled with its step, tokens and τ."""
+    entry = arm.evaluation.set_index("step").loc[step].to_dict()
+    draw_checkpoint_state(figure, arm.details(step), f"{arm.name}: {checkpoint_label({**entry, 'step': step})}")
+
+
 def checkpoint_state_at(arm: Arm, step: int) -> go.Figure:
     """A stand-alone checkpoint-state figure of one arm at one checkpoint."""
     figure = checkpoint_state_figure()
-    entry = arm.evaluation.set_index("step").loc[step].to_dict()
-    draw_checkpoint_state(figure, arm.details(step), f"{arm.name}: {checkpoint_label({**entry, 'step': step})}")
+    draw_arm_checkpoint(figure, arm, step)
     return figure
 
 

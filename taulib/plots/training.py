@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from taulib.analysis.formation import below_threshold_column
 from taulib.analysis.study_data import StudyData
 from taulib.plots.style import arm_styles, finish, line, marker, tokens_label
 
@@ -110,7 +111,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, metric: str =
         )
     figure.add_hline(y=threshold, line={"color": "grey", "dash": "dot"}, annotation_text=f"threshold {threshold:g}", row=1, col=1)
     area = table[f"{metric}_mean_over_log_tokens"]
-    below = table[f"tokens_{metric}_below_{threshold:g}"]
+    below = table[below_threshold_column(metric, threshold)]
     figure.add_trace(
         go.Bar(
             x=list(area.index),
