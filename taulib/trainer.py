@@ -32,7 +32,7 @@ from taulib.config import RunConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
-from taulib.sae_step import loss_and_gradients
+from taulib.sae_step import StepResult, loss_and_gradients
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -80,6 +80,29 @@ def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
     if decay and step >= total_steps - decay:
         return training.lr * (total_steps - step) / decay
     return training.lr
+
+
+def make_optimiser(sae: SparseAutoencoder, config: RunConfig) -> torch.optim.Adam:
+    training = config.training
+    # fused: one pass over each parameter's weights, gradient and moments instead of several
+    return torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2), fused=True)
+
+
+def optimiser_step(
+    sae: SparseAutoencoder, optimiser: torch.optim.Adam, x: torch.Tensor, coefficient: float, lr: float, compute_dtype: torch.dtype
+) -> StepResult:
+    """One step of the annealed trainer on the (scaled) batch x: the training loop without its bookkeeping.
+
+    The gradients are written out by hand (taulib.sae_step: the loss of `sae_loss`, in fewer passes);
+    the decoder's rows stay unit-norm, and Adam sees only the gradient across them.
+    """
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    result = loss_and_gradients(sae, x, coefficient, compute_dtype)
+    sae.remove_parallel_decoder_grad()
+    optimiser.step()
+    sae.normalise_decoder()
+    return result
 
 
 class BatchOrder:
@@ -249,8 +272,7 @@ class AnnealedTrainer:
             torch.set_num_threads(self.config.training.threads)
         training = self.config.training
         sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width)
-        # fused: one pass over each parameter's weights, gradient and moments instead of several
-        optimiser = torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2), fused=True)
+        optimiser = make_optimiser(sae, self.config)
         metrics_path = self.run_dir / "metrics.csv"
         index_path = self.run_dir / "checkpoints" / "index.json"
 
@@ -274,15 +296,8 @@ class AnnealedTrainer:
             tau = self.schedule.at_step(step, self.total_steps)
             coefficient = training.l1_coefficient / tau
             lr = learning_rate(step, self.total_steps, self.config)
-            for group in optimiser.param_groups:
-                group["lr"] = lr
             x = self._batch(step, input_scale)
-            # hand-written forward and backward (taulib.sae_step): the same loss as sae_loss, fewer passes
-            terms = loss_and_gradients(sae, x, coefficient, self.compute_dtype)
-            sae.remove_parallel_decoder_grad()
-            optimiser.step()
-            sae.normalise_decoder()
-
+            terms = optimiser_step(sae, optimiser, x, coefficient, lr, self.compute_dtype)
             tokens_since_fired += self.batch_size
             tokens_since_fired[terms.fired] = 0
             done = step + 1
