@@ -72,7 +72,7 @@ def main_comparison(
     args: argparse.Namespace, d_in: int, d_sae: int, batch_size: int, lr: float, batches: list[torch.Tensor]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     notes = [note for note in (reference_missing("dictionary_learning.trainers.standard"), reference_missing("sae_lens")) if note]
-    total = args.warmup + args.steps * args.repeats
+    total = args.warmup + args.steps * args.repeats + 10  # the references size their schedules by it
     rows = []
     for dtype_name, dtype in DTYPES.items():
         trainers: list[Step] = [TaulibStep(d_in, d_sae, lr, dtype)]
