@@ -38,6 +38,13 @@ class StepResult:
     fired: torch.Tensor  # (d_sae,) bool: the latent was positive on some token of the batch
 
 
+def mm_plus_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """a @ b + bias in float32; the matmul in the operands' dtype (its bf16 output rounded, as under autocast)."""
+    if a.dtype == torch.float32:
+        return torch.addmm(bias, a, b)
+    return torch.mm(a, b).float().add_(bias)
+
+
 @torch.no_grad()
 def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: float, compute_dtype: torch.dtype = torch.float32) -> StepResult:
     """Forward and backward of one batch; sets `.grad` of the four parameters (replacing any).
@@ -50,29 +57,26 @@ def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: flo
     W_enc = sae.W_enc.detach().to(compute_dtype)
     W_dec = sae.W_dec.detach().to(compute_dtype)
 
-    # forward
+    # forward. bfloat16 as autocast does it: matmul operands and outputs in bf16, the biases added
+    # in float32 (a cast, then a same-dtype add: torch's mixed-dtype broadcasting path is slower)
     centred = x - sae.b_dec
     centred_c = centred.to(compute_dtype)
-    # like autocast, the matmul's output is in compute_dtype and the bias is added in float32
-    pre = torch.add(torch.mm(centred_c, W_enc), sae.b_enc) if low else torch.addmm(sae.b_enc, centred_c, W_enc)
-    f = pre.relu_()
+    f = mm_plus_bias(centred_c, W_enc, sae.b_enc).relu_()
     f_c = f.to(compute_dtype) if low else f
-    x_hat = torch.add(torch.mm(f_c, W_dec), sae.b_dec) if low else torch.addmm(sae.b_dec, f_c, W_dec)
+    x_hat = mm_plus_bias(f_c, W_dec, sae.b_dec)
     error = x_hat - x
     mse = error.pow(2).sum(dim=-1).mean()
     l1 = f.sum(dim=-1).mean()  # f >= 0, so ‖f‖₁ is its sum
 
-    # backward: ∂L/∂x̂ = 2(x̂ − x)/batch; ∂L/∂pre = (∂L/∂x̂ W_decᵀ + c/batch) where f > 0, else 0
+    # backward: ∂L/∂x̂ = 2(x̂ − x)/batch; ∂L/∂pre = ∂L/∂x̂ W_decᵀ + c/batch where f > 0, else 0
     grad_x_hat = error.mul_(2.0 / batch)
     grad_x_hat_c = grad_x_hat.to(compute_dtype)
     grad_W_dec = torch.mm(f_c.t(), grad_x_hat_c)
-    grad_f = torch.mm(grad_x_hat_c, W_dec.t())
-    grad_pre = grad_f.float() if low else grad_f
-    grad_pre.add_(coefficient / batch)
-    # the ReLU's backward (zero where f == 0), written into the same buffer
+    grad_pre = torch.mm(grad_x_hat_c, W_dec.t()).float().add_(coefficient / batch)
+    # the ReLU's backward (zero where f == 0), in place
     torch.ops.aten.threshold_backward.grad_input(grad_pre, f, 0.0, grad_input=grad_pre)
     grad_b_enc = grad_pre.sum(dim=0)
-    grad_W_enc = torch.mm(centred_c.t(), grad_pre.to(compute_dtype) if low else grad_pre)
+    grad_W_enc = torch.mm(centred_c.t(), grad_pre.to(compute_dtype))
     # b_dec enters twice: added to x̂, and subtracted from x before the encoder
     grad_b_dec = grad_x_hat.sum(dim=0) - torch.mv(sae.W_enc.detach(), grad_b_enc)
 
@@ -80,5 +84,5 @@ def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: flo
     sae.W_dec.grad = grad_W_dec.float() if low else grad_W_dec
     sae.b_enc.grad = grad_b_enc
     sae.b_dec.grad = grad_b_dec
-    fired = (f_c.amax(dim=0) > 0) if batch else torch.zeros(sae.d_sae, dtype=torch.bool)
+    fired = f_c.sum(dim=0) > 0  # f >= 0: a positive column sum means some token fired
     return StepResult(mse + coefficient * l1, mse, l1, x_hat, f, fired)
