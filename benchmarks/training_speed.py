@@ -182,7 +182,8 @@ def render(
     text += markdown_table(["trainer", "dtype", "ms per step", "tokens/s", "GFLOP/s", "of fp32 ceiling", "taulib's speed-up"], table)
     for note in notes:
         text += f"\n{note}.\n"
-    text += "\n" + goals(rows, flops, ceiling)
+    rates = {name: next(v for k, v in ceilings.items() if k.startswith(f"torch {name} 1024")) for name in DTYPES}
+    text += "\n" + goals(rows, flops, ceiling, rates)
     if variants:
         now = {row["dtype"]: row["tokens_per_second"] for row in variants if "(taulib now)" in row["variant"]}
         text += "\nVariants of taulib's step explored (same data, steps and protocol):\n\n"
@@ -209,21 +210,31 @@ def render(
         )
         by = {r["dtype"]: r for r in e2e}
         difference = by["bfloat16"]["heldout_explained_variance"] - by["float32"]["heldout_explained_variance"]
-        text += f"\nExplained variance, bfloat16 minus float32: **{difference:+.4f}**.\n"
+        text += f"\nHeld-out explained variance, bfloat16 minus float32: **{difference:+.1e}**.\n"
     return text
 
 
-def goals(rows: list[dict], flops: int, ceiling: float) -> str:
+def goals(rows: list[dict], flops: int, ceiling: float, matmul_rates: dict[str, float]) -> str:
+    """The goals, met or not, and the bound the matmuls alone put on taulib's step.
+
+    `matmul_rates` is the measured SAE-shaped matmul rate (GFLOP/s) per dtype: a step that ran its
+    five matmuls (10·d·m FLOPs per token) at that rate and did nothing else would reach
+    rate / (10·d·m) tokens per second.
+    """
     lines = []
     for dtype in DTYPES:
         ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == dtype)["tokens_per_second"]
-        others = [(r["trainer"], ours / r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
+        others = [(r["trainer"], r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
         share = ours * flops / 1e9 / ceiling
-        versus = ", ".join(f"{ratio:.2f}× {name}" for name, ratio in others) or "no reference installed"
-        verdict = ("met" if all(ratio >= 1.5 for _, ratio in others) else "not met") if others else "not measured"
+        versus = ", ".join(f"{ours / speed:.2f}× {name}" for name, speed in others) or "no reference installed"
+        verdict = ("met" if all(ours / speed >= 1.5 for _, speed in others) else "not met") if others else "not measured"
+        bound = matmul_rates[dtype] * 1e9 / (flops * 10 / 12)
+        limit = ", ".join(f"{bound / speed:.2f}× {name.split()[0]}" for name, speed in others)
         lines.append(
             f"- {dtype}: taulib is {versus} (goal ≥ 1.5× both: {verdict}); "
-            f"{100 * share:.0f}% of the float32 matmul ceiling (goal ≥ 60%: {'met' if share >= 0.6 else 'not met'})."
+            f"{100 * share:.0f}% of the float32 matmul ceiling (goal ≥ 60%: {'met' if share >= 0.6 else 'not met'}). "
+            f"Its five matmuls alone, at this run's {matmul_rates[dtype]:.0f} GFLOP/s, would allow {bound:,.0f} tokens/s"
+            + (f" ({limit}): the step runs at {100 * ours / bound:.0f}% of that bound." if others else f"; the step runs at {100 * ours / bound:.0f}% of it.")
         )
     return "\n".join(lines) + "\n"
 
