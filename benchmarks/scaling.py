@@ -23,11 +23,23 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, provenance, sae_step_flops, write_section  # noqa: E402
+from common import best_of, lscpu, markdown_table, provenance, sae_step_flops, write_section  # noqa: E402
 from trainers import TaulibStep, study_activations, timed_batches  # noqa: E402
 from training_speed import run_interleaved  # noqa: E402
 
 from taulib.trainer import AnnealedTrainer, activation_statistics  # noqa: E402
+
+
+def five_matmuls(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, repeats: int) -> float:
+    """Seconds for the step's five matmuls alone, at its shapes and dtype (the rest of the step shows beside it)."""
+    x, g = torch.randn(batch, d_in).to(dtype), torch.randn(batch, d_in).to(dtype)
+    f, w_enc, w_dec = torch.randn(batch, d_sae).to(dtype), torch.randn(d_in, d_sae).to(dtype), torch.randn(d_sae, d_in).to(dtype)
+
+    def run() -> None:
+        torch.mm(x, w_enc), torch.mm(f, w_dec), torch.mm(f.t(), g), torch.mm(g, w_dec.t()), torch.mm(x.t(), f)
+
+    run()
+    return best_of(run, max(repeats, 2) * 2)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -38,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--token-budgets", type=int, nargs="+", default=[262_144, 1_048_576])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data and sizes: checks the script runs")
     parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     args = parser.parse_args(argv)
@@ -55,7 +67,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     widths = []
     for width in args.widths:
         (seconds,) = run_interleaved([TaulibStep(d_in, width, training.lr, dtype)], batches, args.steps, args.warmup, args.repeats)
-        widths.append({"width": width, "tokens_per_second": batch_size / seconds, "gflops": batch_size / seconds * sae_step_flops(d_in, width) / 1e9})
+        matmuls = five_matmuls(batch_size, d_in, width, dtype, args.repeats)
+        widths.append(
+            {
+                "width": width,
+                "tokens_per_second": batch_size / seconds,
+                "gflops": batch_size / seconds * sae_step_flops(d_in, width) / 1e9,
+                "step_ms": seconds * 1e3,
+                "matmul_ms": matmuls * 1e3,
+            }
+        )
     budgets = []
     for tokens in args.token_budgets:
         run = config.model_copy(update={"run_name": "scaling", "training": training.model_copy(update={"n_tokens": tokens})})
@@ -70,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text += f"\nWidth, at d_in {d_in}, batch {batch_size}, {training.compute_dtype} (the trainer's step, best of {args.repeats} × {args.steps} steps):\n\n"
     reference = next((w for w in widths if w["width"] == config.sae.width), widths[0])
     text += markdown_table(
-        ["latents", "tokens/s", "seconds per 1M tokens", "GFLOP/s (12·d·m)", f"time vs {reference['width']:,}"],
+        ["latents", "tokens/s", "seconds per 1M tokens", "GFLOP/s (12·d·m)", f"time vs {reference['width']:,}", "ms per step", "the five matmuls alone, ms"],
         [
             (
                 f"{w['width']:,}",
@@ -78,9 +99,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 1e6 / w["tokens_per_second"],
                 w["gflops"],
                 f"{reference['tokens_per_second'] / w['tokens_per_second']:.2f}×",
+                w["step_ms"],
+                f"{w['matmul_ms']:.1f} ({100 * w['matmul_ms'] / w['step_ms']:.0f}%)",
             )
             for w in widths
         ],
+    )
+    widest = max(args.widths)
+    text += (
+        "\nThe rest of a step (bias, ReLU and mask passes over the (batch × latents) activations, casts, Adam, decoder"
+        f" normalisation) streams through memory; once a float32 (batch × latents) tensor ({batch_size * widest * 4 / 2**20:.0f} MiB"
+        f" at {widest:,} latents) outgrows the last-level cache ({lscpu().get('L3 cache', 'size unknown')}), it costs more per latent.\n"
     )
     text += f"\nTokens, the whole `AnnealedTrainer.train()` at {config.sae.width:,} latents with {training.n_checkpoints} checkpoints:\n\n"
     text += markdown_table(

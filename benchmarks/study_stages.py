@@ -19,6 +19,7 @@ The rest of a run's notebook is kernel start, imports, plots and writing the not
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,13 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         ("evaluation of the checkpoints", evaluation, "file times"),
         ("rest of the run notebooks (kernel, imports, plots)", sum(run["notebook"] for run in runs) - training - evaluation, "difference"),
     ]
-    return {"outputs": str(outputs), "total": total, "stages": stages, "runs": runs, "caches": caches, "evaluation_inputs": inputs}
+    finished_at = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return {"outputs": str(outputs), "finished": finished_at, "total": total, "stages": stages, "runs": runs, "caches": caches, "evaluation_inputs": inputs}
 
 
 def render(result: dict[str, Any]) -> str:
     total = result["total"]
-    text = f"`benchmarks/study_stages.py {result['outputs']}` — read from a finished study's outputs; nothing is re-run.\n\n"
+    text = f"`benchmarks/study_stages.py {Path(result['outputs']).name}` on the study that finished {result['finished']}; read from its outputs, nothing is re-run.\n\n"
     text += markdown_table(
         ["stage", "seconds", "share", "source"], [(name, seconds, f"{100 * seconds / total:.1f}%", source) for name, seconds, source in result["stages"]]
     )
