@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup study test saebench-check clean-outputs
+.PHONY: setup study test saebench-check bench clean-outputs
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -19,3 +19,12 @@ test: setup
 saebench-check: setup
 	PYTHON=$(PYTHON) bash scripts/install_saebench.sh
 	.venv-saebench/bin/python -m pytest -p no:cacheprovider tests/test_sae_bench_crosscheck.py
+
+# The benchmarks (benchmarks/RESULTS.md), on the study's activation caches (`make study` first):
+# the reference trainers in their own environment (.venv-bench, ~2.4 GB), then each script
+# under a lock, so that two timed runs on the same machine never share its cores
+BENCH_LOCK ?= /tmp/taulib-cpu.lock
+bench: setup
+	PYTHON=$(PYTHON) bash scripts/install_bench.sh
+	for script in training_speed extraction_speed scaling; do flock $(BENCH_LOCK) .venv-bench/bin/python benchmarks/$$script.py || exit 1; done
+	[ ! -f outputs/study_summary.json ] || $(BIN)/python benchmarks/study_stages.py outputs

@@ -88,8 +88,9 @@ class SparseAutoencoder(nn.Module):
         """
         if self.W_dec.grad is None:
             return
-        parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
-        self.W_dec.grad.sub_(parallel * self.W_dec)
+        # row-wise dot products and an in-place update: no (d_sae × d_in) temporaries
+        parallel = torch.linalg.vecdot(self.W_dec.grad, self.W_dec).unsqueeze(1)
+        self.W_dec.grad.addcmul_(parallel, self.W_dec, value=-1.0)
 
 
 @torch.no_grad()

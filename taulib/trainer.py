@@ -32,6 +32,7 @@ from taulib.config import RunConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
+from taulib.sae_step import StepResult, loss_and_gradients
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -79,6 +80,29 @@ def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
     if decay and step >= total_steps - decay:
         return training.lr * (total_steps - step) / decay
     return training.lr
+
+
+def make_optimiser(sae: SparseAutoencoder, config: RunConfig) -> torch.optim.Adam:
+    training = config.training
+    # fused: one pass over each parameter's weights, gradient and moments instead of several
+    return torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2), fused=True)
+
+
+def optimiser_step(
+    sae: SparseAutoencoder, optimiser: torch.optim.Adam, x: torch.Tensor, coefficient: float, lr: float, compute_dtype: torch.dtype
+) -> StepResult:
+    """One step of the annealed trainer on the (scaled) batch x: the training loop without its bookkeeping.
+
+    The gradients are written out by hand (taulib.sae_step: the loss of `sae_loss`, in fewer passes);
+    the decoder's rows stay unit-norm, and Adam sees only the gradient across them.
+    """
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    result = loss_and_gradients(sae, x, coefficient, compute_dtype)
+    sae.remove_parallel_decoder_grad()
+    optimiser.step()
+    sae.normalise_decoder()
+    return result
 
 
 class BatchOrder:
@@ -160,7 +184,8 @@ class AnnealedTrainer:
         self.checkpoints = checkpoint_steps(self.total_steps, config.training.n_checkpoints)
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
         self.device = torch.device("cpu")
-        self.autocast = config.training.compute_dtype == "bfloat16"
+        # the dtype of the SAE's matmuls (autocast-like: weights, Adam state and biases stay float32)
+        self.compute_dtype = torch.bfloat16 if config.training.compute_dtype == "bfloat16" else torch.float32
         # the hooked block, recorded with every saved SAE (the config may leave it to the model's middle)
         self.layer = layer if layer is not None else (config.model.layer if config.model.layer is not None else -1)
 
@@ -247,7 +272,7 @@ class AnnealedTrainer:
             torch.set_num_threads(self.config.training.threads)
         training = self.config.training
         sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width)
-        optimiser = torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2))
+        optimiser = make_optimiser(sae, self.config)
         metrics_path = self.run_dir / "metrics.csv"
         index_path = self.run_dir / "checkpoints" / "index.json"
 
@@ -271,22 +296,10 @@ class AnnealedTrainer:
             tau = self.schedule.at_step(step, self.total_steps)
             coefficient = training.l1_coefficient / tau
             lr = learning_rate(step, self.total_steps, self.config)
-            for group in optimiser.param_groups:
-                group["lr"] = lr
             x = self._batch(step, input_scale)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-                x_hat, f = sae(x)
-            terms = sae_loss(x, x_hat, f, coefficient)
-            optimiser.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            sae.remove_parallel_decoder_grad()
-            optimiser.step()
-            sae.normalise_decoder()
-
-            with torch.no_grad():
-                fired = f > 0
-                tokens_since_fired += self.batch_size
-                tokens_since_fired[fired.any(dim=0)] = 0
+            terms = optimiser_step(sae, optimiser, x, coefficient, lr, self.compute_dtype)
+            tokens_since_fired += self.batch_size
+            tokens_since_fired[terms.fired] = 0
             done = step + 1
             if done % training.log_every_steps == 0 or done == self.total_steps or step == start_step == 0:
                 with torch.no_grad():
@@ -298,9 +311,9 @@ class AnnealedTrainer:
                         "lr": lr,
                         "loss": float(terms.loss),
                         "mse": float(terms.mse),
-                        "explained_variance": explained_variance(x, x_hat),
+                        "explained_variance": explained_variance(x, terms.x_hat),
                         "l1": float(terms.l1),
-                        "l0": float(fired.sum(dim=-1).float().mean()),
+                        "l0": float((terms.f > 0).sum(dim=-1).float().mean()),
                         "dead_fraction": float((tokens_since_fired >= training.dead_window_tokens).float().mean()),
                     }
                 if not all(math.isfinite(v) for v in row.values()):

@@ -1,0 +1,260 @@
+"""SAE training throughput: taulib's annealed trainer against dictionary_learning's and SAELens's.
+
+    make bench    # installs .venv-bench (the reference trainers) and runs every benchmark
+    flock /tmp/taulib-cpu.lock .venv-bench/bin/python benchmarks/training_speed.py --outputs outputs
+    .venv/bin/python benchmarks/training_speed.py --quick --results /tmp/results.md   # seconds, synthetic data
+
+All trainers see the same cached activations of the default study (divided by taulib's input
+scale), at the same width, batch size, learning rate and dtype, on the same 2 torch threads;
+each is timed over `--steps` steps after `--warmup`, the trainers interleaved, best of
+`--repeats`. The matmul ceilings are measured in the same run. Also measured: variants of
+taulib's step (what was explored to make it fast), and taulib's whole `AnnealedTrainer.train()`
+(logging, checkpoints) in float32 and bfloat16 with the explained variance each reaches on the
+held-out cache. Without dictionary-learning or sae-lens installed their rows are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
+from trainers import DictionaryLearningStep, SAELensStep, Step, TaulibAutograd, TaulibStep, reference_missing, study_activations, timed_batches  # noqa: E402
+
+from taulib.config import RunConfig  # noqa: E402
+from taulib.sae import load_sae  # noqa: E402
+from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parameters", default="parameters/cosine_0.3_to_0.05_tightened.yaml", help="a parameter file of the study (width, batch, lr, caches)")
+    parser.add_argument("--outputs", default="outputs", help="the outputs folder holding the activation caches")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per trainer and repeat")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ev-tokens", type=int, default=262_144, help="tokens of the float32-vs-bfloat16 end-to-end runs")
+    parser.add_argument("--no-explore", action="store_true", help="skip the taulib variants")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (compiling takes a minute)")
+    parser.add_argument("--quick", action="store_true", help="tiny synthetic data and sizes: checks the script runs")
+    parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup, args.repeats, args.ev_tokens, args.no_compile = 3, 1, 1, 4096, True
+    return args
+
+
+def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int, repeats: int) -> list[float]:
+    """Seconds per step of each trainer: warm-up, then `repeats` rounds over all trainers, best of them."""
+    for trainer in trainers:
+        for i in range(warmup):
+            trainer.step(batches[i % len(batches)])
+    best = [float("inf")] * len(trainers)
+    for _ in range(repeats):
+        for index, trainer in enumerate(trainers):
+            started = time.perf_counter()
+            for i in range(steps):
+                trainer.step(batches[i % len(batches)])
+            best[index] = min(best[index], (time.perf_counter() - started) / steps)
+    return best
+
+
+def main_comparison(
+    args: argparse.Namespace, d_in: int, d_sae: int, batch_size: int, lr: float, batches: list[torch.Tensor]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    notes = [note for note in (reference_missing("dictionary_learning.trainers.standard"), reference_missing("sae_lens")) if note]
+    total = args.warmup + args.steps * args.repeats + 10  # the references size their schedules by it
+    rows = []
+    for dtype_name, dtype in DTYPES.items():
+        trainers: list[Step] = [TaulibStep(d_in, d_sae, lr, dtype)]
+        if not reference_missing("dictionary_learning.trainers.standard"):
+            trainers.append(DictionaryLearningStep(d_in, d_sae, lr, dtype, total))
+        if not reference_missing("sae_lens"):
+            trainers.append(SAELensStep(d_in, d_sae, lr, dtype, total, batch_size))
+        for trainer, seconds in zip(trainers, run_interleaved(trainers, batches, args.steps, args.warmup, args.repeats), strict=True):
+            rows.append({"trainer": trainer.name, "dtype": dtype_name, "seconds_per_step": seconds, "tokens_per_second": batch_size / seconds})
+    return rows, notes
+
+
+def explore(args: argparse.Namespace, d_in: int, d_sae: int, lr: float, batches: list[torch.Tensor]) -> list[dict[str, Any]]:
+    """Variants of taulib's step, each against the step the trainer uses now."""
+    batch_size = batches[0].shape[0]
+    variants: list[tuple[str, str, Any]] = [
+        ("autograd, foreach Adam (taulib before)", "float32", lambda: TaulibAutograd(d_in, d_sae, lr, torch.float32)),
+        ("autograd, foreach Adam (taulib before)", "bfloat16", lambda: TaulibAutograd(d_in, d_sae, lr, torch.bfloat16)),
+        ("hand-written gradients, foreach Adam", "bfloat16", lambda: TaulibStep(d_in, d_sae, lr, torch.bfloat16, fused_adam=False)),
+        ("hand-written gradients, fused Adam (taulib now)", "bfloat16", lambda: TaulibStep(d_in, d_sae, lr, torch.bfloat16)),
+        ("hand-written gradients, fused Adam (taulib now)", "float32", lambda: TaulibStep(d_in, d_sae, lr, torch.float32)),
+    ]
+    rows = []
+    for name, dtype_name, make in variants:
+        (seconds,) = run_interleaved([make()], batches, args.steps, args.warmup, args.repeats)
+        rows.append({"variant": name, "dtype": dtype_name, "threads": torch.get_num_threads(), "tokens_per_second": batch_size / seconds, "note": ""})
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+        try:
+            (seconds,) = run_interleaved([TaulibStep(d_in, d_sae, lr, torch.bfloat16)], batches, args.steps, args.warmup, args.repeats)
+        finally:
+            torch.set_num_threads(threads)
+        rows.append({"variant": "taulib now, 1 thread", "dtype": "bfloat16", "threads": 1, "tokens_per_second": batch_size / seconds, "note": ""})
+    if not args.no_compile:
+        try:
+            trainer = TaulibAutograd(d_in, d_sae, lr, torch.bfloat16, compile_forward=True)
+            compile_seconds = best_of(lambda: trainer.step(batches[0]), 1)
+            (seconds,) = run_interleaved([trainer], batches, args.steps, args.warmup, args.repeats)
+            note = f"first step (compilation) {compile_seconds:.0f} s"
+            rows.append(
+                {
+                    "variant": "autograd, torch.compile'd forward + loss",
+                    "dtype": "bfloat16",
+                    "threads": threads,
+                    "tokens_per_second": batch_size / seconds,
+                    "note": note,
+                }
+            )
+        except Exception as error:  # an inductor build failure is a result too
+            rows.append(
+                {
+                    "variant": "autograd, torch.compile'd forward + loss",
+                    "dtype": "bfloat16",
+                    "threads": threads,
+                    "tokens_per_second": float("nan"),
+                    "note": f"failed: {type(error).__name__}",
+                }
+            )
+    return rows
+
+
+def end_to_end(args: argparse.Namespace, config: RunConfig, train: torch.Tensor, heldout: torch.Tensor) -> list[dict[str, Any]]:
+    """taulib's whole AnnealedTrainer.train() in float32 and bfloat16 on the same data and steps, and
+    the held-out explained variance of the two final SAEs (evaluated in float32)."""
+    rows = []
+    for dtype_name in DTYPES:
+        training = config.training.model_copy(update={"n_tokens": args.ev_tokens, "compute_dtype": dtype_name, "n_checkpoints": 8})
+        run_config = config.model_copy(update={"run_name": f"bench_{dtype_name}", "training": training})
+        with tempfile.TemporaryDirectory() as folder:
+            summary = AnnealedTrainer(run_config, train, folder, show_progress=False).train()
+            sae, metadata = load_sae(Path(folder) / "final")
+        x = heldout[:16_384].float() / metadata.input_scale
+        with torch.no_grad():
+            x_hat, f = sae(x)
+        rows.append(
+            {
+                "dtype": dtype_name,
+                "tokens": summary["tokens"],
+                "tokens_per_second": summary["tokens_per_second_this_session"],
+                "heldout_explained_variance": explained_variance(x, x_hat),
+                "heldout_l0": float((f > 0).sum(dim=-1).float().mean()),
+            }
+        )
+    return rows
+
+
+def render(
+    args: argparse.Namespace, shape: tuple[int, int, int], ceilings: dict[str, float], rows: list[dict], notes: list[str], variants: list[dict], e2e: list[dict]
+) -> str:
+    d_in, d_sae, batch_size = shape
+    flops = sae_step_flops(d_in, d_sae)
+    ceiling = fp32_ceiling(ceilings)
+    command = "benchmarks/training_speed.py" + (" --quick" if args.quick else f" --steps {args.steps} --repeats {args.repeats}")
+    text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
+    text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
+    text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
+    text += f"\nThe float32 ceiling below is the best float32 figure above: **{ceiling:.0f} GFLOP/s**.\n\n"
+    taulib = {row["dtype"]: row for row in rows if row["trainer"] == "taulib"}
+    table = []
+    for row in rows:
+        gflops = row["tokens_per_second"] * flops / 1e9
+        ratio = taulib[row["dtype"]]["tokens_per_second"] / row["tokens_per_second"]
+        table.append(
+            (row["trainer"], row["dtype"], row["seconds_per_step"] * 1e3, row["tokens_per_second"], gflops, f"{100 * gflops / ceiling:.0f}%", f"{ratio:.2f}×")
+        )
+    text += markdown_table(["trainer", "dtype", "ms per step", "tokens/s", "GFLOP/s", "of fp32 ceiling", "taulib's speed-up"], table)
+    for note in notes:
+        text += f"\n{note}.\n"
+    rates = {name: next(v for k, v in ceilings.items() if k.startswith(f"torch {name} 1024")) for name in DTYPES}
+    text += "\n" + goals(rows, flops, ceiling, rates)
+    if variants:
+        now = {row["dtype"]: row["tokens_per_second"] for row in variants if "(taulib now)" in row["variant"]}
+        text += "\nVariants of taulib's step explored (same data, steps and protocol):\n\n"
+        text += markdown_table(
+            ["variant", "dtype", "threads", "tokens/s", "GFLOP/s", "vs taulib now", "note"],
+            [
+                (
+                    r["variant"],
+                    r["dtype"],
+                    r["threads"],
+                    r["tokens_per_second"],
+                    r["tokens_per_second"] * flops / 1e9,
+                    f"{r['tokens_per_second'] / now[r['dtype']]:.2f}×",
+                    r["note"],
+                )
+                for r in variants
+            ],
+        )
+    if e2e:
+        text += f"\ntaulib's whole `AnnealedTrainer.train()` (batch order, logging every {10} steps, 8 checkpoints, resumable state), then the final SAE on 16,384 held-out tokens:\n\n"
+        text += markdown_table(
+            ["compute dtype", "tokens trained", "tokens/s end to end", "held-out explained variance", "held-out L0"],
+            [(r["dtype"], f"{r['tokens']:,}", r["tokens_per_second"], f"{r['heldout_explained_variance']:.4f}", f"{r['heldout_l0']:.1f}") for r in e2e],
+        )
+        by = {r["dtype"]: r for r in e2e}
+        difference = by["bfloat16"]["heldout_explained_variance"] - by["float32"]["heldout_explained_variance"]
+        text += f"\nHeld-out explained variance, bfloat16 minus float32: **{difference:+.1e}**.\n"
+    return text
+
+
+def goals(rows: list[dict], flops: int, ceiling: float, matmul_rates: dict[str, float]) -> str:
+    """The goals, met or not, and the bound the matmuls alone put on taulib's step.
+
+    `matmul_rates` is the measured SAE-shaped matmul rate (GFLOP/s) per dtype: a step that ran its
+    five matmuls (10·d·m FLOPs per token) at that rate and did nothing else would reach
+    rate / (10·d·m) tokens per second.
+    """
+    lines = []
+    for dtype in DTYPES:
+        ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == dtype)["tokens_per_second"]
+        others = [(r["trainer"], r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
+        share = ours * flops / 1e9 / ceiling
+        versus = ", ".join(f"{ours / speed:.2f}× {name}" for name, speed in others) or "no reference installed"
+        verdict = ("met" if all(ours / speed >= 1.5 for _, speed in others) else "not met") if others else "not measured"
+        bound = matmul_rates[dtype] * 1e9 / (flops * 10 / 12)
+        limit = ", ".join(f"{bound / speed:.2f}× {name.split()[0]}" for name, speed in others)
+        lines.append(
+            f"- {dtype}: taulib is {versus} (goal ≥ 1.5× both: {verdict}); "
+            f"{100 * share:.0f}% of the float32 matmul ceiling (goal ≥ 60%: {'met' if share >= 0.6 else 'not met'}). "
+            f"Its five matmuls alone, at this run's {matmul_rates[dtype]:.0f} GFLOP/s, would allow {bound:,.0f} tokens/s"
+            + (f" ({limit}): the step runs at {100 * ours / bound:.0f}% of that bound." if others else f"; the step runs at {100 * ours / bound:.0f}% of it.")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    torch.set_num_threads(1 if args.quick else 2)  # tiny steps on 2 shared cores: one thread waits less
+    config, train, heldout = study_activations(args.parameters, args.outputs, args.quick)
+    scale, _ = activation_statistics(train)
+    d_in, d_sae, batch_size, lr = train.shape[1], config.sae.width, config.training.batch_size, config.training.lr
+    batches = timed_batches(train, batch_size, min(args.steps, 64), scale)
+    ceilings = matmul_ceiling(repeats=1 if args.quick else 5, size=256 if args.quick else 2048)
+    rows, notes = main_comparison(args, d_in, d_sae, batch_size, lr, batches)
+    variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
+    e2e = end_to_end(args, config, train, heldout)
+    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e)
+    write_section("training_speed", "SAE training throughput (`benchmarks/training_speed.py`)", text, *([args.results] if args.results else []))
+    print(text)
+    return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e}
+
+
+if __name__ == "__main__":
+    main()

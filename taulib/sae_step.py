@@ -1,0 +1,88 @@
+"""One training step's loss and gradients for the ReLU SAE, written out by hand.
+
+The loss is the trainer's: ‖x − x̂‖² + c·‖f‖₁ (per-token means), with f = ReLU((x − b_dec)W_enc + b_enc)
+and x̂ = f W_dec + b_dec. Writing the gradients out instead of running autograd saves, per step:
+
+* one of the six (batch × d_in × d_sae) matmuls: b_dec's gradient through the encoder is
+  −(Σ_batch ∂L/∂pre) W_encᵀ, a vector-matrix product, where autograd forms the full
+  (batch × d_in) input gradient and then sums it;
+* the (batch × d_sae) temporaries autograd keeps and walks through (|f|, sign(f), the summed
+  ReLU and L1 gradients, their casts), which on a CPU cost as much time as the matmuls;
+* the graph bookkeeping.
+
+Precision follows torch.autocast: with `compute_dtype=torch.bfloat16` the matmul operands and
+outputs are bfloat16 (AVX512-BF16 / AMX on recent CPUs), everything else (biases, the ReLU's
+input, the losses, the gradients handed to the optimiser) is float32, and the weights themselves
+stay float32. With float32 every operation is float32 and the gradients equal autograd's up to
+summation order (tests/test_sae_step.py checks both dtypes against autograd).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from taulib.sae import SparseAutoencoder
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the trainer logs from a step; the tensors are detached and float32."""
+
+    loss: torch.Tensor  # mse + coefficient·l1
+    mse: torch.Tensor  # mean over the batch of ‖x − x̂‖²
+    l1: torch.Tensor  # mean over the batch of ‖f‖₁
+    x_hat: torch.Tensor  # (batch, d_in) reconstruction
+    f: torch.Tensor  # (batch, d_sae) latent activations
+    fired: torch.Tensor  # (d_sae,) bool: the latent was positive on some token of the batch
+
+
+def mm_plus_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """a @ b + bias in float32; the matmul in the operands' dtype (its bf16 output rounded, as under autocast)."""
+    if a.dtype == torch.float32:
+        return torch.addmm(bias, a, b)
+    return torch.mm(a, b).float().add_(bias)
+
+
+@torch.no_grad()
+def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: float, compute_dtype: torch.dtype = torch.float32) -> StepResult:
+    """Forward and backward of one batch; sets `.grad` of the four parameters (replacing any).
+
+    `x` is (batch, d_in) float32, already divided by the input scale; `coefficient` is the
+    effective L1 coefficient λ/τ of this step.
+    """
+    batch = x.shape[0]
+    low = compute_dtype != torch.float32
+    W_enc = sae.W_enc.detach().to(compute_dtype)
+    W_dec = sae.W_dec.detach().to(compute_dtype)
+
+    # forward. bfloat16 as autocast does it: matmul operands and outputs in bf16, the biases added
+    # in float32 (a cast, then a same-dtype add: torch's mixed-dtype broadcasting path is slower)
+    centred = x - sae.b_dec
+    centred_c = centred.to(compute_dtype)
+    f = mm_plus_bias(centred_c, W_enc, sae.b_enc).relu_()
+    f_c = f.to(compute_dtype) if low else f
+    x_hat = mm_plus_bias(f_c, W_dec, sae.b_dec)
+    error = x_hat - x
+    mse = error.pow(2).sum(dim=-1).mean()
+    l1 = f.sum(dim=-1).mean()  # f >= 0, so ‖f‖₁ is its sum
+
+    # backward: ∂L/∂x̂ = 2(x̂ − x)/batch; ∂L/∂pre = ∂L/∂x̂ W_decᵀ + c/batch where f > 0, else 0
+    grad_x_hat = error.mul_(2.0 / batch)
+    grad_x_hat_c = grad_x_hat.to(compute_dtype)
+    grad_W_dec = torch.mm(f_c.t(), grad_x_hat_c)
+    grad_pre = torch.mm(grad_x_hat_c, W_dec.t()).float().add_(coefficient / batch)
+    # the ReLU's backward (zero where f == 0), in place
+    torch.ops.aten.threshold_backward.grad_input(grad_pre, f, 0.0, grad_input=grad_pre)
+    grad_b_enc = grad_pre.sum(dim=0)
+    grad_W_enc = torch.mm(centred_c.t(), grad_pre.to(compute_dtype))
+    # b_dec enters twice: added to x̂, and subtracted from x before the encoder
+    grad_b_dec = grad_x_hat.sum(dim=0) - torch.mv(sae.W_enc.detach(), grad_b_enc)
+
+    sae.W_enc.grad = grad_W_enc.float() if low else grad_W_enc
+    sae.W_dec.grad = grad_W_dec.float() if low else grad_W_dec
+    sae.b_enc.grad = grad_b_enc
+    sae.b_dec.grad = grad_b_dec
+    fired = f_c.sum(dim=0) > 0  # f >= 0: a positive column sum means some token fired
+    return StepResult(mse + coefficient * l1, mse, l1, x_hat, f, fired)
