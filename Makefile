@@ -9,8 +9,11 @@ BIN := $(VENV)/bin
 setup:
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
+# PROFILE=full runs the sweep's complete profile (parameters/_sweep.yaml) into outputs/full
+PROFILE ?= default
+STUDY_OUTPUTS := $(if $(filter default,$(PROFILE)),outputs,outputs/$(PROFILE))
 study: setup
-	$(BIN)/python -m taulib study --parameters parameters --outputs outputs
+	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
 
 test: setup
 	$(BIN)/python -m pytest

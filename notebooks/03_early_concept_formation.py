@@ -34,6 +34,8 @@
 # %% tags=["parameters"]
 outputs_dir = "../outputs"
 figures_dir = None  # default: <outputs_dir>/figures
+l0_target = None  # a sweep's runs at this final-L0 target (default: the middle one); the matched comparison is 05_report
+seed = None  # … and this seed (default: the first)
 save_png = True
 fraction_of_final = 0.9
 absorption_metric = "absorption_fraction"
@@ -52,10 +54,10 @@ from taulib.plots.state import checkpoint_state_at
 from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
 from taulib.widgets import CheckpointBrowser
 
-study = load_study(outputs_dir)
+study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print("arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
 
 # %% [markdown]
 # ## Every metric against tokens seen

@@ -33,6 +33,8 @@
 # %% tags=["parameters"]
 outputs_dir = "../outputs"
 figures_dir = None  # default: <outputs_dir>/figures
+l0_target = None  # a sweep's runs at this final-L0 target (default: the middle one); the matched comparison is 05_report
+seed = None  # … and this seed (default: the first)
 save_png = True
 trajectory_axis = "mean_l1_coefficient"  # or late_mean_l1_coefficient, final_l1_coefficient, mean_tau, tau_final
 
@@ -48,10 +50,10 @@ from taulib.plots.save import save_figures
 from taulib.plots.state import cosine_histogram_figure, draw_cosine_histograms
 from taulib.widgets import CosineBrowser
 
-study = load_study(outputs_dir)
+study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print("arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
 
 # %% [markdown]
 # ## Max decoder cosine against random vectors

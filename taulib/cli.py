@@ -29,6 +29,22 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default", help="the sweep's profile (parameters/_sweep.yaml), e.g. full")
+    parser.add_argument("--no-sweep", action="store_true", help="run each parameter file once as it is, ignoring _sweep.yaml")
+
+
+def _load_sweep(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    """The folder's sweep for the chosen profile, or None (no _sweep.yaml, or --no-sweep)."""
+    from taulib.sweep import SWEEP_FILE, load_sweep
+
+    if args.no_sweep or not (args.parameters / SWEEP_FILE).is_file():
+        if args.profile != "default":
+            raise ConfigError(f"--profile {args.profile}: profiles belong to a sweep, and {args.parameters / SWEEP_FILE} is not used")
+        return None
+    return load_sweep(args.parameters, args.profile, overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taulib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,10 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
     study.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
+    _sweep_arguments(study)
     extract = commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)")
     extract.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
     extract.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     extract.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
+    _sweep_arguments(extract)
+    analyse = commands.add_parser("analyse", help="run the analysis notebooks (and a sweep's report) again on a finished study")
+    analyse.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
+    sweep = commands.add_parser("sweep", help="show the runs the sweep file expands to (nothing is run)")
+    sweep.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
+    _sweep_arguments(sweep)
     train = commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)")
     train.add_argument("params_file", type=Path)
     train.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
@@ -67,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus ready: {len(manifest['sources'])} sources, {documents} documents, in {data_dir / 'corpus'}")
         return 0
 
+    if args.command == "sweep":
+        from taulib.sweep import describe
+
+        try:
+            sweep = _load_sweep(args, _parse_overrides(args.overrides))
+        except ConfigError as error:
+            print(f"taulib: {error}", file=sys.stderr)
+            return 2
+        print(describe(sweep) if sweep is not None else f"{args.parameters}: no sweep; each parameter file is one run")
+        return 0
+
     from taulib.activations import CacheError
     from taulib.study import StudyInputError, format_summary, run_study, train_run
     from taulib.trainer import RunMismatchError
@@ -75,12 +110,27 @@ def main(argv: list[str] | None = None) -> int:
         from taulib.study import extract_for_study, validate_study
 
         try:
-            validate_study(args.parameters.resolve(), args.outputs.resolve(), _parse_overrides(args.overrides))
+            overrides = _parse_overrides(args.overrides)
+            sweep = _load_sweep(args, overrides)
+            overrides = sweep.overrides if sweep is not None else overrides
+            validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None)
         except (ConfigError, StudyInputError, RunMismatchError) as error:
             print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
             return 2
-        print(extract_for_study(args.parameters, args.outputs, _parse_overrides(args.overrides)).to_string(index=False))
+        print(extract_for_study(args.parameters, args.outputs, overrides).to_string(index=False))
         return 0
+
+    if args.command == "analyse":
+        from taulib.study import run_analyses
+
+        try:
+            analyses = run_analyses(args.outputs)
+        except StudyInputError as error:
+            print(f"taulib: refused:\n{error}", file=sys.stderr)
+            return 2
+        for analysis in analyses:
+            print(f"{Path(analysis.notebook).stem:28s} {analysis.status:8s} {analysis.seconds / 60:5.1f} min  {analysis.error or analysis.notebook}")
+        return 1 if any(analysis.status == "failed" for analysis in analyses) else 0
 
     if args.command == "train":
         try:
@@ -103,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        outcome = run_study(args.parameters, args.outputs, _parse_overrides(args.overrides))
+        overrides = _parse_overrides(args.overrides)
+        outcome = run_study(args.parameters, args.outputs, overrides, sweep=_load_sweep(args, overrides))
     except (ConfigError, StudyInputError, RunMismatchError) as error:
         print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
         return 2

@@ -165,9 +165,18 @@ class EvaluationConfig(_Section):
         return tuple(sorted(value))
 
 
+class SweepLabel(_Section):
+    """Where a run sits in a matched-sparsity sweep (taulib.sweep). A label, not a setting: it is not
+    part of the run's fingerprint, so a calibration probe can become the sweep's run unchanged."""
+
+    arm: str = Field(description="the arm's parameter file (its stem) the run was generated from")
+    l0_target: float = Field(gt=0, description="the final held-out L0 its λ was calibrated for")
+
+
 class RunConfig(_Section):
     run_name: str
     description: str = ""
+    sweep: SweepLabel | None = None
     seed: int = Field(0, ge=0)
     model: ModelConfig = ModelConfig()
     activations: ActivationsConfig = ActivationsConfig()
@@ -188,17 +197,17 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "evaluation")) -> str:
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "sweep", "evaluation")) -> str:
         """A stable hash of everything that determines this run's results."""
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -222,7 +231,7 @@ _Yaml12FloatLoader.add_implicit_resolver(
 )
 
 
-def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found")
     try:
@@ -248,7 +257,7 @@ def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, A
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise ConfigError(f"{seen[0]}: 'inherit' forms a cycle: {chain}")
-    data = _read_yaml_mapping(path)
+    data = read_yaml_mapping(path)
     parent = data.pop("inherit", None)
     if parent is None:
         return data
@@ -259,7 +268,7 @@ def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, A
         raise ConfigError(f"{path}: field 'inherit': {base_path}: parameter file not found")
     base = _resolve_inheritance(base_path, (*seen, path))
     base.pop("run_name", None)  # a run name is never inherited
-    return _deep_merge(base, data)
+    return deep_merge(base, data)
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:
@@ -305,7 +314,7 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     if overrides:
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}: overrides must be a mapping, got {type(overrides).__name__}")
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
     source = str(path) + (" (with overrides)" if overrides else "")
     return config_from_mapping(data, source)
 

@@ -4,6 +4,11 @@
   02_train                    once per parameter file, into outputs/<run_name>/
   03_early_concept_formation  once, after the runs, into outputs/analysis/ (figures: outputs/figures/)
   04_orthogonality            likewise
+  05_report                   likewise, for a sweep: writes outputs/REPORT.md
+
+With a sweep (parameters/_sweep.yaml, taulib.sweep) the parameter files are the sweep's: λ is
+calibrated per arm and L0 target first (taulib.sweep_runs, training the seed-0 runs), then the
+generated files are run like any others.
 
 Every parameter file is validated (and every run folder checked against its configuration)
 before anything executes, so bad input changes nothing under outputs/. A failing run keeps its
@@ -28,12 +33,15 @@ from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_d
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
 from taulib.progress import PLAIN_ENV
+from taulib.sweep import Sweep
+from taulib.sweep_runs import calibrate_sweep, plan_runs
 from taulib.trainer import AnnealedTrainer, check_run_folder
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXTRACT_NOTEBOOK = "01_extract_activations.ipynb"
 TRAIN_NOTEBOOK = "02_train.ipynb"
 ANALYSIS_NOTEBOOKS = ("03_early_concept_formation.ipynb", "04_orthogonality.ipynb")
+REPORT_NOTEBOOK = "05_report.ipynb"  # needs a sweep (seeds and L0 targets)
 
 
 class StudyInputError(ValueError):
@@ -120,6 +128,8 @@ class RunRecord:
     notebook: str | None = None
     error: str | None = None
     final: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    sweep: dict[str, Any] | None = None  # the run's place in a sweep: arm, l0_target
 
 
 @dataclass
@@ -135,11 +145,20 @@ class StudyOutcome:
     runs: list[RunRecord]
     analyses: list[AnalysisRecord] = field(default_factory=list)
     extraction_seconds: float = 0.0
+    calibration_seconds: float = 0.0
     seconds: float = 0.0
+    profile: str | None = None  # the sweep's profile; None without a sweep
+    error: str | None = None  # a failure before the runs (extraction, calibration)
 
     @property
     def failed(self) -> list[str]:
-        return [r.run_name for r in self.runs if r.status != "ok"] + [Path(a.notebook).stem for a in self.analyses if a.status == "failed"]
+        before = ["study"] if self.error else []
+        return before + [r.run_name for r in self.runs if r.status != "ok"] + [Path(a.notebook).stem for a in self.analyses if a.status == "failed"]
+
+
+def _record(path: Path, config: RunConfig) -> RunRecord:
+    labels = config.sweep.model_dump(mode="json") if config.sweep is not None else None
+    return RunRecord(config.run_name, str(path), seed=config.seed, sweep=labels)
 
 
 def _check_outputs_writable(outputs_root: Path) -> None:
@@ -150,8 +169,11 @@ def _check_outputs_writable(outputs_root: Path) -> None:
         raise StudyInputError(f"{outputs_root}: the outputs folder is not writable")
 
 
-def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None) -> list[tuple[Path, RunConfig]]:
-    """Everything checkable before work starts: parameter files, model depth, run folders, outputs."""
+def validate_study(
+    parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True
+) -> list[tuple[Path, RunConfig]]:
+    """Everything checkable before work starts: parameter files, model depth, run folders (unless a
+    sweep names the runs), outputs."""
     try:
         loaded = load_study_configs(discover_parameter_files(parameters_dir), overrides)
     except ConfigError as error:
@@ -161,10 +183,22 @@ def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str
             run_layer(config)
         except Exception as error:  # an unknown model or a layer beyond its depth
             raise StudyInputError(f"{path}: {error}") from None
-        check_run_folder(config, outputs_root / config.run_name, source=str(path))
+        if check_runs:
+            check_run_folder(config, outputs_root / config.run_name, source=str(path))
     _check_outputs_writable(outputs_root)
     _verify_existing_caches(loaded, outputs_root)
     return loaded
+
+
+def validate_sweep(sweep: Sweep, outputs_root: Path) -> None:
+    """The sweep's arms, checked as a study's parameter files are (their runs are named after calibration)."""
+    for arm in sweep.arms:
+        try:
+            run_layer(arm.config)
+        except Exception as error:
+            raise StudyInputError(f"{arm.parameter_file}: {error}") from None
+    _check_outputs_writable(outputs_root)
+    _verify_existing_caches([(arm.parameter_file, arm.config) for arm in sweep.arms], outputs_root)
 
 
 def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: Path) -> None:
@@ -205,32 +239,51 @@ def run_study(
     outputs_root: str | Path,
     overrides: dict[str, Any] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
+    sweep: Sweep | None = None,
 ) -> StudyOutcome:
-    """Validate, extract once, train and evaluate every parameter file, then run the analysis notebooks."""
+    """Validate, extract once, (calibrate a sweep,) train and evaluate every run, then run the analysis notebooks.
+
+    With `sweep` the runs are the sweep's generated parameter files and `overrides` are ignored
+    (the sweep's own overrides, its profile's and the command line's, are in it).
+    """
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
-    loaded = validate_study(parameters_dir, outputs_root, overrides)
+    if sweep is None:
+        loaded = validate_study(parameters_dir, outputs_root, overrides)
+        outcome = StudyOutcome([_record(path, config) for path, config in loaded])
+    else:
+        validate_sweep(sweep, outputs_root)
+        overrides = sweep.overrides
+        outcome = StudyOutcome([], profile=sweep.profile)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
-    outcome = StudyOutcome([RunRecord(config.run_name, str(path)) for path, config in loaded])
-    common = {"outputs_dir": str(outputs_root), "overrides": overrides or {}}
+    common = {"outputs_dir": str(outputs_root)}
 
     extract_output = outputs_root / "activations" / EXTRACT_NOTEBOOK
     started = time.perf_counter()
     try:
-        execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), **common})
+        execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), "overrides": overrides or {}, **common})
     except Exception as error:
-        for record in outcome.runs:
-            record.status, record.error, record.notebook = "failed", f"extraction failed: {_short(error)}", str(extract_output)
-        outcome.seconds = time.perf_counter() - started
-        _write_summary(outputs_root, outcome)
-        return outcome
+        return _stopped(outputs_root, outcome, started, f"extraction failed: {_short(error)} (notebook {extract_output})")
     outcome.extraction_seconds = time.perf_counter() - started
+
+    run_overrides = overrides or {}
+    if sweep is not None:
+        calibration_started = time.perf_counter()
+        try:
+            planned = plan_runs(sweep, calibrate_sweep(sweep, outputs_root), outputs_root)
+        except Exception as error:
+            outcome.calibration_seconds = time.perf_counter() - calibration_started
+            return _stopped(outputs_root, outcome, started, f"calibration failed: {_short(error)}")
+        outcome.calibration_seconds = time.perf_counter() - calibration_started
+        loaded = [(run.parameter_file, run.config) for run in planned]
+        outcome.runs = [_record(path, config) for path, config in loaded]
+        run_overrides = {}  # the generated files are complete
 
     for (path, config), record in zip(loaded, outcome.runs, strict=True):
         notebook = outputs_root / config.run_name / TRAIN_NOTEBOOK
         record.notebook = str(notebook)
         run_started = time.perf_counter()
         try:
-            execute_notebook(notebooks_dir / TRAIN_NOTEBOOK, notebook, {"params_file": str(path), **common})
+            execute_notebook(notebooks_dir / TRAIN_NOTEBOOK, notebook, {"params_file": str(path), "overrides": run_overrides, **common})
             summary = atomic.read_json(outputs_root / config.run_name / "summary.json")
             record.status, record.final = "ok", summary.get("final", {})
         except Exception as error:
@@ -241,11 +294,31 @@ def run_study(
     _write_summary(outputs_root, outcome)
 
     any_ok = any(record.status == "ok" for record in outcome.runs)
-    for name in ANALYSIS_NOTEBOOKS:
+    outcome.analyses = run_analyses(outputs_root, notebooks_dir, is_sweep=sweep is not None, any_run=any_ok)
+    outcome.seconds = time.perf_counter() - started
+    _write_summary(outputs_root, outcome)
+    return outcome
+
+
+def run_analyses(outputs_root: str | Path, notebooks_dir: Path = NOTEBOOKS_DIR, is_sweep: bool | None = None, any_run: bool = True) -> list[AnalysisRecord]:
+    """Execute the analysis notebooks (and, for a sweep, the report) on a finished study's outputs.
+
+    `is_sweep` None: read from study_summary.json (a sweep's runs carry labels)."""
+    outputs_root = Path(outputs_root).resolve()
+    if is_sweep is None:
+        summary_path = outputs_root / "study_summary.json"
+        if not summary_path.is_file():
+            raise StudyInputError(f"{summary_path}: no finished study to analyse; run `python -m taulib study` first")
+        is_sweep = any(run.get("sweep") for run in atomic.read_json(summary_path)["runs"])
+    analyses = []
+    for name in [*ANALYSIS_NOTEBOOKS, REPORT_NOTEBOOK]:
         analysis = AnalysisRecord(str(outputs_root / "analysis" / name))
-        outcome.analyses.append(analysis)
-        if not any_ok:
+        analyses.append(analysis)
+        if not any_run:
             analysis.status, analysis.error = "skipped", "no run finished"
+            continue
+        if name == REPORT_NOTEBOOK and not is_sweep:
+            analysis.status, analysis.error = "skipped", "the report compares a sweep's seeds and L0 targets; this study has no sweep"
             continue
         analysis_started = time.perf_counter()
         try:
@@ -254,6 +327,14 @@ def run_study(
         except Exception as error:
             analysis.status, analysis.error = "failed", _short(error)
         analysis.seconds = time.perf_counter() - analysis_started
+    return analyses
+
+
+def _stopped(outputs_root: Path, outcome: StudyOutcome, started: float, error: str) -> StudyOutcome:
+    """A failure before the runs: every planned run is marked failed, and the summary says why."""
+    outcome.error = error
+    for record in outcome.runs:
+        record.status, record.error = "failed", error
     outcome.seconds = time.perf_counter() - started
     _write_summary(outputs_root, outcome)
     return outcome
@@ -270,6 +351,9 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
         {
             "seconds": outcome.seconds,
             "extraction_seconds": outcome.extraction_seconds,
+            "calibration_seconds": outcome.calibration_seconds,
+            "profile": outcome.profile,
+            "error": outcome.error,
             "runs": [asdict(record) for record in outcome.runs],
             "analyses": [asdict(record) for record in outcome.analyses],
         },
@@ -278,6 +362,8 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
 
 def format_summary(outcome: StudyOutcome) -> str:
     lines = [f"{'run':34s} {'status':8s} {'minutes':>7s} {'L0':>7s} {'EV':>6s}  notebook / error"]
+    if outcome.error:
+        lines.append(f"study stopped: {outcome.error}")
     for record in outcome.runs:
         l0 = f"{record.final['l0']:.1f}" if record.final else "-"
         ev = f"{record.final['explained_variance']:.3f}" if record.final else "-"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -86,32 +87,40 @@ def _details(step: int, index: int) -> dict:
     }
 
 
+def _write_run(outputs: Path, config: RunConfig, table: pd.DataFrame, index: int) -> None:
+    """One run folder as the trainer and the evaluation leave it: config, training log, checkpoint index, evaluation."""
+    name = config.run_name
+    run_dir = outputs / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}))
+    tau = config.schedule.to_schedule()
+    coefficient = config.training.l1_coefficient
+    log_steps = np.arange(1, STEPS[-1] + 1)
+    taus = np.array([tau.at_step(s - 1, STEPS[-1]) for s in log_steps])
+    pd.DataFrame({"step": log_steps, "tokens": log_steps * BATCH, "tau": taus, "l1_coefficient_effective": coefficient / taus, "l0": 10.0}).to_csv(
+        run_dir / "metrics.csv", index=False
+    )
+    step_taus = [tau.at_step(max(s - 1, 0), STEPS[-1]) for s in STEPS]
+    (run_dir / "checkpoints" / "index.json").write_text(json.dumps([{"step": s, "tokens": s * BATCH, "tau": t} for s, t in zip(STEPS, step_taus, strict=True)]))
+    table = table.assign(step=STEPS, tokens=np.array(STEPS) * BATCH, tau=step_taus, l1_coefficient_effective=[coefficient / t for t in step_taus])
+    key = hashlib.sha256(name.encode()).hexdigest()[:12]
+    records = run_dir / "evaluation" / f"records-{key}"
+    records.mkdir(parents=True)
+    table.to_csv(run_dir / "evaluation" / "metrics.csv", index=False)
+    (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps({"key": key}))
+    for row in table.to_dict("records"):
+        step = int(row["step"])
+        (records / f"step_{step:07d}.json").write_text(json.dumps({"scalars": row, "details": _details(step, index)}))
+
+
 def write_synthetic_study(outputs: Path) -> Path:
     outputs.mkdir(parents=True, exist_ok=True)
     runs = []
+    steps = np.array(STEPS)
+    n_pairs = WIDTH * (WIDTH - 1) // 2
     for index, (name, (schedule, l0_end, (absorption_start, absorption_end), scale)) in enumerate(ARMS.items()):
-        config = _config(name, schedule)
-        run_dir = outputs / name
-        (run_dir / "checkpoints").mkdir(parents=True)
-        (run_dir / "config.json").write_text(json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}))
-        tau = config.schedule.to_schedule()
-        log_steps = np.arange(1, STEPS[-1] + 1)
-        taus = np.array([tau.at_step(s - 1, STEPS[-1]) for s in log_steps])
-        pd.DataFrame({"step": log_steps, "tokens": log_steps * BATCH, "tau": taus, "l1_coefficient_effective": 0.04 / taus, "l0": 10.0}).to_csv(
-            run_dir / "metrics.csv", index=False
-        )
-        steps = np.array(STEPS)
-        step_taus = [tau.at_step(max(s - 1, 0), STEPS[-1]) for s in STEPS]
-        (run_dir / "checkpoints" / "index.json").write_text(
-            json.dumps([{"step": s, "tokens": s * BATCH, "tau": t} for s, t in zip(STEPS, step_taus, strict=True)])
-        )
-        n_pairs = WIDTH * (WIDTH - 1) // 2
         table = pd.DataFrame(
             {
-                "step": steps,
-                "tokens": steps * BATCH,
-                "tau": step_taus,
-                "l1_coefficient_effective": [0.04 / t for t in step_taus],
                 "l0": curve(steps, 64.0, l0_end, scale),
                 "explained_variance": curve(steps, 0.0, 0.9 - 0.01 * index, scale),
                 "ce_loss_score": curve(steps, 0.0, 0.95, scale),
@@ -125,14 +134,75 @@ def write_synthetic_study(outputs: Path) -> Path:
                 "random_near_duplicate_pair_fraction": 0.0,
             }
         )
-        key = hashlib.sha256(name.encode()).hexdigest()[:12]
-        records = run_dir / "evaluation" / f"records-{key}"
-        records.mkdir(parents=True)
-        table.to_csv(run_dir / "evaluation" / "metrics.csv", index=False)
-        (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps({"key": key}))
-        for row in table.to_dict("records"):
-            step = int(row["step"])
-            (records / f"step_{step:07d}.json").write_text(json.dumps({"scalars": row, "details": _details(step, index)}))
+        _write_run(outputs, _config(name, schedule), table, index)
         runs.append({"run_name": name, "status": "ok"})
     (outputs / "study_summary.json").write_text(json.dumps({"seconds": 1.0, "runs": runs}))
+    return outputs
+
+
+# ----------------------------------------------------------------------------- a matched-L0 sweep
+# Per arm: (schedule, final mean max cosine, time constant of formation and absorption). Every run
+# ends at its L0 target (±2%); the final explained variance rises with L0 and is the same for every
+# arm, so differences in it are seed noise; tightened ends with clearly lower cosines and forms
+# faster; linear forms slowest.
+SWEEP_ARMS = {
+    "baseline": ({"kind": "none"}, 0.45, 10.0),
+    "tightened": ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05}, 0.38, 3.0),
+    "higher_floor": ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.1}, 0.45, 10.0),
+    "linear": ({"kind": "linear", "tau_initial": 0.3, "tau_final": 0.05}, 0.45, 30.0),
+}
+SWEEP_TARGETS = (10.0, 30.0)
+SWEEP_SEEDS = (0, 1, 2)
+NOISE = 0.01  # standard deviation of the seed noise on explained variance and probing accuracy
+
+
+def sweep_metrics(arm: str, target: float, seed: int) -> pd.DataFrame:
+    """The evaluation table of one synthetic sweep run (before step/tokens/τ columns are added)."""
+    _, cosine_end, scale = SWEEP_ARMS[arm]
+    rng = np.random.default_rng(zlib.crc32(f"{arm}|{target}|{seed}".encode()))
+    steps = np.array(STEPS)
+    l0_end = target * (1 + rng.uniform(-0.02, 0.02))
+    ev_end = 0.5 + 0.1 * np.log(target / 10) + rng.normal(0, NOISE)
+    return pd.DataFrame(
+        {
+            "l0": curve(steps, 64.0, l0_end, scale),
+            "explained_variance": curve(steps, 0.0, ev_end, scale),
+            "ce_loss_score": curve(steps, 0.0, 0.8 + ev_end / 10, scale),
+            "sae_top_1_accuracy": curve(steps, 0.5, 0.7 + rng.normal(0, NOISE), scale),
+            "k1_f1": curve(steps, 0.0, 0.6 + rng.normal(0, NOISE), scale),
+            "absorption_fraction": curve(steps, 0.3, 0.03 + rng.normal(0, 0.002), scale),
+            "mean_max_cosine": curve(steps, 0.3, cosine_end + rng.normal(0, 0.003), scale),
+            "near_duplicate_latent_fraction": curve(steps, 0.0, 0.05 + rng.normal(0, 0.005), scale),
+        }
+    )
+
+
+def sweep_lambda(arm: str, target: float) -> float:
+    schedule = SWEEP_ARMS[arm][0]
+    return round(0.4 * 10 / target * schedule.get("tau_final", 1.0), 6)
+
+
+def write_synthetic_sweep(outputs: Path) -> Path:
+    """A sweep study (4 arms × 2 L0 targets × 3 seeds) as `make study` leaves it, metrics from formulas."""
+    outputs.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for index, (arm, (schedule, _, _)) in enumerate(SWEEP_ARMS.items()):
+        for target in SWEEP_TARGETS:
+            for seed in SWEEP_SEEDS:
+                name = f"{arm}__lam{sweep_lambda(arm, target):.4g}__seed{seed}"
+                config = RunConfig.model_validate(
+                    {
+                        "run_name": name,
+                        "seed": seed,
+                        "sweep": {"arm": arm, "l0_target": target},
+                        "sae": {"width": WIDTH},
+                        "schedule": schedule,
+                        "training": {"l1_coefficient": sweep_lambda(arm, target), "n_tokens": STEPS[-1] * BATCH, "batch_size": BATCH, "n_checkpoints": len(STEPS)},
+                    }
+                )
+                _write_run(outputs, config, sweep_metrics(arm, target, seed), index)
+                runs.append({"run_name": name, "status": "ok", "seed": seed, "sweep": {"arm": arm, "l0_target": target}})
+    (outputs / "sweeps").mkdir(exist_ok=True)
+    (outputs / "sweeps" / "plan.json").write_text(json.dumps({"tolerance": 0.15, "runs": runs}))
+    (outputs / "study_summary.json").write_text(json.dumps({"seconds": 600.0, "extraction_seconds": 60.0, "calibration_seconds": 120.0, "profile": "default", "runs": runs}))
     return outputs

@@ -20,11 +20,15 @@ OUTCOME_METRICS: dict[str, str] = {
 
 def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
     """Pairs of arms that differ only in τ's floor (same kind and start, e.g. cosine 0.3→0.05 vs 0.3→0.1),
-    lower floor first. Everything else about the runs (λ, width, tokens, seed…) must match too."""
+    lower floor first. Everything else about the runs (λ, width, tokens, seed…) must match too; in
+    a sweep, λ may differ (it was calibrated) but the L0 target must match."""
 
     def without_floor(arm: Arm) -> str:
-        config = arm.config.model_copy(update={"run_name": "-", "description": "", "schedule": arm.config.schedule.model_copy(update={"tau_final": 0.0})})
-        return config.model_dump_json(exclude={"evaluation"})
+        update = {"run_name": "-", "description": "", "sweep": None, "schedule": arm.config.schedule.model_copy(update={"tau_final": 0.0})}
+        if arm.l0_target is not None:  # sweep runs at one L0 target: λ was calibrated to match sparsity, it differs by design
+            update["training"] = arm.config.training.model_copy(update={"l1_coefficient": 0.0})
+        config = arm.config.model_copy(update=update)
+        return config.model_dump_json(exclude={"evaluation"}) + f"|{arm.l0_target}"
 
     pairs = []
     annealed = [arm for arm in study.arms if arm.config.schedule.kind in ("linear", "cosine", "exponential")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,17 @@ class Arm:
     config: RunConfig
     evaluation: pd.DataFrame  # one row per checkpoint: step, tokens, tau, l1_coefficient_effective, metrics…
     training: pd.DataFrame  # the trainer's log: one row every log_every_steps
+    sweep_arm: str | None = None  # in a sweep: the arm (parameter file) the run belongs to
+    l0_target: float | None = None  # in a sweep: the final L0 its λ was calibrated for
+
+    @property
+    def arm_name(self) -> str:
+        """The arm this run is a seed / sparsity of (the run's own name outside a sweep)."""
+        return self.sweep_arm or self.name
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     @property
     def description(self) -> str:
@@ -53,7 +64,8 @@ class Arm:
 @dataclass(frozen=True)
 class StudyData:
     outputs_root: Path
-    arms: tuple[Arm, ...]
+    arms: tuple[Arm, ...]  # one per run (a sweep's runs: every arm × L0 target × seed)
+    slice_label: str = ""  # set by `slice`: which of a sweep's runs these are
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +77,38 @@ class StudyData:
                 return arm
         raise KeyError(f"no arm {name!r} in {self.outputs_root}; arms: {', '.join(self.names)}")
 
+    @property
+    def is_sweep(self) -> bool:
+        return any(arm.l0_target is not None for arm in self.arms)
+
+    @property
+    def l0_targets(self) -> list[float]:
+        return sorted({arm.l0_target for arm in self.arms if arm.l0_target is not None})
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({arm.seed for arm in self.arms})
+
+    @property
+    def arm_names(self) -> list[str]:
+        """The distinct arms in the study's order (a sweep's runs grouped by arm)."""
+        return list(dict.fromkeys(arm.arm_name for arm in self.arms))
+
+    def slice(self, l0_target: float | None = None, seed: int | None = None) -> StudyData:
+        """One run per arm: a sweep's runs at one L0 target (default: the middle one) and one seed
+        (default: the first), named by their arm. A study without a sweep is returned as it is."""
+        if not self.is_sweep:
+            return self
+        targets = self.l0_targets
+        target = targets[len(targets) // 2] if l0_target is None else float(l0_target)
+        if target not in targets:
+            raise StudyDataError(f"{self.outputs_root}: no runs for L0 target {target:g}; targets: {', '.join(f'{t:g}' for t in targets)}")
+        seed = self.seeds[0] if seed is None else int(seed)
+        chosen = [replace(arm, name=arm.arm_name) for arm in self.arms if arm.l0_target == target and arm.seed == seed]
+        if not chosen:
+            raise StudyDataError(f"{self.outputs_root}: no runs for L0 target {target:g} with seed {seed}; seeds: {', '.join(map(str, self.seeds))}")
+        return StudyData(self.outputs_root, tuple(chosen), slice_label=f"runs calibrated for L0 ≈ {target:g}, seed {seed}")
+
     def evaluation(self) -> pd.DataFrame:
         """Every arm's per-checkpoint table stacked, with an `arm` column (long format for grouping)."""
         return pd.concat([arm.evaluation.assign(arm=arm.name) for arm in self.arms], ignore_index=True)
@@ -74,12 +118,13 @@ class StudyData:
         return pd.DataFrame([arm.evaluation.sort_values("step").iloc[-1].rename(arm.name) for arm in self.arms])
 
 
-def _run_names(outputs_root: Path) -> list[str]:
-    """Runs in the study's own order (study_summary.json) when there is one, else every evaluated folder."""
+def _run_entries(outputs_root: Path) -> list[tuple[str, dict[str, Any] | None]]:
+    """Runs in the study's own order (study_summary.json), with their sweep labels, when there is
+    a summary; else every evaluated folder."""
     summary = outputs_root / "study_summary.json"
     if summary.is_file():
-        return [run["run_name"] for run in atomic.read_json(summary)["runs"] if run.get("status") == "ok"]
-    return sorted(path.parent.parent.name for path in outputs_root.glob("*/evaluation/metrics.csv"))
+        return [(run["run_name"], run.get("sweep")) for run in atomic.read_json(summary)["runs"] if run.get("status") == "ok"]
+    return [(path.parent.parent.name, None) for path in sorted(outputs_root.glob("*/evaluation/metrics.csv"))]
 
 
 def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> StudyData:
@@ -87,14 +132,19 @@ def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> Study
     outputs_root = Path(outputs_root)
     if not outputs_root.is_dir():
         raise StudyDataError(f"{outputs_root}: no such outputs folder; run the study first (`make study`)")
-    names = runs if runs is not None else _run_names(outputs_root)
+    entries = _run_entries(outputs_root)
+    if runs is not None:
+        labels = dict(entries)
+        entries = [(name, labels.get(name)) for name in runs]
     arms = []
-    for name in names:
+    for name, label in entries:
         run_dir = outputs_root / name
         if not (run_dir / "config.json").is_file():
             raise StudyDataError(f"{run_dir}: no trained run of that name")
         config = RunConfig.model_validate(atomic.read_json(run_dir / "config.json")["config"])
-        arms.append(Arm(name, run_dir, config, read_evaluation(run_dir).sort_values("step").reset_index(drop=True), read_metrics(run_dir)))
+        evaluation, training = read_evaluation(run_dir).sort_values("step").reset_index(drop=True), read_metrics(run_dir)
+        label = label or {}
+        arms.append(Arm(name, run_dir, config, evaluation, training, label.get("arm"), label.get("l0_target")))
     if not arms:
         raise StudyDataError(f"{outputs_root}: no trained and evaluated runs; run the study first (`make study`)")
     return StudyData(outputs_root, tuple(arms))

@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · The study report: arms compared at matched sparsity
+#
+# Reads a sweep (every arm × final-L0 target × seed, `make study`) and writes `outputs/REPORT.md`
+# with its figures. Each question is answered at every L0 target, with 95% intervals over seeds:
+# early concept formation, final orthogonality, absorption-reduction speed, τ trajectory against
+# performance, and the lower bound's impact. Every sentence of the report is generated from the
+# numbers (`taulib.analysis.report`); a difference whose interval includes 0 is called unresolved.
+
+# %% tags=["parameters"]
+outputs_dir = "../outputs"
+figures_dir = None  # default: <outputs_dir>/figures
+report_path = None  # default: <outputs_dir>/REPORT.md
+save_png = True
+reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
+headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
+early_position = 0.1  # "early": the checkpoint nearest this fraction of training
+fraction_of_final = 0.9  # concept formation: the share of the final change
+absorption_threshold = 0.05
+
+# %%
+import os
+from pathlib import Path
+
+from IPython.display import Markdown, display
+
+from taulib import atomic
+from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
+from taulib.analysis.report import build_report, calibration_table, markdown_table, render_markdown
+from taulib.analysis.study_data import load_study
+from taulib.plots.pareto import pareto_figure
+from taulib.plots.save import save_figures
+from taulib.plots.style import arm_styles
+
+outputs = Path(outputs_dir)
+figures_dir = Path(figures_dir) if figures_dir else outputs / "figures"
+report_path = Path(report_path) if report_path else outputs / "REPORT.md"
+study = load_study(outputs)
+one_per_arm = study.slice()  # the arms' configurations and styles
+settings = MatchedSettings(early_position=early_position, fraction=fraction_of_final, absorption_threshold=absorption_threshold)
+table = run_table(study, settings)
+names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
+if headline_arm is None:
+    headline_arm = next((arm.name for arm in one_per_arm.arms if arm.config.schedule.kind == "none" and arm.name != reference_arm), None)
+floor_partner = lower_bound_partner(one_per_arm, reference_arm) if reference_arm in names else None
+print(f"{len(table)} runs; arms: {', '.join(names)}; L0 targets {study.l0_targets}; seeds {study.seeds}")
+table.groupby(["arm", "l0_target"])[["final_l0", "final_explained_variance", "l1_coefficient"]].mean()
+
+# %% [markdown]
+# ## Pareto curves: every metric against L0, final and early
+# One line per arm through its L0 targets (mean and 95% interval over seeds); the faint points
+# are single seeds. "Early" is each run's checkpoint nearest `early_position` of training.
+
+# %%
+styles = arm_styles(one_per_arm.arms)
+figures = {
+    "05_pareto_final": pareto_figure(table, styles, "final"),
+    "05_pareto_early": pareto_figure(table, styles, "early", title=f"Metrics against L0 at the early checkpoint (~{early_position:.0%} of training)"),
+}
+figures["05_pareto_final"]
+
+# %%
+figures["05_pareto_early"]
+
+# %% [markdown]
+# ## The claims
+# Built from the run table above; `claims.json` beside the report holds every quoted number.
+
+# %%
+report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings)
+plan_path = outputs / "sweeps" / "plan.json"
+tolerance = atomic.read_json(plan_path)["tolerance"] if plan_path.is_file() else None
+calibration = calibration_table(table, names, tolerance)
+display(Markdown(markdown_table(calibration, "arm")))
+
+# %%
+summary_path = outputs / "study_summary.json"
+summary = atomic.read_json(summary_path) if summary_path.is_file() else {}
+wall_time = (
+    f"{summary['seconds'] / 60:.1f} min to the end of the runs (extraction {summary.get('extraction_seconds', 0) / 60:.1f} min, "
+    f"λ calibration {summary.get('calibration_seconds', 0) / 60:.1f} min, the rest training and evaluating the runs); "
+    "the analysis notebooks follow"
+    if "seconds" in summary
+    else "not recorded (no study_summary.json)"
+)
+example = one_per_arm.arms[0].config
+early_steps = sorted(table["early_position"].round(3).unique())
+context = {
+    "source": f"`{outputs}`",
+    "profile": str(summary.get("profile") or "default"),
+    "runs": f"{len(table)} ({len(names)} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds)",
+    "model": f"{example.model.name}, residual stream after block {example.model.layer if example.model.layer is not None else '(the middle one)'}",
+    "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {example.training.n_checkpoints} checkpoints",
+    "early checkpoint": f"nearest {early_position:.0%} of training (at {', '.join(f'{p:.1%}' for p in early_steps)} of training)",
+}
+save_figures(figures, figures_dir, png=save_png)
+extension = "png" if save_png else "html"
+figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.resolve())).as_posix()
+figure_links = {name: f"{figures_link}/{name}.{extension}" for name in figures}
+markdown = render_markdown(report, context, figure_links, calibration, wall_time)
+atomic.write_text(report_path, markdown)
+atomic.write_json(report_path.with_name("report_claims.json"), [claim.__dict__ for claim in report.claims])
+print(f"wrote {report_path} ({len(report.claims)} claims)")
+
+# %%
+display(Markdown(markdown))

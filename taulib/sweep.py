@@ -1,0 +1,223 @@
+"""A matched-sparsity sweep, described in one small file (`parameters/_sweep.yaml`).
+
+Dividing the L1 penalty by τ(t) makes each arm end at its own effective penalty λ/τ_final, and so
+at its own L0. The sweep compares the arms at equal sparsity instead: for every arm (a parameter
+file of the folder: its schedule), every L0 target and every seed it makes one run whose λ was
+calibrated (taulib.calibration) so that the arm's final held-out L0 lands near the target.
+
+The file expands to the parameter files papermill runs (`outputs/sweeps/parameters/*.yaml`):
+fully resolved, one per run, named `<arm>__lam<λ>__seed<seed>`. A run is named by its λ, not its
+target, because calibration probes are trained before anyone knows which target they will hit;
+the accepted probe *is* the seed-0 run of its target. Profiles (`default`, `full`, …) change the
+targets, the seeds and any run parameter (width, tokens, checkpoints), so the CPU-sized default
+and the complete sweep live in the same file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taulib import atomic
+from taulib.config import ConfigError, RunConfig, deep_merge, discover_parameter_files, load_run_config, read_yaml_mapping
+
+SWEEP_FILE = "_sweep.yaml"
+DEFAULT_PROFILE = "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class CalibrationSettings(_Strict):
+    """How λ is searched for each (arm, L0 target); see taulib.calibration."""
+
+    tolerance: float = Field(0.15, gt=0, lt=0.5, description="accept a λ whose final held-out L0 is within this relative distance of the target")
+    max_probes_per_target: int = Field(4, ge=1, description="training runs tried per target before the closest one is taken (and flagged)")
+    initial_effective_coefficient: float = Field(0.5, gt=0, description="the first probe's final effective penalty λ/τ_final")
+    initial_slope: float = Field(-1.0, lt=0, description="assumed d log L0 / d log λ until two probes measure it")
+    max_step_factor: float = Field(8.0, gt=1, description="a proposed λ is at most this factor away from the nearest probe's")
+
+
+class SweepProfile(_Strict):
+    """What a profile changes; anything left out keeps the sweep's own value."""
+
+    description: str = ""
+    arms: tuple[str, ...] | None = None
+    l0_targets: tuple[float, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, description="deep-merged into every arm's parameters (width, tokens, checkpoints…)")
+
+    @field_validator("arms", "l0_targets", "seeds", mode="before")
+    @classmethod
+    def _yaml_lists(cls, value: Any) -> Any:
+        return _tuple(value)
+
+
+class SweepFile(_Strict):
+    description: str = ""
+    arms: tuple[str, ...] | None = Field(None, description="arm files (stems) to sweep; None = every parameter file of the folder")
+    l0_targets: tuple[float, ...] = Field(min_length=1)
+    seeds: tuple[int, ...] = Field(min_length=1)
+    calibration: CalibrationSettings = CalibrationSettings()
+    profiles: dict[str, SweepProfile] = Field(default_factory=dict)
+
+    @field_validator("arms", "l0_targets", "seeds", mode="before")
+    @classmethod
+    def _yaml_lists(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    @model_validator(mode="after")
+    def _sane(self) -> SweepFile:
+        for name, profile in {"(top level)": self, **self.profiles}.items():
+            check_targets_and_seeds(profile.l0_targets, profile.seeds, self.calibration.tolerance, name)
+        return self
+
+
+def check_targets_and_seeds(targets: tuple[float, ...] | None, seeds: tuple[int, ...] | None, tolerance: float, where: str) -> None:
+    if targets is not None:
+        if len(targets) == 0 or any(not t > 0 for t in targets):
+            raise ValueError(f"{where}: l0_targets must be positive numbers")
+        ordered = sorted(targets)
+        # two targets inside one tolerance band could be met by the same run
+        band = (1 + tolerance) / (1 - tolerance)
+        for low, high in zip(ordered, ordered[1:], strict=False):
+            if high / low <= band:
+                raise ValueError(f"{where}: l0_targets {low:g} and {high:g} are closer than the calibration tolerance allows (ratio must exceed {band:.3f})")
+    if seeds is not None and (len(seeds) == 0 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds)):
+        raise ValueError(f"{where}: seeds must be distinct non-negative integers")
+
+
+@dataclass(frozen=True)
+class SweepArm:
+    name: str  # the parameter file's stem
+    parameter_file: Path
+    config: RunConfig  # the arm's parameters with the profile's (and command line's) overrides
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep file resolved for one profile against a parameter folder."""
+
+    source: Path
+    profile: str
+    arms: tuple[SweepArm, ...]
+    l0_targets: tuple[float, ...]
+    seeds: tuple[int, ...]
+    calibration: CalibrationSettings
+    overrides: dict[str, Any]  # profile parameters, then the command line's, applied to every arm
+
+    @property
+    def calibration_seed(self) -> int:
+        return self.seeds[0]  # probes are trained with the first seed and kept as its runs
+
+    def n_runs(self) -> int:
+        return len(self.arms) * len(self.l0_targets) * len(self.seeds)
+
+    def arm(self, name: str) -> SweepArm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(name)
+
+
+def load_sweep(parameters_dir: str | Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None, sweep_file: str | Path | None = None) -> Sweep:
+    """Read and validate the sweep file of a parameter folder for one profile; refuses anything unusable."""
+    parameters_dir = Path(parameters_dir)
+    path = Path(sweep_file) if sweep_file is not None else parameters_dir / SWEEP_FILE
+    data = read_yaml_mapping(path)
+    try:
+        sweep = SweepFile.model_validate(data)
+    except ValidationError as error:
+        lines = [f"{path}: invalid sweep"]
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+            lines.append(f"  - field '{field}': {message}")
+        raise ConfigError("\n".join(lines)) from None
+    if profile != DEFAULT_PROFILE and profile not in sweep.profiles:
+        known = ", ".join(sorted({DEFAULT_PROFILE, *sweep.profiles}))
+        raise ConfigError(f"{path}: no profile {profile!r}; profiles: {known}")
+    chosen = sweep.profiles.get(profile, SweepProfile())
+    merged = deep_merge(chosen.parameters, overrides or {})
+
+    files = {file.stem: file for file in discover_parameter_files(parameters_dir)}
+    names = chosen.arms or sweep.arms or tuple(files)
+    missing = [name for name in names if name not in files]
+    if missing:
+        raise ConfigError(f"{path}: arms {', '.join(missing)} have no parameter file in {parameters_dir} (files: {', '.join(files)})")
+    arms = tuple(SweepArm(name, files[name], load_run_config(files[name], merged or None)) for name in names)
+    return Sweep(
+        source=path,
+        profile=profile,
+        arms=arms,
+        l0_targets=tuple(sorted(chosen.l0_targets or sweep.l0_targets)),
+        seeds=chosen.seeds or sweep.seeds,
+        calibration=sweep.calibration,
+        overrides=merged,
+    )
+
+
+# ----------------------------------------------------------------------------- the runs
+def round_lambda(value: float) -> float:
+    """λ to 4 significant figures: the value trained is the value in the run's name."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"λ must be a positive finite number, got {value!r}")
+    return float(f"{value:.4g}")
+
+
+def run_name(arm: str, l1_coefficient: float, seed: int) -> str:
+    return f"{arm}__lam{round_lambda(l1_coefficient):.4g}__seed{seed}"
+
+
+def run_config(arm: SweepArm, l1_coefficient: float, seed: int, l0_target: float) -> RunConfig:
+    """The arm's configuration at a calibrated λ and a seed, labelled with its place in the sweep."""
+    value = round_lambda(l1_coefficient)
+    data = arm.config.to_dict()
+    data["run_name"] = run_name(arm.name, value, seed)
+    data["seed"] = seed
+    data["training"]["l1_coefficient"] = value
+    data["sweep"] = {"arm": arm.name, "l0_target": float(l0_target)}
+    base = arm.config.description or arm.name
+    data["description"] = f"{base} λ = {value:.4g} (calibrated for final L0 ≈ {l0_target:g}), seed {seed}."
+    return RunConfig.model_validate(data)
+
+
+def write_parameter_file(folder: Path, config: RunConfig, sweep: Sweep) -> Path:
+    """One generated, fully resolved parameter file (atomically); papermill runs 02_train with it."""
+    header = (
+        f"# Generated by taulib.sweep from {sweep.source.name} (profile {sweep.profile!r}) and the arm file\n"
+        f"# {config.sweep.arm if config.sweep else '?'}.yaml, with the λ found by calibration. Do not edit: edit those files and rerun.\n"
+    )
+    path = Path(folder) / f"{config.run_name}.yaml"
+    atomic.write_text(path, header + yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True))
+    return path
+
+
+def describe(sweep: Sweep) -> str:
+    """The plan, for `python -m taulib sweep`."""
+    lines = [
+        f"sweep {sweep.source} · profile {sweep.profile!r}",
+        f"arms ({len(sweep.arms)}): {', '.join(arm.name for arm in sweep.arms)}",
+        f"final held-out L0 targets: {', '.join(f'{t:g}' for t in sweep.l0_targets)} (±{sweep.calibration.tolerance:.0%})",
+        f"seeds: {', '.join(map(str, sweep.seeds))} (calibration probes use seed {sweep.calibration_seed})",
+        f"runs: {sweep.n_runs()} evaluated, plus the calibration probes that miss (at most "
+        f"{len(sweep.arms) * len(sweep.l0_targets) * (sweep.calibration.max_probes_per_target - 1)})",
+    ]
+    if sweep.overrides:
+        lines.append(f"parameters changed in every run: {sweep.overrides}")
+    example = sweep.arms[0].config
+    lines.append(
+        f"each run: {example.sae.width} latents, {example.training.n_tokens:,} tokens, batch {example.training.batch_size}, "
+        f"{example.training.n_checkpoints} checkpoints, model {example.model.name} layer {example.model.layer}"
+    )
+    return "\n".join(lines)

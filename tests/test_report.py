@@ -1,0 +1,112 @@
+"""The matched-L0 comparison and the generated report, on a sweep written from formulas."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+from synthetic_study import SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
+
+from taulib.analysis.intervals import Estimate
+from taulib.analysis.matched import lower_bound_partner, run_table
+from taulib.analysis.orthogonality import lower_bound_pairs
+from taulib.analysis.report import build_report
+from taulib.analysis.study_data import load_study
+from taulib.study import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
+
+NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    outputs = write_synthetic_sweep(tmp_path_factory.mktemp("sweep"))
+    study = load_study(outputs)
+    one_per_arm = study.slice()
+    names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
+    table = run_table(study)
+    report = build_report(table, "tightened", lower_bound_partner(one_per_arm, "tightened"), "baseline", names)
+    return outputs, study, table, report
+
+
+def test_the_study_knows_its_sweep(sweep):
+    _, study, table, _ = sweep
+    assert study.is_sweep and study.l0_targets == list(SWEEP_TARGETS) and study.seeds == list(SWEEP_SEEDS)
+    assert study.arm_names == list(SWEEP_ARMS)
+    assert len(table) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS)
+    sliced = study.slice(30.0, 1)
+    assert sliced.names == list(SWEEP_ARMS) and all(arm.seed == 1 and arm.l0_target == 30.0 for arm in sliced.arms)
+    # the floor pair is found although the calibrated λ differ
+    assert [(low.name, high.name) for low, high in lower_bound_pairs(sliced)] == [("tightened", "higher_floor")]
+
+
+def _final(arm: str, target: float, column: str) -> np.ndarray:
+    return np.array([sweep_metrics(arm, target, seed)[column].iloc[-1] for seed in SWEEP_SEEDS])
+
+
+def test_comparison_numbers_match_an_independent_computation(sweep):
+    _, _, _, report = sweep
+    checked = 0
+    for claim in report.claims:
+        if claim.kind != "comparison" or not claim.text.split(":")[0].endswith("final mean max decoder cosine"):
+            continue
+        other = claim.other
+        target = claim.numbers["l0_target"]
+        ours, theirs = _final("tightened", target, "mean_max_cosine"), _final(other, target, "mean_max_cosine")
+        interval = stats.t.interval(0.95, len(ours) - 1, loc=ours.mean(), scale=stats.sem(ours))
+        welch = stats.ttest_ind(ours, theirs, equal_var=False).confidence_interval(0.95)
+        assert claim.numbers["reference"] == pytest.approx(ours.mean())
+        assert (claim.numbers["reference_low"], claim.numbers["reference_high"]) == pytest.approx(interval)
+        assert claim.numbers["difference"] == pytest.approx(ours.mean() - theirs.mean())
+        assert (claim.numbers["difference_low"], claim.numbers["difference_high"]) == pytest.approx((welch.low, welch.high))
+        assert claim.verdict == "better"  # tightened ends 0.07 lower, seed noise 0.003
+        checked += 1
+    assert checked == (3 + 1) * len(SWEEP_TARGETS)  # orthogonality: three other arms; lower bound: the floor partner
+
+
+def test_every_number_in_a_claim_is_one_of_its_computed_numbers(sweep):
+    _, _, _, report = sweep
+    labels = sorted(report.names.values(), key=len, reverse=True) + ["Welch 95%", "bootstrap 95%", "k=1 F1", "top-1", "L0", "90%", "includes 0"]
+    for claim in report.claims:
+        allowed = set()
+        for key, value in claim.numbers.items():
+            allowed |= {f"{value:g}", str(int(value)) if float(value).is_integer() else ""}
+            for digits in (2, 3):
+                allowed |= set(NUMBER.findall(Estimate(value, value, value, 1, "t").format(digits)))
+        text = claim.text
+        for label in labels:
+            text = text.replace(label, "")
+        quoted = NUMBER.findall(text)
+        assert quoted, claim.text
+        assert set(quoted) <= allowed, (claim.text, set(quoted) - allowed)
+
+
+def test_noise_is_reported_as_unresolved(sweep):
+    _, _, _, report = sweep
+    # explained variance is the same function of L0 for every arm: only seed noise separates them
+    floor_ev = [c for c in report.claims if c.question == "lower_bound" and c.text.split(":")[0].endswith("final explained variance")]
+    assert len(floor_ev) == len(SWEEP_TARGETS)
+    assert all(c.verdict == "unresolved" and "inconclusive" in c.text for c in floor_ev)
+    tallies = {c.text.split(":")[0]: c for c in report.claims if c.kind == "tally"}
+    assert tallies["final mean max decoder cosine"].verdict == "better"
+
+
+def test_report_notebook_writes_the_report(sweep, tmp_path):
+    outputs, _, _, report = sweep
+    notebook = tmp_path / "05_report.ipynb"
+    execute_notebook(
+        NOTEBOOKS_DIR / REPORT_NOTEBOOK,
+        notebook,
+        {"outputs_dir": str(outputs), "figures_dir": str(outputs / "figures"), "save_png": False, "reference_arm": "tightened"},
+    )
+    text = (outputs / "REPORT.md").read_text()
+    for title in ("Early concept formation", "Final feature orthogonality", "Absorption-reduction speed", "τ trajectory vs performance", "The lower bound's impact"):
+        assert f"## {title}" in text
+    claims = json.loads((outputs / "report_claims.json").read_text())
+    assert len(claims) == len(report.claims)
+    sentences = [line[2:] for line in text.splitlines() if line.startswith("- At L0") or " comparisons (arms × L0 targets)" in line]
+    assert sentences and set(sentences) <= {claim["text"] for claim in claims}  # every sentence is a generated claim
+    assert "inconclusive" in text
+    assert (outputs / "figures" / "05_pareto_final.html").is_file() and "figures/05_pareto_final.html" in text
