@@ -64,7 +64,9 @@ def main(run_dir: Path, outputs: Path) -> None:
         ),
         f"CE/KL, one more checkpoint ({sequences.numel()} tokens)": marginal,
     }
-    print(f"{run_dir.name}: {metadata.d_sae} latents; the shared clean + zero-ablated CE/KL forwards cost {one - marginal:.1f} s per pass (up to 8 checkpoints)")
+    print(
+        f"{run_dir.name}: {metadata.d_sae} latents; the shared clean + zero-ablated CE/KL forwards cost {one - marginal:.1f} s per pass (up to 8 checkpoints)"
+    )
     for family, seconds in costs.items():
         print(f"  {family:70s} {seconds:6.2f} s")
     print(f"  {'total per checkpoint':70s} {sum(costs.values()):6.2f} s")

@@ -169,9 +169,7 @@ def _check_outputs_writable(outputs_root: Path) -> None:
         raise StudyInputError(f"{outputs_root}: the outputs folder is not writable")
 
 
-def validate_study(
-    parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True
-) -> list[tuple[Path, RunConfig]]:
+def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True) -> list[tuple[Path, RunConfig]]:
     """Everything checkable before work starts: parameter files, model depth, run folders (unless a
     sweep names the runs), outputs."""
     try:

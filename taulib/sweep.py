@@ -130,7 +130,9 @@ class Sweep:
         raise KeyError(name)
 
 
-def load_sweep(parameters_dir: str | Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None, sweep_file: str | Path | None = None) -> Sweep:
+def load_sweep(
+    parameters_dir: str | Path, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None, sweep_file: str | Path | None = None
+) -> Sweep:
     """Read and validate the sweep file of a parameter folder for one profile; refuses anything unusable."""
     parameters_dir = Path(parameters_dir)
     path = Path(sweep_file) if sweep_file is not None else parameters_dir / SWEEP_FILE

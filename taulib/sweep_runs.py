@@ -1,8 +1,8 @@
 """From a sweep to the parameter files the study runs: calibrate λ per arm, then write one file per run.
 
-  outputs/sweeps/calibration/<arm>.json   every probe (λ, final held-out L0 and EV) and each target's choice
-  outputs/sweeps/parameters/<run>.yaml    the generated parameter files (02_train runs each)
-  outputs/sweeps/plan.json                the runs in order, with their labels
+outputs/sweeps/calibration/<arm>.json   every probe (λ, final held-out L0 and EV) and each target's choice
+outputs/sweeps/parameters/<run>.yaml    the generated parameter files (02_train runs each)
+outputs/sweeps/plan.json                the runs in order, with their labels
 """
 
 from __future__ import annotations
@@ -71,7 +71,12 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
         activations, heldout = caches[train_spec.key()]
 
         def train_probe(
-            l1_coefficient: float, target: float, arm: SweepArm = arm, layer: int = layer, activations: torch.Tensor = activations, heldout: torch.Tensor = heldout
+            l1_coefficient: float,
+            target: float,
+            arm: SweepArm = arm,
+            layer: int = layer,
+            activations: torch.Tensor = activations,
+            heldout: torch.Tensor = heldout,
         ) -> Probe:
             probe_config = run_config(arm, l1_coefficient, sweep.calibration_seed, target)
             run_dir = outputs_root / probe_config.run_name
@@ -105,7 +110,13 @@ def plan_runs(sweep: Sweep, calibrations: dict[str, ArmCalibration], outputs_roo
             "seeds": list(sweep.seeds),
             "tolerance": sweep.calibration.tolerance,
             "runs": [
-                {"run_name": run.config.run_name, "parameter_file": str(run.parameter_file), "arm": run.config.sweep.arm, "l0_target": run.config.sweep.l0_target, "seed": run.config.seed}
+                {
+                    "run_name": run.config.run_name,
+                    "parameter_file": str(run.parameter_file),
+                    "arm": run.config.sweep.arm,
+                    "l0_target": run.config.sweep.l0_target,
+                    "seed": run.config.seed,
+                }
                 for run in planned
                 if run.config.sweep is not None
             ],

@@ -197,12 +197,19 @@ def write_synthetic_sweep(outputs: Path) -> Path:
                         "sweep": {"arm": arm, "l0_target": target},
                         "sae": {"width": WIDTH},
                         "schedule": schedule,
-                        "training": {"l1_coefficient": sweep_lambda(arm, target), "n_tokens": STEPS[-1] * BATCH, "batch_size": BATCH, "n_checkpoints": len(STEPS)},
+                        "training": {
+                            "l1_coefficient": sweep_lambda(arm, target),
+                            "n_tokens": STEPS[-1] * BATCH,
+                            "batch_size": BATCH,
+                            "n_checkpoints": len(STEPS),
+                        },
                     }
                 )
                 _write_run(outputs, config, sweep_metrics(arm, target, seed), index)
                 runs.append({"run_name": name, "status": "ok", "seed": seed, "sweep": {"arm": arm, "l0_target": target}})
     (outputs / "sweeps").mkdir(exist_ok=True)
     (outputs / "sweeps" / "plan.json").write_text(json.dumps({"tolerance": 0.15, "runs": runs}))
-    (outputs / "study_summary.json").write_text(json.dumps({"seconds": 600.0, "extraction_seconds": 60.0, "calibration_seconds": 120.0, "profile": "default", "runs": runs}))
+    (outputs / "study_summary.json").write_text(
+        json.dumps({"seconds": 600.0, "extraction_seconds": 60.0, "calibration_seconds": 120.0, "profile": "default", "runs": runs})
+    )
     return outputs

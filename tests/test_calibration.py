@@ -71,7 +71,9 @@ def test_saved_probes_are_reused(tmp_path):
         calls.append(l1_coefficient)
         return _power_law(5.0, -1.3)(l1_coefficient, target)
 
-    first = calibrate_arm(load_calibration(path, "arm", 0.05, SETTINGS, "key"), (20.0, 50.0), counting, lambda c: save_calibration(path, c), show_progress=False)
+    first = calibrate_arm(
+        load_calibration(path, "arm", 0.05, SETTINGS, "key"), (20.0, 50.0), counting, lambda c: save_calibration(path, c), show_progress=False
+    )
     made = len(calls)
     again = calibrate_arm(load_calibration(path, "arm", 0.05, SETTINGS, "key"), (20.0, 50.0), counting, show_progress=False)
     assert len(calls) == made  # nothing retrained

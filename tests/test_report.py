@@ -71,7 +71,7 @@ def test_every_number_in_a_claim_is_one_of_its_computed_numbers(sweep):
     labels = sorted(report.names.values(), key=len, reverse=True) + ["Welch 95%", "bootstrap 95%", "k=1 F1", "top-1", "L0", "90%", "includes 0"]
     for claim in report.claims:
         allowed = set()
-        for key, value in claim.numbers.items():
+        for value in claim.numbers.values():
             allowed |= {f"{value:g}", str(int(value)) if float(value).is_integer() else ""}
             for digits in (2, 3):
                 allowed |= set(NUMBER.findall(Estimate(value, value, value, 1, "t").format(digits)))
@@ -102,7 +102,13 @@ def test_report_notebook_writes_the_report(sweep, tmp_path):
         {"outputs_dir": str(outputs), "figures_dir": str(outputs / "figures"), "save_png": False, "reference_arm": "tightened"},
     )
     text = (outputs / "REPORT.md").read_text()
-    for title in ("Early concept formation", "Final feature orthogonality", "Absorption-reduction speed", "τ trajectory vs performance", "The lower bound's impact"):
+    for title in (
+        "Early concept formation",
+        "Final feature orthogonality",
+        "Absorption-reduction speed",
+        "τ trajectory vs performance",
+        "The lower bound's impact",
+    ):
         assert f"## {title}" in text
     claims = json.loads((outputs / "report_claims.json").read_text())
     assert len(claims) == len(report.claims)

@@ -36,7 +36,7 @@ class Estimate:
         return math.isfinite(self.low) and math.isfinite(self.high)
 
     def format(self, digits: int = 3) -> str:
-        """"0.412 [0.401, 0.423]" (three significant digits by default); the bare value when n = 1."""
+        """ "0.412 [0.401, 0.423]" (three significant digits by default); the bare value when n = 1."""
         if not self.defined:
             return f"{_num(self.value, digits)} (n = {self.n}, no interval)"
         return f"{_num(self.value, digits)} [{_num(self.low, digits)}, {_num(self.high, digits)}]"
@@ -104,7 +104,14 @@ def bootstrap_interval(
     if n < 3:
         return Estimate(point, math.nan, math.nan, n, "single value" if n == 1 else "bootstrap")
     result = stats.bootstrap(
-        data, statistic, paired=paired, vectorized=False, confidence_level=confidence, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed)
+        data,
+        statistic,
+        paired=paired,
+        vectorized=False,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
     )
     low, high = result.confidence_interval
     return Estimate(point, float(low), float(high), n, "bootstrap")

@@ -101,7 +101,9 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
 def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.DataFrame:
     """One row per run of a sweep (every arm × L0 target × seed)."""
     if not study.is_sweep:
-        raise StudyDataError(f"{study.outputs_root}: not a sweep study (no run has an L0 target); the matched comparison needs `make study` with parameters/_sweep.yaml")
+        raise StudyDataError(
+            f"{study.outputs_root}: not a sweep study (no run has an L0 target); the matched comparison needs `make study` with parameters/_sweep.yaml"
+        )
     settings = settings or MatchedSettings()
     return pd.DataFrame([run_row(arm, settings) for arm in study.arms])
 
@@ -111,7 +113,9 @@ def cell_estimates(table: pd.DataFrame, column: str) -> pd.DataFrame:
     rows = []
     for (arm, target), group in table.groupby(["arm", "l0_target"], sort=False):
         estimate = t_interval(group[column])
-        rows.append({"arm": arm, "l0_target": target, "estimate": estimate, "mean": estimate.value, "low": estimate.low, "high": estimate.high, "n": estimate.n})
+        rows.append(
+            {"arm": arm, "l0_target": target, "estimate": estimate, "mean": estimate.value, "low": estimate.low, "high": estimate.high, "n": estimate.n}
+        )
     return pd.DataFrame(rows)
 
 

@@ -61,7 +61,9 @@ class Report:
 
 
 def _comparisons(settings: MatchedSettings) -> list[Comparison]:
-    formation = [Comparison("formation", f"formation_{m.column}", f"share of training to {settings.fraction:.0%} of final {m.label}", False) for m in FORMATION_METRICS]
+    formation = [
+        Comparison("formation", f"formation_{m.column}", f"share of training to {settings.fraction:.0%} of final {m.label}", False) for m in FORMATION_METRICS
+    ]
     early = [Comparison("formation", f"early_{m.column}", f"{m.label} at the early checkpoint", m.higher_is_better) for m in FORMATION_METRICS]
     orthogonality = [Comparison("orthogonality", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in ORTHOGONALITY_METRICS]
     absorption = [
@@ -100,7 +102,13 @@ def comparison_claim(table: pd.DataFrame, comparison: Comparison, reference: str
         f"{names[other]} {theirs.format()} (final L0 {their_l0.format()}); difference {gap.format()} "
         f"(Welch 95%, {ours.n} and {theirs.n} seeds): {meaning}."
     )
-    numbers = {"l0_target": target, **_numbers("reference", ours), **_numbers("other", theirs), **_numbers("reference_l0", our_l0), **_numbers("other_l0", their_l0)}
+    numbers = {
+        "l0_target": target,
+        **_numbers("reference", ours),
+        **_numbers("other", theirs),
+        **_numbers("reference_l0", our_l0),
+        **_numbers("other_l0", their_l0),
+    }
     numbers |= _numbers("difference", gap) | {"reference_seeds": ours.n, "other_seeds": theirs.n}
     return Claim(comparison.question, text, numbers, verdict, "comparison", other)
 
@@ -143,7 +151,9 @@ def correlation_claim(table: pd.DataFrame, target: float, metric: Metric, seed: 
     return Claim("trajectory", text, {"l0_target": target, "runs": estimate.n, **_numbers("rho", estimate)}, verdict, "correlation")
 
 
-def differences_table(table: pd.DataFrame, comparison: Comparison, reference: str, others: list[str], targets: list[float], names: dict[str, str]) -> pd.DataFrame:
+def differences_table(
+    table: pd.DataFrame, comparison: Comparison, reference: str, others: list[str], targets: list[float], names: dict[str, str]
+) -> pd.DataFrame:
     """reference − arm, mean [95% CI], arms × targets, with ✓ (better), ✗ (worse), · (unresolved)."""
     marks = {"better": "✓", "worse": "✗", "unresolved": "·", "no data": "–"}
     rows = {}
@@ -190,7 +200,12 @@ def build_report(
         floor_comparisons = [Comparison("lower_bound", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in PARETO_METRICS]
         floor_comparisons += [c for c in _comparisons(settings) if c.question in ("formation", "absorption") and not c.column.startswith("final_")]
         for comparison in floor_comparisons:
-            claims = [comparison_claim(table, Comparison("lower_bound", comparison.column, comparison.label, comparison.higher_is_better), reference, floor_partner, target, names) for target in targets]
+            claims = [
+                comparison_claim(
+                    table, Comparison("lower_bound", comparison.column, comparison.label, comparison.higher_is_better), reference, floor_partner, target, names
+                )
+                for target in targets
+            ]
             report.claims += claims
     return report
 
