@@ -10,7 +10,6 @@ cost of one more checkpoint in a pass, the clean and zero-ablated forwards being
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,14 +28,10 @@ from taulib.metrics.probing import ProbingData, evaluate_sparse_probing
 from taulib.models import load_language_model
 from taulib.sae import in_raw_units, load_sae
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_of  # noqa: E402
 
-def best_of(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
+REPEATS = 3
 
 
 def main(run_dir: Path, outputs: Path) -> None:
@@ -56,11 +51,11 @@ def main(run_dir: Path, outputs: Path) -> None:
     three = best_of(lambda: downstream_metrics(spliced, sequences, [raw, raw, raw], config.evaluation.ce_batch_size), 2)
     marginal = (three - one) / 2
     costs = {
-        f"core ({len(heldout)} held-out tokens)": best_of(lambda: reconstruction_metrics(raw, heldout)),
-        "orthogonality": best_of(lambda: orthogonality_metrics(raw)),
-        f"absorption ({len(absorption.train_words) + len(absorption.test_words)} words)": best_of(lambda: evaluate_absorption(raw, absorption)),
+        f"core ({len(heldout)} held-out tokens)": best_of(lambda: reconstruction_metrics(raw, heldout), REPEATS),
+        "orthogonality": best_of(lambda: orthogonality_metrics(raw), REPEATS),
+        f"absorption ({len(absorption.train_words) + len(absorption.test_words)} words)": best_of(lambda: evaluate_absorption(raw, absorption), REPEATS),
         f"sparse probing ({sum(len(t.token_acts) for t in probing.tasks)} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks)": best_of(
-            lambda: evaluate_sparse_probing(raw, probing)
+            lambda: evaluate_sparse_probing(raw, probing), REPEATS
         ),
         f"CE/KL, one more checkpoint ({sequences.numel()} tokens)": marginal,
     }

@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 
 from taulib import atomic
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
-from taulib.analysis.report import build_report, calibration_table, markdown_table, render_markdown
+from taulib.analysis.report import build_report, calibration_table, markdown_table, render_markdown, study_context, wall_time_line
 from taulib.analysis.study_data import load_study
 from taulib.plots.pareto import pareto_figure
 from taulib.plots.save import save_figures
@@ -91,23 +91,8 @@ display(Markdown(markdown_table(calibration, "arm")))
 # %%
 summary_path = outputs / "study_summary.json"
 summary = atomic.read_json(summary_path) if summary_path.is_file() else {}
-wall_time = (
-    f"{summary['seconds'] / 60:.1f} min to the end of the runs (extraction {summary.get('extraction_seconds', 0) / 60:.1f} min, "
-    f"λ calibration {summary.get('calibration_seconds', 0) / 60:.1f} min, the rest training and evaluating the runs); "
-    "the analysis notebooks follow"
-    if "seconds" in summary
-    else "not recorded (no study_summary.json)"
-)
-example = one_per_arm.arms[0].config
-early_steps = sorted(table["early_position"].round(3).unique())
-context = {
-    "source": f"`{outputs}`",
-    "profile": str(summary.get("profile") or "default"),
-    "runs": f"{len(table)} ({len(names)} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds)",
-    "model": f"{example.model.name}, residual stream after block {example.model.layer if example.model.layer is not None else '(the middle one)'}",
-    "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {example.training.n_checkpoints} checkpoints",
-    "early checkpoint": f"nearest {early_position:.0%} of training (at {', '.join(f'{p:.1%}' for p in early_steps)} of training)",
-}
+wall_time = wall_time_line(summary)
+context = study_context(study, table, summary, early_position)
 save_figures(figures, figures_dir, png=save_png)
 extension = "png" if save_png else "html"
 figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.resolve())).as_posix()

@@ -22,7 +22,7 @@ import pandas as pd
 
 from taulib.analysis.formation import first_settled_below, mean_over_log_tokens, time_to_fraction_of_final
 from taulib.analysis.intervals import Estimate, t_interval, welch_difference
-from taulib.analysis.orthogonality import checkpoint_at_position, tau_trajectory_summary
+from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
 
 
@@ -130,10 +130,9 @@ def difference(table: pd.DataFrame, column: str, arm: str, other: str, target: f
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:
-    """The arm that differs from `arm_name` only in τ's floor (same kind and start), if the study has one."""
-    configs = {arm.arm_name: arm.config.schedule for arm in study.arms}
-    mine = configs[arm_name]
-    for name, schedule in configs.items():
-        if name != arm_name and schedule.kind == mine.kind and schedule.tau_initial == mine.tau_initial and schedule.tau_final != mine.tau_final:
-            return name
+    """The arm that differs from `arm_name` only in τ's floor (taulib.analysis.orthogonality.lower_bound_pairs
+    on one run per arm), if the study has one."""
+    for low, high in lower_bound_pairs(study.slice()):
+        if arm_name in (low.name, high.name):
+            return high.name if low.name == arm_name else low.name
     return None

@@ -16,6 +16,7 @@ import pandas as pd
 
 from taulib.analysis.intervals import Estimate, bootstrap_interval, spearman, t_interval
 from taulib.analysis.matched import FORMATION_METRICS, ORTHOGONALITY_METRICS, PARETO_METRICS, MatchedSettings, Metric, cell_values, difference
+from taulib.analysis.study_data import StudyData
 
 QUESTIONS = {
     "formation": "Early concept formation",
@@ -229,6 +230,32 @@ def calibration_table(table: pd.DataFrame, names: dict[str, str], tolerance: flo
             cells[f"L0 ≈ {target:g}"] = f"λ {cell['l1_coefficient'].iloc[0]:.4g}: {l0.format()}{off}"
         rows[names.get(arm, arm)] = cells
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def wall_time_line(summary: dict) -> str:
+    """The study's wall time as study_summary.json records it (the report is written before the analyses end)."""
+    if "seconds" not in summary:
+        return "not recorded (no study_summary.json)"
+    return (
+        f"{summary['seconds'] / 60:.1f} min to the end of the runs (extraction {summary.get('extraction_seconds', 0) / 60:.1f} min, "
+        f"λ calibration {summary.get('calibration_seconds', 0) / 60:.1f} min, the rest training and evaluating the runs); "
+        "the analysis notebooks follow"
+    )
+
+
+def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_position: float) -> dict[str, str]:
+    """The report's header lines: what was run, on what, and where "early" fell."""
+    example = study.arms[0].config
+    layer = example.model.layer if example.model.layer is not None else "(the middle one)"
+    early = ", ".join(f"{p:.1%}" for p in sorted(table["early_position"].round(3).unique()))
+    return {
+        "source": f"`{study.outputs_root}`",
+        "profile": str(summary.get("profile") or "default"),
+        "runs": f"{len(table)} ({len(study.arm_names)} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds)",
+        "model": f"{example.model.name}, residual stream after block {layer}",
+        "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {example.training.n_checkpoints} checkpoints",
+        "early checkpoint": f"nearest {early_position:.0%} of training (at {early} of training)",
+    }
 
 
 def render_markdown(report: Report, context: dict[str, str], figures: dict[str, str], calibration: pd.DataFrame, wall_time: str) -> str:
