@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
@@ -122,11 +123,62 @@ def is_complete(folder: Path, spec: ActivationSpec) -> bool:
         return False
 
 
+class MappedActivations:
+    """A cache's activation rows, memory-mapped from its shards: a batch reads only its own rows, so a
+    cache larger than RAM trains (`training.activation_storage: mmap`). Indexing with a 1-D tensor of
+    row numbers or a slice returns a torch tensor, as indexing the loaded matrix would."""
+
+    def __init__(self, shards: list[np.ndarray], dtype: torch.dtype) -> None:
+        self.shards, self.dtype = shards, dtype
+        self.ends = np.cumsum([shard.shape[0] for shard in shards])
+        self.shape = torch.Size((int(self.ends[-1]), int(shards[0].shape[1])))
+        self.ndim, self.device = 2, torch.device("cpu")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
+        if isinstance(index, slice):
+            rows = np.arange(*index.indices(self.shape[0]))
+        elif isinstance(index, torch.Tensor) and index.ndim == 1 and not index.is_floating_point():
+            rows = index.cpu().numpy()
+        else:
+            raise TypeError(f"index mapped activations with a slice or a 1-D integer tensor, not {type(index).__name__}")
+        out = np.empty((len(rows), self.shape[1]), dtype=self.shards[0].dtype)
+        shard_of_row = np.searchsorted(self.ends, rows, side="right")
+        for shard_index in np.unique(shard_of_row):
+            where = shard_of_row == shard_index
+            first_row = 0 if shard_index == 0 else self.ends[shard_index - 1]
+            out[where] = self.shards[shard_index][rows[where] - first_row]
+        tensor = torch.from_numpy(out)
+        return tensor.view(self.dtype) if self.dtype == torch.bfloat16 else tensor
+
+    def to(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise TypeError("mapped activations are read batch by batch; use activation_storage 'host' or 'device' to load the whole cache")
+
+
+# safetensors' dtype codes; bfloat16 is read as its raw 16 bits (numpy has no bfloat16) and viewed back in torch
+_NUMPY_DTYPES = {"F16": (np.float16, torch.float16), "BF16": (np.uint16, torch.bfloat16), "F32": (np.float32, torch.float32)}
+
+
+def map_shard_activations(path: Path) -> tuple[np.ndarray, torch.dtype]:
+    """The `activations` tensor of a shard as a read-only memory map (the safetensors layout: an
+    8-byte little-endian header length, a JSON header, then the tensors' bytes)."""
+    with open(path, "rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_length))
+    entry = header["activations"]
+    numpy_dtype, torch_dtype = _NUMPY_DTYPES[entry["dtype"]]
+    begin, _ = entry["data_offsets"]
+    mapped = np.memmap(path, dtype=numpy_dtype, mode="r", offset=8 + header_length + begin, shape=tuple(entry["shape"]))
+    return mapped, torch_dtype
+
+
 @dataclass
 class ActivationSet:
-    """A loaded cache split: activations (n, d) in the storage dtype, and the token id of each row."""
+    """A loaded cache split: activations (n, d) in the storage dtype (in memory, or memory-mapped), and the token id of each row."""
 
-    activations: torch.Tensor
+    activations: torch.Tensor | MappedActivations
     token_ids: torch.Tensor
     manifest: dict[str, Any]
 
@@ -141,11 +193,24 @@ class ActivationSet:
 
 def verify_cache(folder: str | Path, spec: ActivationSpec | None = None) -> None:
     """Check a complete cache without keeping it in memory (used before a study starts any work)."""
-    load_cache(folder, spec, verify_checksums=True)
+    load_cache(folder, spec, verify_checksums=True, mmap=True)
 
 
-def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_checksums: bool = True) -> ActivationSet:
-    """Load a complete cache split, refusing anything missing, truncated, altered or non-finite."""
+def _count_non_finite_rows(activations: torch.Tensor | np.ndarray, dtype: torch.dtype, chunk: int = 65_536) -> int:
+    bad = 0
+    for start in range(0, activations.shape[0], chunk):
+        block = activations[start : start + chunk]
+        if isinstance(block, np.ndarray):  # a memory-mapped shard: read this chunk only
+            block = torch.from_numpy(np.array(block))
+            block = block.view(dtype) if dtype == torch.bfloat16 else block
+        bad += int((~torch.isfinite(block)).any(dim=1).sum())
+    return bad
+
+
+def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_checksums: bool = True, mmap: bool = False) -> ActivationSet:
+    """Load a complete cache split, refusing anything missing, truncated, altered or non-finite.
+
+    `mmap` leaves the activations on disk (MappedActivations) instead of reading them into memory."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
@@ -160,7 +225,8 @@ def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_ch
     if spec is not None and manifest.get("spec") != asdict(spec):
         differing = sorted(k for k, v in asdict(spec).items() if manifest["spec"].get(k) != v)
         raise CacheError(f"{manifest_path}: cache was made for another spec (differs in: {', '.join(differing)})")
-    parts, ids = [], []
+    parts: list[Any] = []
+    ids, mapped_dtype = [], torch.float32
     for record in manifest["shards"]:
         shard = folder / record["file"]
         if not shard.is_file():
@@ -170,18 +236,23 @@ def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_ch
         if verify_checksums and sha256_file(shard) != record["sha256"]:
             raise CacheError(f"{shard}: sha256 checksum mismatch; the shard was altered or corrupted")
         try:
-            tensors = load_file(str(shard))
-        except (SafetensorError, OSError) as error:
+            if mmap:
+                activations, mapped_dtype = map_shard_activations(shard)
+                with safe_open(str(shard), framework="pt") as handle:
+                    token_ids = handle.get_tensor("token_ids")
+            else:
+                tensors = load_file(str(shard))
+                activations, token_ids = tensors["activations"], tensors["token_ids"]
+        except (SafetensorError, OSError, KeyError, ValueError) as error:
             raise CacheError(f"{shard}: unreadable shard ({error})") from None
-        activations = tensors["activations"]
-        if not torch.isfinite(activations).all():
-            bad = int((~torch.isfinite(activations)).any(dim=1).sum())
+        bad = _count_non_finite_rows(activations, mapped_dtype if mmap else activations.dtype)
+        if bad:
             raise CacheError(f"{shard}: {bad} activation rows contain NaN or inf; the cache cannot be trained on")
         parts.append(activations)
-        ids.append(tensors["token_ids"])
+        ids.append(token_ids)
     if not parts:
         raise CacheError(f"{manifest_path}: the manifest lists no shards")
-    activations = torch.cat(parts)
+    activations = MappedActivations(parts, mapped_dtype) if mmap else torch.cat(parts)
     if activations.shape[0] != manifest["n_tokens"] or activations.shape[1] != manifest["d_model"]:
         raise CacheError(f"{manifest_path}: shards hold {tuple(activations.shape)}, manifest says ({manifest['n_tokens']}, {manifest['d_model']})")
     return ActivationSet(activations, torch.cat(ids), manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
     _sweep_arguments(study)
+    study.add_argument("--backend", choices=("local", "dask"), default="local", help="where the runs execute: here, one after another, or on a Dask cluster")
+    study.add_argument("--workers", type=int, default=None, help="dask: start a local cluster of this many worker processes (default 2)")
+    study.add_argument("--scheduler", default=None, help="dask: the address of an existing cluster's scheduler, e.g. tcp://10.0.0.5:8786")
+    study.add_argument("--threads-per-run", type=int, default=None, help="dask: torch threads of each run (default: the cores shared among local workers)")
     extract = commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)")
     extract.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
     extract.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
@@ -152,12 +157,30 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False, max_cols=12))
         return 0
 
+    if args.backend == "local" and (args.workers is not None or args.scheduler is not None or args.threads_per_run is not None):
+        print("taulib: refused: --workers, --scheduler and --threads-per-run belong to --backend dask", file=sys.stderr)
+        return 2
     try:
         overrides = _parse_overrides(args.overrides)
-        outcome = run_study(args.parameters, args.outputs, overrides, sweep=_load_sweep(args, overrides))
-    except (ConfigError, StudyInputError, RunMismatchError) as error:
+        sweep = _load_sweep(args, overrides)
+    except ConfigError as error:
         print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if args.backend == "dask":
+            from taulib.executors import DaskExecutor
+
+            try:
+                executor = stack.enter_context(DaskExecutor(scheduler=args.scheduler, workers=args.workers, threads_per_run=args.threads_per_run))
+            except (ImportError, ValueError, OSError) as error:
+                print(f"taulib: refused before any work started: the Dask cluster: {error}", file=sys.stderr)
+                return 2
+        try:
+            outcome = run_study(args.parameters, args.outputs, overrides, sweep=sweep, executor=executor)
+        except (ConfigError, StudyInputError, RunMismatchError) as error:
+            print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
+            return 2
     print(format_summary(outcome))
     if outcome.failed:
         print(f"taulib: failed: {', '.join(outcome.failed)}", file=sys.stderr)

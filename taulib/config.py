@@ -24,6 +24,10 @@ from taulib.schedules import ScheduleError, TauSchedule
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
+# Where a run executes, not what it computes: left out of its fingerprint, so a run started on one
+# machine resumes on another, and a configuration means the same study on a CPU and on a GPU.
+PLACEMENT_KEYS = (("training", "device"), ("training", "activation_storage"))
 
 
 class ConfigError(ValueError):
@@ -47,9 +51,13 @@ class ModelConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
-            raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        return value
+        return _check_device(value)
+
+
+def _check_device(value: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return value
 
 
 class ActivationsConfig(_Section):
@@ -114,6 +122,18 @@ class TrainingConfig(_Section):
     resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
     dead_window_tokens: int = Field(1_000_000, gt=0, description="a latent is dead if it has not fired in this many tokens")
     threads: int | None = Field(None, gt=0, description="torch CPU threads; None leaves torch's default")
+    device: str = Field("cpu", description="torch device the SAE trains on: cpu, cuda, cuda:N, mps (not part of the fingerprint)")
+    activation_storage: Literal["host", "device", "mmap"] = Field(
+        "host",
+        description="where the training activations live: 'host' loads the cache into RAM and moves each batch; 'device' keeps "
+        "the whole cache on the training device (it must fit); 'mmap' memory-maps the shards and reads each batch from them "
+        "(caches larger than RAM). Not part of the fingerprint",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return _check_device(value)
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> TrainingConfig:
@@ -198,9 +218,16 @@ class RunConfig(_Section):
         return self.model_dump(mode="json")
 
     def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "sweep", "evaluation")) -> str:
-        """A stable hash of everything that determines this run's results."""
-        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        """A stable hash of everything that determines this run's results (placement aside)."""
+        data = {k: v for k, v in self.result_defining_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def result_defining_dict(self) -> dict[str, Any]:
+        """The configuration without the keys that only say where it runs (PLACEMENT_KEYS)."""
+        data = self.to_dict()
+        for section, key in PLACEMENT_KEYS:
+            data[section].pop(key, None)
+        return data
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ A finished evaluation returns from cache; an interrupted one resumes from the la
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -118,7 +119,10 @@ def _model_free_metrics(
     scalars: dict[str, Any] = {}
     details: dict[str, Any] = {}
     if "core" in evaluation.families:
-        core, density = reconstruction_metrics(sae, heldout, dense_threshold=evaluation.dense_threshold)
+        # the one metric that scales with the held-out tokens runs where the SAE trained; the rest are small
+        device = torch.device(config.training.device)
+        on_device = sae if device.type == "cpu" else copy.deepcopy(sae).to(device)
+        core, density = reconstruction_metrics(on_device, heldout, dense_threshold=evaluation.dense_threshold)
         scalars |= core.as_dict()
         details["density_histogram"] = density_histogram(density)
     if "orthogonality" in evaluation.families:

@@ -13,11 +13,13 @@ generated files are run like any others.
 Every parameter file is validated (and every run folder checked against its configuration)
 before anything executes, so bad input changes nothing under outputs/. A failing run keeps its
 executed notebook, does not stop the others, and makes the whole command exit non-zero; a
-summary lists each run's status and notebook.
+summary lists each run's status and notebook. The runs execute in this process, one after
+another, or as tasks on a Dask cluster (taulib.executors, `--backend dask`) with the same semantics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,8 +30,10 @@ import pandas as pd
 
 from taulib import atomic
 from taulib.activations import CacheError, load_cache, verify_cache
+from taulib.calibration import ArmCalibration
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
 from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
+from taulib.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
 from taulib.progress import PLAIN_ENV
@@ -106,7 +110,7 @@ def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict
     config = load_run_config(params_file, overrides)
     layer = run_layer(config)
     spec = activation_spec(config, "train", layer)
-    data = load_cache(cache_folder(Path(outputs_root), spec), spec)
+    data = load_cache(cache_folder(Path(outputs_root), spec), spec, mmap=config.training.activation_storage == "mmap")
     trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress, layer=layer)
     return trainer.train()
 
@@ -130,6 +134,7 @@ class RunRecord:
     final: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     sweep: dict[str, Any] | None = None  # the run's place in a sweep: arm, l0_target
+    worker: str | None = None  # the Dask worker that ran it (None: this process)
 
 
 @dataclass
@@ -149,6 +154,7 @@ class StudyOutcome:
     seconds: float = 0.0
     profile: str | None = None  # the sweep's profile; None without a sweep
     error: str | None = None  # a failure before the runs (extraction, calibration)
+    backend: str = "local"  # where the runs executed: local (this process) or dask
 
     @property
     def failed(self) -> list[str]:
@@ -217,41 +223,30 @@ def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: 
                 raise StudyInputError(f"{path}: its {split} activation cache is unusable: {error}. Delete {folder} to extract it again.") from None
 
 
-def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
-    """Run a notebook with papermill, writing the executed copy atomically (failed ones too)."""
-    import papermill
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial.ipynb")
-    try:
-        papermill.execute_notebook(
-            str(notebook), str(partial), parameters=parameters, kernel_name="python3", cwd=str(notebook.parent), progress_bar=False, log_output=True
-        )
-    finally:
-        if partial.exists():
-            os.replace(partial, output)
-
-
 def run_study(
     parameters_dir: str | Path,
     outputs_root: str | Path,
     overrides: dict[str, Any] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     sweep: Sweep | None = None,
+    executor: Executor | None = None,
 ) -> StudyOutcome:
     """Validate, extract once, (calibrate a sweep,) train and evaluate every run, then run the analysis notebooks.
 
     With `sweep` the runs are the sweep's generated parameter files and `overrides` are ignored
-    (the sweep's own overrides, its profile's and the command line's, are in it).
+    (the sweep's own overrides, its profile's and the command line's, are in it). `executor` says
+    where the runs (and a sweep's per-arm calibrations) execute: this process (default) or a Dask
+    cluster (taulib.executors); extraction and the analyses run here.
     """
+    executor = executor or LocalExecutor()
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
     if sweep is None:
         loaded = validate_study(parameters_dir, outputs_root, overrides)
-        outcome = StudyOutcome([_record(path, config) for path, config in loaded])
+        outcome = StudyOutcome([_record(path, config) for path, config in loaded], backend=executor.name)
     else:
         validate_sweep(sweep, outputs_root)
         overrides = sweep.overrides
-        outcome = StudyOutcome([], profile=sweep.profile)
+        outcome = StudyOutcome([], profile=sweep.profile, backend=executor.name)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
     common = {"outputs_dir": str(outputs_root)}
 
@@ -260,33 +255,37 @@ def run_study(
     try:
         execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), "overrides": overrides or {}, **common})
     except Exception as error:
-        return _stopped(outputs_root, outcome, started, f"extraction failed: {_short(error)} (notebook {extract_output})")
+        return _stopped(outputs_root, outcome, started, f"extraction failed: {short_error(error)} (notebook {extract_output})")
     outcome.extraction_seconds = time.perf_counter() - started
 
     run_overrides = overrides or {}
     if sweep is not None:
         calibration_started = time.perf_counter()
         try:
-            planned = plan_runs(sweep, calibrate_sweep(sweep, outputs_root), outputs_root)
+            planned = plan_runs(sweep, calibrate(sweep, outputs_root, executor), outputs_root)
         except Exception as error:
             outcome.calibration_seconds = time.perf_counter() - calibration_started
-            return _stopped(outputs_root, outcome, started, f"calibration failed: {_short(error)}")
+            return _stopped(outputs_root, outcome, started, f"calibration failed: {short_error(error)}")
         outcome.calibration_seconds = time.perf_counter() - calibration_started
         loaded = [(run.parameter_file, run.config) for run in planned]
         outcome.runs = [_record(path, config) for path, config in loaded]
         run_overrides = {}  # the generated files are complete
 
+    tasks = []
     for (path, config), record in zip(loaded, outcome.runs, strict=True):
-        notebook = outputs_root / config.run_name / TRAIN_NOTEBOOK
-        record.notebook = str(notebook)
-        run_started = time.perf_counter()
-        try:
-            execute_notebook(notebooks_dir / TRAIN_NOTEBOOK, notebook, {"params_file": str(path), "overrides": run_overrides, **common})
-            summary = atomic.read_json(outputs_root / config.run_name / "summary.json")
-            record.status, record.final = "ok", summary.get("final", {})
-        except Exception as error:
-            record.status, record.error = "failed", _short(error)
-        record.seconds = time.perf_counter() - run_started
+        record.notebook = str(outputs_root / config.run_name / TRAIN_NOTEBOOK)
+        parameters = {"params_file": str(path), "overrides": run_overrides, **common}
+        tasks.append(
+            RunTask(config.run_name, notebooks_dir / TRAIN_NOTEBOOK, Path(record.notebook), parameters, outputs_root / config.run_name / "summary.json")
+        )
+
+    def record_result(index: int, result: TaskResult) -> None:
+        record = outcome.runs[index]
+        record.status, record.seconds, record.final, record.error, record.worker = result.status, result.seconds, result.final, result.error, result.worker
+        outcome.seconds = time.perf_counter() - started
+        _write_summary(outputs_root, outcome)  # a long study's progress, run by run
+
+    executor.run_tasks(tasks, on_result=record_result)
     # the analysis notebooks read the finished runs from the summary
     outcome.seconds = time.perf_counter() - started
     _write_summary(outputs_root, outcome)
@@ -296,6 +295,14 @@ def run_study(
     outcome.seconds = time.perf_counter() - started
     _write_summary(outputs_root, outcome)
     return outcome
+
+
+def calibrate(sweep: Sweep, outputs_root: Path, executor: Executor) -> dict[str, ArmCalibration]:
+    """λ calibration of every arm of a sweep; on a cluster each arm is a task (its probes run in order)."""
+    if isinstance(executor, LocalExecutor):
+        return calibrate_sweep(sweep, outputs_root)
+    per_arm = executor.map_calls(calibrate_sweep, [(dataclasses.replace(sweep, arms=(arm,)), outputs_root, False) for arm in sweep.arms])
+    return {name: calibration for result in per_arm for name, calibration in result.items()}
 
 
 def run_analyses(outputs_root: str | Path, notebooks_dir: Path = NOTEBOOKS_DIR, is_sweep: bool | None = None, any_run: bool = True) -> list[AnalysisRecord]:
@@ -323,7 +330,7 @@ def run_analyses(outputs_root: str | Path, notebooks_dir: Path = NOTEBOOKS_DIR, 
             execute_notebook(notebooks_dir / name, Path(analysis.notebook), {"outputs_dir": str(outputs_root), "figures_dir": str(outputs_root / "figures")})
             analysis.status = "ok"
         except Exception as error:
-            analysis.status, analysis.error = "failed", _short(error)
+            analysis.status, analysis.error = "failed", short_error(error)
         analysis.seconds = time.perf_counter() - analysis_started
     return analyses
 
@@ -338,11 +345,6 @@ def _stopped(outputs_root: Path, outcome: StudyOutcome, started: float, error: s
     return outcome
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return " | ".join(line for line in text if line.strip())[-500:] if text else type(error).__name__
-
-
 def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
     atomic.write_json(
         outputs_root / "study_summary.json",
@@ -351,6 +353,7 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
             "extraction_seconds": outcome.extraction_seconds,
             "calibration_seconds": outcome.calibration_seconds,
             "profile": outcome.profile,
+            "backend": outcome.backend,
             "error": outcome.error,
             "runs": [asdict(record) for record in outcome.runs],
             "analyses": [asdict(record) for record in outcome.analyses],
@@ -359,17 +362,24 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
 
 
 def format_summary(outcome: StudyOutcome) -> str:
-    lines = [f"{'run':34s} {'status':8s} {'minutes':>7s} {'L0':>7s} {'EV':>6s}  notebook / error"]
+    # L0 and EV are the last training batch's (summary.json); a sweep's targets are held-out L0 (REPORT.md)
+    sweep = any(record.sweep for record in outcome.runs)
+    target_header = f" {'target':>6s}" if sweep else ""
+    width = max([34, *(len(record.run_name) for record in outcome.runs)])
+    lines = [f"{'run':{width}s} {'status':8s} {'minutes':>7s}{target_header} {'L0 (batch)':>10s} {'EV':>6s}  notebook / error"]
     if outcome.error:
         lines.append(f"study stopped: {outcome.error}")
     for record in outcome.runs:
         l0 = f"{record.final['l0']:.1f}" if record.final else "-"
         ev = f"{record.final['explained_variance']:.3f}" if record.final else "-"
+        target = f" {record.sweep['l0_target']:>6g}" if record.sweep else (f" {'':>6s}" if sweep else "")
         detail = record.notebook if record.status == "ok" else f"{record.notebook or ''} {record.error or ''}".strip()
-        lines.append(f"{record.run_name:34s} {record.status:8s} {record.seconds / 60:7.1f} {l0:>7s} {ev:>6s}  {detail}")
+        lines.append(f"{record.run_name:{width}s} {record.status:8s} {record.seconds / 60:7.1f}{target} {l0:>10s} {ev:>6s}  {detail}")
     for analysis in outcome.analyses:
         detail = analysis.notebook if analysis.status == "ok" else f"{analysis.notebook} {analysis.error or ''}".strip()
-        lines.append(f"{Path(analysis.notebook).stem:34s} {analysis.status:8s} {analysis.seconds / 60:7.1f} {'':>7s} {'':>6s}  {detail}")
+        lines.append(
+            f"{Path(analysis.notebook).stem:{width}s} {analysis.status:8s} {analysis.seconds / 60:7.1f}{' ' * len(target_header)} {'':>10s} {'':>6s}  {detail}"
+        )
     if outcome.analyses and any(a.status == "ok" for a in outcome.analyses):
         lines.append(f"figures: {Path(outcome.analyses[0].notebook).parent.parent / 'figures'}")
     return "\n".join(lines)

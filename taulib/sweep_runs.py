@@ -36,7 +36,7 @@ class PlannedRun:
 
 def calibration_key(arm: SweepArm, seed: int) -> str:
     """What a probe's outcome depends on besides λ: the arm's configuration (labels and evaluation aside)."""
-    data = run_config(arm, 1.0, seed, 1.0).to_dict()
+    data = run_config(arm, 1.0, seed, 1.0).result_defining_dict()
     for key in ("run_name", "description", "sweep", "evaluation"):
         data.pop(key)
     data["training"].pop("l1_coefficient")
@@ -67,7 +67,8 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
         if train_spec.key() not in caches:
             caches.clear()  # one activation matrix in memory at a time
             heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core_tokens].float()
-            caches[train_spec.key()] = (load_cache(cache_folder(outputs_root, train_spec), train_spec).activations, heldout)
+            mapped = config.training.activation_storage == "mmap"
+            caches[train_spec.key()] = (load_cache(cache_folder(outputs_root, train_spec), train_spec, mmap=mapped).activations, heldout)
         activations, heldout = caches[train_spec.key()]
 
         def train_probe(

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
+from taulib.activations import MappedActivations
 from taulib.config import RunConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
@@ -130,11 +131,13 @@ class BatchOrder:
         return torch.cat(parts)
 
 
-def activation_statistics(activations: torch.Tensor, chunk: int = 65_536) -> tuple[float, torch.Tensor]:
-    """(input_scale, mean of the scaled activations): scale makes the mean squared norm equal d_in."""
+def activation_statistics(activations: torch.Tensor | MappedActivations, chunk: int = 65_536) -> tuple[float, torch.Tensor]:
+    """(input_scale, mean of the scaled activations): scale makes the mean squared norm equal d_in.
+
+    Summed in float64 on the CPU, chunk by chunk, wherever the activations live (some devices have no float64)."""
     total_sq, total = 0.0, torch.zeros(activations.shape[1], dtype=torch.float64)
     for start in range(0, activations.shape[0], chunk):
-        block = activations[start : start + chunk].double()
+        block = activations[start : start + chunk].to("cpu", torch.float64)
         total_sq += float(block.pow(2).sum())
         total += block.sum(dim=0)
     n = activations.shape[0]
@@ -171,11 +174,15 @@ def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None
 class AnnealedTrainer:
     """Trains one SAE for one run configuration on a loaded activation matrix."""
 
-    def __init__(self, config: RunConfig, activations: torch.Tensor, run_dir: str | Path, show_progress: bool = True, layer: int | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, activations: torch.Tensor | MappedActivations, run_dir: str | Path, show_progress: bool = True, layer: int | None = None
+    ) -> None:
         if activations.ndim != 2 or activations.shape[0] == 0:
             raise ValueError(f"activations must be a non-empty (n_tokens, d_model) matrix, got shape {tuple(activations.shape)}")
         self.config = config
-        self.activations = activations
+        self.device = torch.device(config.training.device)
+        # 'device' storage: the whole cache on the training device, batches gathered there
+        self.activations = activations.to(self.device) if config.training.activation_storage == "device" else activations
         self.run_dir = Path(run_dir)
         self.show_progress = show_progress
         self.schedule = config.schedule.to_schedule()
@@ -183,7 +190,6 @@ class AnnealedTrainer:
         self.batch_size = config.training.batch_size
         self.checkpoints = checkpoint_steps(self.total_steps, config.training.n_checkpoints)
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
-        self.device = torch.device("cpu")
         # the dtype of the SAE's matmuls (autocast-like: weights, Adam state and biases stay float32)
         self.compute_dtype = torch.bfloat16 if config.training.compute_dtype == "bfloat16" else torch.float32
         # the hooked block, recorded with every saved SAE (the config may leave it to the model's middle)
@@ -224,7 +230,7 @@ class AnnealedTrainer:
         tensors["tokens_since_fired"] = tokens_since_fired
         metadata = {"step": str(step), "input_scale": repr(input_scale), "metric_rows": str(n_metric_rows), "fingerprint": self.config.fingerprint()}
         with atomic.atomic_path(self.run_dir / STATE_FILE) as tmp:
-            save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
     def _load_state(self, sae: SparseAutoencoder, optimiser: torch.optim.Adam) -> tuple[int, torch.Tensor, float, int] | None:
         path = self.run_dir / STATE_FILE
@@ -236,7 +242,7 @@ class AnnealedTrainer:
             metadata = handle.metadata()
         if metadata.get("fingerprint") != self.config.fingerprint():
             raise RunMismatchError(f"{path}: trainer state from a different configuration; delete the run folder to start over")
-        tensors = load_file(str(path))
+        tensors = load_file(str(path), device=str(self.device))
         sae.load_state_dict({k.removeprefix("sae."): v for k, v in tensors.items() if k.startswith("sae.")})
         for name, parameter in sae.named_parameters():
             if f"adam.{name}.step" in tensors:
@@ -256,7 +262,8 @@ class AnnealedTrainer:
 
     # ---------------------------------------------------------------- training
     def _batch(self, step: int, input_scale: float) -> torch.Tensor:
-        return self.activations[self.order.indices(step)].to(self.device, torch.float32) / input_scale
+        indices = self.order.indices(step)  # the order is drawn on the CPU, so every device sees the same batches
+        return self.activations[indices.to(self.activations.device)].to(self.device, torch.float32) / input_scale
 
     def train(self, until_step: int | None = None) -> dict[str, Any]:
         """Train (or resume, or return at once if finished); returns the run summary.
@@ -271,7 +278,7 @@ class AnnealedTrainer:
         if self.config.training.threads:
             torch.set_num_threads(self.config.training.threads)
         training = self.config.training
-        sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width)
+        sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width).to(self.device)
         optimiser = make_optimiser(sae, self.config)
         metrics_path = self.run_dir / "metrics.csv"
         index_path = self.run_dir / "checkpoints" / "index.json"
@@ -280,7 +287,7 @@ class AnnealedTrainer:
         if resumed is None:
             input_scale, data_mean = activation_statistics(self.activations)
             sae.initialise(torch.Generator().manual_seed(self.config.seed), data_mean)
-            start_step, tokens_since_fired, rows = 0, torch.zeros(sae.d_sae, dtype=torch.int64), []
+            start_step, tokens_since_fired, rows = 0, torch.zeros(sae.d_sae, dtype=torch.int64, device=self.device), []
             index: list[dict[str, Any]] = []
         else:
             start_step, tokens_since_fired, input_scale, n_rows = resumed

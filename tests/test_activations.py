@@ -83,3 +83,32 @@ def test_cache_of_another_spec_is_refused(tmp_path):
 def test_overflowing_storage_dtype_is_refused_at_write(tmp_path):
     with pytest.raises(cache.CacheError, match="storage dtype may overflow"):
         cache.write_shard(tmp_path, 0, (torch.ones(2, 2) * 1e6).half(), torch.arange(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_memory_mapped_cache_reads_the_same_rows_as_the_loaded_one(tmp_path, dtype):
+    spec = cache.ActivationSpec("m", "float32", 3, 8, "default", "train", 37, str(dtype).removeprefix("torch."), 10)
+    sizes = (10, 17, 10)  # shards of unequal length: the row → shard lookup is exercised
+    records = [cache.write_shard(tmp_path, i, torch.randn(n, 5).to(dtype), torch.arange(n)) for i, n in enumerate(sizes)]
+    cache.write_manifest(tmp_path, spec, records, 5, {})
+    loaded, mapped = cache.load_cache(tmp_path, spec), cache.load_cache(tmp_path, spec, mmap=True)
+    assert isinstance(mapped.activations, cache.MappedActivations) and mapped.activations.shape == loaded.activations.shape == (37, 5)
+    rows = torch.tensor([36, 0, 9, 10, 26, 27, 3, 3, 20])  # across every shard boundary, unsorted, repeated
+    assert mapped.activations[rows].dtype == dtype
+    assert torch.equal(mapped.activations[rows], loaded.activations[rows])
+    assert torch.equal(mapped.activations[5:30], loaded.activations[5:30])
+    assert torch.equal(mapped.token_ids, loaded.token_ids)
+    with pytest.raises(TypeError, match="use activation_storage 'host' or 'device'"):
+        mapped.activations.to("cpu")
+
+
+def test_memory_mapped_loading_refuses_nan_rows_as_loading_does(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = torch.randn(12, 4)
+    bad[[2, 7], 0] = float("inf")
+    path = tmp_path / cache.shard_name(0)
+    save_file({"activations": bad.half(), "token_ids": torch.arange(12, dtype=torch.int32)}, str(path))
+    cache.write_manifest(tmp_path, SPEC, [{"file": path.name, "n_tokens": 12, "bytes": path.stat().st_size, "sha256": cache.sha256_file(path)}], 4, {})
+    with pytest.raises(cache.CacheError, match="2 activation rows contain NaN or inf"):
+        cache.load_cache(tmp_path, SPEC, mmap=True)

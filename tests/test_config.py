@@ -1,3 +1,5 @@
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,8 @@ def test_overrides_apply_last(tmp_path):
         ("schedule:\n  kind: none\n  tau_initial: 0.3\n", "kind 'none' is plain L1"),
         ("model:\n  dtype: float8\n", r"field 'model.dtype'"),
         ("model:\n  device: gpu\n", r"field 'model.device'"),
+        ("training:\n  device: cuda0\n", r"field 'training.device': must be 'cpu', 'cuda', 'cuda:N' or 'mps' \(got 'cuda0'\)"),
+        ("training:\n  activation_storage: disk\n", r"field 'training.activation_storage': Input should be 'host', 'device' or 'mmap'"),
         ("run_name: ../escape\n", r"field 'run_name'"),
         ("run_name: activations\n", "reserved"),
         ("inherit: missing.yaml\n", "parameter file not found"),
@@ -100,3 +104,22 @@ def test_resolved_configs_round_trip(repo_root):
     for _, config in load_study_configs(discover_parameter_files(repo_root / "parameters")):
         again = RunConfig.model_validate(config.to_dict())
         assert again == config and again.fingerprint() == config.fingerprint()
+
+
+def test_where_a_run_executes_is_not_part_of_its_fingerprint(tmp_path):
+    """A GPU run and a CPU run of one configuration are the same run (a run resumes on either), and a
+    run folder written before the placement keys existed still matches its configuration."""
+    from taulib.config import RunConfig
+
+    path = _write(tmp_path, "arm.yaml", "training:\n  n_tokens: 1000\n")
+    on_cpu = load_run_config(path)
+    on_gpu = load_run_config(path, {"training": {"device": "cuda", "activation_storage": "device"}, "model": {"device": "cuda"}})
+    assert on_gpu.training.device == "cuda" and on_cpu.fingerprint() == on_gpu.model_copy(update={"model": on_cpu.model}).fingerprint()
+    # the model's device is not a placement key: it decides the cached activations' numerics
+    assert on_gpu.fingerprint() != on_cpu.fingerprint()
+    older = on_cpu.to_dict()
+    del older["training"]["device"], older["training"]["activation_storage"]
+    assert RunConfig.model_validate(older).fingerprint() == on_cpu.fingerprint()
+    # the fingerprint as it was computed before placement keys existed: the folders of earlier runs still match
+    legacy = {key: value for key, value in older.items() if key not in ("description", "sweep", "evaluation")}
+    assert on_cpu.fingerprint() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]

@@ -135,6 +135,69 @@ def test_the_analysis_notebooks_run_after_the_runs_and_write_every_figure(tiny_s
     assert "figures:" in result.stdout
 
 
+def test_a_dask_cluster_of_two_workers_runs_the_same_study(repo_root, tiny_study, tmp_path):
+    """--backend dask: each run a task on a local two-worker cluster, into its own folder; the same
+    statuses, the same failure, results equal to the local study's up to the thread count's rounding."""
+    params, outputs, _ = tiny_study
+    dask_outputs = tmp_path / "outputs"
+    shutil.copytree(outputs / "activations", dask_outputs / "activations")  # the extraction step finds its caches
+    result = _study(repo_root, params, dask_outputs, "--backend", "dask", "--workers", "2", "--threads-per-run", "1")
+    assert result.returncode == 1, result.stderr[-3000:]
+    local = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
+    summary = json.loads((dask_outputs / "study_summary.json").read_text())
+    assert summary["backend"] == "dask"
+    runs = {run["run_name"]: run for run in summary["runs"]}
+    assert {name: run["status"] for name, run in runs.items()} == {name: run["status"] for name, run in local.items()}
+    assert "non-finite" in runs["diverges"]["error"] and (dask_outputs / "diverges" / "02_train.ipynb").is_file()
+    assert len({run["worker"] for run in runs.values()}) == 2  # both workers took runs
+    for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        assert runs[name]["worker"].startswith("tcp://")
+        for metric in ("l0", "explained_variance", "mse"):
+            assert runs[name]["final"][metric] == pytest.approx(local[name]["final"][metric], rel=0.02), (name, metric)
+        assert (dask_outputs / name / "evaluation" / "metrics.csv").is_file()
+    assert {a["notebook"].rsplit("/", 1)[-1]: a["status"] for a in summary["analyses"]}["04_orthogonality.ipynb"] == "ok"
+
+
+def test_a_sweep_study_calibrates_runs_and_reports_on_a_dask_cluster(repo_root, tiny_study, tmp_path):
+    """The sweep path of the study command end to end on the real model: λ calibrated per arm (one
+    task per arm), every arm × target × seed run from its generated file, and 05_report's REPORT.md."""
+    params, outputs, _ = tiny_study
+    sweep_params = tmp_path / "parameters"
+    sweep_params.mkdir()
+    for name in ("_study.yaml", "baseline_plain_l1.yaml", "cosine_0.3_to_0.05_tightened.yaml"):
+        shutil.copy(params / name, sweep_params)
+    (sweep_params / "_sweep.yaml").write_text("l0_targets: [8, 20]\nseeds: [0, 1]\ncalibration: {tolerance: 0.2}\n")
+    sweep_outputs = tmp_path / "outputs"
+    shutil.copytree(outputs / "activations", sweep_outputs / "activations")
+    result = _study(repo_root, sweep_params, sweep_outputs, "--backend", "dask", "--workers", "2", "--threads-per-run", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    plan = json.loads((sweep_outputs / "sweeps" / "plan.json").read_text())
+    assert len(plan["runs"]) == 2 * 2 * 2
+    for arm in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        calibration = json.loads((sweep_outputs / "sweeps" / "calibration" / f"{arm}.json").read_text())
+        for target in calibration["targets"]:  # each target reached within the tolerance, or flagged
+            assert target["within_tolerance"] == (abs(target["l0"] / target["l0_target"] - 1) <= 0.2)
+            assert abs(target["relative_error"]) <= 0.2 or not target["within_tolerance"]
+    summary = json.loads((sweep_outputs / "study_summary.json").read_text())
+    assert summary["profile"] == "default" and summary["backend"] == "dask" and summary["calibration_seconds"] > 0
+    assert {(run["sweep"]["arm"], run["sweep"]["l0_target"], run["seed"]) for run in summary["runs"]} == {
+        (run["arm"], run["l0_target"], run["seed"]) for run in plan["runs"]
+    }
+    assert all(run["status"] == "ok" for run in summary["runs"])
+    assert [a["status"] for a in summary["analyses"]] == ["ok", "ok", "ok"]
+    report = (sweep_outputs / "REPORT.md").read_text()
+    claims = json.loads((sweep_outputs / "report_claims.json").read_text())
+    assert "## Early concept formation" in report and claims and all(claim["numbers"] for claim in claims)
+    assert (sweep_outputs / "figures" / "05_pareto_final.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dask_options_without_the_dask_backend_are_refused(repo_root, tmp_path):
+    result = _study(repo_root, tmp_path / "parameters", tmp_path / "outputs", "--workers", "2")
+    assert result.returncode == 2 and "belong to --backend dask" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_rerun_reuses_everything_and_bad_input_changes_nothing(repo_root, tiny_study):
     params, outputs, _ = tiny_study
     (params / "diverges.yaml").unlink()

@@ -117,3 +117,26 @@ def test_bfloat16_autocast_trains_close_to_float32(tmp_path):
         summary = AnnealedTrainer(_config(compute_dtype=dtype), data.activations, tmp_path / dtype, show_progress=False).train()
         ev[dtype] = summary["final"]["explained_variance"]
     assert abs(ev["float32"] - ev["bfloat16"]) < 0.02
+
+
+def test_activation_storage_changes_where_batches_come_from_not_the_result(tmp_path):
+    """'host', 'device' (here the CPU) and 'mmap' storage give bit-identical runs, and share a fingerprint."""
+    from taulib import activations as cache
+
+    data = sparse_directions_dataset(n=3_000, d=12, n_features=16, mean_active=2.0)
+    spec = cache.ActivationSpec("m", "float32", 0, 8, "default", "train", 3_000, "float32", 1_000)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    records = [cache.write_shard(folder, i, data.activations[i * 1_000 : (i + 1) * 1_000], torch.zeros(1_000, dtype=torch.int32)) for i in range(3)]
+    cache.write_manifest(folder, spec, records, 12, {})
+    short = {"n_tokens": 10_000}
+    for storage in ("host", "device", "mmap"):
+        config = _config(**short, activation_storage=storage, device="cpu")
+        activations = cache.load_cache(folder, spec, mmap=storage == "mmap").activations
+        AnnealedTrainer(config, activations, tmp_path / storage, show_progress=False).train()
+    assert len({_config(**short, activation_storage=s).fingerprint() for s in ("host", "device", "mmap")}) == 1
+    reference = load_sae(tmp_path / "host" / "final")[0].state_dict()
+    for storage in ("device", "mmap"):
+        for name, tensor in load_sae(tmp_path / storage / "final")[0].state_dict().items():
+            assert torch.equal(tensor, reference[name]), (storage, name)
+        assert (tmp_path / storage / "metrics.csv").read_bytes() == (tmp_path / "host" / "metrics.csv").read_bytes()

@@ -37,7 +37,9 @@ class ReconstructionMetrics:
 def reconstruction_metrics(
     sae: SparseAutoencoder, activations: torch.Tensor, batch_size: int = 8192, dense_threshold: float = 0.1
 ) -> tuple[ReconstructionMetrics, np.ndarray]:
-    """Metrics over `activations` (n, d_in) and each latent's firing density (fraction of tokens)."""
+    """Metrics over `activations` (n, d_in) and each latent's firing density (fraction of tokens).
+
+    Computed on the SAE's device, batch by batch (the activations may stay on the CPU); sums in float64."""
     n = activations.shape[0]
     if n == 0:
         raise ValueError("reconstruction_metrics needs at least one activation")
@@ -45,15 +47,15 @@ def reconstruction_metrics(
     active = l1 = residual = total_sq = cosine = 0.0
     total_sum = torch.zeros(sae.d_in, dtype=torch.float64)
     for start in range(0, n, batch_size):
-        x = activations[start : start + batch_size].float()
+        x = activations[start : start + batch_size].to(sae.W_enc.device, torch.float32)
         x_hat, f = sae(x)
         fired = f > 0
-        fire_counts += fired.sum(dim=0, dtype=torch.float64)
+        fire_counts += fired.sum(dim=0).cpu()
         active += float(fired.sum())
         l1 += float(f.double().sum())
         residual += float((x - x_hat).double().pow(2).sum())
         total_sq += float(x.double().pow(2).sum())
-        total_sum += x.double().sum(dim=0)
+        total_sum += x.double().sum(dim=0).cpu()
         cosine += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
     # Σ‖x − x̄‖² = Σ‖x‖² − n‖x̄‖², accumulated in one pass
     total_variance = total_sq - float(total_sum.pow(2).sum()) / n

@@ -90,11 +90,12 @@ def downstream_metrics(
     if sequences.ndim != 2 or sequences.shape[1] < 2:
         raise ValueError(f"sequences must be (n, seq ≥ 2) token ids, got shape {tuple(sequences.shape)}")
     bos = model.loaded.bos_token_id
+    saes = [sae.to(model.device) for sae in saes]  # the splice runs where the language model runs
     sums = {"clean": 0.0, "zero": 0.0, "kl_zero": 0.0}
     sae_ce, sae_kl = [0.0] * len(saes), [0.0] * len(saes)
     n_ce = n_kl = 0
     for start in range(0, sequences.shape[0], batch_size):
-        ids = sequences[start : start + batch_size]
+        ids = sequences[start : start + batch_size].to(model.device)
         is_bos = ids == bos
         ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
         clean_log_probs = torch.log_softmax(model.logits(ids), dim=-1)
