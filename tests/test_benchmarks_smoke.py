@@ -20,7 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def scripts():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield {name: importlib.import_module(name) for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages")}
+        yield {name: importlib.import_module(name) for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents")}
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -54,6 +54,12 @@ def test_scaling_quick(scripts, tmp_path):
     out = scripts["scaling"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
     assert [row["width"] for row in out["widths"]] == [128, 256] and all(row["tokens_per_second"] > 0 for row in out["widths"])
     assert [row["tokens"] for row in out["budgets"]] == [2048, 4096] and all(row["wall_seconds"] > 0 for row in out["budgets"])
+
+
+def test_sparse_latents_quick(scripts, tmp_path):
+    out = scripts["sparse_latents"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
+    assert [row["l0"] for row in out["rows"]][:3] == [4, 16, 64] and all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in out["rows"])
+    assert 0 < out["initial_density"] < 1 and "fresh SAE" in (tmp_path / "RESULTS.md").read_text()
 
 
 def _write(path: Path, data: dict, when: float) -> None:
