@@ -18,7 +18,10 @@ from taulib.analysis.intervals import Estimate, bootstrap_interval, spearman, t_
 from taulib.analysis.matched import FORMATION_METRICS, ORTHOGONALITY_METRICS, PARETO_METRICS, MatchedSettings, Metric, cell_values, difference
 from taulib.analysis.study_data import StudyData
 
+RECONSTRUCTION_COLUMNS = ("explained_variance", "ce_loss_score")
+
 QUESTIONS = {
+    "reconstruction": "Reconstruction at matched sparsity",
     "formation": "Early concept formation",
     "orthogonality": "Final feature orthogonality",
     "absorption": "Absorption-reduction speed",
@@ -62,6 +65,10 @@ class Report:
 
 
 def _comparisons(settings: MatchedSettings) -> list[Comparison]:
+    # the Pareto curves' reconstruction axes, read where the arms' L0 is matched: at the end
+    reconstruction = [
+        Comparison("reconstruction", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in PARETO_METRICS if m.column in RECONSTRUCTION_COLUMNS
+    ]
     formation = [
         Comparison("formation", f"formation_{m.column}", f"share of training to {settings.fraction:.0%} of final {m.label}", False) for m in FORMATION_METRICS
     ]
@@ -71,7 +78,7 @@ def _comparisons(settings: MatchedSettings) -> list[Comparison]:
         Comparison("absorption", "absorption_area", f"{settings.absorption_metric.replace('_', ' ')} averaged over log tokens", False),
         Comparison("absorption", f"final_{settings.absorption_metric}", f"final {settings.absorption_metric.replace('_', ' ')}", False),
     ]
-    return [*formation, *early, *orthogonality, *absorption]
+    return [*reconstruction, *formation, *early, *orthogonality, *absorption]
 
 
 def _verdict(estimate: Estimate, higher_is_better: bool) -> str:
@@ -148,7 +155,8 @@ def correlation_claim(table: pd.DataFrame, target: float, metric: Metric, seed: 
         direction = "higher" if estimate.value > 0 else "lower"
         goodness = "better" if (estimate.value > 0) == metric.higher_is_better else "worse"
         meaning = f"runs with a more back-loaded penalty ended with {direction} {metric.label} ({goodness})"
-    text = f"At L0 ≈ {target:g}, over {estimate.n} runs, Spearman ρ between the penalty ramp and final {metric.label} is {estimate.format(2)} (bootstrap 95%): {meaning}."
+    how = " (bootstrap 95%)" if estimate.defined else ""
+    text = f"At L0 ≈ {target:g}, over {estimate.n} runs, Spearman ρ between the penalty ramp and final {metric.label} is {estimate.format(2)}{how}: {meaning}."
     return Claim("trajectory", text, {"l0_target": target, "runs": estimate.n, **_numbers("rho", estimate)}, verdict, "correlation")
 
 
@@ -297,7 +305,7 @@ def render_markdown(report: Report, context: dict[str, str], figures: dict[str, 
             if question == key:
                 lines += [f"{ref} minus each arm, `{column}` (✓ better, ✗ worse, · unresolved):", "", markdown_table(frame, "arm"), ""]
         details = [c for c in claims if c.kind != "tally"]
-        if key in ("formation", "orthogonality", "absorption") and report.headline is not None:
+        if key in ("reconstruction", "formation", "orthogonality", "absorption") and report.headline is not None:
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]

@@ -12,6 +12,8 @@ from taulib.analysis.intervals import t_interval
 from taulib.analysis.matched import PARETO_METRICS, Metric
 from taulib.plots.style import ArmStyle, finish, line, marker
 
+LOG_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
 
 def pareto_figure(
     table: pd.DataFrame, styles: dict[str, ArmStyle], stage: str = "final", metrics: tuple[Metric, ...] = PARETO_METRICS, title: str = ""
@@ -67,5 +69,6 @@ def pareto_figure(
                 row=row,
                 col=col,
             )
-        figure.update_xaxes(type="log", title_text=f"{stage} L0", row=row, col=col)
+        # ticks at round L0 values, written out (plotly's log axis otherwise labels 20, 30 … as "2", "3")
+        figure.update_xaxes(type="log", title_text=f"{stage} L0", tickvals=LOG_TICKS, ticktext=[f"{t:g}" for t in LOG_TICKS], row=row, col=col)
     return finish(figure, title or f"{stage.capitalize()} metrics against L0 (mean and 95% interval over seeds; faint: single seeds)", height=360 * rows + 120)
