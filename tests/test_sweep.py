@@ -29,7 +29,7 @@ def test_the_repository_sweep_and_its_full_profile():
     assert full.n_runs() > default.n_runs()
     assert full.arms[0].config.sae.width == 4096 and default.arms[0].config.sae.width == 1024  # the profile's parameters reach every arm
     assert full.arms[0].config.schedule == default.arms[0].config.schedule
-    gpu = load_sweep(PARAMETERS, "gemma-2-2b")  # the seed's scale: parameters only, nothing else changes
+    gpu = load_sweep(PARAMETERS, "gemma-2-2b")  # gemma-2-2b at the original study's scale: parameters only, nothing else changes
     config = gpu.arm("cosine_0.3_to_0.05_tightened").config
     assert (config.model.name, config.model.device, config.model.dtype, config.training.device) == ("google/gemma-2-2b", "cuda", "bfloat16", "cuda")
     assert (
