@@ -4,13 +4,14 @@
 
 Runs nothing: it reads what `make study` leaves behind.
 
-* the whole study and each run's notebook: `study_summary.json` (the runner's clock);
-* the extraction notebook: the study's time minus its runs' notebooks;
+* the whole study, the extraction notebook, a sweep's λ calibration, each run's notebook and the
+  analysis notebooks: `study_summary.json` (the runner's clock);
 * activation extraction: each cache's `manifest.json` (`stats.seconds_this_session`), counted in
   this study only if the cache was written during it;
-* training: each run's `summary.json` (`train_seconds_this_session`);
-* evaluation: not recorded by the pipeline; estimated from file times, from the run's
-  `summary.json` (training done) to its `evaluation/metrics.csv` (evaluation done);
+* training: each run's `summary.json` (`train_seconds_this_session`), when the run trained in its
+  notebook; a sweep's seed-0 runs trained earlier, as calibration probes, and count there;
+* evaluation: not recorded by the pipeline; estimated from file times, from the later of the
+  run's `summary.json` (training done) and its notebook's start to its `evaluation/metrics.csv`;
 * evaluation inputs (prompts, probe and probing residuals): not recorded either; estimated from
   the first and last file times in `activations/evaluation-*`.
 The rest of a run's notebook is kernel start, imports, plots and writing the notebook.
@@ -52,9 +53,13 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         run_dir = outputs / record["run_name"]
         run_summary = run_dir / "summary.json"
         train = atomic.read_json(run_summary) if run_summary.is_file() else {}
-        trained_now = run_summary.is_file() and during(_mtime(run_summary))
+        notebook = run_dir / "02_train.ipynb"
+        notebook_started = _mtime(notebook) - float(record["seconds"]) if notebook.is_file() else started
+        # a calibration probe was trained before its notebook started: its training belongs to the calibration
+        trained_in_notebook = run_summary.is_file() and during(_mtime(run_summary)) and _mtime(run_summary) >= notebook_started - 1.0
         metrics = run_dir / "evaluation" / "metrics.csv"
-        evaluated_now = trained_now and metrics.is_file() and during(_mtime(metrics)) and _mtime(metrics) >= _mtime(run_summary)
+        evaluation_started = max(_mtime(run_summary), notebook_started) if run_summary.is_file() else notebook_started
+        evaluated_now = run_summary.is_file() and metrics.is_file() and during(_mtime(metrics)) and _mtime(metrics) >= evaluation_started
         records = 0
         if (run_dir / "evaluation" / "evaluation.json").is_file():
             key = atomic.read_json(run_dir / "evaluation" / "evaluation.json")["key"]
@@ -64,9 +69,10 @@ def study_stages(outputs: Path) -> dict[str, Any]:
                 "run": record["run_name"],
                 "status": record["status"],
                 "notebook": float(record["seconds"]),
-                "training": float(train.get("train_seconds_this_session", 0.0)) if trained_now else 0.0,
+                "training": float(train.get("train_seconds_this_session", 0.0)) if trained_in_notebook else 0.0,
+                "trained_in": "notebook" if trained_in_notebook else ("calibration" if run_summary.is_file() and during(_mtime(run_summary)) else "earlier"),
                 "resumed_from_step": train.get("resumed_from_step", 0),
-                "evaluation": _mtime(metrics) - _mtime(run_summary) if evaluated_now else 0.0,
+                "evaluation": _mtime(metrics) - evaluation_started if evaluated_now else 0.0,
                 "checkpoints_evaluated": records if evaluated_now else 0,
             }
         )
@@ -90,7 +96,10 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         if times:
             inputs.append({"folder": folder.name, "seconds_at_least": max(times) - min(times), "in_this_study": during(min(times)) and during(max(times))})
 
-    notebook_01 = total - sum(run["notebook"] for run in runs)
+    calibration = float(study.get("calibration_seconds") or 0.0)
+    analyses = sum(float(a.get("seconds", 0.0)) for a in study.get("analyses", []))
+    run_notebooks = sum(run["notebook"] for run in runs)
+    notebook_01 = float(study["extraction_seconds"]) if "extraction_seconds" in study else total - run_notebooks - calibration - analyses
     extraction = sum(cache["seconds"] for cache in caches if cache["in_this_study"])
     preparation = sum(entry["seconds_at_least"] for entry in inputs if entry["in_this_study"])
     training = sum(run["training"] for run in runs)
@@ -99,9 +108,12 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         ("activation extraction", extraction, "cache manifests"),
         ("evaluation inputs (prompts, probe, probing residuals)", preparation, "file times (lower bound)"),
         ("rest of the extraction notebook (corpus check, model load, kernel)", notebook_01 - extraction - preparation, "difference"),
-        ("training", training, "runs' summary.json"),
+        ("λ calibration (a sweep's probes, its seed-0 runs, trained in the study process)", calibration, "study_summary.json"),
+        ("training", training, "runs' summary.json (the run notebooks)"),
         ("evaluation of the checkpoints", evaluation, "file times"),
-        ("rest of the run notebooks (kernel, imports, plots)", sum(run["notebook"] for run in runs) - training - evaluation, "difference"),
+        ("rest of the run notebooks (kernel, imports, plots)", run_notebooks - training - evaluation, "difference"),
+        ("analysis notebooks (03, 04, 05)", analyses, "study_summary.json"),
+        ("unaccounted (the runner between stages)", total - notebook_01 - calibration - run_notebooks - analyses, "difference"),
     ]
     finished_at = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return {"outputs": str(outputs), "finished": finished_at, "total": total, "stages": stages, "runs": runs, "caches": caches, "evaluation_inputs": inputs}
@@ -115,8 +127,11 @@ def render(result: dict[str, Any]) -> str:
     )
     text += f"| **whole study** | **{total:,.0f}** | 100% | study_summary.json |\n\n"
     text += markdown_table(
-        ["run", "status", "notebook s", "training s", "evaluation s", "checkpoints evaluated", "resumed from step"],
-        [(r["run"], r["status"], r["notebook"], r["training"], r["evaluation"], r["checkpoints_evaluated"], r["resumed_from_step"]) for r in result["runs"]],
+        ["run", "status", "notebook s", "trained in", "training s", "evaluation s", "checkpoints evaluated", "resumed from step"],
+        [
+            (r["run"], r["status"], r["notebook"], r["trained_in"], r["training"], r["evaluation"], r["checkpoints_evaluated"], r["resumed_from_step"])
+            for r in result["runs"]
+        ],
     )
     earlier = [c for c in result["caches"] if not c["in_this_study"]]
     if earlier:

@@ -93,6 +93,34 @@ def test_study_stages_splits_a_study(scripts, tmp_path):
     assert result["runs"][0]["checkpoints_evaluated"] == 2
 
 
+def test_study_stages_counts_a_sweep_probe_in_the_calibration(scripts, tmp_path):
+    """A seed-0 run trained as a calibration probe, before its notebook: its training is the
+    calibration's, its evaluation runs from the notebook's start to metrics.csv."""
+    start = 1_000_000.0
+    run = tmp_path / "arm__lam0.5__seed0"
+    _write(run / "summary.json", {"train_seconds_this_session": 15.0, "resumed_from_step": 0}, start + 60)  # during calibration
+    _write(run / "evaluation" / "evaluation.json", {"key": "k"}, start + 150)
+    (run / "evaluation" / "metrics.csv").write_text("step\n0\n")
+    os.utime(run / "evaluation" / "metrics.csv", (start + 150, start + 150))
+    (run / "02_train.ipynb").write_text("{}")
+    os.utime(run / "02_train.ipynb", (start + 160, start + 160))  # the notebook ran 60 s, from start + 100
+    summary = {
+        "seconds": 200.0,
+        "extraction_seconds": 20.0,
+        "calibration_seconds": 70.0,
+        "runs": [{"run_name": run.name, "status": "ok", "seconds": 60.0}],
+        "analyses": [{"notebook": "03.ipynb", "seconds": 30.0}],
+    }
+    _write(tmp_path / "study_summary.json", summary, start + 200)
+
+    result = scripts["study_stages"].main([str(tmp_path), "--no-write"])
+    stages = {name.split(" (")[0]: seconds for name, seconds, _ in result["stages"]}
+    assert stages["λ calibration"] == 70.0 and stages["training"] == 0.0 and stages["analysis notebooks"] == 30.0
+    assert stages["evaluation of the checkpoints"] == pytest.approx(50.0)  # from the notebook's start (start + 100) to metrics.csv
+    assert result["runs"][0]["trained_in"] == "calibration"
+    assert sum(stages.values()) == pytest.approx(200.0)
+
+
 def test_sections_are_rewritten_in_place(scripts, tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("# Benchmark results\n\nkept\n")
