@@ -135,11 +135,12 @@ class DaskExecutor:
             raise ImportError("the dask backend needs dask distributed: pip install 'taulib[distributed]'") from None
         if scheduler is not None and workers is not None:
             raise ValueError("give either a scheduler address (an existing cluster) or a number of local workers, not both")
+        for name, value in (("workers", workers), ("threads_per_run", threads_per_run)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         self.cluster = None
         if scheduler is None:
-            n_workers = workers or 2
-            if n_workers < 1:
-                raise ValueError(f"workers must be at least 1, got {n_workers}")
+            n_workers = 2 if workers is None else workers
             threads_per_run = threads_per_run or max(1, (os.cpu_count() or 1) // n_workers)
             # one task at a time per worker process: a run is a whole papermill kernel
             self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -153,7 +154,7 @@ class DaskExecutor:
 
         futures = [self.client.submit(execute_run_task, task, self.threads_per_run, key=f"run-{task.run_name}-{time.time_ns()}", pure=False) for task in tasks]
         position = {future.key: index for index, future in enumerate(futures)}
-        results: list[TaskResult | None] = [None] * len(tasks)
+        results: list[TaskResult] = [TaskResult("failed", error="not run")] * len(tasks)
         for future in as_completed(futures):
             index = position[future.key]
             try:
@@ -162,7 +163,7 @@ class DaskExecutor:
                 results[index] = TaskResult("failed", error=f"the task did not finish on the cluster: {short_error(error)}")
             if on_result is not None:
                 on_result(index, results[index])
-        return [result for result in results if result is not None]
+        return results  # as_completed yields every future: no None is left
 
     def map_calls(self, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Call `function(*args)` for each tuple on the cluster; the first exception is raised here."""

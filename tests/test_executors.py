@@ -94,3 +94,11 @@ def test_dask_cluster_of_two_workers_runs_tasks_in_parallel_with_the_same_semant
 def test_dask_executor_refuses_two_cluster_choices():
     with pytest.raises(ValueError, match="either a scheduler address"):
         DaskExecutor(scheduler="tcp://127.0.0.1:1", workers=2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"), [({"workers": 0}, "workers must be at least 1, got 0"), ({"threads_per_run": -1}, "threads_per_run must be at least 1")]
+)
+def test_dask_executor_refuses_impossible_sizes_before_starting_a_cluster(options, message):
+    with pytest.raises(ValueError, match=message):
+        DaskExecutor(**options)

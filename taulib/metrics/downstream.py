@@ -86,7 +86,9 @@ def _sae_replacement(sae: SparseAutoencoder, keep_original: torch.Tensor) -> Rep
 def downstream_metrics(
     model: SplicedModel, sequences: torch.Tensor, saes: Sequence[SparseAutoencoder], batch_size: int = 4, progress: Callable[[int], None] | None = None
 ) -> list[DownstreamMetrics]:
-    """CE/KL metrics of each SAE (in raw units) on `sequences` (n, seq) of token ids starting with BOS."""
+    """CE/KL metrics of each SAE (in raw units) on `sequences` (n, seq) of token ids starting with BOS.
+
+    The SAEs are moved to the model's device (in place, as `Module.to` does)."""
     if sequences.ndim != 2 or sequences.shape[1] < 2:
         raise ValueError(f"sequences must be (n, seq ≥ 2) token ids, got shape {tuple(sequences.shape)}")
     bos = model.loaded.bos_token_id
