@@ -1,16 +1,14 @@
-"""Can the SAE's own sparsity buy back matmul time? The three latent-side matmuls, dense against sparse.
+"""The training step's sparse latent side against its dense matmuls, by density and compute dtype.
 
     flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/sparse_latents.py --outputs outputs
     .venv/bin/python benchmarks/sparse_latents.py --quick --results /tmp/results.md   # seconds, small shapes
 
-Three of the training step's five matmuls involve the latents f only where f > 0: the decoder's
-forward f·W_dec, and the two weight gradients fᵀ·∂x̂ and (x − b_dec)ᵀ·∂pre (∂pre is zero where
-f is). With L0 active latents per token they need L0/d_sae of the dense work. This script times,
-at the training benchmark's shapes and in float32, the dense matmuls against their sparse form:
-the active (token, latent) pairs found once per step, the forward as an `embedding_bag` sum of
-decoder rows, and each weight gradient as the backward of one. Latents are drawn uniformly at
-random per token, at several L0 and at the density a freshly initialised SAE has on the study's
-activations (the state the training benchmark starts from).
+Four of the step's five matmuls involve the latents f only where f > 0 (taulib.sae_step). This
+script times `taulib.sae_step.loss_and_gradients` forced dense and forced sparse, at the training
+benchmark's shapes, on the study's cached activations, for SAEs at a range of densities: a freshly
+initialised SAE whose encoder biases are shifted so that each latent fires on the chosen fraction
+of the batch's tokens. The densities at which the sparse side wins give the crossover per dtype;
+the trainer's default switch (`CPU_SPARSE_MAX_DENSITY`) is checked against it.
 """
 
 from __future__ import annotations
@@ -21,128 +19,128 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, best_of, markdown_table, provenance, write_section  # noqa: E402
 
+from taulib.sae import SparseAutoencoder  # noqa: E402
+from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
+from taulib.trainer import activation_statistics  # noqa: E402
 
-def random_latents(batch: int, d_sae: int, l0: int, generator: torch.Generator) -> torch.Tensor:
-    """(batch, d_sae) non-negative activations with exactly `l0` positive entries per row."""
-    f = torch.zeros(batch, d_sae)
-    active = torch.rand(batch, d_sae, generator=generator).argsort(dim=1)[:, :l0]
-    return f.scatter_(1, active, torch.rand(batch, l0, generator=generator) + 0.1)
-
-
-def active_pairs(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The bags of `embedding_bag`: each token's active latents (column ids), where each token's bag starts, their values."""
-    mask = f > 0
-    offsets = torch.zeros(f.shape[0], dtype=torch.long)
-    offsets[1:] = mask.sum(dim=1).cumsum(0)[:-1]
-    return mask.nonzero()[:, 1], offsets, f[mask]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+COEFFICIENT = 0.04 / 0.05  # λ/τ at the end of the tightened schedule; the coefficient does not change the cost
 
 
-def weight_gradient(columns: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor, grad_output: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """Σ over active pairs (token t, latent j) of value·grad_output[t], accumulated into row j: sparseᵀ @ dense."""
-    weight = torch.zeros(n_rows, grad_output.shape[1], requires_grad=True)
-    F.embedding_bag(columns, weight, offsets, mode="sum", per_sample_weights=values).backward(grad_output)
-    return weight.grad
-
-
-def measure(batch: int, d_in: int, d_sae: int, l0: int, repeats: int) -> dict[str, Any]:
-    generator = torch.Generator().manual_seed(l0)
-    f = random_latents(batch, d_sae, l0, generator)
-    w_dec, x, g = torch.randn(d_sae, d_in, generator=generator), torch.randn(batch, d_in, generator=generator), torch.randn(batch, d_in, generator=generator)
-
-    def dense() -> None:
-        torch.mm(f, w_dec), torch.mm(f.t(), g), torch.mm(x.t(), f)
-
-    def sparse() -> None:
-        columns, offsets, values = active_pairs(f)
-        F.embedding_bag(columns, w_dec, offsets, mode="sum", per_sample_weights=values)
-        weight_gradient(columns, offsets, values, g, d_sae)
-        weight_gradient(columns, offsets, values, x, d_sae)  # (xᵀ·f)ᵀ: the encoder gradient's shape, transposed
-
-    columns, offsets, values = active_pairs(f)
-    # the sparse forms compute the dense results (to float32 summation order)
-    assert torch.allclose(F.embedding_bag(columns, w_dec, offsets, mode="sum", per_sample_weights=values), f @ w_dec, atol=1e-3)
-    assert torch.allclose(weight_gradient(columns, offsets, values, g, d_sae), f.t() @ g, atol=1e-3)
-    dense(), sparse()
-    dense_s, sparse_s = best_of(dense, repeats), best_of(sparse, repeats)
-    index_s = best_of(lambda: active_pairs(f), repeats)
-    return {"l0": l0, "density": l0 / d_sae, "dense_ms": dense_s * 1e3, "sparse_ms": sparse_s * 1e3, "index_ms": index_s * 1e3, "speedup": dense_s / sparse_s}
-
-
-def initial_density(activations: torch.Tensor, d_sae: int, tokens: int = 4096) -> float:
-    """Fraction of latents a freshly initialised SAE (the trainer's tied start) fires on these activations."""
-    from taulib.sae import SparseAutoencoder
-    from taulib.trainer import activation_statistics
-
-    sample = activations[:tokens].float()
-    scale, mean = activation_statistics(sample)
-    sae = SparseAutoencoder(sample.shape[1], d_sae)
+def fresh_sae(x: torch.Tensor, d_sae: int, mean: torch.Tensor) -> SparseAutoencoder:
+    sae = SparseAutoencoder(x.shape[1], d_sae)
     sae.initialise(torch.Generator().manual_seed(0), mean)
+    return sae
+
+
+def sae_at_density(x: torch.Tensor, d_sae: int, mean: torch.Tensor, density: float) -> SparseAutoencoder:
+    """A fresh SAE whose encoder biases are lowered so that each latent fires on `density` of the batch x."""
+    sae = fresh_sae(x, d_sae, mean)
     with torch.no_grad():
-        return float((sae.encode(sample / scale) > 0).float().mean())
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        sae.b_enc.sub_(torch.quantile(pre, 1 - density, dim=0))
+    return sae
+
+
+def measured_density(sae: SparseAutoencoder, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((sae.encode(x) > 0).float().mean())
+
+
+def measure(sae: SparseAutoencoder, x: torch.Tensor, dtype: torch.dtype, repeats: int) -> dict[str, float]:
+    def step(max_density: float) -> None:
+        loss_and_gradients(sae, x, COEFFICIENT, dtype, max_density)
+
+    step(0.0), step(1.0)
+    dense, sparse = best_of(lambda: step(0.0), repeats), best_of(lambda: step(1.0), repeats)
+    return {"dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3, "speedup": dense / sparse}
+
+
+def crossover(rows: list[dict[str, Any]], dtype: str) -> float | None:
+    """The highest density measured at which the sparse side is faster, all lower ones being faster too."""
+    best = None
+    for row in sorted((r for r in rows if r["dtype"] == dtype), key=lambda r: r["density"]):
+        if row["speedup"] <= 1:
+            break
+        best = row["density"]
+    return best
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parameters", default="parameters/cosine_0.3_to_0.05_tightened.yaml", help="whose cached activations a fresh SAE is run on")
+    parser.add_argument("--parameters", default="parameters/cosine_0.3_to_0.05_tightened.yaml", help="whose cached activations the SAEs run on")
     parser.add_argument("--outputs", default="outputs")
+    parser.add_argument("--width", type=int, default=4096, help="latents (the training benchmark's width)")
+    parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small shapes and synthetic activations, for the smoke test")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from trainers import study_activations
 
-    torch.manual_seed(0)
+    torch.set_num_threads(1 if args.quick else 2)
     _, activations, _ = study_activations(args.parameters, args.outputs, args.quick)
-    batch, d_sae = (64, 128) if args.quick else (1024, 4096)
-    d_in = activations.shape[1]
-    l0s = [4, 16, 64] if args.quick else [10, 20, 40, 80, 160, 320]
-    density = initial_density(activations, d_sae)
-    l0s.append(max(1, round(density * d_sae)))
-    rows = [measure(batch, d_in, d_sae, l0, 2 if args.quick else args.repeats) for l0 in l0s]
+    batch, d_sae, repeats = (128, 256, 2) if args.quick else (args.batch, args.width, args.repeats)
+    scale, mean = activation_statistics(activations[:16_384].float())
+    x = activations[torch.randperm(activations.shape[0], generator=torch.Generator().manual_seed(0))[:batch]].float() / scale
+    mean = mean / scale
+    densities = [0.02, 0.1, 0.3] if args.quick else [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
+    fresh = measured_density(fresh_sae(x, d_sae, mean), x)
+
+    rows = []
+    for dtype_name, dtype in DTYPES.items():
+        for target in [*densities, None]:
+            sae = fresh_sae(x, d_sae, mean) if target is None else sae_at_density(x, d_sae, mean, target)
+            density = measured_density(sae, x)
+            rows.append({"dtype": dtype_name, "density": density, "l0": density * d_sae, "fresh": target is None, **measure(sae, x, dtype, repeats)})
+
     table = markdown_table(
+        ["compute dtype", "density", "L0 (latents per token)", "dense step (ms)", "sparse step (ms)", "sparse speed-up"],
         [
-            "L0 (active latents per token)",
-            "density",
-            "dense: 3 matmuls (ms)",
-            "sparse: pairs + forward + 2 gradients (ms)",
-            "of which finding the pairs",
-            "sparse speed-up",
-        ],
-        [
-            [
-                f"{row['l0']}" + (" (fresh SAE)" if row is rows[-1] else ""),
-                f"{row['density']:.1%}",
-                f"{row['dense_ms']:.1f}",
-                f"{row['sparse_ms']:.1f}",
-                f"{row['index_ms']:.1f}",
-                f"{row['speedup']:.2f}×",
-            ]
-            for row in rows
+            (
+                r["dtype"],
+                f"{r['density']:.2%}" + (" (fresh SAE)" if r["fresh"] else ""),
+                f"{r['l0']:.0f}",
+                f"{r['dense_ms']:.1f}",
+                f"{r['sparse_ms']:.1f}",
+                f"{r['speedup']:.2f}×",
+            )
+            for r in rows
         ],
     )
-    faster = [row for row in rows if row["speedup"] > 1]
-    verdict = (
-        f"The sparse form is faster up to L0 = {max(row['l0'] for row in faster)} ({max(row['density'] for row in faster):.1%} density) and slower above."
-        if faster
-        else "The sparse form is slower at every L0 measured."
-    )
-    verdict += (
-        f" A freshly initialised SAE fires {density:.0%} of its latents on the study's activations, where the dense matmuls win {1 / rows[-1]['speedup']:.1f}×."
-    )
+    lines = []
+    crossovers = {}
+    for dtype_name, dtype in DTYPES.items():
+        crossovers[dtype_name] = found = crossover(rows, dtype_name)
+        default = CPU_SPARSE_MAX_DENSITY[dtype]
+        if found is None:
+            lines.append(f"- {dtype_name}: the sparse side is slower at every density measured; the trainer's default switch is {default:.0%}.")
+            continue
+        faster_at_default = all(r["speedup"] > 1 for r in rows if r["dtype"] == dtype_name and r["density"] <= default)
+        lines.append(
+            f"- {dtype_name}: the sparse side is faster up to {found:.1%} density (L0 {found * d_sae:.0f} of {d_sae}). "
+            f"The trainer switches to it at ≤ {default:.0%} (`CPU_SPARSE_MAX_DENSITY`): "
+            + ("every density measured at or below it is faster sparse." if faster_at_default else "**some density below it is slower sparse.**")
+        )
     body = (
-        provenance("benchmarks/sparse_latents.py" + (" --quick" if args.quick else ""))
-        + f"\nSAE {d_in} → {d_sae} latents, batch {batch}, float32, best of {args.repeats}; active latents drawn uniformly per token.\n\n"
-        + table
-        + f"\n{verdict}\n"
+        provenance("benchmarks/sparse_latents.py" + (" --quick" if args.quick else ""), ("torch",))
+        + f"\nSAE {x.shape[1]} → {d_sae} latents, batch {batch}, `loss_and_gradients` (forward, loss and the four gradients; "
+        f"Adam and the decoder normalisation are the same on both sides), best of {repeats}. Each SAE is a fresh one whose "
+        "encoder biases are shifted so that every latent fires on the stated fraction of the batch; a freshly initialised "
+        f"SAE fires {fresh:.0%} of its latents on the study's activations.\n\n" + table + "\n" + "\n".join(lines) + "\n"
     )
-    write_section("sparse_latents", "Sparse latents: the three latent-side matmuls, dense against sparse (`benchmarks/sparse_latents.py`)", body, args.results)
+    write_section(
+        "sparse_latents",
+        "Sparse latents: the training step's sparse latent side against its dense matmuls (`benchmarks/sparse_latents.py`)",
+        body,
+        args.results,
+    )
     print(body)
-    return {"rows": rows, "initial_density": density, "verdict": verdict}
+    return {"rows": rows, "initial_density": fresh, "crossovers": crossovers}
 
 
 if __name__ == "__main__":

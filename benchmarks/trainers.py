@@ -28,11 +28,12 @@ from taulib.activations import load_cache
 from taulib.config import RunConfig, load_run_config
 from taulib.extraction import activation_spec, cache_folder
 from taulib.sae import SparseAutoencoder
+from taulib.sae_step import sparse_step_max_density
 from taulib.study import run_layer
 from taulib.synthetic import sparse_directions_dataset
 from taulib.trainer import make_optimiser, optimiser_step, sae_loss
 
-L1_COEFFICIENT = 0.04  # the default study's λ; the sparsity level does not change the dense step's cost
+L1_COEFFICIENT = 0.04  # the default study's λ; the sparsity level does not change a dense step's cost
 LAYER, MODEL = 9, "gemma-3-270m"  # recorded by the reference trainers' configs only
 
 
@@ -47,9 +48,21 @@ def _taulib_config(d_sae: int, lr: float, compute_dtype: str) -> RunConfig:
 
 
 class TaulibStep:
-    def __init__(self, d_in: int, d_sae: int, lr: float, dtype: torch.dtype, seed: int = 0, fused_adam: bool = True) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        lr: float,
+        dtype: torch.dtype,
+        seed: int = 0,
+        fused_adam: bool = True,
+        coefficient: float = L1_COEFFICIENT,
+        sparse_max_density: float | None = None,
+    ) -> None:
         self.name = "taulib" if fused_adam else "taulib, foreach Adam"
-        self.dtype = dtype
+        self.dtype, self.coefficient = dtype, coefficient
+        # the trainer's switch to the sparse latent side (None: its CPU default for the dtype)
+        self.sparse_max_density = sparse_step_max_density(sparse_max_density, dtype, torch.device("cpu"))
         config = _taulib_config(d_sae, lr, "bfloat16" if dtype == torch.bfloat16 else "float32")
         self.sae = SparseAutoencoder(d_in, d_sae)
         self.sae.initialise(torch.Generator().manual_seed(seed))
@@ -58,7 +71,7 @@ class TaulibStep:
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
 
     def step(self, x: torch.Tensor) -> None:
-        result = optimiser_step(self.sae, self.optimiser, x, L1_COEFFICIENT, self.lr, self.dtype)
+        result = optimiser_step(self.sae, self.optimiser, x, self.coefficient, self.lr, self.dtype, self.sparse_max_density)
         self.tokens_since_fired += x.shape[0]
         self.tokens_since_fired[result.fired] = 0
 
@@ -94,7 +107,7 @@ class TaulibAutograd:
 
 
 class DictionaryLearningStep:
-    def __init__(self, d_in: int, d_sae: int, lr: float, dtype: torch.dtype, total_steps: int, seed: int = 0) -> None:
+    def __init__(self, d_in: int, d_sae: int, lr: float, dtype: torch.dtype, total_steps: int, seed: int = 0, coefficient: float = L1_COEFFICIENT) -> None:
         from dictionary_learning.trainers.standard import StandardTrainer
 
         self.name = "dictionary_learning StandardTrainer"
@@ -106,7 +119,7 @@ class DictionaryLearningStep:
             layer=LAYER,
             lm_name=MODEL,
             lr=lr,
-            l1_penalty=L1_COEFFICIENT,
+            l1_penalty=coefficient,
             warmup_steps=1,
             sparsity_warmup_steps=None,
             seed=seed,
@@ -130,14 +143,24 @@ class DictionaryLearningStep:
 
 
 class SAELensStep:
-    def __init__(self, d_in: int, d_sae: int, lr: float, dtype: torch.dtype, total_steps: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        lr: float,
+        dtype: torch.dtype,
+        total_steps: int,
+        batch_size: int,
+        seed: int = 0,
+        coefficient: float = L1_COEFFICIENT,
+    ) -> None:
         from sae_lens.config import LoggingConfig, SAETrainerConfig
         from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
         from sae_lens.training.sae_trainer import SAETrainer
 
         self.name = "SAELens SAETrainer (standard)"
         torch.manual_seed(seed)
-        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=L1_COEFFICIENT, dtype="float32", device="cpu"))
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coefficient, dtype="float32", device="cpu"))
         config = SAETrainerConfig(
             total_training_samples=total_steps * batch_size,
             train_batch_size_samples=batch_size,
@@ -152,6 +175,33 @@ class SAELensStep:
     def step(self, x: torch.Tensor) -> None:
         self.trainer.step(x)  # the public per-batch seam of SAETrainer.fit()
         self.trainer.n_training_steps += 1
+
+
+def load_weights(trainer: Step, sae: SparseAutoencoder) -> None:
+    """Give a trainer's SAE taulib's weights: the three libraries share the architecture
+    f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec, each in its own layout."""
+    W_enc, b_enc, W_dec, b_dec = (p.detach() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
+    with torch.no_grad():
+        if isinstance(trainer, TaulibStep):
+            trainer.sae.load_state_dict(sae.state_dict())
+        elif isinstance(trainer, DictionaryLearningStep):
+            ae = trainer.trainer.ae
+            ae.encoder.weight.copy_(W_enc.t()), ae.encoder.bias.copy_(b_enc), ae.decoder.weight.copy_(W_dec.t()), ae.bias.copy_(b_dec)
+        else:
+            reference = trainer.trainer.sae
+            reference.W_enc.copy_(W_enc), reference.b_enc.copy_(b_enc), reference.W_dec.copy_(W_dec), reference.b_dec.copy_(b_dec)
+
+
+def mean_l0(trainer: Step, x: torch.Tensor) -> float:
+    """Active latents per token of a trainer's current SAE on the (scaled) batch x."""
+    with torch.no_grad():
+        if isinstance(trainer, TaulibStep):
+            f = trainer.sae.encode(x)
+        elif isinstance(trainer, DictionaryLearningStep):
+            f = trainer.trainer.ae.encode(x)
+        else:
+            f = trainer.trainer.sae.encode(x)
+    return float((f > 0).sum(dim=-1).float().mean())
 
 
 def reference_missing(module: str) -> str | None:

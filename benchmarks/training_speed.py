@@ -7,7 +7,14 @@
 All trainers see the same cached activations of the default study (divided by taulib's input
 scale), at the same width, batch size, learning rate and dtype, on the same 2 torch threads;
 each is timed over `--steps` steps after `--warmup`, the trainers interleaved, best of
-`--repeats`. The matmul ceilings are measured in the same run. Also measured: variants of
+`--repeats`. The matmul ceilings are measured in the same run.
+
+Two states are timed. From initialisation: a fresh SAE fires about half its latents, and every
+trainer runs dense matmuls. Trained: taulib trains an SAE until its L0 falls to `--trained-l0`
+(L1 coefficient `--trained-coefficient`, learning rate `--trained-lr`), every trainer's SAE is
+given those weights (the three share the architecture), and each goes on training at that
+coefficient, timed as before. taulib's step switches to its sparse latent side once few enough
+latents fire (taulib.sae_step); the references' steps stay dense whatever the sparsity. Also measured: variants of
 taulib's step (what was explored to make it fast), and taulib's whole `AnnealedTrainer.train()`
 (logging, checkpoints) in float32 and bfloat16 with the explained variance each reaches on the
 held-out cache. Without dictionary-learning or sae-lens installed their rows are skipped.
@@ -26,10 +33,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
-from trainers import DictionaryLearningStep, SAELensStep, Step, TaulibAutograd, TaulibStep, reference_missing, study_activations, timed_batches  # noqa: E402
+from trainers import (  # noqa: E402
+    L1_COEFFICIENT,
+    DictionaryLearningStep,
+    SAELensStep,
+    Step,
+    TaulibAutograd,
+    TaulibStep,
+    load_weights,
+    mean_l0,
+    reference_missing,
+    study_activations,
+    timed_batches,
+)
 
 from taulib.config import RunConfig  # noqa: E402
-from taulib.sae import load_sae  # noqa: E402
+from taulib.progress import progress_bar  # noqa: E402
+from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
 from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -39,17 +59,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parameters", default="parameters/cosine_0.3_to_0.05_tightened.yaml", help="a parameter file of the study (width, batch, lr, caches)")
     parser.add_argument("--outputs", default="outputs", help="the outputs folder holding the activation caches")
+    parser.add_argument("--width", type=int, default=4096, help="latents (default: the full profile's 4,096)")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per trainer and repeat")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ev-tokens", type=int, default=262_144, help="tokens of the float32-vs-bfloat16 end-to-end runs")
+    parser.add_argument("--trained-l0", type=float, default=40, help="the L0 the trained state is trained down to (0: skip that timing)")
+    parser.add_argument("--trained-coefficient", type=float, default=1.0, help="the L1 coefficient of the trained-state runs")
+    parser.add_argument("--trained-lr", type=float, default=1e-3, help="the learning rate that trains the trained state")
+    parser.add_argument("--trained-max-steps", type=int, default=1000)
     parser.add_argument("--no-explore", action="store_true", help="skip the taulib variants")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (compiling takes a minute)")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data and sizes: checks the script runs")
     parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.steps, args.warmup, args.repeats, args.ev_tokens, args.no_compile = 3, 1, 1, 4096, True
+        args.steps, args.warmup, args.repeats, args.ev_tokens, args.no_compile, args.trained_max_steps, args.width = 3, 1, 1, 4096, True, 30, None
     return args
 
 
@@ -68,20 +93,60 @@ def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: in
     return best
 
 
+def make_trainers(d_in: int, d_sae: int, batch_size: int, lr: float, dtype: torch.dtype, total: int, coefficient: float) -> list[Step]:
+    """taulib's step and each installed reference, at the same width, learning rate, dtype and L1 coefficient."""
+    trainers: list[Step] = [TaulibStep(d_in, d_sae, lr, dtype, coefficient=coefficient)]
+    if not reference_missing("dictionary_learning.trainers.standard"):
+        trainers.append(DictionaryLearningStep(d_in, d_sae, lr, dtype, total, coefficient=coefficient))
+    if not reference_missing("sae_lens"):
+        trainers.append(SAELensStep(d_in, d_sae, lr, dtype, total, batch_size, coefficient=coefficient))
+    return trainers
+
+
+def trained_state(args: argparse.Namespace, d_in: int, d_sae: int, batches: list[torch.Tensor]) -> tuple[SparseAutoencoder, int]:
+    """An SAE trained by taulib (float32) until its L0 on the first batch is at most `--trained-l0`; and its steps."""
+    trainer = TaulibStep(d_in, d_sae, args.trained_lr, torch.float32, coefficient=args.trained_coefficient)
+    steps = 0
+    with progress_bar(total=args.trained_max_steps, desc=f"training to L0 {args.trained_l0:g}") as bar:
+        while steps < args.trained_max_steps and (steps % 10 or steps == 0 or mean_l0(trainer, batches[0]) > args.trained_l0):
+            trainer.step(batches[steps % len(batches)])
+            steps += 1
+            bar.update()
+    return trainer.sae, steps
+
+
 def main_comparison(
-    args: argparse.Namespace, d_in: int, d_sae: int, batch_size: int, lr: float, batches: list[torch.Tensor]
+    args: argparse.Namespace,
+    d_in: int,
+    d_sae: int,
+    batch_size: int,
+    lr: float,
+    batches: list[torch.Tensor],
+    trained: SparseAutoencoder | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each trainer's time per step from initialisation, or from the `trained` SAE's weights at `--trained-coefficient`."""
     notes = [note for note in (reference_missing("dictionary_learning.trainers.standard"), reference_missing("sae_lens")) if note]
     total = args.warmup + args.steps * args.repeats + 10  # the references size their schedules by it
+    coefficient = args.trained_coefficient if trained is not None else L1_COEFFICIENT
     rows = []
     for dtype_name, dtype in DTYPES.items():
-        trainers: list[Step] = [TaulibStep(d_in, d_sae, lr, dtype)]
-        if not reference_missing("dictionary_learning.trainers.standard"):
-            trainers.append(DictionaryLearningStep(d_in, d_sae, lr, dtype, total))
-        if not reference_missing("sae_lens"):
-            trainers.append(SAELensStep(d_in, d_sae, lr, dtype, total, batch_size))
-        for trainer, seconds in zip(trainers, run_interleaved(trainers, batches, args.steps, args.warmup, args.repeats), strict=True):
-            rows.append({"trainer": trainer.name, "dtype": dtype_name, "seconds_per_step": seconds, "tokens_per_second": batch_size / seconds})
+        trainers = make_trainers(d_in, d_sae, batch_size, lr, dtype, total, coefficient)
+        if trained is not None:
+            for trainer in trainers:
+                load_weights(trainer, trained)
+        l0_before = [mean_l0(trainer, batches[0]) for trainer in trainers]
+        seconds = run_interleaved(trainers, batches, args.steps, args.warmup, args.repeats)
+        for trainer, per_step, before in zip(trainers, seconds, l0_before, strict=True):
+            rows.append(
+                {
+                    "trainer": trainer.name,
+                    "dtype": dtype_name,
+                    "seconds_per_step": per_step,
+                    "tokens_per_second": batch_size / per_step,
+                    "l0": before,
+                    "l0_after": mean_l0(trainer, batches[0]),
+                }
+            )
     return rows, notes
 
 
@@ -161,7 +226,14 @@ def end_to_end(args: argparse.Namespace, config: RunConfig, train: torch.Tensor,
 
 
 def render(
-    args: argparse.Namespace, shape: tuple[int, int, int], ceilings: dict[str, float], rows: list[dict], notes: list[str], variants: list[dict], e2e: list[dict]
+    args: argparse.Namespace,
+    shape: tuple[int, int, int],
+    ceilings: dict[str, float],
+    rows: list[dict],
+    notes: list[str],
+    variants: list[dict],
+    e2e: list[dict],
+    trained: list[dict],
 ) -> str:
     d_in, d_sae, batch_size = shape
     flops = sae_step_flops(d_in, d_sae)
@@ -183,7 +255,32 @@ def render(
     for note in notes:
         text += f"\n{note}.\n"
     rates = {name: next(v for k, v in ceilings.items() if k.startswith(f"torch {name} 1024")) for name in DTYPES}
-    text += "\n" + goals(rows, flops, ceiling, rates)
+    text += "\nFrom initialisation (a fresh SAE fires about half its latents: every step is dense):\n\n" + goals(rows, flops, ceiling, rates)
+    if trained:
+        text += (
+            f"\n**Trained.** taulib trained an SAE for {args.trained_steps_taken} steps (L1 coefficient {args.trained_coefficient}, "
+            f"learning rate {args.trained_lr:g}, float32) until its L0 on the first batch was at most {args.trained_l0:g}; each trainer's "
+            "SAE was given those weights and timed as above, training on at that coefficient. L0 is each SAE's active latents per "
+            "token on the first batch when timing began and when it ended. GFLOP/s counts the dense step's FLOPs (the work the "
+            "references do); taulib's sparse side does less.\n\n"
+        )
+        taulib_trained = {row["dtype"]: row for row in trained if row["trainer"] == "taulib"}
+        text += markdown_table(
+            ["trainer", "dtype", "L0 (start → end)", "ms per step", "tokens/s", "dense-equivalent GFLOP/s", "taulib's speed-up"],
+            [
+                (
+                    r["trainer"],
+                    r["dtype"],
+                    f"{r['l0']:.0f} → {r['l0_after']:.0f}",
+                    r["seconds_per_step"] * 1e3,
+                    r["tokens_per_second"],
+                    r["tokens_per_second"] * flops / 1e9,
+                    f"{taulib_trained[r['dtype']]['tokens_per_second'] / r['tokens_per_second']:.2f}×",
+                )
+                for r in trained
+            ],
+        )
+        text += "\n" + trained_goals(trained, d_sae)
     if variants:
         now = {row["dtype"]: row["tokens_per_second"] for row in variants if "(taulib now)" in row["variant"]}
         text += "\nVariants of taulib's step explored (same data, steps and protocol):\n\n"
@@ -212,6 +309,17 @@ def render(
         difference = by["bfloat16"]["heldout_explained_variance"] - by["float32"]["heldout_explained_variance"]
         text += f"\nHeld-out explained variance, bfloat16 minus float32: **{difference:+.1e}**.\n"
     return text
+
+
+def trained_goals(rows: list[dict], d_sae: int) -> str:
+    lines = []
+    for dtype in DTYPES:
+        ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == dtype)
+        others = [(r["trainer"], r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
+        versus = ", ".join(f"{ours['tokens_per_second'] / speed:.2f}× {name}" for name, speed in others) or "no reference installed"
+        verdict = ("met" if all(ours["tokens_per_second"] / speed >= 1.5 for _, speed in others) else "not met") if others else "not measured"
+        lines.append(f"- {dtype}, trained (taulib at {ours['l0'] / d_sae:.1%} density): taulib is {versus} (goal ≥ 1.5× both: {verdict}).")
+    return "\n".join(lines) + "\n"
 
 
 def goals(rows: list[dict], flops: int, ceiling: float, matmul_rates: dict[str, float]) -> str:
@@ -244,16 +352,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1 if args.quick else 2)  # tiny steps on 2 shared cores: one thread waits less
     config, train, heldout = study_activations(args.parameters, args.outputs, args.quick)
     scale, _ = activation_statistics(train)
+    if args.width:
+        config = config.model_copy(update={"sae": config.sae.model_copy(update={"width": args.width})})
     d_in, d_sae, batch_size, lr = train.shape[1], config.sae.width, config.training.batch_size, config.training.lr
     batches = timed_batches(train, batch_size, min(args.steps, 64), scale)
     ceilings = matmul_ceiling(repeats=1 if args.quick else 5, size=256 if args.quick else 2048)
     rows, notes = main_comparison(args, d_in, d_sae, batch_size, lr, batches)
+    trained: list[dict[str, Any]] = []
+    if args.trained_l0 > 0:
+        sae, args.trained_steps_taken = trained_state(args, d_in, d_sae, batches)
+        trained = main_comparison(args, d_in, d_sae, batch_size, lr, batches, trained=sae)[0]
     variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
     e2e = end_to_end(args, config, train, heldout)
-    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e)
+    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained)
     write_section("training_speed", "SAE training throughput (`benchmarks/training_speed.py`)", text, *([args.results] if args.results else []))
     print(text)
-    return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e}
+    return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e, "trained": trained}
 
 
 if __name__ == "__main__":

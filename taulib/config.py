@@ -25,9 +25,10 @@ EMBEDDED_MODEL = "embedded:gemma-3-270m"
 RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
-# Where a run executes, not what it computes: left out of its fingerprint, so a run started on one
-# machine resumes on another, and a configuration means the same study on a CPU and on a GPU.
-PLACEMENT_KEYS = (("training", "device"), ("training", "activation_storage"))
+# Where and by which kernels a run executes, not what it computes: left out of its fingerprint, so a
+# run started on one machine resumes on another, and a configuration means the same study on a CPU
+# and on a GPU (their results differ by floating-point summation order only).
+PLACEMENT_KEYS = (("training", "device"), ("training", "activation_storage"), ("training", "sparse_step_max_density"))
 
 
 class ConfigError(ValueError):
@@ -128,6 +129,14 @@ class TrainingConfig(_Section):
         description="where the training activations live: 'host' loads the cache into RAM and moves each batch; 'device' keeps "
         "the whole cache on the training device (it must fit); 'mmap' memory-maps the shards and reads each batch from them "
         "(caches larger than RAM). Not part of the fingerprint",
+    )
+    sparse_step_max_density: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="a step's latent side runs on sparse kernels when at most this fraction of the batch's (token, latent) "
+        "activations is positive (0: always dense, 1: always sparse); None: the crossover measured on a CPU for the compute "
+        "dtype (benchmarks/sparse_latents.py), dense on other devices. Not part of the fingerprint",
     )
 
     @field_validator("device")

@@ -15,15 +15,39 @@ outputs are bfloat16 (AVX512-BF16 / AMX on recent CPUs), everything else (biases
 input, the losses, the gradients handed to the optimiser) is float32, and the weights themselves
 stay float32. With float32 every operation is float32 and the gradients equal autograd's up to
 summation order (tests/test_sae_step.py checks both dtypes against autograd).
+
+Sparse latents. Once the SAE is sparse, four of the five matmuls only need the (token, latent)
+pairs where f > 0: the decoder's forward f·W_dec, its weight gradient fᵀ·∂x̂, ∂pre (zero wherever
+f is, so only its entries at the active pairs, a sampled matmul), and the encoder's weight gradient
+(x − b_dec)ᵀ·∂pre. Below `sparse_max_density` active pairs per (token, latent), the step computes
+them from f in compressed sparse rows: the dense encoder forward is the step's one full matmul.
+The sparse path computes in float32 whatever the compute dtype (its cost is in indexing, not
+arithmetic); its gradients equal the dense float32 step's up to summation order.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from taulib.sae import SparseAutoencoder
+
+# The density below which the sparse latent side beats the dense matmuls on a CPU, per compute
+# dtype, at the training benchmark's shapes (benchmarks/sparse_latents.py measures the crossover;
+# bfloat16's dense matmuls are twice as fast, so its crossover is lower).
+CPU_SPARSE_MAX_DENSITY = {torch.float32: 0.08, torch.bfloat16: 0.04}
+
+# torch marks its CSR tensors as beta; the operations used here are tested against autograd
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+
+def sparse_step_max_density(configured: float | None, compute_dtype: torch.dtype, device: torch.device) -> float:
+    """The density threshold a run uses: the configured one, else the CPU crossover, else 0 (dense)."""
+    if configured is not None:
+        return configured
+    return CPU_SPARSE_MAX_DENSITY[compute_dtype] if device.type == "cpu" else 0.0
 
 
 @dataclass(frozen=True)
@@ -46,11 +70,14 @@ def mm_plus_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: float, compute_dtype: torch.dtype = torch.float32) -> StepResult:
+def loss_and_gradients(
+    sae: SparseAutoencoder, x: torch.Tensor, coefficient: float, compute_dtype: torch.dtype = torch.float32, sparse_max_density: float = 0.0
+) -> StepResult:
     """Forward and backward of one batch; sets `.grad` of the four parameters (replacing any).
 
     `x` is (batch, d_in) float32, already divided by the input scale; `coefficient` is the
-    effective L1 coefficient λ/τ of this step.
+    effective L1 coefficient λ/τ of this step. The latent side runs sparse when at most
+    `sparse_max_density` of the batch's (token, latent) activations are positive (0: never).
     """
     batch = x.shape[0]
     low = compute_dtype != torch.float32
@@ -62,6 +89,8 @@ def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: flo
     centred = x - sae.b_dec
     centred_c = centred.to(compute_dtype)
     f = mm_plus_bias(centred_c, W_enc, sae.b_enc).relu_()
+    if sparse_max_density > 0 and int(torch.count_nonzero(f)) <= sparse_max_density * f.numel():
+        return _sparse_latent_side(sae, x, centred, f, coefficient)
     f_c = f.to(compute_dtype) if low else f
     x_hat = mm_plus_bias(f_c, W_dec, sae.b_dec)
     error = x_hat - x
@@ -85,4 +114,31 @@ def loss_and_gradients(sae: SparseAutoencoder, x: torch.Tensor, coefficient: flo
     sae.b_enc.grad = grad_b_enc
     sae.b_dec.grad = grad_b_dec
     fired = f_c.sum(dim=0) > 0  # f >= 0: a positive column sum means some token fired
+    return StepResult(mse + coefficient * l1, mse, l1, x_hat, f, fired)
+
+
+def _sparse_latent_side(sae: SparseAutoencoder, x: torch.Tensor, centred: torch.Tensor, f: torch.Tensor, coefficient: float) -> StepResult:
+    """The rest of `loss_and_gradients` from the latents f in compressed sparse rows, in float32."""
+    batch, d_sae = f.shape
+    W_enc, W_dec = sae.W_enc.detach(), sae.W_dec.detach()
+    f_rows = f.to_sparse_csr()
+    rows_start, latents, values = f_rows.crow_indices(), f_rows.col_indices(), f_rows.values()
+
+    x_hat = (f_rows @ W_dec).add_(sae.b_dec)
+    error = x_hat - x
+    mse = error.pow(2).sum(dim=-1).mean()
+    l1 = values.sum() / batch
+
+    grad_x_hat = error.mul_(2.0 / batch)
+    grad_W_dec = f_rows.t() @ grad_x_hat
+    # ∂L/∂pre at the active pairs only: ∂x̂·W_dec[j] + c/batch (sampled_addmm adds its input's values)
+    coefficient_at_active = torch.sparse_csr_tensor(rows_start, latents, torch.full_like(values, coefficient / batch), f.shape, check_invariants=False)
+    grad_pre = torch.sparse.sampled_addmm(coefficient_at_active, grad_x_hat, W_dec.t())
+    grad_b_enc = torch.zeros(d_sae, device=f.device).index_add_(0, latents, grad_pre.values())
+    # (x − b_dec)ᵀ·∂pre as (∂preᵀ·(x − b_dec))ᵀ: the sparse operand on the left, where the kernels want it
+    grad_W_enc = (grad_pre.t() @ centred).t().contiguous()
+    grad_b_dec = grad_x_hat.sum(dim=0) - torch.mv(W_enc, grad_b_enc)
+
+    sae.W_enc.grad, sae.W_dec.grad, sae.b_enc.grad, sae.b_dec.grad = grad_W_enc, grad_W_dec, grad_b_enc, grad_b_dec
+    fired = torch.zeros(d_sae, dtype=torch.bool, device=f.device).index_fill_(0, latents, True)
     return StepResult(mse + coefficient * l1, mse, l1, x_hat, f, fired)

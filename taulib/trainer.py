@@ -33,7 +33,7 @@ from taulib.config import RunConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
-from taulib.sae_step import StepResult, loss_and_gradients
+from taulib.sae_step import StepResult, loss_and_gradients, sparse_step_max_density
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -90,7 +90,13 @@ def make_optimiser(sae: SparseAutoencoder, config: RunConfig) -> torch.optim.Ada
 
 
 def optimiser_step(
-    sae: SparseAutoencoder, optimiser: torch.optim.Adam, x: torch.Tensor, coefficient: float, lr: float, compute_dtype: torch.dtype
+    sae: SparseAutoencoder,
+    optimiser: torch.optim.Adam,
+    x: torch.Tensor,
+    coefficient: float,
+    lr: float,
+    compute_dtype: torch.dtype,
+    sparse_max_density: float = 0.0,
 ) -> StepResult:
     """One step of the annealed trainer on the (scaled) batch x: the training loop without its bookkeeping.
 
@@ -99,7 +105,7 @@ def optimiser_step(
     """
     for group in optimiser.param_groups:
         group["lr"] = lr
-    result = loss_and_gradients(sae, x, coefficient, compute_dtype)
+    result = loss_and_gradients(sae, x, coefficient, compute_dtype, sparse_max_density)
     sae.remove_parallel_decoder_grad()
     optimiser.step()
     sae.normalise_decoder()
@@ -192,6 +198,7 @@ class AnnealedTrainer:
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
         # the dtype of the SAE's matmuls (autocast-like: weights, Adam state and biases stay float32)
         self.compute_dtype = torch.bfloat16 if config.training.compute_dtype == "bfloat16" else torch.float32
+        self.sparse_max_density = sparse_step_max_density(config.training.sparse_step_max_density, self.compute_dtype, self.device)
         # the hooked block, recorded with every saved SAE (the config may leave it to the model's middle)
         self.layer = layer if layer is not None else (config.model.layer if config.model.layer is not None else -1)
 
@@ -304,7 +311,7 @@ class AnnealedTrainer:
             coefficient = training.l1_coefficient / tau
             lr = learning_rate(step, self.total_steps, self.config)
             x = self._batch(step, input_scale)
-            terms = optimiser_step(sae, optimiser, x, coefficient, lr, self.compute_dtype)
+            terms = optimiser_step(sae, optimiser, x, coefficient, lr, self.compute_dtype, self.sparse_max_density)
             tokens_since_fired += self.batch_size
             tokens_since_fired[terms.fired] = 0
             done = step + 1

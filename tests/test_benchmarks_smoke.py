@@ -39,6 +39,8 @@ def test_training_speed_quick(scripts, tmp_path):
         assert installed or any(module in note for note in out["notes"])  # skipped, and said so
     assert {row["variant"] for row in out["variants"]} >= {"autograd, foreach Adam (taulib before)", "hand-written gradients, fused Adam (taulib now)"}
     assert [row["dtype"] for row in out["end_to_end"]] == ["float32", "bfloat16"]
+    trained = {row["dtype"]: row for row in out["trained"] if row["trainer"] == "taulib"}
+    assert set(trained) == {"float32", "bfloat16"} and all(0 <= row["l0"] <= 256 and row["tokens_per_second"] > 0 for row in trained.values())
     assert all(math.isfinite(row["heldout_explained_variance"]) for row in out["end_to_end"])
     text = results.read_text()
     assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | bfloat16 |" in text
@@ -58,7 +60,12 @@ def test_scaling_quick(scripts, tmp_path):
 
 def test_sparse_latents_quick(scripts, tmp_path):
     out = scripts["sparse_latents"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
-    assert [row["l0"] for row in out["rows"]][:3] == [4, 16, 64] and all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in out["rows"])
+    rows = out["rows"]
+    assert [row["dtype"] for row in rows] == ["float32"] * 4 + ["bfloat16"] * 4
+    # the shifted encoder biases give the densities asked for (2%, 10%, 30% of a 128-token batch), then the fresh SAE's
+    assert [round(row["density"], 2) for row in rows[:3]] == [0.02, 0.1, 0.3]
+    assert rows[3]["fresh"] and rows[3]["density"] == pytest.approx(out["initial_density"])
+    assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in rows)
     assert 0 < out["initial_density"] < 1 and "fresh SAE" in (tmp_path / "RESULTS.md").read_text()
 
 

@@ -50,3 +50,80 @@ def test_inactive_latents_get_no_gradient():
         sae.b_enc[:10] = -1e4  # never fire
     loss_and_gradients(sae, torch.randn(32, 24), 0.1)
     assert torch.all(sae.W_enc.grad[:, :10] == 0) and torch.all(sae.b_enc.grad[:10] == 0) and torch.all(sae.W_dec.grad[:10] == 0)
+
+
+def _sparser_sae():
+    sae = _sae()
+    with torch.no_grad():
+        sae.b_enc.sub_(0.3)  # a few latents per token
+    return sae
+
+
+def test_sparse_latent_side_matches_autograd():
+    sae, coefficient = _sparser_sae(), 0.04 / 0.05
+    x = torch.randn(64, 24, generator=torch.Generator().manual_seed(3))
+    terms, expected, f = _autograd(sae, x, coefficient, autocast=False)
+    terms = LossTerms(*(t.detach() for t in (terms.loss, terms.mse, terms.l1)))
+    assert 0.01 < float((f > 0).float().mean()) < 0.5
+    result = loss_and_gradients(sae, x, coefficient, sparse_max_density=1.0)  # 1: always sparse
+    assert float(result.loss) == pytest.approx(float(terms.loss), rel=1e-6)
+    assert float(result.mse) == pytest.approx(float(terms.mse), rel=1e-6)
+    assert float(result.l1) == pytest.approx(float(terms.l1), rel=1e-6)
+    assert torch.equal(result.fired, (f > 0).any(dim=0)) and torch.allclose(result.f, f)
+    for name, parameter in sae.named_parameters():
+        assert parameter.grad.dtype == torch.float32 and parameter.grad.is_contiguous(), name
+        assert float((parameter.grad - expected[name]).abs().max() / expected[name].abs().max()) < 1e-5, name
+
+
+def test_sparse_latent_side_under_bfloat16_matches_the_dense_bfloat16_step():
+    """Under bfloat16 only the encoder's matmul is bfloat16 on the sparse path: the active latents are the dense
+    step's, and the gradients differ from its bfloat16 matmuls' by bfloat16 rounding only."""
+    sae, coefficient, x = _sparser_sae(), 0.04 / 0.05, torch.randn(64, 24, generator=torch.Generator().manual_seed(3))
+    dense = loss_and_gradients(sae, x, coefficient, torch.bfloat16)
+    dense_grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    sparse = loss_and_gradients(sae, x, coefficient, torch.bfloat16, sparse_max_density=1.0)
+    assert torch.equal(sparse.f, dense.f) and torch.equal(sparse.fired, dense.fired)
+    assert float(sparse.loss) == pytest.approx(float(dense.loss), rel=1e-2)
+    for name, parameter in sae.named_parameters():
+        assert parameter.grad.dtype == torch.float32, name
+        assert float((parameter.grad - dense_grads[name]).abs().max() / dense_grads[name].abs().max()) < 2e-2, name
+
+
+def test_sparse_path_with_no_active_latent():
+    sae = _sae()
+    with torch.no_grad():
+        sae.b_enc.fill_(-1e4)
+    x = torch.randn(32, 24, generator=torch.Generator().manual_seed(4))
+    terms, expected, _ = _autograd(sae, x, 0.1, autocast=False)
+    terms = LossTerms(*(t.detach() for t in (terms.loss, terms.mse, terms.l1)))
+    result = loss_and_gradients(sae, x, 0.1, sparse_max_density=1.0)
+    assert not result.fired.any() and float(result.l1) == 0.0
+    assert float(result.loss) == pytest.approx(float(terms.loss), rel=1e-6)
+    for name, parameter in sae.named_parameters():
+        assert torch.allclose(parameter.grad, expected[name], atol=1e-6), name
+
+
+def test_the_step_goes_sparse_below_the_threshold_only(monkeypatch):
+    import taulib.sae_step as sae_step
+
+    calls = []
+    original = sae_step._sparse_latent_side
+    monkeypatch.setattr(sae_step, "_sparse_latent_side", lambda *args: calls.append(1) or original(*args))
+    sae = _sae()
+    x = torch.randn(64, 24, generator=torch.Generator().manual_seed(5))
+    density = float((sae.encode(x) > 0).float().mean())
+    loss_and_gradients(sae, x, 0.1, sparse_max_density=density * 0.9)
+    loss_and_gradients(sae, x, 0.1, sparse_max_density=0.0)
+    assert calls == []
+    loss_and_gradients(sae, x, 0.1, sparse_max_density=density)
+    assert calls == [1]
+
+
+def test_sparse_threshold_defaults():
+    from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, sparse_step_max_density
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert sparse_step_max_density(None, torch.float32, cpu) == CPU_SPARSE_MAX_DENSITY[torch.float32]
+    assert sparse_step_max_density(None, torch.bfloat16, cpu) == CPU_SPARSE_MAX_DENSITY[torch.bfloat16]
+    assert sparse_step_max_density(None, torch.float32, cuda) == 0.0  # not measured on a GPU: dense
+    assert sparse_step_max_density(0.25, torch.float32, cuda) == 0.25

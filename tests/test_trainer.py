@@ -140,3 +140,19 @@ def test_activation_storage_changes_where_batches_come_from_not_the_result(tmp_p
         for name, tensor in load_sae(tmp_path / storage / "final")[0].state_dict().items():
             assert torch.equal(tensor, reference[name]), (storage, name)
         assert (tmp_path / storage / "metrics.csv").read_bytes() == (tmp_path / "host" / "metrics.csv").read_bytes()
+
+
+def test_sparse_step_changes_the_kernels_not_the_result(tmp_path):
+    """A run always on the sparse latent side and one always dense share a fingerprint and train the same SAE
+    (float32: the same arithmetic up to summation order, over 120 steps)."""
+    data = sparse_directions_dataset(n=5_000, d=12, n_features=16, mean_active=2.0)
+    summaries = {}
+    for label, density in (("dense", 0.0), ("sparse", 1.0)):
+        config = _config(sparse_step_max_density=density)
+        summaries[label] = AnnealedTrainer(config, data.activations, tmp_path / label, show_progress=False).train()
+    assert _config(sparse_step_max_density=0.0).fingerprint() == _config(sparse_step_max_density=1.0).fingerprint() == _config().fingerprint()
+    dense, sparse = (load_sae(tmp_path / label / "final")[0] for label in ("dense", "sparse"))
+    assert torch.allclose(dense.W_dec, sparse.W_dec, atol=1e-3) and torch.allclose(dense.b_enc, sparse.b_enc, atol=1e-3)
+    assert summaries["sparse"]["final"]["explained_variance"] == pytest.approx(summaries["dense"]["final"]["explained_variance"], abs=1e-4)
+    dense_metrics, sparse_metrics = (pd.read_csv(tmp_path / label / "metrics.csv") for label in ("dense", "sparse"))
+    assert np.allclose(dense_metrics["l0"], sparse_metrics["l0"], atol=0.05)
