@@ -43,6 +43,15 @@ class Step(Protocol):
     def step(self, x: torch.Tensor) -> None: ...
 
 
+class ComparedStep(Step, Protocol):
+    """A trainer of the side-by-side comparison: it also encodes, and takes another SAE's weights.
+    The three libraries share the architecture f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def load_weights(self, sae: SparseAutoencoder) -> None: ...
+
+
 def _taulib_config(d_sae: int, lr: float, compute_dtype: str) -> RunConfig:
     return RunConfig.model_validate({"run_name": "bench", "sae": {"width": d_sae}, "training": {"lr": lr, "compute_dtype": compute_dtype}})
 
@@ -74,6 +83,13 @@ class TaulibStep:
         result = optimiser_step(self.sae, self.optimiser, x, self.coefficient, self.lr, self.dtype, self.sparse_max_density)
         self.tokens_since_fired += x.shape[0]
         self.tokens_since_fired[result.fired] = 0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sae.encode(x)
+
+    @torch.no_grad()
+    def load_weights(self, sae: SparseAutoencoder) -> None:
+        self.sae.load_state_dict(sae.state_dict())
 
 
 class TaulibAutograd:
@@ -141,6 +157,14 @@ class DictionaryLearningStep:
             trainer.scheduler.step()
         self.n += 1
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainer.ae.encode(x)
+
+    @torch.no_grad()
+    def load_weights(self, sae: SparseAutoencoder) -> None:
+        ae = self.trainer.ae  # nn.Linear layouts: encoder.weight is W_encᵀ, decoder.weight is W_decᵀ
+        ae.encoder.weight.copy_(sae.W_enc.t()), ae.encoder.bias.copy_(sae.b_enc), ae.decoder.weight.copy_(sae.W_dec.t()), ae.bias.copy_(sae.b_dec)
+
 
 class SAELensStep:
     def __init__(
@@ -176,32 +200,19 @@ class SAELensStep:
         self.trainer.step(x)  # the public per-batch seam of SAETrainer.fit()
         self.trainer.n_training_steps += 1
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainer.sae.encode(x)
 
-def load_weights(trainer: Step, sae: SparseAutoencoder) -> None:
-    """Give a trainer's SAE taulib's weights: the three libraries share the architecture
-    f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec, each in its own layout."""
-    W_enc, b_enc, W_dec, b_dec = (p.detach() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
-    with torch.no_grad():
-        if isinstance(trainer, TaulibStep):
-            trainer.sae.load_state_dict(sae.state_dict())
-        elif isinstance(trainer, DictionaryLearningStep):
-            ae = trainer.trainer.ae
-            ae.encoder.weight.copy_(W_enc.t()), ae.encoder.bias.copy_(b_enc), ae.decoder.weight.copy_(W_dec.t()), ae.bias.copy_(b_dec)
-        else:
-            reference = trainer.trainer.sae
-            reference.W_enc.copy_(W_enc), reference.b_enc.copy_(b_enc), reference.W_dec.copy_(W_dec), reference.b_dec.copy_(b_dec)
+    @torch.no_grad()
+    def load_weights(self, sae: SparseAutoencoder) -> None:
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):  # the same names and layouts as taulib's
+            getattr(self.trainer.sae, name).copy_(getattr(sae, name))
 
 
-def mean_l0(trainer: Step, x: torch.Tensor) -> float:
+def mean_l0(trainer: ComparedStep, x: torch.Tensor) -> float:
     """Active latents per token of a trainer's current SAE on the (scaled) batch x."""
     with torch.no_grad():
-        if isinstance(trainer, TaulibStep):
-            f = trainer.sae.encode(x)
-        elif isinstance(trainer, DictionaryLearningStep):
-            f = trainer.trainer.ae.encode(x)
-        else:
-            f = trainer.trainer.sae.encode(x)
-    return float((f > 0).sum(dim=-1).float().mean())
+        return float((trainer.encode(x) > 0).sum(dim=-1).float().mean())
 
 
 def reference_missing(module: str) -> str | None:

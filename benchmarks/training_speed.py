@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
 from trainers import (  # noqa: E402
     L1_COEFFICIENT,
+    ComparedStep,
     DictionaryLearningStep,
     SAELensStep,
     Step,
     TaulibAutograd,
     TaulibStep,
-    load_weights,
     mean_l0,
     reference_missing,
     study_activations,
@@ -93,9 +93,9 @@ def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: in
     return best
 
 
-def make_trainers(d_in: int, d_sae: int, batch_size: int, lr: float, dtype: torch.dtype, total: int, coefficient: float) -> list[Step]:
+def make_trainers(d_in: int, d_sae: int, batch_size: int, lr: float, dtype: torch.dtype, total: int, coefficient: float) -> list[ComparedStep]:
     """taulib's step and each installed reference, at the same width, learning rate, dtype and L1 coefficient."""
-    trainers: list[Step] = [TaulibStep(d_in, d_sae, lr, dtype, coefficient=coefficient)]
+    trainers: list[ComparedStep] = [TaulibStep(d_in, d_sae, lr, dtype, coefficient=coefficient)]
     if not reference_missing("dictionary_learning.trainers.standard"):
         trainers.append(DictionaryLearningStep(d_in, d_sae, lr, dtype, total, coefficient=coefficient))
     if not reference_missing("sae_lens"):
@@ -108,7 +108,9 @@ def trained_state(args: argparse.Namespace, d_in: int, d_sae: int, batches: list
     trainer = TaulibStep(d_in, d_sae, args.trained_lr, torch.float32, coefficient=args.trained_coefficient)
     steps = 0
     with progress_bar(total=args.trained_max_steps, desc=f"training to L0 {args.trained_l0:g}") as bar:
-        while steps < args.trained_max_steps and (steps % 10 or steps == 0 or mean_l0(trainer, batches[0]) > args.trained_l0):
+        while steps < args.trained_max_steps:
+            if steps and steps % 10 == 0 and mean_l0(trainer, batches[0]) <= args.trained_l0:  # checked every 10 steps
+                break
             trainer.step(batches[steps % len(batches)])
             steps += 1
             bar.update()
@@ -133,7 +135,7 @@ def main_comparison(
         trainers = make_trainers(d_in, d_sae, batch_size, lr, dtype, total, coefficient)
         if trained is not None:
             for trainer in trainers:
-                load_weights(trainer, trained)
+                trainer.load_weights(trained)
         l0_before = [mean_l0(trainer, batches[0]) for trainer in trainers]
         seconds = run_interleaved(trainers, batches, args.steps, args.warmup, args.repeats)
         for trainer, per_step, before in zip(trainers, seconds, l0_before, strict=True):
@@ -234,6 +236,7 @@ def render(
     variants: list[dict],
     e2e: list[dict],
     trained: list[dict],
+    trained_steps: int = 0,
 ) -> str:
     d_in, d_sae, batch_size = shape
     flops = sae_step_flops(d_in, d_sae)
@@ -258,7 +261,7 @@ def render(
     text += "\nFrom initialisation (a fresh SAE fires about half its latents: every step is dense):\n\n" + goals(rows, flops, ceiling, rates)
     if trained:
         text += (
-            f"\n**Trained.** taulib trained an SAE for {args.trained_steps_taken} steps (L1 coefficient {args.trained_coefficient}, "
+            f"\n**Trained.** taulib trained an SAE for {trained_steps} steps (L1 coefficient {args.trained_coefficient}, "
             f"learning rate {args.trained_lr:g}, float32) until its L0 on the first batch was at most {args.trained_l0:g}; each trainer's "
             "SAE was given those weights and timed as above, training on at that coefficient. L0 is each SAE's active latents per "
             "token on the first batch when timing began and when it ended. GFLOP/s counts the dense step's FLOPs (the work the "
@@ -359,12 +362,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ceilings = matmul_ceiling(repeats=1 if args.quick else 5, size=256 if args.quick else 2048)
     rows, notes = main_comparison(args, d_in, d_sae, batch_size, lr, batches)
     trained: list[dict[str, Any]] = []
+    trained_steps = 0
     if args.trained_l0 > 0:
-        sae, args.trained_steps_taken = trained_state(args, d_in, d_sae, batches)
+        sae, trained_steps = trained_state(args, d_in, d_sae, batches)
         trained = main_comparison(args, d_in, d_sae, batch_size, lr, batches, trained=sae)[0]
     variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
     e2e = end_to_end(args, config, train, heldout)
-    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained)
+    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, trained_steps)
     write_section("training_speed", "SAE training throughput (`benchmarks/training_speed.py`)", text, *([args.results] if args.results else []))
     print(text)
     return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e, "trained": trained}
