@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from taulib.precision import resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ScheduleError, TauSchedule
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
@@ -44,8 +45,10 @@ class ModelConfig(_Section):
     name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
     device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the model's weights")
-    autocast: Literal["bfloat16", "float16"] | None = Field(
-        None, description="autocast dtype for the forward pass (bfloat16 uses AMX on recent Intel CPUs); None = run in `dtype`"
+    autocast: Literal["bfloat16", "float16", "auto"] | None = Field(
+        None,
+        description="autocast dtype for the forward pass; None = run in `dtype`; 'auto' = bfloat16 where the device has fast "
+        "bfloat16 matmuls (CUDA, CPUs with AVX512-BF16 or AMX), else None (taulib.precision)",
     )
     layer: int | None = Field(None, ge=0, description="residual stream after this decoder block; None = the middle block")
 
@@ -117,7 +120,11 @@ class TrainingConfig(_Section):
     adam_beta2: float = Field(0.999, ge=0, lt=1)
     n_tokens: int = Field(8_000_000, gt=0, description="training tokens; the activation cache is cycled (reshuffled) as needed")
     batch_size: int = Field(4096, gt=0)
-    compute_dtype: Literal["float32", "bfloat16"] = Field("float32", description="autocast dtype of the SAE matmuls; weights and Adam state stay float32")
+    compute_dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32",
+        description="autocast dtype of the SAE matmuls; weights and Adam state stay float32; 'auto' = bfloat16 where the training "
+        "device has fast bfloat16 matmuls, else float32 (taulib.precision)",
+    )
     log_every_steps: int = Field(10, gt=0)
     n_checkpoints: int = Field(32, ge=1, description="log-spaced analysis checkpoints (dense early), the final step included")
     resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
@@ -213,6 +220,21 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _resolve_automatic_precision(self) -> RunConfig:
+        # 'auto' is resolved once, where the configuration is loaded: the run records, fingerprints and
+        # keys its caches by the concrete dtype this machine runs fast
+        autocast = resolve_autocast(self.model.autocast, self.model.device)
+        compute_dtype = resolve_compute_dtype(self.training.compute_dtype, self.training.device)
+        if (autocast, compute_dtype) == (self.model.autocast, self.training.compute_dtype):
+            return self
+        return self.model_copy(
+            update={
+                "model": self.model.model_copy(update={"autocast": autocast}),
+                "training": self.training.model_copy(update={"compute_dtype": compute_dtype}),
+            }
+        )
 
     @field_validator("run_name")
     @classmethod

@@ -137,7 +137,8 @@ def _model_free_metrics(
         scalars |= metrics.as_dict()
         details["absorption_letters"] = letters.to_dict(orient="records")
     if probing is not None:
-        summary, tasks = evaluate_sparse_probing(sae, probing)
+        # the latents are encoded as the SAE was trained (bfloat16 matmuls or float32)
+        summary, tasks = evaluate_sparse_probing(sae, probing, autocast=config.training.compute_dtype == "bfloat16")
         scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
         details["probing_tasks"] = tasks.to_dict(orient="records")
     return scalars, details

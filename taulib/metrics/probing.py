@@ -221,7 +221,7 @@ def compute_llm_baseline(data: ProbingData) -> dict[str, float]:
 def evaluate_sparse_probing(sae: SparseAutoencoder, data: ProbingData, autocast: bool = True) -> tuple[dict[str, float], pd.DataFrame]:
     """Mean top-k accuracies of an SAE (raw units) over tasks, and a per-binary-task table with the chosen latents.
 
-    `autocast` encodes in bfloat16 (as the SAE was trained); the pooled latents differ by ~0.3%.
+    `autocast` encodes with bfloat16 matmuls (for an SAE trained with them); the pooled latents differ by ~0.3%.
     """
 
     def encode(x: torch.Tensor) -> torch.Tensor:
