@@ -13,7 +13,8 @@ want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "==> creating $VENV"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+  # no pip cache: its copies of the wheels would double the environment's size on disk
+  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir "$@"; }
   pip install -q --upgrade pip
   echo "==> torch (CPU build, pinned)"
   pip install -q "torch==2.13.0"

@@ -15,7 +15,8 @@ want=$(cat pyproject.toml constraints.txt scripts/install_bench.sh | sha256sum |
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "==> creating $VENV (reference trainers for the benchmarks)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+  # no pip cache: its copies of the wheels would double the environment's size on disk
+  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir "$@"; }
   pip install -q --upgrade pip
   pip install -q "torch==2.13.0"
   pip install -q -c constraints.txt -e ".[dev,bench]"

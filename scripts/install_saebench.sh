@@ -13,11 +13,13 @@ want=$(cat pyproject.toml constraints.txt scripts/install_saebench.sh | sha256su
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "==> creating $VENV (sae-bench cross-check environment)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+  # no pip cache: its copies of the wheels would double the environment's ~1.3 GB on disk
+  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir "$@"; }
   pip install -q --upgrade pip
   pip install -q "torch==2.13.0"
   # beartype 0.18+ breaks sae-bench's probe training; the pins keep torch, transformers and nnsight
-  pip install -q -c constraints.txt -e ".[dev,saebench]"
+  # only what the cross-check imports: taulib, SAE Bench and pytest (not the notebook and browser tooling of `dev`)
+  pip install -q -c constraints.txt -e ".[saebench]" "pytest>=8" "pytest-timeout>=2.3"
   # torchvision comes with sae-lens's dependencies but fails to import beside the CPU torch; nothing here uses it
   pip uninstall -q -y torchvision || true
   echo "$want" > "$STAMP"
