@@ -20,7 +20,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def scripts():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield {name: importlib.import_module(name) for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents")}
+        yield {
+            name: importlib.import_module(name)
+            for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents", "gpu_path")
+        }
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -50,6 +53,19 @@ def test_extraction_speed_quick(scripts, tmp_path):
     out = scripts["extraction_speed"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
     readers = {(row["reader"], row["dtype"]) for row in out["rows"]}
     assert len(readers) == 6 and all(row["tokens_per_second"] > 0 for row in out["rows"])
+
+
+@pytest.mark.model
+def test_gpu_path_quick_on_the_cpu(scripts, tmp_path):
+    """The GPU path's script, run on the CPU: extraction, training at two shapes and evaluation through the study's code."""
+    results = tmp_path / "RESULTS.md"
+    out = scripts["gpu_path"].main(["--device", "cpu", "--quick", "--outputs", str(tmp_path / "outputs"), "--results", str(results)])
+    assert out["extraction"]["tokens_this_session"] == 4096 and out["extraction"]["tokens_per_second"] > 0
+    assert [row["shape"] for row in out["trained"]] == ["640 → 256", "64 → 256"]
+    assert all(row["complete"] and row["tokens_per_second_this_session"] > 0 for row in out["trained"])
+    assert out["evaluation"]["checkpoints"] == 4 and 0 < out["evaluation"]["final"]["explained_variance"] <= 1
+    text = results.read_text()
+    assert text.count("<!-- BEGIN gpu_path -->") == 1 and "| 640 → 256 | extracted |" in text
 
 
 def test_scaling_quick(scripts, tmp_path):
