@@ -18,7 +18,7 @@ study: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~1.3 GB more)
+# taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~2.8 GB more)
 saebench-check: setup
 	PYTHON=$(PYTHON) bash scripts/install_saebench.sh
 	.venv-saebench/bin/python -m pytest -p no:cacheprovider tests/test_sae_bench_crosscheck.py

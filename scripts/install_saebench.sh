@@ -13,7 +13,7 @@ want=$(cat pyproject.toml constraints.txt scripts/install_saebench.sh | sha256su
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "==> creating $VENV (sae-bench cross-check environment)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  # no pip cache: its copies of the wheels would double the environment's ~1.3 GB on disk
+  # no pip cache: its copies of the wheels would double the environment's ~2.8 GB on disk
   pip() { "$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir "$@"; }
   pip install -q --upgrade pip
   pip install -q "torch==2.13.0"
@@ -22,6 +22,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   pip install -q -c constraints.txt -e ".[saebench]" "pytest>=8" "pytest-timeout>=2.3"
   # torchvision comes with sae-lens's dependencies but fails to import beside the CPU torch; nothing here uses it
   pip uninstall -q -y torchvision || true
+  # NCCL (0.5 GB) comes with xgboost, which only sae-bench's sae_probes eval imports, and serves multi-GPU training only
+  pip uninstall -q -y nvidia-nccl-cu12 || true
   echo "$want" > "$STAMP"
 fi
 echo "==> sae-bench environment ready"
