@@ -55,7 +55,7 @@ def main(run_dir: Path, outputs: Path) -> None:
         "orthogonality": best_of(lambda: orthogonality_metrics(raw), REPEATS),
         f"absorption ({len(absorption.train_words) + len(absorption.test_words)} words)": best_of(lambda: evaluate_absorption(raw, absorption), REPEATS),
         f"sparse probing ({sum(len(t.token_acts) for t in probing.tasks)} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks)": best_of(
-            lambda: evaluate_sparse_probing(raw, probing), REPEATS
+            lambda: evaluate_sparse_probing(raw, probing, autocast=config.training.compute_dtype == "bfloat16"), REPEATS
         ),
         f"CE/KL, one more checkpoint ({sequences.numel()} tokens)": marginal,
     }

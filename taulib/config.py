@@ -13,13 +13,14 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taulib.precision import resolve_autocast, resolve_compute_dtype
+from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ScheduleError, TauSchedule
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
@@ -57,11 +58,27 @@ class ModelConfig(_Section):
     def _known_device(cls, value: str) -> str:
         return _check_device(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_automatic_autocast(cls, data: Any) -> Any:
+        return _resolve_auto(data, "autocast", resolve_autocast)
+
 
 def _check_device(value: str) -> str:
     if not DEVICE_PATTERN.fullmatch(value):
         raise ValueError("must be 'cpu', 'cuda', 'cuda:N' or 'mps'")
     return value
+
+
+def _resolve_auto(data: Any, field: str, resolve: Callable[[str, str], Any]) -> Any:
+    """A section's `field: auto` made concrete for the section's own device, before validation: the run records,
+    fingerprints and keys its caches by what this machine runs fast (taulib.precision). A malformed device is left
+    for the device check to report."""
+    if isinstance(data, dict) and data.get(field) == AUTO:
+        device = data.get("device", "cpu")
+        if isinstance(device, str) and DEVICE_PATTERN.fullmatch(device):
+            return {**data, field: resolve(AUTO, device)}
+    return data
 
 
 class ActivationsConfig(_Section):
@@ -157,6 +174,11 @@ class TrainingConfig(_Section):
             raise ValueError("lr_warmup_fraction + lr_decay_fraction must be < 1")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_automatic_compute_dtype(cls, data: Any) -> Any:
+        return _resolve_auto(data, "compute_dtype", resolve_compute_dtype)
+
     def total_steps(self) -> int:
         return max(1, math.ceil(self.n_tokens / self.batch_size))
 
@@ -220,21 +242,6 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-
-    @model_validator(mode="after")
-    def _resolve_automatic_precision(self) -> RunConfig:
-        # 'auto' is resolved once, where the configuration is loaded: the run records, fingerprints and
-        # keys its caches by the concrete dtype this machine runs fast
-        autocast = resolve_autocast(self.model.autocast, self.model.device)
-        compute_dtype = resolve_compute_dtype(self.training.compute_dtype, self.training.device)
-        if (autocast, compute_dtype) == (self.model.autocast, self.training.compute_dtype):
-            return self
-        return self.model_copy(
-            update={
-                "model": self.model.model_copy(update={"autocast": autocast}),
-                "training": self.training.model_copy(update={"compute_dtype": compute_dtype}),
-            }
-        )
 
     @field_validator("run_name")
     @classmethod

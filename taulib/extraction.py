@@ -21,7 +21,6 @@ from taulib.config import RunConfig
 from taulib.corpus import iter_documents, load_corpus_manifest, token_sequences
 from taulib.corpus.build import corpus_digest
 from taulib.models import LoadedModel, decoder_layers_path
-from taulib.precision import resolve_autocast
 from taulib.progress import progress_bar
 
 SPLITS = ("train", "heldout")
@@ -56,7 +55,6 @@ class TracedBlock:
         self.traced = TransformersModel(loaded.model, tokenizer=loaded.tokenizer, task="text-generation")
         self.layer_path = decoder_layers_path(loaded.model)
         self.device = next(loaded.model.parameters()).device
-        autocast = resolve_autocast(autocast, str(self.device))  # a bare ModelConfig may still say 'auto'
         self.autocast = getattr(torch, autocast) if autocast else None
 
     def _layer_envoy(self) -> Any:

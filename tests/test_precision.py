@@ -78,3 +78,13 @@ def test_the_cpu_flags_are_read_from_this_machine():
         return
     first = next(line for line in text.splitlines() if line.startswith("flags"))
     assert flags == frozenset(first.partition(":")[2].split())
+
+
+def test_a_section_made_on_its_own_is_resolved_too(cpu_with):
+    """ModelConfig and TrainingConfig resolve 'auto' themselves, so code handed a bare section never sees it."""
+    from taulib.config import ModelConfig, TrainingConfig
+
+    cpu_with("avx2")
+    assert ModelConfig(autocast="auto").autocast is None and TrainingConfig(compute_dtype="auto").compute_dtype == "float32"
+    cpu_with("amx_bf16")
+    assert ModelConfig(autocast="auto").autocast == "bfloat16" and TrainingConfig(compute_dtype="auto").compute_dtype == "bfloat16"
