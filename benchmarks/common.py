@@ -108,11 +108,18 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
     path.write_text(text, encoding="utf-8")
 
 
-def matmul_ceiling(repeats: int = 5, size: int = 2048) -> dict[str, float]:
+SKIPPED_BFLOAT16 = (
+    "bfloat16 not timed: this CPU has no fast bfloat16 matmuls (no AVX512-BF16 or AMX; torch's bfloat16 matmul is a "
+    "reference loop about 100× slower than float32 there), so the study computes in float32 on it (taulib.precision)"
+)
+
+
+def matmul_ceiling(repeats: int = 5, size: int = 2048, dtypes: tuple[str, ...] = ("float32", "bfloat16")) -> dict[str, float]:
     """Achieved GFLOP/s of plain matmuls on this machine now: the ceilings the trainers are held to.
 
     float32 through numpy (its BLAS) and torch, square and SAE-shaped (1024 × 640 @ 640 × 4096),
-    and bfloat16 through torch (oneDNN: AVX512-BF16 or AMX where the CPU has them).
+    and bfloat16 through torch (oneDNN: AVX512-BF16 or AMX where the CPU has them), for the torch
+    `dtypes` asked for.
     """
     import numpy as np
 
@@ -120,8 +127,8 @@ def matmul_ceiling(repeats: int = 5, size: int = 2048) -> dict[str, float]:
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
     a @ a
     results[f"numpy float32 {size}³"] = 2 * size**3 / best_of(lambda: a @ a, repeats) / 1e9
-    for dtype in (torch.float32, torch.bfloat16):
-        name = "float32" if dtype == torch.float32 else "bfloat16"
+    for name in dtypes:
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
         square = torch.randn(size, size).to(dtype)
         torch.mm(square, square)
         results[f"torch {name} {size}³"] = 2 * size**3 / best_of(lambda square=square: torch.mm(square, square), repeats) / 1e9

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, best_of, markdown_table, provenance, write_section  # noqa: E402
+from common import RESULTS, SKIPPED_BFLOAT16, best_of, markdown_table, provenance, write_section  # noqa: E402
 
+from taulib.precision import fast_bfloat16  # noqa: E402
 from taulib.sae import SparseAutoencoder  # noqa: E402
 from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
 from taulib.trainer import activation_statistics  # noqa: E402
@@ -91,8 +92,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     densities = [0.02, 0.1, 0.3] if args.quick else [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
     fresh = measured_density(fresh_sae(x, d_sae, mean), x)
 
+    # bfloat16 only where it is fast (a slow-bf16 CPU would take hours); quick mode's tiny shapes run both anyway
+    dtypes = {name: dtype for name, dtype in DTYPES.items() if name == "float32" or args.quick or fast_bfloat16("cpu")}
     rows = []
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name, dtype in dtypes.items():
         for target in [*densities, None]:
             sae = fresh_sae(x, d_sae, mean) if target is None else sae_at_density(x, d_sae, mean, target)
             density = measured_density(sae, x)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     lines = []
     crossovers = {}
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name, dtype in dtypes.items():
         crossovers[dtype_name] = found = crossover(rows, dtype_name)
         default = CPU_SPARSE_MAX_DENSITY[dtype]
         if found is None:
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "encoder biases are shifted so that every latent fires on the stated fraction of the batch; a freshly initialised "
         f"SAE fires {fresh:.0%} of its latents on the study's activations.\n\n" + table + "\n" + "\n".join(lines) + "\n"
     )
+    if len(dtypes) < len(DTYPES):
+        body += f"\n{SKIPPED_BFLOAT16}.\n"
     write_section(
         "sparse_latents",
         "Sparse latents: the training step's sparse latent side against its dense matmuls (`benchmarks/sparse_latents.py`)",

@@ -18,6 +18,12 @@ latents fire (taulib.sae_step); the references' steps stay dense whatever the sp
 taulib's step (what was explored to make it fast), and taulib's whole `AnnealedTrainer.train()`
 (logging, checkpoints) in float32 and bfloat16 with the explained variance each reaches on the
 held-out cache. Without dictionary-learning or sae-lens installed their rows are skipped.
+
+bfloat16 is timed only where the CPU has fast bfloat16 matmuls (AVX512-BF16 or AMX,
+taulib.precision): elsewhere torch's bfloat16 matmul is a reference loop about 100× slower than
+float32, and the script would run for hours. `--dtypes float32,bfloat16` times it anyway.
+`--section` names the RESULTS.md section to write, so that a second machine's results can stand
+beside the first's.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
+from common import SKIPPED_BFLOAT16, best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
 from trainers import (  # noqa: E402
     L1_COEFFICIENT,
     ComparedStep,
@@ -48,6 +54,7 @@ from trainers import (  # noqa: E402
 )
 
 from taulib.config import RunConfig  # noqa: E402
+from taulib.precision import fast_bfloat16  # noqa: E402
 from taulib.progress import progress_bar  # noqa: E402
 from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
 from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
@@ -72,10 +79,33 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (compiling takes a minute)")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data and sizes: checks the script runs")
     parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
+    parser.add_argument("--section", default="training_speed", help="the RESULTS.md section to (re)write")
+    parser.add_argument(
+        "--dtypes",
+        type=_dtypes,
+        default=None,
+        help="compute dtypes to time, comma-separated (default: float32, and bfloat16 where this CPU has fast bfloat16 matmuls)",
+    )
     args = parser.parse_args(argv)
+    args.dtypes_chosen = args.dtypes is not None
+    if args.dtypes is None:
+        args.dtypes = list(DTYPES) if fast_bfloat16("cpu") else ["float32"]
     if args.quick:
         args.steps, args.warmup, args.repeats, args.ev_tokens, args.no_compile, args.trained_max_steps, args.width = 3, 1, 1, 4096, True, 30, None
     return args
+
+
+def _dtypes(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DTYPES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown dtype(s) {unknown or text!r}; choose from {', '.join(DTYPES)}")
+    return list(dict.fromkeys(names))
+
+
+def skipped_dtypes_note(args: argparse.Namespace) -> str | None:
+    """Said in the results when bfloat16 was left out by default (not when --dtypes chose so)."""
+    return None if args.dtypes_chosen or "bfloat16" in args.dtypes else SKIPPED_BFLOAT16
 
 
 def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int, repeats: int) -> list[float]:
@@ -127,11 +157,12 @@ def main_comparison(
     trained: SparseAutoencoder | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each trainer's time per step from initialisation, or from the `trained` SAE's weights at `--trained-coefficient`."""
-    notes = [note for note in (reference_missing("dictionary_learning.trainers.standard"), reference_missing("sae_lens")) if note]
+    notes = [note for note in (reference_missing("dictionary_learning.trainers.standard"), reference_missing("sae_lens"), skipped_dtypes_note(args)) if note]
     total = args.warmup + args.steps * args.repeats + 10  # the references size their schedules by it
     coefficient = args.trained_coefficient if trained is not None else L1_COEFFICIENT
     rows = []
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name in args.dtypes:
+        dtype = DTYPES[dtype_name]
         trainers = make_trainers(d_in, d_sae, batch_size, lr, dtype, total, coefficient)
         if trained is not None:
             for trainer in trainers:
@@ -162,6 +193,9 @@ def explore(args: argparse.Namespace, d_in: int, d_sae: int, lr: float, batches:
         ("hand-written gradients, fused Adam (taulib now)", "bfloat16", lambda: TaulibStep(d_in, d_sae, lr, torch.bfloat16)),
         ("hand-written gradients, fused Adam (taulib now)", "float32", lambda: TaulibStep(d_in, d_sae, lr, torch.float32)),
     ]
+    variants = [variant for variant in variants if variant[1] in args.dtypes]
+    fastest_name = "bfloat16" if "bfloat16" in args.dtypes else "float32"  # the one-thread and compiled variants' dtype
+    fastest = DTYPES[fastest_name]
     rows = []
     for name, dtype_name, make in variants:
         (seconds,) = run_interleaved([make()], batches, args.steps, args.warmup, args.repeats)
@@ -170,20 +204,20 @@ def explore(args: argparse.Namespace, d_in: int, d_sae: int, lr: float, batches:
     if threads > 1:
         torch.set_num_threads(1)
         try:
-            (seconds,) = run_interleaved([TaulibStep(d_in, d_sae, lr, torch.bfloat16)], batches, args.steps, args.warmup, args.repeats)
+            (seconds,) = run_interleaved([TaulibStep(d_in, d_sae, lr, fastest)], batches, args.steps, args.warmup, args.repeats)
         finally:
             torch.set_num_threads(threads)
-        rows.append({"variant": "taulib now, 1 thread", "dtype": "bfloat16", "threads": 1, "tokens_per_second": batch_size / seconds, "note": ""})
+        rows.append({"variant": "taulib now, 1 thread", "dtype": fastest_name, "threads": 1, "tokens_per_second": batch_size / seconds, "note": ""})
     if not args.no_compile:
         try:
-            trainer = TaulibAutograd(d_in, d_sae, lr, torch.bfloat16, compile_forward=True)
+            trainer = TaulibAutograd(d_in, d_sae, lr, fastest, compile_forward=True)
             compile_seconds = best_of(lambda: trainer.step(batches[0]), 1)
             (seconds,) = run_interleaved([trainer], batches, args.steps, args.warmup, args.repeats)
             note = f"first step (compilation) {compile_seconds:.0f} s"
             rows.append(
                 {
                     "variant": "autograd, torch.compile'd forward + loss",
-                    "dtype": "bfloat16",
+                    "dtype": fastest_name,
                     "threads": threads,
                     "tokens_per_second": batch_size / seconds,
                     "note": note,
@@ -193,7 +227,7 @@ def explore(args: argparse.Namespace, d_in: int, d_sae: int, lr: float, batches:
             rows.append(
                 {
                     "variant": "autograd, torch.compile'd forward + loss",
-                    "dtype": "bfloat16",
+                    "dtype": fastest_name,
                     "threads": threads,
                     "tokens_per_second": float("nan"),
                     "note": f"failed: {type(error).__name__}",
@@ -206,7 +240,7 @@ def end_to_end(args: argparse.Namespace, config: RunConfig, train: torch.Tensor,
     """taulib's whole AnnealedTrainer.train() in float32 and bfloat16 on the same data and steps, and
     the held-out explained variance of the two final SAEs (evaluated in float32)."""
     rows = []
-    for dtype_name in DTYPES:
+    for dtype_name in args.dtypes:
         training = config.training.model_copy(update={"n_tokens": args.ev_tokens, "compute_dtype": dtype_name, "n_checkpoints": 8})
         run_config = config.model_copy(update={"run_name": f"bench_{dtype_name}", "training": training})
         with tempfile.TemporaryDirectory() as folder:
@@ -242,6 +276,8 @@ def render(
     flops = sae_step_flops(d_in, d_sae)
     ceiling = fp32_ceiling(ceilings)
     command = "benchmarks/training_speed.py" + (" --quick" if args.quick else f" --steps {args.steps} --repeats {args.repeats}")
+    command += f" --dtypes {','.join(args.dtypes)}" if args.dtypes_chosen else ""
+    command += f" --section {args.section}" if args.section != "training_speed" else ""
     text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
     text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
     text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
@@ -257,7 +293,7 @@ def render(
     text += markdown_table(["trainer", "dtype", "ms per step", "tokens/s", "GFLOP/s", "of fp32 ceiling", "taulib's speed-up"], table)
     for note in notes:
         text += f"\n{note}.\n"
-    rates = {name: next(v for k, v in ceilings.items() if k.startswith(f"torch {name} 1024")) for name in DTYPES}
+    rates = {name: next(v for k, v in ceilings.items() if k.startswith(f"torch {name} 1024")) for name in args.dtypes}
     text += "\nFrom initialisation (a fresh SAE fires about half its latents: every step is dense):\n\n" + goals(rows, flops, ceiling, rates)
     if trained:
         text += (
@@ -283,7 +319,7 @@ def render(
                 for r in trained
             ],
         )
-        text += "\n" + trained_goals(trained, d_sae)
+        text += "\n" + trained_goals(trained, d_sae, args.dtypes)
     if variants:
         now = {row["dtype"]: row["tokens_per_second"] for row in variants if "(taulib now)" in row["variant"]}
         text += "\nVariants of taulib's step explored (same data, steps and protocol):\n\n"
@@ -309,14 +345,15 @@ def render(
             [(r["dtype"], f"{r['tokens']:,}", r["tokens_per_second"], f"{r['heldout_explained_variance']:.4f}", f"{r['heldout_l0']:.1f}") for r in e2e],
         )
         by = {r["dtype"]: r for r in e2e}
-        difference = by["bfloat16"]["heldout_explained_variance"] - by["float32"]["heldout_explained_variance"]
-        text += f"\nHeld-out explained variance, bfloat16 minus float32: **{difference:+.1e}**.\n"
+        if {"bfloat16", "float32"} <= set(by):
+            difference = by["bfloat16"]["heldout_explained_variance"] - by["float32"]["heldout_explained_variance"]
+            text += f"\nHeld-out explained variance, bfloat16 minus float32: **{difference:+.1e}**.\n"
     return text
 
 
-def trained_goals(rows: list[dict], d_sae: int) -> str:
+def trained_goals(rows: list[dict], d_sae: int, dtypes: list[str]) -> str:
     lines = []
-    for dtype in DTYPES:
+    for dtype in dtypes:
         ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == dtype)
         others = [(r["trainer"], r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
         versus = ", ".join(f"{ours['tokens_per_second'] / speed:.2f}× {name}" for name, speed in others) or "no reference installed"
@@ -333,7 +370,7 @@ def goals(rows: list[dict], flops: int, ceiling: float, matmul_rates: dict[str, 
     rate / (10·d·m) tokens per second.
     """
     lines = []
-    for dtype in DTYPES:
+    for dtype in matmul_rates:
         ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == dtype)["tokens_per_second"]
         others = [(r["trainer"], r["tokens_per_second"]) for r in rows if r["trainer"] != "taulib" and r["dtype"] == dtype]
         share = ours * flops / 1e9 / ceiling
@@ -359,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config = config.model_copy(update={"sae": config.sae.model_copy(update={"width": args.width})})
     d_in, d_sae, batch_size, lr = train.shape[1], config.sae.width, config.training.batch_size, config.training.lr
     batches = timed_batches(train, batch_size, min(args.steps, 64), scale)
-    ceilings = matmul_ceiling(repeats=1 if args.quick else 5, size=256 if args.quick else 2048)
+    ceilings = matmul_ceiling(repeats=1 if args.quick else 5, size=256 if args.quick else 2048, dtypes=tuple(args.dtypes))
     rows, notes = main_comparison(args, d_in, d_sae, batch_size, lr, batches)
     trained: list[dict[str, Any]] = []
     trained_steps = 0
@@ -369,7 +406,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
     e2e = end_to_end(args, config, train, heldout)
     text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, trained_steps)
-    write_section("training_speed", "SAE training throughput (`benchmarks/training_speed.py`)", text, *([args.results] if args.results else []))
+    title = "SAE training throughput (`benchmarks/training_speed.py`)"
+    if args.section != "training_speed":  # a second machine's results beside the first's
+        title = f"SAE training throughput on a {torch.backends.cpu.get_cpu_capability()} CPU, {', '.join(args.dtypes)} (`benchmarks/training_speed.py`)"
+    write_section(args.section, title, text, *([args.results] if args.results else []))
     print(text)
     return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e, "trained": trained}
 

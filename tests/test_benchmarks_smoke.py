@@ -29,10 +29,15 @@ def scripts():
 
 
 def test_training_speed_quick(scripts, tmp_path):
+    """bfloat16 is timed where this CPU runs it fast (AVX512-BF16, AMX), and said to be skipped elsewhere."""
+    from taulib.precision import fast_bfloat16
+
     results = tmp_path / "RESULTS.md"
     out = scripts["training_speed"].main(["--quick", "--results", str(results)])
+    dtypes = {"float32", "bfloat16"} if fast_bfloat16("cpu") else {"float32"}
     taulib = {row["dtype"]: row for row in out["rows"] if row["trainer"] == "taulib"}
-    assert set(taulib) == {"float32", "bfloat16"}
+    assert set(taulib) == dtypes and {row["dtype"] for row in out["variants"]} == dtypes
+    assert fast_bfloat16("cpu") or any("bfloat16 not timed" in note for note in out["notes"])
     assert all(row["tokens_per_second"] > 0 for row in out["rows"])
     assert all(value > 0 for value in out["ceilings"].values())
     references = {row["trainer"] for row in out["rows"]} - {"taulib"}
@@ -41,12 +46,28 @@ def test_training_speed_quick(scripts, tmp_path):
         assert (name in references) == installed
         assert installed or any(module in note for note in out["notes"])  # skipped, and said so
     assert {row["variant"] for row in out["variants"]} >= {"autograd, foreach Adam (taulib before)", "hand-written gradients, fused Adam (taulib now)"}
-    assert [row["dtype"] for row in out["end_to_end"]] == ["float32", "bfloat16"]
+    assert {row["dtype"] for row in out["end_to_end"]} == dtypes
     trained = {row["dtype"]: row for row in out["trained"] if row["trainer"] == "taulib"}
-    assert set(trained) == {"float32", "bfloat16"} and all(0 <= row["l0"] <= 256 and row["tokens_per_second"] > 0 for row in trained.values())
+    assert set(trained) == dtypes and all(0 <= row["l0"] <= 256 and row["tokens_per_second"] > 0 for row in trained.values())
     assert all(math.isfinite(row["heldout_explained_variance"]) for row in out["end_to_end"])
     text = results.read_text()
-    assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | bfloat16 |" in text
+    assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | float32 |" in text
+    assert ("| taulib | bfloat16 |" in text) == ("bfloat16" in dtypes)
+
+
+def test_training_speed_dtypes_and_section(scripts, tmp_path):
+    """--dtypes is checked before anything runs; --section writes a second section beside the first."""
+    with pytest.raises(SystemExit):
+        scripts["training_speed"].parse(["--dtypes", "float64"])
+    assert scripts["training_speed"].parse(["--dtypes", "bfloat16, float32"]).dtypes == ["bfloat16", "float32"]
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- BEGIN training_speed -->\nthe first machine's\n<!-- END training_speed -->\n")
+    scripts["training_speed"].main(
+        ["--quick", "--dtypes", "float32", "--section", "training_speed_second", "--no-explore", "--trained-l0", "0", "--results", str(results)]
+    )
+    text = results.read_text()
+    assert "the first machine's" in text and text.count("<!-- BEGIN training_speed_second -->") == 1
+    assert "--dtypes float32 --section training_speed_second" in text and "float32 (`benchmarks/training_speed.py`)" in text
 
 
 def test_extraction_speed_quick(scripts, tmp_path):
