@@ -110,7 +110,7 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
 
 SKIPPED_BFLOAT16 = (
     "bfloat16 not timed: this CPU has no fast bfloat16 matmuls (no AVX512-BF16 or AMX; torch's bfloat16 matmul is a "
-    "reference loop about 100× slower than float32 there), so the study computes in float32 on it (taulib.precision)"
+    "reference loop about 200× slower than float32 there), so the study computes in float32 on it (taulib.precision)"
 )
 
 

@@ -20,7 +20,7 @@ taulib's step (what was explored to make it fast), and taulib's whole `AnnealedT
 held-out cache. Without dictionary-learning or sae-lens installed their rows are skipped.
 
 bfloat16 is timed only where the CPU has fast bfloat16 matmuls (AVX512-BF16 or AMX,
-taulib.precision): elsewhere torch's bfloat16 matmul is a reference loop about 100× slower than
+taulib.precision): elsewhere torch's bfloat16 matmul is a reference loop about 200× slower than
 float32, and the script would run for hours. `--dtypes float32,bfloat16` times it anyway.
 `--section` names the RESULTS.md section to write, so that a second machine's results can stand
 beside the first's.
@@ -278,6 +278,10 @@ def render(
     command = "benchmarks/training_speed.py" + (" --quick" if args.quick else f" --steps {args.steps} --repeats {args.repeats}")
     command += f" --dtypes {','.join(args.dtypes)}" if args.dtypes_chosen else ""
     command += f" --section {args.section}" if args.section != "training_speed" else ""
+    defaults = parse([])
+    command += "".join(
+        f" --{name} {getattr(args, name)}" for name in ("parameters", "outputs") if not args.quick and getattr(args, name) != getattr(defaults, name)
+    )
     text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
     text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
     text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
@@ -408,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, trained_steps)
     title = "SAE training throughput (`benchmarks/training_speed.py`)"
     if args.section != "training_speed":  # a second machine's results beside the first's
-        title = f"SAE training throughput on a {torch.backends.cpu.get_cpu_capability()} CPU, {', '.join(args.dtypes)} (`benchmarks/training_speed.py`)"
+        title = f"SAE training throughput on an {torch.backends.cpu.get_cpu_capability()} CPU, {', '.join(args.dtypes)} (`benchmarks/training_speed.py`)"
     write_section(args.section, title, text, *([args.results] if args.results else []))
     print(text)
     return {"ceilings": ceilings, "rows": rows, "notes": notes, "variants": variants, "end_to_end": e2e, "trained": trained}
