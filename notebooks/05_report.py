@@ -51,13 +51,13 @@ outputs = Path(outputs_dir)
 figures_dir = Path(figures_dir) if figures_dir else outputs / "figures"
 report_path = Path(report_path) if report_path else outputs / "REPORT.md"
 study = load_study(outputs)
-one_per_arm = study.slice()  # the arms' configurations and styles
+one_per_arm = study.one_run_per_arm()  # the arms' configurations and styles (any target and seed: some runs may have failed)
 settings = MatchedSettings(early_position=early_position, fraction=fraction_of_final, absorption_threshold=absorption_threshold)
 table = run_table(study, settings)
 names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
 if headline_arm is None:
     headline_arm = next((arm.name for arm in one_per_arm.arms if arm.config.schedule.kind == "none" and arm.name != reference_arm), None)
-floor_partner = lower_bound_partner(one_per_arm, reference_arm) if reference_arm in names else None
+floor_partner = lower_bound_partner(study, reference_arm) if reference_arm in names else None
 print(f"{len(table)} runs; arms: {', '.join(names)}; L0 targets {study.l0_targets}; seeds {study.seeds}")
 table.groupby(["arm", "l0_target"])[["final_l0", "final_explained_variance", "l1_coefficient"]].mean()
 

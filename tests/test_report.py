@@ -24,10 +24,9 @@ NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+
 def sweep(tmp_path_factory):
     outputs = write_synthetic_sweep(tmp_path_factory.mktemp("sweep"))
     study = load_study(outputs)
-    one_per_arm = study.slice()
-    names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
+    names = {arm.name: arm.schedule_label for arm in study.one_run_per_arm().arms}
     table = run_table(study)
-    report = build_report(table, "tightened", lower_bound_partner(one_per_arm, "tightened"), "baseline", names)
+    report = build_report(table, "tightened", lower_bound_partner(study, "tightened"), "baseline", names)
     return outputs, study, table, report
 
 
@@ -116,3 +115,32 @@ def test_report_notebook_writes_the_report(sweep, tmp_path):
     assert sentences and set(sentences) <= {claim["text"] for claim in claims}  # every sentence is a generated claim
     assert "inconclusive" in text
     assert (outputs / "figures" / "05_pareto_final.html").is_file() and "figures/05_pareto_final.html" in text
+
+
+def test_a_failed_run_leaves_its_arm_in_the_report(sweep, tmp_path):
+    """The runs 03/04 show by default (middle target, first seed) are missing for two arms, the floor
+    pair's high one among them: the report still compares every arm, the floor pair included."""
+    import shutil
+
+    outputs = tmp_path / "outputs"
+    shutil.copytree(sweep[0], outputs, ignore=shutil.ignore_patterns("figures", "REPORT.md", "report_claims.json"))
+    target, seed = SWEEP_TARGETS[len(SWEEP_TARGETS) // 2], SWEEP_SEEDS[0]
+    summary = json.loads((outputs / "study_summary.json").read_text())
+    for run in summary["runs"]:
+        if run["sweep"]["arm"] in ("baseline", "higher_floor") and run["sweep"]["l0_target"] == target and run["seed"] == seed:
+            run["status"] = "failed"
+    (outputs / "study_summary.json").write_text(json.dumps(summary))
+    study = load_study(outputs)
+    assert len(study.arms) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS) - 2
+    assert study.one_run_per_arm().names == list(SWEEP_ARMS) and lower_bound_partner(study, "tightened") == "higher_floor"
+    sliced = study.slice()  # what 03 and 04 show: the arms without that run are named
+    assert sliced.names == ["tightened", "linear"] and sliced.slice_label.endswith("no such run for baseline, higher_floor")
+    execute_notebook(
+        NOTEBOOKS_DIR / REPORT_NOTEBOOK,
+        tmp_path / "05_report.ipynb",
+        {"outputs_dir": str(outputs), "figures_dir": str(outputs / "figures"), "save_png": False, "reference_arm": "tightened"},
+    )
+    claims = json.loads((outputs / "report_claims.json").read_text())
+    others = {claim["other"] for claim in claims if claim.get("other")}
+    assert {"baseline", "higher_floor"} <= others
+    assert any(claim["question"] == "lower_bound" for claim in claims)

@@ -130,9 +130,10 @@ def difference(table: pd.DataFrame, column: str, arm: str, other: str, target: f
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:
-    """The arm that differs from `arm_name` only in τ's floor (taulib.analysis.orthogonality.lower_bound_pairs
-    on one run per arm), if the study has one."""
-    for low, high in lower_bound_pairs(study.slice()):
-        if arm_name in (low.name, high.name):
-            return high.name if low.name == arm_name else low.name
+    """The arm that differs from `arm_name` only in τ's floor (taulib.analysis.orthogonality.lower_bound_pairs),
+    if the study has one. All runs are searched, pairs forming at equal L0 target and seed, so that a
+    failed run of either arm does not hide the pair."""
+    for low, high in lower_bound_pairs(study):
+        if arm_name in (low.arm_name, high.arm_name):
+            return high.arm_name if low.arm_name == arm_name else low.arm_name
     return None

@@ -32,9 +32,11 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
 
     pairs = []
     annealed = [arm for arm in study.arms if arm.config.schedule.kind in ("linear", "cosine", "exponential")]
+    keys = [without_floor(arm) for arm in annealed]  # once per run: a whole sweep is searched
     for i, first in enumerate(annealed):
-        for second in annealed[i + 1 :]:
-            if without_floor(first) == without_floor(second) and first.config.schedule.tau_final != second.config.schedule.tau_final:
+        for j in range(i + 1, len(annealed)):
+            second = annealed[j]
+            if keys[i] == keys[j] and first.config.schedule.tau_final != second.config.schedule.tau_final:
                 low, high = sorted((first, second), key=lambda arm: arm.config.schedule.tau_final)
                 pairs.append((low, high))
     return pairs

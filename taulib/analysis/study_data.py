@@ -107,7 +107,22 @@ class StudyData:
         chosen = [replace(arm, name=arm.arm_name) for arm in self.arms if arm.l0_target == target and arm.seed == seed]
         if not chosen:
             raise StudyDataError(f"{self.outputs_root}: no runs for L0 target {target:g} with seed {seed}; seeds: {', '.join(map(str, self.seeds))}")
-        return StudyData(self.outputs_root, tuple(chosen), slice_label=f"runs calibrated for L0 ≈ {target:g}, seed {seed}")
+        label = f"runs calibrated for L0 ≈ {target:g}, seed {seed}"
+        missing = [name for name in self.arm_names if name not in {arm.name for arm in chosen}]
+        if missing:  # a failed (or not yet finished) run: said, not silently dropped
+            label += f"; no such run for {', '.join(missing)}"
+        return StudyData(self.outputs_root, tuple(chosen), slice_label=label)
+
+    def one_run_per_arm(self) -> StudyData:
+        """Each arm's first run, whatever its L0 target and seed, named by its arm: the arms'
+        configurations (schedules, labels, styles), also where a sweep's runs of one target and seed
+        failed for some arm. A study without a sweep is returned as it is."""
+        if not self.is_sweep:
+            return self
+        first: dict[str, Arm] = {}
+        for arm in self.arms:
+            first.setdefault(arm.arm_name, replace(arm, name=arm.arm_name))
+        return StudyData(self.outputs_root, tuple(first.values()), slice_label="one run per arm")
 
     def evaluation(self) -> pd.DataFrame:
         """Every arm's per-checkpoint table stacked, with an `arm` column (long format for grouping)."""
