@@ -108,6 +108,14 @@ def write_section(name: str, title: str, body: str, path: Path = RESULTS) -> Non
     path.write_text(text, encoding="utf-8")
 
 
+def time_bfloat16(quick: bool = False) -> bool:
+    """Whether a benchmark times bfloat16 here: where the CPU has fast bfloat16 matmuls (taulib.precision);
+    elsewhere a full run would take hours. `quick` runs with tiny shapes time it everywhere."""
+    from taulib.precision import fast_bfloat16
+
+    return quick or fast_bfloat16("cpu")
+
+
 SKIPPED_BFLOAT16 = (
     "bfloat16 not timed: this CPU has no fast bfloat16 matmuls (no AVX512-BF16 or AMX; torch's bfloat16 matmul is a "
     "reference loop about 200× slower than float32 there), so the study computes in float32 on it (taulib.precision)"

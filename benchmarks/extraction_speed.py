@@ -29,12 +29,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SKIPPED_BFLOAT16, markdown_table, provenance, write_section  # noqa: E402
+from common import SKIPPED_BFLOAT16, markdown_table, provenance, time_bfloat16, write_section  # noqa: E402
 
 from taulib.config import load_run_config  # noqa: E402
 from taulib.extraction import ResidualReader  # noqa: E402
 from taulib.models import LoadedModel, decoder_layers, load_language_model  # noqa: E402
-from taulib.precision import fast_bfloat16  # noqa: E402
 
 Reader = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -141,8 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config = load_run_config(args.parameters)
         loaded, context_length, batch_size = load_language_model(config.model), config.activations.context_length, config.activations.batch_size
     batches = corpus_batches(loaded, context_length, batch_size, args.batches, args.quick)
-    # bfloat16 autocast only where it is fast (a slow-bf16 CPU would take hours); quick mode's tiny model runs both anyway
-    autocasts = (False, True) if args.quick or fast_bfloat16("cpu") else (False,)
+    autocasts = (False, True) if time_bfloat16(args.quick) else (False,)
     rows = []
     for autocast in autocasts:
         readers = {

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SKIPPED_BFLOAT16, best_of, markdown_table, provenance, write_section  # noqa: E402
+from common import RESULTS, SKIPPED_BFLOAT16, best_of, markdown_table, provenance, time_bfloat16, write_section  # noqa: E402
 
-from taulib.precision import fast_bfloat16  # noqa: E402
 from taulib.sae import SparseAutoencoder  # noqa: E402
 from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
 from taulib.trainer import activation_statistics  # noqa: E402
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     densities = [0.02, 0.1, 0.3] if args.quick else [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
     fresh = measured_density(fresh_sae(x, d_sae, mean), x)
 
-    # bfloat16 only where it is fast (a slow-bf16 CPU would take hours); quick mode's tiny shapes run both anyway
-    dtypes = {name: dtype for name, dtype in DTYPES.items() if name == "float32" or args.quick or fast_bfloat16("cpu")}
+    dtypes = {name: dtype for name, dtype in DTYPES.items() if name == "float32" or time_bfloat16(args.quick)}
     rows = []
     for dtype_name, dtype in dtypes.items():
         for target in [*densities, None]:

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SKIPPED_BFLOAT16, best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
+from common import SKIPPED_BFLOAT16, best_of, fp32_ceiling, markdown_table, matmul_ceiling, provenance, sae_step_flops, time_bfloat16, write_section  # noqa: E402
 from trainers import (  # noqa: E402
     L1_COEFFICIENT,
     ComparedStep,
@@ -54,18 +54,18 @@ from trainers import (  # noqa: E402
 )
 
 from taulib.config import RunConfig  # noqa: E402
-from taulib.precision import fast_bfloat16  # noqa: E402
 from taulib.progress import progress_bar  # noqa: E402
 from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
 from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_PARAMETERS, DEFAULT_OUTPUTS = "parameters/cosine_0.3_to_0.05_tightened.yaml", "outputs"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parameters", default="parameters/cosine_0.3_to_0.05_tightened.yaml", help="a parameter file of the study (width, batch, lr, caches)")
-    parser.add_argument("--outputs", default="outputs", help="the outputs folder holding the activation caches")
+    parser.add_argument("--parameters", default=DEFAULT_PARAMETERS, help="a parameter file of the study (width, batch, lr, caches)")
+    parser.add_argument("--outputs", default=DEFAULT_OUTPUTS, help="the outputs folder holding the activation caches")
     parser.add_argument("--width", type=int, default=4096, help="latents (default: the full profile's 4,096)")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per trainer and repeat")
     parser.add_argument("--warmup", type=int, default=5)
@@ -89,7 +89,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.dtypes_chosen = args.dtypes is not None
     if args.dtypes is None:
-        args.dtypes = list(DTYPES) if fast_bfloat16("cpu") else ["float32"]
+        args.dtypes = list(DTYPES) if time_bfloat16() else ["float32"]  # quick mode too: its steps are not tiny enough for slow bf16
     if args.quick:
         args.steps, args.warmup, args.repeats, args.ev_tokens, args.no_compile, args.trained_max_steps, args.width = 3, 1, 1, 4096, True, 30, None
     return args
@@ -278,10 +278,9 @@ def render(
     command = "benchmarks/training_speed.py" + (" --quick" if args.quick else f" --steps {args.steps} --repeats {args.repeats}")
     command += f" --dtypes {','.join(args.dtypes)}" if args.dtypes_chosen else ""
     command += f" --section {args.section}" if args.section != "training_speed" else ""
-    defaults = parse([])
-    command += "".join(
-        f" --{name} {getattr(args, name)}" for name in ("parameters", "outputs") if not args.quick and getattr(args, name) != getattr(defaults, name)
-    )
+    if not args.quick:  # where the timed activations came from, when not the default study's
+        command += f" --parameters {args.parameters}" if args.parameters != DEFAULT_PARAMETERS else ""
+        command += f" --outputs {args.outputs}" if args.outputs != DEFAULT_OUTPUTS else ""
     text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
     text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
     text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
