@@ -4,8 +4,8 @@ Every adapter builds its library's own SAE and optimiser at the same width, lear
 batch size and exposes `step(x)`: what that library runs per batch in its training loop, data
 loading excluded (all of them read the same pre-scaled activations from memory).
 
-* taulib: `taulib.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder)
-  plus the dead-latent counter, i.e. the annealed trainer's loop body without logging and
+* taulib: `taulib.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder,
+  the two latent-wide float32 products on oneDNN) plus the dead-latent counter, i.e. the annealed trainer's loop body without logging and
   checkpoints. `TaulibAutograd` is the same step the way taulib ran it before: module forward,
   autograd backward, foreach Adam.
 * dictionary_learning 0.1.0: `StandardTrainer.update` (ConstrainedAdam: unit-norm decoder,
@@ -29,6 +29,7 @@ from taulib.config import RunConfig, load_run_config
 from taulib.extraction import activation_spec, cache_folder
 from taulib.sae import SparseAutoencoder
 from taulib.sae_step import sparse_step_max_density
+from taulib.step_matmuls import torch_blas_only
 from taulib.study import run_layer
 from taulib.synthetic import sparse_directions_dataset
 from taulib.trainer import make_optimiser, optimiser_step, sae_loss
@@ -67,9 +68,12 @@ class TaulibStep:
         fused_adam: bool = True,
         coefficient: float = L1_COEFFICIENT,
         sparse_max_density: float | None = None,
+        onednn: bool = True,
     ) -> None:
         self.name = "taulib" if fused_adam else "taulib, foreach Adam"
         self.dtype, self.coefficient = dtype, coefficient
+        # False: every matmul on torch.mm, as before taulib.step_matmuls routed two of them to oneDNN
+        self.kernels = contextlib.nullcontext if onednn else torch_blas_only
         # the trainer's switch to the sparse latent side (None: its CPU default for the dtype)
         self.sparse_max_density = sparse_step_max_density(sparse_max_density, dtype, torch.device("cpu"))
         config = _taulib_config(d_sae, lr, "bfloat16" if dtype == torch.bfloat16 else "float32")
@@ -80,7 +84,8 @@ class TaulibStep:
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
 
     def step(self, x: torch.Tensor) -> None:
-        result = optimiser_step(self.sae, self.optimiser, x, self.coefficient, self.lr, self.dtype, self.sparse_max_density)
+        with self.kernels():
+            result = optimiser_step(self.sae, self.optimiser, x, self.coefficient, self.lr, self.dtype, self.sparse_max_density)
         self.tokens_since_fired += x.shape[0]
         self.tokens_since_fired[result.fired] = 0
 

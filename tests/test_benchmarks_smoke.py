@@ -22,7 +22,7 @@ def scripts():
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents", "gpu_path")
+            for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents", "matmul_kernels", "gpu_path")
         }
     finally:
         sys.path.remove(str(BENCHMARKS))
@@ -104,6 +104,14 @@ def test_sparse_latents_quick(scripts, tmp_path):
     assert rows[3]["fresh"] and rows[3]["density"] == pytest.approx(out["initial_density"])
     assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in rows)
     assert 0 < out["initial_density"] < 1 and "fresh SAE" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_matmul_kernels_quick(scripts, tmp_path):
+    out = scripts["matmul_kernels"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
+    rows = out["rows"]
+    assert len(rows) == 5 and all(row["blas_ms"] > 0 and row["onednn_ms"] > 0 for row in rows)
+    assert all(row["taulib"] == "torch.mm" for row in rows), "a 256-latent SAE is below ONEDNN_MIN_LATENTS"
+    assert "taulib's rule picks" in (tmp_path / "RESULTS.md").read_text()
 
 
 def _write(path: Path, data: dict, when: float) -> None:
