@@ -5,9 +5,11 @@
     .venv/bin/python benchmarks/training_speed.py --quick --results /tmp/results.md   # seconds, synthetic data
 
 All trainers see the same cached activations of the default study (divided by taulib's input
-scale), at the same width, batch size, learning rate and dtype, on the same 2 torch threads;
-each is timed over `--steps` steps after `--warmup`, the trainers interleaved, best of
-`--repeats`. The matmul ceilings are measured in the same run.
+scale), at the same width, batch size, learning rate and dtype, on the same 2 torch threads. The
+compared trainers alternate step by step (`--steps` × `--repeats` timed steps each, after
+`--warmup`) and each is credited with its median step: on a shared machine whose speed drifts by
+tens of percent over minutes, every trainer then sees the same drift. taulib's variants are timed
+alone, best of `--repeats` runs of `--steps`. The matmul ceilings are measured in the same run.
 
 Two states are timed. From initialisation: a fresh SAE fires about half its latents, and every
 trainer runs dense matmuls. Trained: taulib trains an SAE until its L0 falls to `--trained-l0`
@@ -29,6 +31,7 @@ beside the first's.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -124,6 +127,20 @@ def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: in
     return best
 
 
+def run_alternating(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int) -> list[float]:
+    """Median seconds per step of each trainer, the trainers taking turns one step at a time."""
+    for trainer in trainers:
+        for i in range(warmup):
+            trainer.step(batches[i % len(batches)])
+    times: list[list[float]] = [[] for _ in trainers]
+    for i in range(steps):
+        for index, trainer in enumerate(trainers):
+            started = time.perf_counter()
+            trainer.step(batches[i % len(batches)])
+            times[index].append(time.perf_counter() - started)
+    return [statistics.median(per_step) for per_step in times]
+
+
 def make_trainers(d_in: int, d_sae: int, batch_size: int, lr: float, dtype: torch.dtype, total: int, coefficient: float) -> list[ComparedStep]:
     """taulib's step and each installed reference, at the same width, learning rate, dtype and L1 coefficient."""
     trainers: list[ComparedStep] = [TaulibStep(d_in, d_sae, lr, dtype, coefficient=coefficient)]
@@ -169,7 +186,7 @@ def main_comparison(
             for trainer in trainers:
                 trainer.load_weights(trained)
         l0_before = [mean_l0(trainer, batches[0]) for trainer in trainers]
-        seconds = run_interleaved(trainers, batches, args.steps, args.warmup, args.repeats)
+        seconds = run_alternating(trainers, batches, args.steps * args.repeats, args.warmup)
         for trainer, per_step, before in zip(trainers, seconds, l0_before, strict=True):
             rows.append(
                 {
@@ -290,6 +307,12 @@ def render(
         command += f" --outputs {args.outputs}" if args.outputs != DEFAULT_OUTPUTS else ""
     text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
     text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
+    text += (
+        f"The compared trainers take turns one step at a time, {args.steps * args.repeats} timed steps each after {args.warmup} "
+        "warm-up steps, and each is credited with its median step (the machine's speed drifts; alternating gives every "
+        "trainer the same drift). taulib's variants below are timed alone, best of "
+        f"{args.repeats} × {args.steps} steps.\n\n"
+    )
     text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
     text += f"\nThe float32 ceiling below is the best float32 figure above: **{ceiling:.0f} GFLOP/s**.\n\n"
     taulib = {row["dtype"]: row for row in rows if row["trainer"] == "taulib"}
