@@ -3,8 +3,9 @@
 In float32 torch.mm calls the BLAS torch was built with (MKL in the PyPI wheels). Three of the
 step's five matmuls write an output as wide as the dictionary: the encoder's forward, ∂x̂·W_decᵀ
 and ∂W_enc = (x − b_dec)ᵀ·∂pre. From a few thousand latents up, oneDNN's GEMM (torch's own, the
-one torch.compile uses for CPU linear layers) beats MKL on them by 3-60%; at narrower widths, and
-for the two products that write d_in-wide outputs, MKL is as fast or faster
+one torch.compile uses for CPU linear layers) is faster than MKL on them at most shapes measured
+(up to 1.6×, and within 4% either way at the rest); at narrower widths, and for the two products
+that write d_in-wide outputs, MKL is as fast or faster
 (benchmarks/matmul_kernels.py times all five products both ways at several shapes; measured on an
 AVX2 AMD EPYC).
 
