@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from taulib.step_matmuls import ONEDNN_LINEAR
+from taulib.step_matmuls import ONEDNN_LINEAR, onednn_matmul
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -128,8 +128,8 @@ def matmul_ceiling(repeats: int = 5, size: int = 2048, dtypes: tuple[str, ...] =
     """Achieved GFLOP/s of plain matmuls on this machine now: the ceilings the trainers are held to.
 
     float32 through numpy (its BLAS) and torch, square and SAE-shaped (1024 × 640 @ 640 × 4096; that
-    one also on oneDNN, torch's other float32 GEMM), and bfloat16 through torch (oneDNN: AVX512-BF16 or AMX where the CPU has them), for the torch
-    `dtypes` asked for.
+    one also on oneDNN, torch's other float32 GEMM), and bfloat16 through torch (oneDNN: AVX512-BF16
+    or AMX where the CPU has them), for the torch `dtypes` asked for.
     """
     import numpy as np
 
@@ -146,11 +146,8 @@ def matmul_ceiling(repeats: int = 5, size: int = 2048, dtypes: tuple[str, ...] =
         torch.mm(x, w)
         results[f"torch {name} 1024×640 @ 640×4096"] = 2 * 1024 * 640 * 4096 / best_of(lambda x=x, w=w: torch.mm(x, w), repeats * 4) / 1e9
         if name == "float32" and ONEDNN_LINEAR is not None:  # the other float32 GEMM in torch (taulib.step_matmuls)
-            onednn_weight = w.t()
-            ONEDNN_LINEAR(x, onednn_weight, None, "none", [], "")
-            results["torch float32 1024×640 @ 640×4096, oneDNN"] = (
-                2 * 1024 * 640 * 4096 / best_of(lambda x=x, w=onednn_weight: ONEDNN_LINEAR(x, w, None, "none", [], ""), repeats * 4) / 1e9
-            )
+            onednn_matmul(x, w)
+            results["torch float32 1024×640 @ 640×4096, oneDNN"] = 2 * 1024 * 640 * 4096 / best_of(lambda x=x, w=w: onednn_matmul(x, w), repeats * 4) / 1e9
     return results
 
 

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/matmul_kernels.py --quick --results /tmp/results.md   # seconds, small shapes
 
 taulib.step_matmuls runs the three products whose output spans the latents (the encoder's forward,
-∂x̂·W_decᵀ and ∂W_enc) on oneDNN once d_sae ≥ `ONEDNN_MIN_LATENTS`, and the two others on torch.mm. This script times every product both ways, operands laid out as the step has them, on
-random float32 data (a GEMM's speed does not depend on the values), and says whether the rule picks
+∂x̂·W_decᵀ and ∂W_enc) on oneDNN once d_sae ≥ `ONEDNN_MIN_LATENTS`, and the two others on torch.mm.
+This script times every product both ways, operands laid out as the step has them, on random
+float32 data (a GEMM's speed does not depend on the values), and says whether the rule picks
 the faster kernel at each shape. The shapes: the study's default SAE (640 → 1,024), 2,048 latents,
 the training benchmark's (640 → 4,096), a 4× wider one, a 4× larger batch, and gemma-2-2b's
 residual width (2,304).
@@ -23,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, best_of, markdown_table, provenance, write_section  # noqa: E402
 
-from taulib.step_matmuls import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, uses_onednn  # noqa: E402
+from taulib.step_matmuls import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, onednn_matmul, uses_onednn  # noqa: E402
 
 # (batch, d_in, d_sae)
 SHAPES = [(1024, 640, 1024), (1024, 640, 2048), (1024, 640, 4096), (1024, 640, 16384), (4096, 640, 4096), (1024, 2304, 4096)]
@@ -59,10 +60,6 @@ def step_matmul_seconds(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, r
     return total
 
 
-def onednn_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ONEDNN_LINEAR(a.contiguous(), b.t(), None, "none", [], "")
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -78,9 +75,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for batch, d_in, d_sae in shapes:
         for name, a, b, latent in products(batch, d_in, d_sae):
             taulib_onednn = latent and uses_onednn(a, b)
-            torch.mm(a, b), onednn_product(a, b)  # first calls build oneDNN's primitive
+            torch.mm(a, b), onednn_matmul(a, b)  # first calls build oneDNN's primitive
             blas = best_of(lambda a=a, b=b: torch.mm(a, b), repeats)
-            onednn = best_of(lambda a=a, b=b: onednn_product(a, b), repeats)
+            onednn = best_of(lambda a=a, b=b: onednn_matmul(a, b), repeats)
             chosen, other = (onednn, blas) if taulib_onednn else (blas, onednn)
             rows.append(
                 {

@@ -5,8 +5,8 @@ batch size and exposes `step(x)`: what that library runs per batch in its traini
 loading excluded (all of them read the same pre-scaled activations from memory).
 
 * taulib: `taulib.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder,
-  the two latent-wide float32 products on oneDNN) plus the dead-latent counter, i.e. the annealed trainer's loop body without logging and
-  checkpoints. `TaulibAutograd` is the same step the way taulib ran it before: module forward,
+  the three latent-wide float32 products on oneDNN) plus the dead-latent counter, i.e. the
+  annealed trainer's loop body without logging and checkpoints. `TaulibAutograd` is the same step the way taulib ran it before: module forward,
   autograd backward, foreach Adam.
 * dictionary_learning 0.1.0: `StandardTrainer.update` (ConstrainedAdam: unit-norm decoder,
   gradient projection; LambdaLR). It has no mixed-precision option; for bfloat16 its forward
@@ -72,7 +72,7 @@ class TaulibStep:
     ) -> None:
         self.name = "taulib" if fused_adam else "taulib, foreach Adam"
         self.dtype, self.coefficient = dtype, coefficient
-        # False: every matmul on torch.mm, as before taulib.step_matmuls routed two of them to oneDNN
+        # False: every matmul on torch.mm, as before taulib.step_matmuls routed three of them to oneDNN
         self.kernels = contextlib.nullcontext if onednn else torch_blas_only
         # the trainer's switch to the sparse latent side (None: its CPU default for the dtype)
         self.sparse_max_density = sparse_step_max_density(sparse_max_density, dtype, torch.device("cpu"))

@@ -112,11 +112,15 @@ def skipped_dtypes_note(args: argparse.Namespace) -> str | None:
     return None if args.dtypes_chosen or "bfloat16" in args.dtypes else SKIPPED_BFLOAT16
 
 
-def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int, repeats: int) -> list[float]:
-    """Seconds per step of each trainer: warm-up, then `repeats` rounds over all trainers, best of them."""
+def warm_up(trainers: list[Step], batches: list[torch.Tensor], warmup: int) -> None:
     for trainer in trainers:
         for i in range(warmup):
             trainer.step(batches[i % len(batches)])
+
+
+def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int, repeats: int) -> list[float]:
+    """Seconds per step of each trainer: warm-up, then `repeats` rounds over all trainers, best of them."""
+    warm_up(trainers, batches, warmup)
     best = [float("inf")] * len(trainers)
     for _ in range(repeats):
         for index, trainer in enumerate(trainers):
@@ -129,9 +133,7 @@ def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: in
 
 def run_alternating(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int) -> list[float]:
     """Median seconds per step of each trainer, the trainers taking turns one step at a time."""
-    for trainer in trainers:
-        for i in range(warmup):
-            trainer.step(batches[i % len(batches)])
+    warm_up(trainers, batches, warmup)
     times: list[list[float]] = [[] for _ in trainers]
     for i in range(steps):
         for index, trainer in enumerate(trainers):

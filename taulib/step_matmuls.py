@@ -70,6 +70,12 @@ def mm_plus_bias(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor) -> torch.
     return torch.mm(a, b).float().add_(bias)
 
 
+def onednn_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """a @ b (+ bias, then ReLU) on oneDNN, whatever the shapes; float32 CPU tensors, `ONEDNN_LINEAR` present."""
+    # oneDNN's linear takes its weight as (out × in), i.e. bᵀ, and its input contiguous
+    return ONEDNN_LINEAR(a.contiguous(), b.t(), bias, "relu" if relu else "none", [], "")
+
+
 def latent_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
     """a @ b for a product whose output spans the latents (b's columns are the d_sae latents), plus the
     bias (float32, `mm_plus_bias`), then the ReLU if asked; a and b may be transposed views.
@@ -77,7 +83,6 @@ def latent_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = 
     Without a bias the result is in the operands' dtype.
     """
     if uses_onednn(a, b):
-        # oneDNN's linear takes its weight as (out × in), i.e. bᵀ, and its input contiguous
-        return ONEDNN_LINEAR(a.contiguous(), b.t(), bias, "relu" if relu else "none", [], "")
+        return onednn_matmul(a, b, bias, relu)
     out = torch.mm(a, b) if bias is None else mm_plus_bias(a, b, bias)
     return out.relu_() if relu else out
