@@ -15,8 +15,11 @@ STUDY_OUTPUTS := $(if $(filter default,$(PROFILE)),outputs,outputs/$(PROFILE))
 study: setup
 	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
 
+# two pytest workers, each file on one of them (its module fixtures built once): much of the suite
+# waits on single-threaded work (imports, notebook kernels, plotting), which the other worker fills
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~2.8 GB more)
 saebench-check: setup

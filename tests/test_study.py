@@ -24,15 +24,16 @@ TINY = [
     "training.batch_size=256",
     "--set",
     "training.n_checkpoints=6",
-    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class
+    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and one
+    # sequence for the spliced CE/KL (its vocabulary-wide logits are most of a tiny run's evaluation)
     "--set",
     "evaluation.absorption_vocab_size=260",
     "--set",
     "evaluation.probing_examples_per_class=10",
     "--set",
-    "evaluation.ce_sequences=2",
+    "evaluation.ce_sequences=1",
     "--set",
-    "evaluation.ce_batch_size=2",
+    "evaluation.ce_batch_size=1",
 ]
 
 
@@ -139,18 +140,23 @@ def test_a_dask_cluster_of_two_workers_runs_the_same_study(repo_root, tiny_study
     """--backend dask: each run a task on a local two-worker cluster, into its own folder; the same
     statuses, the same failure, results equal to the local study's up to the thread count's rounding."""
     params, outputs, _ = tiny_study
+    # one run that trains and one that fails: a task for each worker, in one round
+    dask_params = tmp_path / "parameters"
+    dask_params.mkdir()
+    for name in ("_study.yaml", "baseline_plain_l1.yaml", "diverges.yaml"):
+        shutil.copy(params / name, dask_params)
     dask_outputs = tmp_path / "outputs"
     shutil.copytree(outputs / "activations", dask_outputs / "activations")  # the extraction step finds its caches
-    result = _study(repo_root, params, dask_outputs, "--backend", "dask", "--workers", "2", "--threads-per-run", "1")
+    result = _study(repo_root, dask_params, dask_outputs, "--backend", "dask", "--workers", "2", "--threads-per-run", "1")
     assert result.returncode == 1, result.stderr[-3000:]
-    local = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
+    local = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"] if run["run_name"] != "cosine_0.3_to_0.05_tightened"}
     summary = json.loads((dask_outputs / "study_summary.json").read_text())
     assert summary["backend"] == "dask"
     runs = {run["run_name"]: run for run in summary["runs"]}
     assert {name: run["status"] for name, run in runs.items()} == {name: run["status"] for name, run in local.items()}
     assert "non-finite" in runs["diverges"]["error"] and (dask_outputs / "diverges" / "02_train.ipynb").is_file()
     assert len({run["worker"] for run in runs.values()}) == 2  # both workers took runs
-    for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+    for name in ("baseline_plain_l1",):
         assert runs[name]["worker"].startswith("tcp://")
         for metric in ("l0", "explained_variance", "mse"):
             assert runs[name]["final"][metric] == pytest.approx(local[name]["final"][metric], rel=0.02), (name, metric)
