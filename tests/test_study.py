@@ -149,7 +149,9 @@ def test_a_dask_cluster_of_two_workers_runs_the_same_study(repo_root, tiny_study
     shutil.copytree(outputs / "activations", dask_outputs / "activations")  # the extraction step finds its caches
     result = _study(repo_root, dask_params, dask_outputs, "--backend", "dask", "--workers", "2", "--threads-per-run", "1")
     assert result.returncode == 1, result.stderr[-3000:]
-    local = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"] if run["run_name"] != "cosine_0.3_to_0.05_tightened"}
+    local = {
+        run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"] if run["run_name"] != "cosine_0.3_to_0.05_tightened"
+    }
     summary = json.loads((dask_outputs / "study_summary.json").read_text())
     assert summary["backend"] == "dask"
     runs = {run["run_name"]: run for run in summary["runs"]}
