@@ -6,8 +6,8 @@ loading excluded (all of them read the same pre-scaled activations from memory).
 
 * taulib: `taulib.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder,
   the three latent-wide float32 products on oneDNN) plus the dead-latent counter, i.e. the
-  annealed trainer's loop body without logging and checkpoints. `TaulibAutograd` is the same step the way taulib ran it before: module forward,
-  autograd backward, foreach Adam.
+  annealed trainer's loop body without logging and checkpoints. `TaulibAutograd` is the same step
+  the way taulib ran it before: module forward, autograd backward, foreach Adam.
 * dictionary_learning 0.1.0: `StandardTrainer.update` (ConstrainedAdam: unit-norm decoder,
   gradient projection; LambdaLR). It has no mixed-precision option; for bfloat16 its forward
   and loss run inside torch.autocast, the backward and optimiser outside, as torch recommends.
