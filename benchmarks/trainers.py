@@ -45,10 +45,12 @@ class Step(Protocol):
 
 
 class ComparedStep(Step, Protocol):
-    """A trainer of the side-by-side comparison: it also encodes, and takes another SAE's weights.
+    """A trainer of the side-by-side comparison: it also encodes and reconstructs, and takes another SAE's weights.
     The three libraries share the architecture f = ReLU((x − b_dec)·W_enc + b_enc), x̂ = f·W_dec + b_dec."""
 
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def load_weights(self, sae: SparseAutoencoder) -> None: ...
 
@@ -91,6 +93,9 @@ class TaulibStep:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.sae.encode(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sae(x)[0]
 
     @torch.no_grad()
     def load_weights(self, sae: SparseAutoencoder) -> None:
@@ -165,6 +170,9 @@ class DictionaryLearningStep:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.trainer.ae.encode(x)
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainer.ae(x)
+
     @torch.no_grad()
     def load_weights(self, sae: SparseAutoencoder) -> None:
         ae = self.trainer.ae  # nn.Linear layouts: encoder.weight is W_encᵀ, decoder.weight is W_decᵀ
@@ -207,6 +215,9 @@ class SAELensStep:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.trainer.sae.encode(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainer.sae(x)
 
     @torch.no_grad()
     def load_weights(self, sae: SparseAutoencoder) -> None:

@@ -46,12 +46,15 @@ def test_training_speed_quick(scripts, tmp_path):
         assert (name in references) == installed
         assert installed or any(module in note for note in out["notes"])  # skipped, and said so
     assert {row["variant"] for row in out["variants"]} >= {"autograd, foreach Adam (taulib before)", "hand-written gradients, fused Adam (taulib now)"}
+    # the whole run: every trainer trained from the same start, timed over all its steps, then evaluated
+    assert {(row["trainer"], row["dtype"]) for row in out["whole_run"]} == {(row["trainer"], row["dtype"]) for row in out["rows"]}
+    assert all(row["seconds"] > 0 and row["steps"] == 20 and math.isfinite(row["heldout_explained_variance"]) for row in out["whole_run"])
     assert {row["dtype"] for row in out["end_to_end"]} == dtypes
     trained = {row["dtype"]: row for row in out["trained"] if row["trainer"] == "taulib"}
     assert set(trained) == dtypes and all(0 <= row["l0"] <= 256 and row["tokens_per_second"] > 0 for row in trained.values())
     assert all(math.isfinite(row["heldout_explained_variance"]) for row in out["end_to_end"])
     text = results.read_text()
-    assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | float32 |" in text
+    assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | float32 |" in text and "**A whole run.**" in text
     assert ("| taulib | bfloat16 |" in text) == ("bfloat16" in dtypes)
 
 
