@@ -362,13 +362,19 @@ def render(
     )
     text += "Matmul ceilings measured in this run (GFLOP/s):\n\n" + markdown_table(["matmul", "GFLOP/s"], [(k, v) for k, v in ceilings.items()])
     text += f"\nThe float32 ceiling below is the best float32 figure above: **{ceiling:.0f} GFLOP/s**.\n\n"
-    taulib = {row["dtype"]: row for row in rows if row["trainer"] == "taulib"}
     table = []
     for row in rows:
         gflops = row["tokens_per_second"] * flops / 1e9
-        ratio = taulib[row["dtype"]]["tokens_per_second"] / row["tokens_per_second"]
         table.append(
-            (row["trainer"], row["dtype"], row["seconds_per_step"] * 1e3, row["tokens_per_second"], gflops, f"{100 * gflops / ceiling:.0f}%", f"{ratio:.2f}×")
+            (
+                row["trainer"],
+                row["dtype"],
+                row["seconds_per_step"] * 1e3,
+                row["tokens_per_second"],
+                gflops,
+                f"{100 * gflops / ceiling:.0f}%",
+                speedup(rows, row),
+            )
         )
     text += markdown_table(["trainer", "dtype", "ms per step", "tokens/s", "GFLOP/s", "of fp32 ceiling", "taulib's speed-up"], table)
     for note in notes:
@@ -384,7 +390,6 @@ def render(
             "token on the first batch when timing began and when it ended. GFLOP/s counts the dense step's FLOPs (the work the "
             "references do); taulib's sparse side does less.\n\n"
         )
-        taulib_trained = {row["dtype"]: row for row in trained if row["trainer"] == "taulib"}
         text += markdown_table(
             ["trainer", "dtype", "L0 (start → end)", "ms per step", "tokens/s", "dense-equivalent GFLOP/s", "taulib's speed-up"],
             [
@@ -395,7 +400,7 @@ def render(
                     r["seconds_per_step"] * 1e3,
                     r["tokens_per_second"],
                     r["tokens_per_second"] * flops / 1e9,
-                    f"{taulib_trained[r['dtype']]['tokens_per_second'] / r['tokens_per_second']:.2f}×",
+                    speedup(trained, r),
                 )
                 for r in trained
             ],
@@ -443,7 +448,6 @@ def render_whole_run(args: argparse.Namespace, run: list[dict], batch_size: int)
         "taulib's first steps are dense; once few enough of its latents fire it runs its sparse side. L0 and explained "
         f"variance are the final SAE's on {run[0]['heldout_tokens']:,} held-out tokens.\n\n"
     )
-    ours = {r["dtype"]: r for r in run if r["trainer"] == "taulib"}
     text += markdown_table(
         ["trainer", "dtype", "seconds", "tokens/s", "held-out L0", "held-out explained variance", "taulib's speed-up"],
         [
@@ -454,12 +458,18 @@ def render_whole_run(args: argparse.Namespace, run: list[dict], batch_size: int)
                 r["tokens_per_second"],
                 f"{r['heldout_l0']:.1f}",
                 f"{r['heldout_explained_variance']:.4f}",
-                f"{ours[r['dtype']]['tokens_per_second'] / r['tokens_per_second']:.2f}×",
+                speedup(run, r),
             )
             for r in run
         ],
     )
-    return text + "\n" + "\n".join(f"- {dtype}, whole run: {versus_references(run, dtype)}." for dtype in ours) + "\n"
+    return text + "\n" + "\n".join(f"- {dtype}, whole run: {versus_references(run, dtype)}." for dtype in args.dtypes) + "\n"
+
+
+def speedup(rows: list[dict], row: dict) -> str:
+    """taulib's tokens/s over `row`'s, at the row's dtype, as a table cell."""
+    ours = next(r for r in rows if r["trainer"] == "taulib" and r["dtype"] == row["dtype"])
+    return f"{ours['tokens_per_second'] / row['tokens_per_second']:.2f}×"
 
 
 def versus_references(rows: list[dict], dtype: str) -> str:
