@@ -64,10 +64,12 @@ from trainers import (  # noqa: E402
 from taulib.config import RunConfig  # noqa: E402
 from taulib.progress import progress_bar  # noqa: E402
 from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
+from taulib.study import run_layer  # noqa: E402
 from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_PARAMETERS, DEFAULT_OUTPUTS = "parameters/cosine_0.3_to_0.05_tightened.yaml", "outputs"
+DEFAULT_RUN_STEPS = 500
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -83,7 +85,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trained-coefficient", type=float, default=1.0, help="the L1 coefficient of the trained-state runs")
     parser.add_argument("--trained-lr", type=float, default=1e-3, help="the learning rate that trains the trained state")
     parser.add_argument("--trained-max-steps", type=int, default=1000)
-    parser.add_argument("--run-steps", type=int, default=500, help="steps of the whole-run comparison from initialisation (0: skip it)")
+    parser.add_argument("--run-steps", type=int, default=DEFAULT_RUN_STEPS, help="steps of the whole-run comparison from initialisation (0: skip it)")
     parser.add_argument("--no-explore", action="store_true", help="skip the taulib variants")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (compiling takes a minute)")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data and sizes: checks the script runs")
@@ -342,6 +344,7 @@ def render(
     matmul_seconds: dict[str, float],
     trained_steps: int = 0,
     run: list[dict] | None = None,
+    data: str = "",
 ) -> str:
     d_in, d_sae, batch_size = shape
     flops = sae_step_flops(d_in, d_sae)
@@ -349,10 +352,12 @@ def render(
     command = "benchmarks/training_speed.py" + (" --quick" if args.quick else f" --steps {args.steps} --repeats {args.repeats}")
     command += f" --dtypes {','.join(args.dtypes)}" if args.dtypes_chosen else ""
     command += f" --section {args.section}" if args.section != "training_speed" else ""
+    command += f" --run-steps {args.run_steps}" if args.run_steps != DEFAULT_RUN_STEPS and not args.quick else ""
     if not args.quick:  # where the timed activations came from, when not the default study's
         command += f" --parameters {args.parameters}" if args.parameters != DEFAULT_PARAMETERS else ""
         command += f" --outputs {args.outputs}" if args.outputs != DEFAULT_OUTPUTS else ""
     text = provenance(command, ("torch", "numpy", "dictionary-learning", "sae-lens"))
+    text += f"\n{data}\n" if data else ""
     text += f"\nSAE {d_in} → {d_sae} latents, batch {batch_size}, Adam; GFLOP/s counts {flops / d_in / d_sae:.0f}·d_in·d_sae = {flops / 1e6:.1f} MFLOP per token (see `common.sae_step_flops`).\n\n"
     text += (
         f"The compared trainers take turns one step at a time, {args.steps * args.repeats} timed steps each after {args.warmup} "
@@ -533,7 +538,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = whole_run(args, d_in, d_sae, batch_size, train, heldout, scale) if args.run_steps > 0 else []
     variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
     e2e = end_to_end(args, config, train, heldout)
-    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, matmul_seconds, trained_steps, run)
+    data = (
+        "Activations: synthetic sparse directions (taulib.synthetic)."
+        if args.quick
+        else f"Activations: the cache `{args.parameters}` names ({config.model.name}, layer {run_layer(config)}), "
+        f"{train.shape[0]:,} training and {heldout.shape[0]:,} held-out tokens, divided by taulib's input scale."
+    )
+    text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, matmul_seconds, trained_steps, run, data)
     title = "SAE training throughput (`benchmarks/training_speed.py`)"
     if args.section != "training_speed":  # a second machine's results beside the first's
         title = f"SAE training throughput on an {torch.backends.cpu.get_cpu_capability()} CPU, {', '.join(args.dtypes)} (`benchmarks/training_speed.py`)"

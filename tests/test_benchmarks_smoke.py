@@ -55,6 +55,7 @@ def test_training_speed_quick(scripts, tmp_path):
     assert all(math.isfinite(row["heldout_explained_variance"]) for row in out["end_to_end"])
     text = results.read_text()
     assert text.count("<!-- BEGIN training_speed -->") == 1 and "| taulib | float32 |" in text and "**A whole run.**" in text
+    assert "Activations: synthetic sparse directions" in text
     assert ("| taulib | bfloat16 |" in text) == ("bfloat16" in dtypes)
 
 
