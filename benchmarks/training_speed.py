@@ -70,6 +70,7 @@ from taulib.trainer import AnnealedTrainer, activation_statistics, explained_var
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_PARAMETERS, DEFAULT_OUTPUTS = "parameters/cosine_0.3_to_0.05_tightened.yaml", "outputs"
 DEFAULT_RUN_STEPS = 500
+HELDOUT_TOKENS = 16_384  # the held-out tokens each final SAE is evaluated on
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +99,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="compute dtypes to time, comma-separated (default: float32, and bfloat16 where this CPU has fast bfloat16 matmuls)",
     )
     args = parser.parse_args(argv)
+    if args.run_steps < 0:
+        parser.error(f"--run-steps must be 0 (skip the whole run) or more, got {args.run_steps}")
     args.dtypes_chosen = args.dtypes is not None
     if args.dtypes is None:
         args.dtypes = list(DTYPES) if time_bfloat16() else ["float32"]  # quick mode too: its steps are not tiny enough for slow bf16
@@ -139,16 +142,24 @@ def run_interleaved(trainers: list[Step], batches: list[torch.Tensor], steps: in
     return best
 
 
+def alternate(trainers: list[Step], batches: list[torch.Tensor], steps: int, desc: str | None = None) -> list[list[float]]:
+    """Each trainer's seconds for each of `steps` steps, the trainers taking turns one step at a time
+    (a progress bar named `desc`, if given)."""
+    times: list[list[float]] = [[] for _ in trainers]
+    with progress_bar(total=steps, desc=desc, disable=desc is None) as bar:
+        for i in range(steps):
+            for index, trainer in enumerate(trainers):
+                started = time.perf_counter()
+                trainer.step(batches[i % len(batches)])
+                times[index].append(time.perf_counter() - started)
+            bar.update()
+    return times
+
+
 def run_alternating(trainers: list[Step], batches: list[torch.Tensor], steps: int, warmup: int) -> list[float]:
     """Median seconds per step of each trainer, the trainers taking turns one step at a time."""
     warm_up(trainers, batches, warmup)
-    times: list[list[float]] = [[] for _ in trainers]
-    for i in range(steps):
-        for index, trainer in enumerate(trainers):
-            started = time.perf_counter()
-            trainer.step(batches[i % len(batches)])
-            times[index].append(time.perf_counter() - started)
-    return [statistics.median(per_step) for per_step in times]
+    return [statistics.median(per_step) for per_step in alternate(trainers, batches, steps)]
 
 
 def make_trainers(d_in: int, d_sae: int, batch_size: int, lr: float, dtype: torch.dtype, total: int, coefficient: float) -> list[ComparedStep]:
@@ -217,20 +228,13 @@ def whole_run(
     """Each trainer's wall time over a whole run of `--run-steps` steps from the same initial weights,
     and its final SAE on the held-out tokens: what the dense start and the sparse rest add up to."""
     batches = timed_batches(train, batch_size, max(1, min(args.run_steps, train.shape[0] // batch_size)), scale)
-    x = heldout[:16_384].float() / scale
+    x = heldout[:HELDOUT_TOKENS].float() / scale
     rows = []
     for dtype_name in args.dtypes:
         trainers = make_trainers(d_in, d_sae, batch_size, args.trained_lr, DTYPES[dtype_name], args.run_steps + 10, args.trained_coefficient)
         for trainer in trainers[1:]:
             trainer.load_weights(trainers[0].sae)  # taulib's fresh SAE: the same start for all
-        seconds = [0.0] * len(trainers)
-        with progress_bar(total=args.run_steps, desc=f"whole run, {dtype_name}") as bar:
-            for i in range(args.run_steps):
-                for index, trainer in enumerate(trainers):
-                    started = time.perf_counter()
-                    trainer.step(batches[i % len(batches)])
-                    seconds[index] += time.perf_counter() - started
-                bar.update()
+        seconds = [sum(per_step) for per_step in alternate(trainers, batches, args.run_steps, f"whole run, {dtype_name}")]
         for trainer, total in zip(trainers, seconds, strict=True):
             with torch.no_grad():
                 x_hat = trainer.reconstruct(x).float()
@@ -317,7 +321,7 @@ def end_to_end(args: argparse.Namespace, config: RunConfig, train: torch.Tensor,
         with tempfile.TemporaryDirectory() as folder:
             summary = AnnealedTrainer(run_config, train, folder, show_progress=False).train()
             sae, metadata = load_sae(Path(folder) / "final")
-        x = heldout[:16_384].float() / metadata.input_scale
+        x = heldout[:HELDOUT_TOKENS].float() / metadata.input_scale
         with torch.no_grad():
             x_hat, f = sae(x)
         rows.append(
@@ -327,6 +331,7 @@ def end_to_end(args: argparse.Namespace, config: RunConfig, train: torch.Tensor,
                 "tokens_per_second": summary["tokens_per_second_this_session"],
                 "heldout_explained_variance": explained_variance(x, x_hat),
                 "heldout_l0": float((f > 0).sum(dim=-1).float().mean()),
+                "heldout_tokens": x.shape[0],
             }
         )
     return rows
@@ -432,7 +437,7 @@ def render(
             ],
         )
     if e2e:
-        text += f"\ntaulib's whole `AnnealedTrainer.train()` (batch order, logging every {10} steps, 8 checkpoints, resumable state), then the final SAE on 16,384 held-out tokens:\n\n"
+        text += f"\ntaulib's whole `AnnealedTrainer.train()` (batch order, logging every {10} steps, 8 checkpoints, resumable state), then the final SAE on {e2e[0]['heldout_tokens']:,} held-out tokens:\n\n"
         text += markdown_table(
             ["compute dtype", "tokens trained", "tokens/s end to end", "held-out explained variance", "held-out L0"],
             [(r["dtype"], f"{r['tokens']:,}", r["tokens_per_second"], f"{r['heldout_explained_variance']:.4f}", f"{r['heldout_l0']:.1f}") for r in e2e],

@@ -63,6 +63,8 @@ def test_training_speed_dtypes_and_section(scripts, tmp_path):
     """--dtypes is checked before anything runs; --section writes a second section beside the first."""
     with pytest.raises(SystemExit):
         scripts["training_speed"].parse(["--dtypes", "float64"])
+    with pytest.raises(SystemExit):
+        scripts["training_speed"].parse(["--run-steps", "-1"])
     assert scripts["training_speed"].parse(["--dtypes", "bfloat16, float32"]).dtypes == ["bfloat16", "float32"]
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n<!-- BEGIN training_speed -->\nthe first machine's\n<!-- END training_speed -->\n")
