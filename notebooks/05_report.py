@@ -17,10 +17,11 @@
 # # 05 · The study report: arms compared at matched sparsity
 #
 # Reads a sweep (every arm × final-L0 target × seed, `make study`) and writes `outputs/REPORT.md`
-# with its figures. Each question is answered at every L0 target, with 95% intervals over seeds:
-# early concept formation, final orthogonality, absorption-reduction speed, τ trajectory against
-# performance, and the lower bound's impact. Every sentence of the report is generated from the
-# numbers (`taulib.analysis.report`); a difference whose interval includes 0 is called unresolved.
+# with its figures. Each question is answered at every L0 target: early concept formation, final
+# orthogonality, absorption-reduction speed, τ trajectory against performance, and the lower
+# bound's impact. Arms are compared at exactly matched L0 (read off each seed's frontier), paired
+# over seeds, Holm-corrected within each question, with one primary endpoint per question. Every
+# sentence of the report is generated from the numbers (`taulib.analysis.report`).
 
 # %% tags=["parameters"]
 outputs_dir = "../outputs"
@@ -29,9 +30,10 @@ report_path = None  # default: <outputs_dir>/REPORT.md
 save_png = True
 reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
 headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
-early_position = 0.1  # "early": the checkpoint nearest this fraction of training
-fraction_of_final = 0.9  # concept formation: the share of the final change
-absorption_threshold = 0.05
+early_position = 0.1  # the early Pareto figure: the checkpoint nearest this fraction of training
+fraction_of_final = 0.9  # formation: the share of the change from the end of warm-up to the end
+current_l0_multiple = 2.0  # formation at matched current sparsity: where current L0 = this × the target
+absorption_min_k1_f1 = 0.5  # absorption speed: letters whose best single latent reaches this F1
 
 # %%
 import os
@@ -41,7 +43,7 @@ from IPython.display import Markdown, display
 
 from taulib import atomic
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
-from taulib.analysis.report import build_report, calibration_table, markdown_table, render_markdown, study_context, wall_time_line
+from taulib.analysis.report import build_report, markdown_table, render_markdown, sparsity_table, study_context, wall_time_line
 from taulib.analysis.study_data import load_study
 from taulib.plots.pareto import pareto_figure
 from taulib.plots.save import save_figures
@@ -52,9 +54,12 @@ figures_dir = Path(figures_dir) if figures_dir else outputs / "figures"
 report_path = Path(report_path) if report_path else outputs / "REPORT.md"
 study = load_study(outputs)
 one_per_arm = study.one_run_per_arm()  # the arms' configurations and styles (any target and seed: some runs may have failed)
-settings = MatchedSettings(early_position=early_position, fraction=fraction_of_final, absorption_threshold=absorption_threshold)
+settings = MatchedSettings(
+    early_position=early_position, fraction=fraction_of_final, current_l0_multiple=current_l0_multiple, absorption_min_k1_f1=absorption_min_k1_f1
+)
 table = run_table(study, settings)
 names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
+kinds = {arm.name: arm.config.schedule.kind for arm in one_per_arm.arms}
 if headline_arm is None:
     headline_arm = next((arm.name for arm in one_per_arm.arms if arm.config.schedule.kind == "none" and arm.name != reference_arm), None)
 floor_partner = lower_bound_partner(study, reference_arm) if reference_arm in names else None
@@ -82,11 +87,11 @@ figures["05_pareto_early"]
 # Built from the run table above; `claims.json` beside the report holds every quoted number.
 
 # %%
-report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings)
+report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings, kinds)
 plan_path = outputs / "sweeps" / "plan.json"
 tolerance = atomic.read_json(plan_path)["tolerance"] if plan_path.is_file() else None
-calibration = calibration_table(table, names, tolerance)
-display(Markdown(markdown_table(calibration, "arm")))
+sparsity = sparsity_table(report, table, tolerance)
+display(Markdown(markdown_table(sparsity, "arm")))
 
 # %%
 summary_path = outputs / "study_summary.json"
@@ -97,7 +102,7 @@ save_figures(figures, figures_dir, png=save_png)
 extension = "png" if save_png else "html"
 figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.resolve())).as_posix()
 figure_links = {name: f"{figures_link}/{name}.{extension}" for name in figures}
-markdown = render_markdown(report, context, figure_links, calibration, wall_time)
+markdown = render_markdown(report, context, figure_links, sparsity, wall_time)
 atomic.write_text(report_path, markdown)
 atomic.write_json(report_path.with_name("report_claims.json"), [claim.__dict__ for claim in report.claims])
 print(f"wrote {report_path} ({len(report.claims)} claims)")

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
-from taulib.schedules import ScheduleError, TauSchedule
+from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
@@ -96,10 +96,12 @@ class SAEConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    kind: Literal["none", "constant", "linear", "cosine", "exponential"] = "none"
+    kind: ScheduleKind = Field("none", description="how τ moves over training (taulib.schedules); 'l1_warmup' ramps λ linearly from 0")
     tau_initial: float = 1.0
     tau_final: float = 1.0
-    anneal_fraction: float = Field(1.0, description="fraction of training over which τ anneals, then holds tau_final")
+    anneal_fraction: float = Field(
+        1.0, description="fraction of training over which τ anneals, then holds tau_final; for 'l1_warmup', the length of λ's ramp from 0"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -120,7 +122,9 @@ class ScheduleConfig(_Section):
             raise ValueError("kind 'none' is plain L1 (τ ≡ 1): remove tau_initial, tau_final and anneal_fraction")
         if self.kind == "constant" and self.tau_final != self.tau_initial:
             raise ValueError("kind 'constant' holds tau_initial: tau_final must be omitted or equal to it")
-        if self.kind in ("linear", "cosine", "exponential") and self.tau_final > self.tau_initial:
+        if self.kind == "l1_warmup" and (self.tau_initial, self.tau_final) != (1.0, 1.0):
+            raise ValueError("kind 'l1_warmup' ramps λ from 0 to λ (τ from +∞ to 1): remove tau_initial and tau_final, set the ramp with anneal_fraction")
+        if self.kind in ANNEALED_KINDS and self.tau_final > self.tau_initial:
             raise ValueError(f"kind {self.kind!r} anneals τ downwards: tau_final ({self.tau_final}) must be <= tau_initial ({self.tau_initial})")
         return self
 
@@ -145,7 +149,12 @@ class TrainingConfig(_Section):
     log_every_steps: int = Field(10, gt=0)
     n_checkpoints: int = Field(32, ge=1, description="log-spaced analysis checkpoints (dense early), the final step included")
     resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
-    dead_window_tokens: int = Field(1_000_000, gt=0, description="a latent is dead if it has not fired in this many tokens")
+    dead_window_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="the training log counts a latent dead if it has not fired in this many tokens (at most n_tokens); "
+        "None: a fifth of the run",
+    )
     threads: int | None = Field(None, gt=0, description="torch CPU threads; None leaves torch's default")
     device: str = Field("cpu", description="torch device the SAE trains on: cpu, cuda, cuda:N, mps (not part of the fingerprint)")
     activation_storage: Literal["host", "device", "mmap"] = Field(
@@ -172,6 +181,9 @@ class TrainingConfig(_Section):
     def _fractions_fit(self) -> TrainingConfig:
         if self.lr_warmup_fraction + self.lr_decay_fraction >= 1:
             raise ValueError("lr_warmup_fraction + lr_decay_fraction must be < 1")
+        if self.dead_window_tokens is not None and self.dead_window_tokens > self.n_tokens:
+            # a window longer than the run can never close: every latent would read as alive
+            raise ValueError(f"dead_window_tokens ({self.dead_window_tokens:,}) must be at most n_tokens ({self.n_tokens:,}), or no latent can ever be dead")
         return self
 
     @model_validator(mode="before")
@@ -181,6 +193,10 @@ class TrainingConfig(_Section):
 
     def total_steps(self) -> int:
         return max(1, math.ceil(self.n_tokens / self.batch_size))
+
+    def dead_window(self) -> int:
+        """The dead-latent window in tokens: as set, or a fifth of the run (never longer than the run)."""
+        return self.dead_window_tokens if self.dead_window_tokens is not None else max(1, self.n_tokens // 5)
 
 
 EVALUATION_FAMILIES = ("core", "downstream", "orthogonality", "absorption", "probing")

@@ -37,14 +37,14 @@ from taulib.extraction import ResidualReader, activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.metrics.core import density_histogram, reconstruction_metrics
 from taulib.metrics.downstream import SplicedModel, downstream_metrics
-from taulib.metrics.orthogonality import orthogonality_metrics
+from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
 from taulib.models import LoadedModel, load_language_model
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.trainer import read_checkpoint_index
 
-EVALUATION_VERSION = 1  # bump when a metric's definition changes: cached records are then recomputed
+EVALUATION_VERSION = 2  # bump when a metric's definition changes: cached records are then recomputed
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
 DOWNSTREAM_CHUNK = 8  # checkpoints sharing one pass of clean/zero forwards; also the resume granularity
 
@@ -112,12 +112,18 @@ def _histogram(values: np.ndarray) -> list[int]:
 
 
 def _model_free_metrics(
-    sae: SparseAutoencoder, config: RunConfig, heldout: torch.Tensor, absorption: AbsorptionData | None, probing: ProbingData | None
+    sae: SparseAutoencoder,
+    config: RunConfig,
+    heldout: torch.Tensor,
+    absorption: AbsorptionData | None,
+    probing: ProbingData | None,
+    heldout_covariance_factor: torch.Tensor | None = None,
 ) -> tuple[dict, dict]:
     """Every family but downstream: (scalar metrics, details)."""
     evaluation = config.evaluation
     scalars: dict[str, Any] = {}
     details: dict[str, Any] = {}
+    alive = None  # latents that fire on the held-out tokens, known once the core metrics ran
     if "core" in evaluation.families:
         # the one metric that scales with the held-out tokens runs where the SAE trained; the rest are small
         device = torch.device(config.training.device)
@@ -125,8 +131,9 @@ def _model_free_metrics(
         core, density = reconstruction_metrics(on_device, heldout, dense_threshold=evaluation.dense_threshold)
         scalars |= core.as_dict()
         details["density_histogram"] = density_histogram(density)
+        alive = density > 0
     if "orthogonality" in evaluation.families:
-        ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold)
+        ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold, alive=alive, activation_covariance_factor=heldout_covariance_factor)
         scalars |= ortho.as_dict()
         details["cosine_histogram_edges"] = COSINE_HISTOGRAM_EDGES.tolist()
         details["max_cosine_histogram"] = _histogram(arrays["max_cosine"])
@@ -207,6 +214,7 @@ def evaluate_run(
         data_folder = evaluation_data_folder(outputs_root, config, layer)
         heldout_spec = activation_spec(config, "heldout", layer)
         heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core_tokens].float()
+        heldout_factor = covariance_factor(heldout) if "orthogonality" in families else None
         absorption = AbsorptionData.load(data_folder, absorption_settings(config)) if "absorption" in families else None
         probing = ProbingData.load(data_folder, probing_settings(config)) if "probing" in families else None
         spliced = None
@@ -225,7 +233,7 @@ def evaluate_run(
             for step in chunk:
                 sae, metadata = load_sae(run_dir / "checkpoints" / f"step_{step:07d}")
                 raw = in_raw_units(sae, metadata)
-                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing)
+                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing, heldout_factor)
                 saes.append(raw)
                 entry = by_step[step]
                 head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}

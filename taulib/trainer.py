@@ -65,10 +65,17 @@ def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 
 def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
-    """Log-spaced optimiser steps in [0, total], dense early; 0 (initialisation) and total always included."""
-    if n_checkpoints <= 1 or total_steps <= 1:
+    """Up to `n_checkpoints` optimiser steps in [0, total]: 0 (initialisation), half of the rest
+    log-spaced (dense early, where a fresh SAE changes fastest) and half evenly spaced (so that a
+    curve crossing a level late in training is still resolved to 1/(n/2) of the run), total included.
+    Coinciding steps are kept once."""
+    if n_checkpoints <= 2 or total_steps <= 1:
         return sorted({0, total_steps})
-    candidates = np.unique(np.round(np.geomspace(1, total_steps, n_checkpoints - 1)).astype(int))
+    spread = n_checkpoints - 1  # step 0 is always one of them
+    n_log = spread // 2 + spread % 2
+    logarithmic = np.geomspace(1, total_steps, n_log) if n_log > 1 else np.array([total_steps])
+    linear = np.linspace(0, total_steps, spread - n_log + 1)[1:]
+    candidates = np.unique(np.round(np.concatenate([logarithmic, linear])).astype(int))
     return sorted({0, *map(int, candidates), total_steps})
 
 
@@ -328,7 +335,7 @@ class AnnealedTrainer:
                         "explained_variance": explained_variance(x, terms.x_hat),
                         "l1": float(terms.l1),
                         "l0": float((terms.f > 0).sum(dim=-1).float().mean()),
-                        "dead_fraction": float((tokens_since_fired >= training.dead_window_tokens).float().mean()),
+                        "dead_fraction": float((tokens_since_fired >= training.dead_window()).float().mean()),
                     }
                 if not all(math.isfinite(v) for v in row.values()):
                     raise FloatingPointError(f"{self.config.run_name}: non-finite training metrics at step {done}: {row}")

@@ -173,6 +173,13 @@ def sweep_metrics(arm: str, target: float, seed: int) -> pd.DataFrame:
             "absorption_fraction": curve(steps, 0.3, 0.03 + rng.normal(0, 0.002), scale),
             "mean_max_cosine": curve(steps, 0.3, cosine_end + rng.normal(0, 0.003), scale),
             "near_duplicate_latent_fraction": curve(steps, 0.0, 0.05 + rng.normal(0, 0.005), scale),
+            # no dead latents here, so the alive-latent statistics are the all-latent ones against a 0.25 baseline
+            "dead_fraction": 0.0,
+            "alive_mean_max_cosine": curve(steps, 0.3, cosine_end + rng.normal(0, 0.003), scale),
+            "alive_random_mean_max_cosine": 0.25,
+            "alive_covariance_mean_max_cosine": 0.3,
+            "alive_excess_mean_max_cosine": curve(steps, 0.05, cosine_end - 0.25 + rng.normal(0, 0.003), scale),
+            "alive_near_duplicate_latent_fraction": curve(steps, 0.0, 0.05 + rng.normal(0, 0.005), scale),
         }
     )
 

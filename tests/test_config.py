@@ -13,16 +13,18 @@ ARMS = {
     "cosine_0.3_to_0.1_higher_floor": ("cosine", 0.3, 0.1),
     "linear_0.3_to_0.05": ("linear", 0.3, 0.05),
     "constant_0.3": ("constant", 0.3, 0.3),
+    "l1_warmup": ("l1_warmup", 1.0, 1.0),
 }
 
 
-def test_the_six_study_arms(repo_root):
+def test_the_seven_study_arms(repo_root):
     loaded = load_study_configs(discover_parameter_files(repo_root / "parameters"))
     arms = {config.run_name: (config.schedule.kind, config.schedule.tau_initial, config.schedule.tau_final) for _, config in loaded}
     assert arms == ARMS
     for _, config in loaded:
         assert config.training.l1_coefficient == 0.04 and config.training.lr == 3e-4
-        assert config.schedule.anneal_fraction == 1.0  # the whole of training, not the warm-up
+        # the τ schedules anneal over the whole of training; the L1 warm-up ramps over its first 5%
+        assert config.schedule.anneal_fraction == (0.05 if config.schedule.kind == "l1_warmup" else 1.0)
     # every arm shares one activation spec, so extraction happens once
     assert len({config.activations.model_dump_json() + config.model.model_dump_json() for _, config in loaded}) == 1
 

@@ -58,3 +58,25 @@ def test_encoder_decoder_cosine_per_latent():
     with torch.no_grad():
         sae.W_enc[:, 0] = torch.eye(8)[0] + torch.eye(8)[5]  # 45 degrees away from its decoder row
     assert np.allclose(encoder_decoder_cosine(sae), [math.sqrt(0.5), 1, 1, 1], atol=1e-6)
+
+
+def test_alive_latents_only_dead_copies_and_both_baselines():
+    from taulib.metrics.orthogonality import covariance_factor, random_baseline
+
+    alive_rows = torch.eye(32)[:20]
+    dead_rows = alive_rows[:10].clone()  # dead latents parked on alive directions: cos 1 with them
+    sae = sae_with_decoder(torch.cat([alive_rows, dead_rows]))
+    alive = np.array([True] * 20 + [False] * 10)
+    # activations along a single direction: directions drawn from their covariance are all ± that one
+    activations = torch.randn(500, 1) * torch.eye(32)[3]
+    metrics, _ = orthogonality_metrics(sae, alive=alive, activation_covariance_factor=covariance_factor(activations))
+    assert metrics.mean_max_cosine > 0.6  # all latents: the dead copies and their originals read as duplicates
+    assert metrics.alive_latents == 20 and metrics.alive_mean_max_cosine == 0.0 and metrics.alive_near_duplicate_latent_fraction == 0.0
+    assert metrics.alive_random_mean_max_cosine == float(random_baseline(20, 32, 0, 0.9)[0].mean())
+    assert metrics.alive_excess_mean_max_cosine == -metrics.alive_random_mean_max_cosine
+    assert metrics.alive_covariance_mean_max_cosine > 0.999  # rank-one covariance: every draw on one axis
+    isotropic, _ = orthogonality_metrics(sae, alive=alive, activation_covariance_factor=covariance_factor(torch.randn(20_000, 32)))
+    # an isotropic covariance gives the isotropic baseline (up to the draws)
+    assert abs(isotropic.alive_covariance_mean_max_cosine - isotropic.alive_random_mean_max_cosine) < 0.1
+    none_alive, _ = orthogonality_metrics(sae, alive=np.zeros(30, dtype=bool))
+    assert none_alive.alive_latents == 0 and math.isnan(none_alive.alive_mean_max_cosine)

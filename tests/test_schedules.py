@@ -58,3 +58,21 @@ def test_non_positive_or_non_finite_tau_is_rejected(bad):
 def test_unknown_kind_is_rejected():
     with pytest.raises(ScheduleError, match="unknown schedule kind 'sigmoid'"):
         TauSchedule("sigmoid", 0.3, 0.05)  # type: ignore[arg-type]
+
+
+def test_l1_warmup_ramps_the_coefficient_linearly_from_zero_then_holds_lambda():
+    schedule = TauSchedule("l1_warmup", anneal_fraction=0.05)
+    total = 1000  # a ramp of 50 steps
+    coefficients = [1.0 / schedule.at_step(step, total) for step in range(total)]
+    assert coefficients[:50] == pytest.approx([(step + 1) / 50 for step in range(50)])  # λ/50, 2λ/50, … λ
+    assert set(coefficients[49:]) == {1.0}
+    assert schedule.tau(0.0) == math.inf and schedule.tau(0.025) == pytest.approx(2.0)
+
+
+def test_l1_warmup_refuses_taus_in_the_config():
+    from pydantic import ValidationError
+
+    from taulib.config import ScheduleConfig
+
+    with pytest.raises(ValidationError, match="kind 'l1_warmup' ramps λ from 0"):
+        ScheduleConfig.model_validate({"kind": "l1_warmup", "tau_initial": 0.3})

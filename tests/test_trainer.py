@@ -21,13 +21,17 @@ def _config(**training):
     )
 
 
-def test_checkpoints_are_log_spaced_dense_early_and_include_ends():
+def test_checkpoints_mix_log_and_even_spacing_and_include_ends():
     steps = checkpoint_steps(10_000, 20)
     assert steps[0] == 0 and steps[-1] == 10_000
-    assert steps == sorted(set(steps))
+    assert steps == sorted(set(steps)) and len(steps) <= 20
     gaps = [b - a for a, b in zip(steps[:-1], steps[1:], strict=True)]
     assert gaps[0] < gaps[-1] / 50  # far denser at the start than at the end
-    assert sum(s <= 1000 for s in steps) > len(steps) / 2  # most snapshots in the first 10% of training
+    assert sum(s <= 1000 for s in steps) >= 8  # the log half: dense in the first 10% of training
+    # the even half: no gap after the first tenth is longer than 1/9 of the run (10 evenly spaced points)
+    late = [b - a for a, b in zip(steps[:-1], steps[1:], strict=True) if a >= 1000]
+    assert max(late) <= 10_000 / 9 + 1
+    assert checkpoint_steps(489, 17)[:3] == [0, 1, 2] and len(checkpoint_steps(489, 17)) >= 16
 
 
 def test_recovers_known_sparse_directions():

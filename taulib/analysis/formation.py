@@ -7,12 +7,14 @@ the checkpoint grid (log-spaced, dense early) and no finer.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.study_data import StudyData
+from taulib.analysis.study_data import Arm, StudyData
+from taulib.metrics.absorption import AbsorptionSettings
 
 FORMATION_METRICS: dict[str, str] = {
     "l0": "L0",
@@ -31,21 +33,38 @@ def _finite(tokens: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return tokens[keep][order], values[keep][order]
 
 
-def time_to_fraction_of_final(tokens: np.ndarray, values: np.ndarray, fraction: float = 0.9, mode: Literal["first", "settled"] = "first") -> float:
+def time_to_fraction_of_final(
+    tokens: np.ndarray,
+    values: np.ndarray,
+    fraction: float = 0.9,
+    mode: Literal["first", "settled"] = "first",
+    start_tokens: float = 0.0,
+    direction: Literal[1, -1] | None = None,
+) -> float:
     """Tokens seen when a curve has covered `fraction` of its change from its first to its final value.
 
-    Progress at a checkpoint is (v − v_first) / (v_final − v_first), so a falling metric (L0, or
-    absorption) and a rising one (explained variance) are treated alike. `first`: the first
-    crossing of `fraction`; `settled`: the crossing after which progress never drops below it
-    again. NaN when the curve does not change (nothing to approach) or has fewer than two points.
+    Only checkpoints at or after `start_tokens` count (pass the end of the warm-up: before it the SAE
+    is essentially its initialisation, and its change from there says nothing about formation).
+    Progress at a checkpoint is (v − v_start) / (v_final − v_start). With `direction` +1 (a metric that
+    forms by rising) or −1 (by falling), a change of the other sign is no formation: NaN. Without it a
+    falling and a rising curve are treated alike. `first`: the first crossing of `fraction`;
+    `settled`: the crossing after which progress never drops below it again. Between checkpoints the
+    crossing is interpolated linearly in tokens, so it is resolved to the checkpoint grid. NaN when
+    the curve does not change or has fewer than two points.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if direction not in (None, 1, -1):
+        raise ValueError(f"direction must be +1, -1 or None, got {direction!r}")
     tokens, values = _finite(tokens, values)
+    keep = tokens >= start_tokens
+    tokens, values = tokens[keep], values[keep]
     if len(values) < 2:
         return float("nan")
     change = values[-1] - values[0]
     if abs(change) <= 1e-12 * max(abs(values[0]), abs(values[-1]), 1e-300):
+        return float("nan")
+    if direction is not None and np.sign(change) != direction:
         return float("nan")
     progress = (values - values[0]) / change
     reached = progress >= fraction - 1e-12
@@ -61,6 +80,62 @@ def time_to_fraction_of_final(tokens: np.ndarray, values: np.ndarray, fraction: 
     p0, p1 = progress[index - 1], progress[index]
     t0, t1 = tokens[index - 1], tokens[index]
     return float(t0 + (fraction - p0) / (p1 - p0) * (t1 - t0))
+
+
+def at_current_l0(tokens: np.ndarray, l0: np.ndarray, values: np.ndarray, level: float, start_tokens: float = 0.0) -> tuple[float, float]:
+    """(tokens, value) where a run's current L0 first falls through `level` after `start_tokens`,
+    both interpolated linearly in log L0 between the two checkpoints around the passage.
+
+    Formation compared at the same *current* sparsity: an annealed arm early in training runs at a
+    fraction of its final penalty, so at equal steps it is far denser than plain L1, and its metrics
+    are those of a denser SAE. (NaN, NaN) when the run is already below `level` at `start_tokens`, or
+    never reaches it."""
+    tokens, l0, values = (np.asarray(a, dtype=float) for a in (tokens, l0, values))
+    keep = np.isfinite(tokens) & np.isfinite(l0) & np.isfinite(values) & (l0 > 0) & (tokens >= start_tokens)
+    order = np.argsort(tokens[keep], kind="stable")
+    tokens, l0, values = tokens[keep][order], l0[keep][order], values[keep][order]
+    nan = (float("nan"), float("nan"))
+    if len(tokens) < 2 or l0[0] <= level:
+        return nan
+    below = np.flatnonzero(l0 <= level)
+    if not len(below):
+        return nan
+    j = int(below[0])
+    x0, x1, at = math.log(l0[j - 1]), math.log(l0[j]), math.log(level)
+    weight = (at - x0) / (x1 - x0) if x1 != x0 else 1.0
+    return float(tokens[j - 1] + weight * (tokens[j] - tokens[j - 1])), float(values[j - 1] + weight * (values[j] - values[j - 1]))
+
+
+def formed_letter_absorption(arm: Arm, min_k1_f1: float, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> tuple[list[str], np.ndarray]:
+    """The letters whose best single latent detects them with k=1 F1 ≥ `min_k1_f1` at the final
+    checkpoint (and whose ground-truth probe passes, as in the absorption metric), and the absorption
+    fraction averaged over those letters at every checkpoint, in step order.
+
+    Absorption is about a letter's latent failing to fire where another absorbs it; where no latent
+    detects the letter there is nothing to absorb, and a mean over such letters measures noise.
+    ([], all-NaN) when no letter qualifies or the run has no absorption details."""
+    steps = sorted(arm.steps)
+    empty: tuple[list[str], np.ndarray] = ([], np.full(len(steps), np.nan))
+    try:
+        details = [arm.details(step).get("absorption_letters") for step in steps]
+    except FileNotFoundError:
+        return empty
+    if not steps or not details[-1]:
+        return empty
+    final = pd.DataFrame(details[-1])
+    chosen = final[(final["probe_f1"] > min_probe_f1) & (final["k1_f1"] >= min_k1_f1) & final.get("absorption_fraction", pd.Series(np.nan, index=final.index)).notna()]
+    letters = sorted(chosen["letter"])
+    if not letters:
+        return empty
+    curve = []
+    for rows in details:
+        table = pd.DataFrame(rows or [])
+        if "absorption_fraction" not in table:
+            curve.append(np.nan)
+            continue
+        picked = table[table["letter"].isin(letters)]["absorption_fraction"]
+        curve.append(float(picked.mean()) if picked.notna().all() and len(picked) == len(letters) else np.nan)
+    return letters, np.asarray(curve, dtype=float)
 
 
 def mean_over_log_tokens(tokens: np.ndarray, values: np.ndarray) -> float:

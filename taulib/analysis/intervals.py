@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -25,7 +25,8 @@ class Estimate:
     low: float
     high: float
     n: int
-    method: str  # "t", "welch", "bootstrap", "single value"
+    method: str  # "t", "welch", "paired t", "bootstrap", "single value"
+    p_value: float = math.nan  # two-sided, of "the true value is 0" (differences and correlations)
 
     @property
     def excludes_zero(self) -> bool:
@@ -84,6 +85,25 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
     return Estimate(difference, difference - half, difference + half, n, "welch")
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """mean(a − b) over pairs (a[i], b[i]) — e.g. two arms run with the same seed, hence the same
+    initialisation and batch order — with the paired t interval and p-value. A pair with a missing
+    value on either side is dropped; `n` counts the complete pairs."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.shape} vs {y.shape}")
+    differences = (x - y)[np.isfinite(x) & np.isfinite(y)]
+    estimate = t_interval(differences, confidence)
+    if estimate.n < 2:
+        return replace(estimate, method="single value" if estimate.n == 1 else "paired t")
+    spread = float(differences.std(ddof=1))
+    if spread == 0:
+        p_value = 1.0 if estimate.value == 0 else 0.0
+    else:  # the one-sample t test of the differences (scipy's ttest_rel), without its near-constant-data warning
+        p_value = float(2 * stats.t.sf(abs(estimate.value) / (spread / math.sqrt(estimate.n)), estimate.n - 1))
+    return replace(estimate, method="paired t", p_value=p_value)
 
 
 def bootstrap_interval(

@@ -1,13 +1,22 @@
 """A sweep's runs compared at matched sparsity: one row per run, then means with intervals per
 (arm, L0 target), and differences between arms.
 
-Per run (`run_table`):
+Per run (`run_table`); "after warm-up" means from the first checkpoint at or after the end of the
+learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its initialisation:
   final_<metric>        the last checkpoint's value
-  early_<metric>        the value at the checkpoint nearest `early_position` of training
-  formation_<metric>    the fraction of training after which the metric first covered `fraction`
-                        of its change from initialisation to the end (taulib.analysis.formation)
-  absorption_area       absorption averaged over log tokens: low when it falls early
-  absorption_settled    the fraction of training from which absorption stays below a threshold
+  early_<metric>        the value at the checkpoint nearest `early_position` of training (the
+                        early Pareto figure; not compared between arms: sparsity differs there)
+  formation_<metric>    the fraction of training after which the metric, rising, has covered
+                        `fraction` of its change from the first post-warm-up checkpoint to the end
+                        and stays there (taulib.analysis.formation); NaN when it does not rise
+  current_<metric>      the metric when the run's current L0 first falls through
+                        `current_l0_multiple` × its L0 target (formation at matched current sparsity);
+                        current_l0_position: when that happened, as a fraction of training
+  absorption_settling   the fraction of training after which absorption (over letters whose best
+                        single latent reaches k=1 F1 `absorption_min_k1_f1` at the end) has covered
+                        `fraction` of its fall from the first post-warm-up checkpoint and stays
+                        there; NaN when it never falls (absorption_settles False, counted)
+  grid_resolution       the largest gap between post-warm-up checkpoints, as a fraction of training
   penalty_ramp          final λ/τ over its mean: how back-loaded the penalty was (1 = constant)
   mean_tau, late_mean_l1_coefficient …  the τ trajectory (taulib.analysis.orthogonality)
 """
@@ -20,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.formation import first_settled_below, mean_over_log_tokens, time_to_fraction_of_final
+from taulib.analysis.formation import at_current_l0, formed_letter_absorption, mean_over_log_tokens, time_to_fraction_of_final
 from taulib.analysis.intervals import Estimate, t_interval, welch_difference
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
@@ -47,17 +56,22 @@ FORMATION_METRICS = (
     Metric("k1_f1", "first-letter probe, k=1 F1", True),
 )
 ORTHOGONALITY_METRICS = (
-    Metric("mean_max_cosine", "mean max decoder cosine", False),
-    Metric("near_duplicate_latent_fraction", "near-duplicate latents (fraction)", False),
+    Metric("alive_excess_mean_max_cosine", "mean max decoder cosine among alive latents, over its random baseline", False),
+    Metric("alive_near_duplicate_latent_fraction", "near-duplicate alive latents (fraction)", False),
+    Metric("mean_max_cosine", "mean max decoder cosine (all latents)", False),
 )
+# read beside the orthogonality metrics: what else moves them
+ORTHOGONALITY_CONTEXT = ("dead_fraction", "alive_mean_max_cosine", "alive_random_mean_max_cosine", "alive_covariance_mean_max_cosine")
 
 
 @dataclass(frozen=True)
 class MatchedSettings:
-    early_position: float = 0.1  # "early": the checkpoint nearest this fraction of training
-    fraction: float = 0.9  # formation: the share of the final change
+    early_position: float = 0.1  # the early Pareto figure: the checkpoint nearest this fraction of training
+    fraction: float = 0.9  # formation: the share of the change from the end of warm-up to the end
+    current_l0_multiple: float = 2.0  # formation at matched current sparsity: where current L0 = this × the target
     absorption_metric: str = "absorption_fraction"
-    absorption_threshold: float = 0.05
+    absorption_threshold: float = 0.05  # the absorption figure of notebook 03
+    absorption_min_k1_f1: float = 0.5  # absorption speed: letters whose best single latent reaches this F1 at the end
 
 
 def _value(arm: Arm, step: int, column: str) -> float:
@@ -67,34 +81,61 @@ def _value(arm: Arm, step: int, column: str) -> float:
     return float(table.loc[table["step"] == step, column].iloc[0])
 
 
+def warmup_end_tokens(arm: Arm) -> float:
+    """Tokens at the end of the learning-rate warm-up, or of an L1 warm-up's ramp if longer."""
+    training = arm.config.training
+    fraction = training.lr_warmup_fraction
+    if arm.config.schedule.kind == "l1_warmup":
+        fraction = max(fraction, arm.config.schedule.anneal_fraction)
+    return float(int(fraction * training.total_steps()) * training.batch_size)
+
+
 def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]:
     table = arm.evaluation.sort_values("step")
     tokens = table["tokens"].to_numpy(dtype=float)
     total = float(tokens.max())
     final_step, early_step = int(table["step"].iloc[-1]), checkpoint_at_position(arm, settings.early_position)
     trajectory = tau_trajectory_summary(arm)
+    after = tokens[tokens >= warmup_end_tokens(arm)]
+    start = float(after[0]) if len(after) else total  # the first post-warm-up checkpoint
     row: dict[str, float | str | int] = {
         "run": arm.name,
         "arm": arm.arm_name,
         "l0_target": arm.l0_target if arm.l0_target is not None else math.nan,
         "seed": arm.seed,
         "l1_coefficient": arm.config.training.l1_coefficient,
+        "width": arm.config.sae.width,
         "total_tokens": total,
         "early_step": early_step,
         "early_position": float(table.loc[table["step"] == early_step, "tokens"].iloc[0]) / total,
+        "formation_start_position": start / total,
+        "grid_resolution": float(np.diff(after).max()) / total if len(after) > 1 else math.nan,
+        "checkpoints": len(tokens),
         **trajectory,
         "penalty_ramp": trajectory["final_l1_coefficient"] / trajectory["mean_l1_coefficient"],
     }
-    columns = {m.column for m in (*PARETO_METRICS, *FORMATION_METRICS, *ORTHOGONALITY_METRICS)} | {"l0", settings.absorption_metric}
+    columns = {m.column for m in (*PARETO_METRICS, *FORMATION_METRICS, *ORTHOGONALITY_METRICS)} | {"l0", settings.absorption_metric, *ORTHOGONALITY_CONTEXT}
     for column in sorted(columns):
         row[f"final_{column}"] = _value(arm, final_step, column)
         row[f"early_{column}"] = _value(arm, early_step, column)
+    l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
+    level = settings.current_l0_multiple * arm.l0_target if arm.l0_target is not None else math.nan
+    row["current_l0_level"] = level
     for metric in FORMATION_METRICS:
         values = table[metric.column].to_numpy(dtype=float) if metric.column in table else np.full(len(table), np.nan)
-        row[f"formation_{metric.column}"] = time_to_fraction_of_final(tokens, values, settings.fraction) / total
+        direction = 1 if metric.higher_is_better else -1
+        formed = time_to_fraction_of_final(tokens, values, settings.fraction, mode="settled", start_tokens=start, direction=direction)
+        row[f"formation_{metric.column}"] = formed / total
+        passage, value = at_current_l0(tokens, l0, values, level, start_tokens=start)
+        row[f"current_{metric.column}"] = value
+        row["current_l0_position"] = passage / total
     absorption = table[settings.absorption_metric].to_numpy(dtype=float) if settings.absorption_metric in table else np.full(len(table), np.nan)
     row["absorption_area"] = mean_over_log_tokens(tokens, absorption)
-    row["absorption_settled"] = first_settled_below(tokens, absorption, settings.absorption_threshold) / total
+    letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
+    settling = time_to_fraction_of_final(tokens, formed_absorption, settings.fraction, mode="settled", start_tokens=start, direction=-1)
+    row["absorption_letters_formed"] = len(letters)
+    row["absorption_settling"] = settling / total
+    row["absorption_settles"] = bool(math.isfinite(settling))
     return row
 
 

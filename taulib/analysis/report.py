@@ -1,8 +1,25 @@
 """The study's written verdict, generated from a sweep's numbers.
 
-Every sentence is a `Claim` built from computed estimates: the text quotes only numbers held in
-`Claim.numbers` (formatted by `Estimate.format`), and its verdict word follows from the interval
-(a difference whose 95% interval includes 0 is reported as unresolved, never as a direction).
+How a verdict is reached (each step guards against a way a difference could be produced by
+something other than the schedule):
+
+1. **Matched sparsity.** Every between-arm comparison at an L0 target reads each arm and seed's
+   metric at exactly that L0, off the seed's frontier through its runs (taulib.analysis.frontier);
+   cells the frontier cannot reach are shown as unmatched and left out.
+2. **Paired over seeds.** Arms share the initialisation and batch order of a seed, so differences
+   are taken seed by seed (paired t interval and p-value).
+3. **Corrected.** Holm's adjustment over every comparison of a question (its endpoints × arms ×
+   targets); a direction is claimed only where the adjusted p-value is below 0.05, else the
+   difference is unresolved, whatever its point estimate.
+4. **One primary endpoint per question** (`ENDPOINTS`), named in the report; the rest are secondary.
+5. **Constant τ is plain L1 with λ/τ**: calibrated to the same L0 it must reproduce the plain-L1
+   arm, so it is reported as an equivalence check and left out of the tallies and correlations.
+6. **τ trajectory** correlations take one point per distinct schedule (the mean over its seeds),
+   not one per run, with an exact permutation p-value.
+7. **Out of range** metrics are said to be, and draw no verdict (absorption below the width at which
+   SAE Bench's absorption is meaningful).
+
+Every sentence is a `Claim`: its text quotes only numbers held in `Claim.numbers`.
 `render_markdown` lays the claims and tables out as outputs/REPORT.md.
 """
 
@@ -14,11 +31,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.intervals import Estimate, bootstrap_interval, spearman, t_interval
-from taulib.analysis.matched import FORMATION_METRICS, ORTHOGONALITY_METRICS, PARETO_METRICS, MatchedSettings, Metric, cell_values, difference
+from taulib.analysis.frontier import MATCH_TOLERANCE, matched_table
+from taulib.analysis.intervals import Estimate, paired_difference, t_interval
+from taulib.analysis.matched import ORTHOGONALITY_CONTEXT, MatchedSettings
+from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
 from taulib.analysis.study_data import StudyData
-
-RECONSTRUCTION_COLUMNS = ("explained_variance", "ce_loss_score")
+from taulib.schedules import CONSTANT_COEFFICIENT_KINDS
 
 QUESTIONS = {
     "reconstruction": "Reconstruction at matched sparsity",
@@ -28,6 +46,57 @@ QUESTIONS = {
     "trajectory": "τ trajectory vs performance",
     "lower_bound": "The lower bound's impact",
 }
+# SAE Bench's absorption is meaningful on wide SAEs of large models (its authors: ~16k latents and up)
+ABSORPTION_MIN_WIDTH = 16_384
+# constant τ against plain L1: "equivalent" when the paired 90% interval of the explained-variance
+# difference lies within ± this (a tenth of the EV gained from L0 20 to 50 on the default study)
+EQUIVALENCE_MARGIN = 0.005
+TRAJECTORY_AXIS = "penalty_ramp"  # final λ/τ over its mean: how back-loaded the penalty was
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A run-table column compared between arms for one question."""
+
+    question: str
+    column: str
+    label: str
+    higher_is_better: bool
+    primary: bool = False
+    on_frontier: bool = True  # read at the exact L0 target off the frontier; False: matched by construction
+
+
+def endpoints(settings: MatchedSettings) -> list[Endpoint]:
+    """Every compared endpoint, the primary one of each question first: the one list of what is tested."""
+    fraction = f"{settings.fraction:.0%}"
+    current = f"at current L0 = {settings.current_l0_multiple:g} × target"
+    return [
+        Endpoint("reconstruction", "final_explained_variance", "final explained variance", True, primary=True),
+        Endpoint("reconstruction", "final_ce_loss_score", "final CE-loss score", True),
+        Endpoint("formation", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, primary=True),
+        Endpoint("formation", "formation_k1_f1", f"share of training to {fraction} of the post-warm-up rise of first-letter k=1 F1", False),
+        Endpoint("formation", "current_sae_top_1_accuracy", f"sparse-probing top-1 accuracy {current}", True, on_frontier=False),
+        Endpoint("formation", "current_k1_f1", f"first-letter k=1 F1 {current}", True, on_frontier=False),
+        Endpoint("orthogonality", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False, primary=True),
+        Endpoint("orthogonality", "final_alive_near_duplicate_latent_fraction", "final near-duplicate alive latents (fraction)", False),
+        Endpoint("orthogonality", "final_mean_max_cosine", "final mean max decoder cosine (all latents, dead included)", False),
+        Endpoint("absorption", "absorption_settling", f"share of training to {fraction} of the post-warm-up fall of absorption (letters with a letter latent)", False, primary=True),
+        Endpoint("lower_bound", "final_explained_variance", "final explained variance", True, primary=True),
+        Endpoint("lower_bound", "final_ce_loss_score", "final CE-loss score", True),
+        Endpoint("lower_bound", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False),
+        Endpoint("lower_bound", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False),
+    ]
+
+
+# the outcomes the τ trajectory is correlated with, the primary one first
+TRAJECTORY_OUTCOMES = (
+    ("final_explained_variance", "final explained variance"),
+    ("final_ce_loss_score", "final CE-loss score"),
+    ("final_alive_excess_mean_max_cosine", "final alive-latent decoder cosine over baseline"),
+    ("final_sae_top_1_accuracy", "final sparse-probing top-1 accuracy"),
+)
+# shown beside the matched values (same frontier reading), never tested
+CONTEXT_COLUMNS = ("final_l0", *(f"final_{c}" for c in ORTHOGONALITY_CONTEXT), "absorption_letters_formed", TRAJECTORY_AXIS)
 
 
 @dataclass(frozen=True)
@@ -35,19 +104,11 @@ class Claim:
     question: str  # a key of QUESTIONS
     text: str
     numbers: dict[str, float]  # every number the text quotes, by name
-    verdict: str  # better | worse | unresolved | no data (for correlations: positive | negative | unresolved)
-    kind: str = "comparison"  # comparison (two arms at one target) | tally (over arms and targets) | correlation
+    verdict: str  # better | worse | unresolved | no data | out of range (correlations: positive | negative; equivalence: equivalent | not shown equivalent)
+    kind: str = "comparison"  # comparison | tally | correlation | equivalence | primary
     other: str | None = None  # the arm a comparison is against
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One question's metric, compared between a reference arm and the others at every L0 target."""
-
-    question: str
-    column: str  # a run_table column
-    label: str
-    higher_is_better: bool
+    column: str = ""
+    primary: bool = False
 
 
 @dataclass
@@ -58,80 +119,106 @@ class Report:
     targets: list[float]
     seeds: list[int]
     claims: list[Claim] = field(default_factory=list)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # question → differences table (markdown-ready)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # "question:column" → differences table (markdown-ready)
+    matched: pd.DataFrame = field(default_factory=pd.DataFrame)  # per arm × seed × target: the frontier readings
+    out_of_range: list[str] = field(default_factory=list)
+    primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
 
     def by_question(self, question: str) -> list[Claim]:
         return [claim for claim in self.claims if claim.question == question]
 
 
-def _comparisons(settings: MatchedSettings) -> list[Comparison]:
-    # the Pareto curves' reconstruction axes, read where the arms' L0 is matched: at the end
-    reconstruction = [
-        Comparison("reconstruction", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in PARETO_METRICS if m.column in RECONSTRUCTION_COLUMNS
-    ]
-    formation = [
-        Comparison("formation", f"formation_{m.column}", f"share of training to {settings.fraction:.0%} of final {m.label}", False) for m in FORMATION_METRICS
-    ]
-    early = [Comparison("formation", f"early_{m.column}", f"{m.label} at the early checkpoint", m.higher_is_better) for m in FORMATION_METRICS]
-    orthogonality = [Comparison("orthogonality", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in ORTHOGONALITY_METRICS]
-    absorption = [
-        Comparison("absorption", "absorption_area", f"{settings.absorption_metric.replace('_', ' ')} averaged over log tokens", False),
-        Comparison("absorption", f"final_{settings.absorption_metric}", f"final {settings.absorption_metric.replace('_', ' ')}", False),
-    ]
-    return [*reconstruction, *formation, *early, *orthogonality, *absorption]
-
-
-def _verdict(estimate: Estimate, higher_is_better: bool) -> str:
-    if not math.isfinite(estimate.value) or not estimate.defined:
-        return "no data"
-    if not estimate.excludes_zero:
-        return "unresolved"
-    return "better" if (estimate.value > 0) == higher_is_better else "worse"
-
-
 def _numbers(prefix: str, estimate: Estimate) -> dict[str, float]:
-    return {f"{prefix}": estimate.value, f"{prefix}_low": estimate.low, f"{prefix}_high": estimate.high}
+    return {prefix: estimate.value, f"{prefix}_low": estimate.low, f"{prefix}_high": estimate.high}
 
 
-def comparison_claim(table: pd.DataFrame, comparison: Comparison, reference: str, other: str, target: float, names: dict[str, str]) -> Claim:
-    """'At L0 ≈ T, <metric>: A x [l, h] (L0 …), B y [l, h] (L0 …); A − B d [l, h]: <verdict in words>.'"""
-    ours, theirs = t_interval(cell_values(table, reference, target, comparison.column)), t_interval(cell_values(table, other, target, comparison.column))
-    our_l0, their_l0 = t_interval(cell_values(table, reference, target, "final_l0")), t_interval(cell_values(table, other, target, "final_l0"))
-    gap = difference(table, comparison.column, reference, other, target)
-    verdict = _verdict(gap, comparison.higher_is_better)
+def _p(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.2g}"
+
+
+def constant_coefficient_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str | None) -> list[str]:
+    """Arms other than the plain-L1 one whose coefficient never moves (constant τ): equivalence checks."""
+    return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in CONSTANT_COEFFICIENT_KINDS and arm != headline]
+
+
+class _Values:
+    """Per arm, target and endpoint: the values over the study's seeds, aligned by seed (NaN where missing)."""
+
+    def __init__(self, table: pd.DataFrame, matched: pd.DataFrame, seeds: list[int]) -> None:
+        self.table, self.matched, self.seeds = table, matched, seeds
+
+    def __call__(self, arm: str, target: float, endpoint: Endpoint | str) -> np.ndarray:
+        column, on_frontier = (endpoint.column, endpoint.on_frontier) if isinstance(endpoint, Endpoint) else (endpoint, True)
+        source = self.matched if on_frontier else self.table
+        cell = source[(source["arm"] == arm) & np.isclose(source["l0_target"], target)]
+        by_seed = dict(zip(cell["seed"].astype(int), cell[column].astype(float), strict=True)) if column in cell else {}
+        return np.array([by_seed.get(seed, math.nan) for seed in self.seeds], dtype=float)
+
+
+def _comparison(values: _Values, endpoint: Endpoint, reference: str, other: str, target: float) -> dict:
+    ours, theirs = values(reference, target, endpoint), values(other, target, endpoint)
+    return {
+        "endpoint": endpoint,
+        "other": other,
+        "target": target,
+        "ours": t_interval(ours),
+        "theirs": t_interval(theirs),
+        "gap": paired_difference(ours, theirs),
+    }
+
+
+def _verdict(gap: Estimate, adjusted_p: float, higher_is_better: bool) -> str:
+    if not math.isfinite(gap.value) or not math.isfinite(adjusted_p):
+        return "no data"
+    if adjusted_p >= ALPHA:
+        return "unresolved"
+    return "better" if (gap.value > 0) == higher_is_better else "worse"
+
+
+def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str, names: dict[str, str]) -> Claim:
+    endpoint: Endpoint = item["endpoint"]
+    gap, ours, theirs, target = item["gap"], item["ours"], item["theirs"], item["target"]
+    verdict = _verdict(gap, adjusted_p, endpoint.higher_is_better)
     meaning = {
         "better": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is better",
         "worse": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is worse",
-        "unresolved": "the interval includes 0, so these seeds do not resolve a difference (inconclusive)",
-        "no data": "too few finite values for an interval (inconclusive)",
+        "unresolved": "not resolved after correction (inconclusive)",
+        "no data": "too few complete seed pairs for a test (inconclusive)",
     }[verdict]
     text = (
-        f"At L0 ≈ {target:g}, {comparison.label}: {names[reference]} {ours.format()} (final L0 {our_l0.format()}), "
-        f"{names[other]} {theirs.format()} (final L0 {their_l0.format()}); difference {gap.format()} "
-        f"(Welch 95%, {ours.n} and {theirs.n} seeds): {meaning}."
+        f"At L0 = {target:g}, {endpoint.label}: {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}; "
+        f"paired difference {gap.format()} over {gap.n} seeds, p = {_p(gap.p_value)}, Holm-adjusted p = {_p(adjusted_p)} "
+        f"(family of {family}): {meaning}."
     )
-    numbers = {
-        "l0_target": target,
-        **_numbers("reference", ours),
-        **_numbers("other", theirs),
-        **_numbers("reference_l0", our_l0),
-        **_numbers("other_l0", their_l0),
-    }
-    numbers |= _numbers("difference", gap) | {"reference_seeds": ours.n, "other_seeds": theirs.n}
-    return Claim(comparison.question, text, numbers, verdict, "comparison", other)
+    numbers = {"l0_target": target, **_numbers("reference", ours), **_numbers("other", theirs), **_numbers("difference", gap)}
+    numbers |= {"pairs": gap.n, "p": gap.p_value, "adjusted_p": adjusted_p, "family": family}
+    return Claim(endpoint.question, text, numbers, verdict, "comparison", item["other"], endpoint.column, endpoint.primary)
 
 
-def tally_claim(question: str, label: str, claims: list[Claim], reference_name: str) -> Claim:
-    """How the reference fared over every arm and target for one metric."""
-    counts = {verdict: sum(claim.verdict == verdict for claim in claims) for verdict in ("better", "worse", "unresolved", "no data")}
+def _out_of_range_claim(endpoint: Endpoint, other: str, target: float, width: int) -> Claim:
+    text = f"At L0 = {target:g}, {endpoint.label}: out of range ({_narrow(width)}); no verdict."
+    numbers = {"l0_target": target, "width": width, "min_width": ABSORPTION_MIN_WIDTH}
+    return Claim(endpoint.question, text, numbers, "out of range", "comparison", other, endpoint.column, endpoint.primary)
+
+
+def _narrow(width: int) -> str:
+    return f"{width:,} latents, below the ~{ABSORPTION_MIN_WIDTH:,} at which SAE Bench's absorption is meaningful"
+
+
+def tally_claim(question: str, label: str, claims: list[Claim], reference_name: str, primary: bool) -> Claim:
+    """How the reference fared over every compared arm and target for one endpoint, after correction."""
+    counts = {verdict: sum(claim.verdict == verdict for claim in claims) for verdict in ("better", "worse", "unresolved", "no data", "out of range")}
     total = len(claims)
+    if counts["out of range"] == total:
+        return Claim(question, f"{label}: out of range at this scale; no verdict.", {"comparisons": total}, "out of range", "tally", column=label, primary=primary)
     text = (
-        f"{label}: over {total} comparisons (arms × L0 targets), {reference_name} was better in {counts['better']}, "
-        f"worse in {counts['worse']}, and unresolved in {counts['unresolved'] + counts['no data']}."
+        f"{label}{' (primary endpoint)' if primary else ''}: over {total} comparisons (arms × L0 targets, Holm-corrected), {reference_name} was better in "
+        f"{counts['better']}, worse in {counts['worse']}, and unresolved in {counts['unresolved']}"
+        + (f"; {counts['no data']} had too few complete seed pairs to test." if counts["no data"] else ".")
     )
     if counts["better"] == 0 and counts["worse"] == 0:
         overall = "unresolved"
-        text += " The evidence is inconclusive."
+        text += " No difference is resolved."
     elif counts["worse"] == 0 and counts["better"] > total / 2:
         overall = "better"
     elif counts["better"] == 0 and counts["worse"] > total / 2:
@@ -139,40 +226,31 @@ def tally_claim(question: str, label: str, claims: list[Claim], reference_name: 
     else:
         overall = "unresolved"
         text += " The evidence is mixed or mostly unresolved: no overall verdict."
-    return Claim(question, text, {"comparisons": total, **{k.replace(" ", "_"): v for k, v in counts.items()}}, overall, "tally")
+    numbers = {"comparisons": total, **{k.replace(" ", "_"): v for k, v in counts.items() if k != "out of range"}}
+    return Claim(question, text, numbers, overall, "tally", column=label, primary=primary)
 
 
-def correlation_claim(table: pd.DataFrame, target: float, metric: Metric, seed: int = 0) -> Claim:
-    """Spearman ρ over the runs at one target between the penalty ramp and a final outcome, bootstrapped over runs."""
-    rows = table[np.isclose(table["l0_target"], target)][["penalty_ramp", f"final_{metric.column}"]].dropna()
-    estimate = bootstrap_interval((rows["penalty_ramp"].to_numpy(), rows[f"final_{metric.column}"].to_numpy()), spearman, paired=True, seed=seed)
-    if not estimate.defined or not math.isfinite(estimate.value):
-        verdict, meaning = "unresolved", "too few runs or no spread (inconclusive)"
-    elif not estimate.excludes_zero:
-        verdict, meaning = "unresolved", "the interval includes 0: no resolved association (inconclusive)"
-    else:
-        verdict = "positive" if estimate.value > 0 else "negative"
-        direction = "higher" if estimate.value > 0 else "lower"
-        goodness = "better" if (estimate.value > 0) == metric.higher_is_better else "worse"
-        meaning = f"runs with a more back-loaded penalty ended with {direction} {metric.label} ({goodness})"
-    how = " (bootstrap 95%)" if estimate.defined else ""
-    text = f"At L0 ≈ {target:g}, over {estimate.n} runs, Spearman ρ between the penalty ramp and final {metric.label} is {estimate.format(2)}{how}: {meaning}."
-    return Claim("trajectory", text, {"l0_target": target, "runs": estimate.n, **_numbers("rho", estimate)}, verdict, "correlation")
+def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
+    """How many runs' absorption settled, never settled, or had no letter latent to measure: counted, never dropped."""
+    runs = len(table)
+    without = int((table["absorption_letters_formed"] == 0).sum())
+    measured = table[table["absorption_letters_formed"] > 0]
+    settled = int(measured["absorption_settles"].sum())
+    never = len(measured) - settled
+    text = (
+        f"Absorption speed over letters whose best single latent reaches k=1 F1 {settings.absorption_min_k1_f1:g}: of {runs} runs, {settled} settled, "
+        f"{never} never settled (absorption did not fall after warm-up) and {without} had no such letter; runs that never settle "
+        "stay in this count and out of the means."
+    )
+    numbers = {"runs": runs, "settled": settled, "never_settled": never, "without_letters": without, "min_k1_f1": settings.absorption_min_k1_f1}
+    return Claim("absorption", text, numbers, "unresolved" if never or without else "no data", "count")
 
 
-def differences_table(
-    table: pd.DataFrame, comparison: Comparison, reference: str, others: list[str], targets: list[float], names: dict[str, str]
-) -> pd.DataFrame:
-    """reference − arm, mean [95% CI], arms × targets, with ✓ (better), ✗ (worse), · (unresolved)."""
-    marks = {"better": "✓", "worse": "✗", "unresolved": "·", "no data": "–"}
-    rows = {}
-    for other in others:
-        cells = {}
-        for target in targets:
-            gap = difference(table, comparison.column, reference, other, target)
-            cells[f"L0 ≈ {target:g}"] = f"{gap.format()} {marks[_verdict(gap, comparison.higher_is_better)]}"
-        rows[names[other]] = cells
-    return pd.DataFrame.from_dict(rows, orient="index")
+def _schedule_points(table: pd.DataFrame, matched: pd.DataFrame, arms: list[str], target: float, outcome: str) -> tuple[np.ndarray, np.ndarray]:
+    """One point per schedule: its penalty ramp and the matched outcome, each the mean over its seeds."""
+    ramp = table.groupby("arm")[TRAJECTORY_AXIS].mean()
+    cell = matched[np.isclose(matched["l0_target"], target)].groupby("arm")[outcome].mean() if outcome in matched else pd.Series(dtype=float)
+    return np.array([ramp.get(arm, math.nan) for arm in arms]), np.array([cell.get(arm, math.nan) for arm in arms])
 
 
 def build_report(
@@ -182,41 +260,117 @@ def build_report(
     headline: str | None = None,
     names: dict[str, str] | None = None,
     settings: MatchedSettings | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> Report:
-    """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table)."""
+    """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
+
+    `kinds` maps each arm to its schedule kind (to find the constant-coefficient arms); `headline`
+    is the plain-L1 arm the detailed sentences and the equivalence check compare against."""
     settings = settings or MatchedSettings()
     arms = list(dict.fromkeys(table["arm"]))
     if reference not in arms:
         raise ValueError(f"reference arm {reference!r} is not in the study; arms: {', '.join(arms)}")
-    names = {arm: arm for arm in arms} | (names or {})
-    targets = sorted(float(t) for t in table["l0_target"].dropna().unique())
     if headline is not None and headline not in arms:
         raise ValueError(f"headline arm {headline!r} is not in the study; arms: {', '.join(arms)}")
-    report = Report(reference, headline, names, targets, sorted(int(s) for s in table["seed"].unique()))
-    others = [arm for arm in arms if arm != reference]
+    names = {arm: arm for arm in arms} | (names or {})
+    kinds = kinds or {}
+    targets = sorted(float(t) for t in table["l0_target"].dropna().unique())
+    seeds = sorted(int(s) for s in table["seed"].unique())
+    all_endpoints = endpoints(settings)
+    frontier_columns = sorted({e.column for e in all_endpoints if e.on_frontier} | {c for c, _ in TRAJECTORY_OUTCOMES} | set(CONTEXT_COLUMNS))
+    matched = matched_table(table, [c for c in frontier_columns if c in table])
+    report = Report(reference, headline, names, targets, seeds, matched=matched)
+    report.primary = {e.question: e.label for e in all_endpoints if e.primary}
+    values = _Values(table, matched, seeds)
+    equivalents = constant_coefficient_arms(table, kinds, headline)
+    compared = [arm for arm in arms if arm != reference and arm not in equivalents]
+    width = int(table["width"].min()) if "width" in table else 0
+    if width < ABSORPTION_MIN_WIDTH:
+        report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; absorption is computed and plotted, but draws no verdict.")
 
-    for comparison in _comparisons(settings):
-        claims = [comparison_claim(table, comparison, reference, other, target, names) for other in others for target in targets]
+    for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound"):
+        question_endpoints = [e for e in all_endpoints if e.question == question]
+        partners = [floor_partner] if question == "lower_bound" else compared
+        if question == "lower_bound" and floor_partner is None:
+            continue
+        items = [_comparison(values, e, reference, other, target) for e in question_endpoints for other in partners for target in targets]
+        out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
+        adjusted = holm([math.nan if out_of_range else item["gap"].p_value for item in items])
+        family = int(np.isfinite(adjusted).sum())
+        claims = [
+            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width) if out_of_range else _comparison_claim(item, p, family, reference, names)
+            for item, p in zip(items, adjusted, strict=True)
+        ]
         report.claims += claims
-        report.claims.append(tally_claim(comparison.question, comparison.label, claims, names[reference]))
-        report.tables[f"{comparison.question}:{comparison.column}"] = differences_table(table, comparison, reference, others, targets, names)
+        for endpoint in question_endpoints:
+            own = [c for c in claims if c.column == endpoint.column]
+            if question != "lower_bound":
+                report.claims.append(tally_claim(question, endpoint.label, own, names[reference], endpoint.primary))
+            report.tables[f"{question}:{endpoint.column}"] = differences_table(own, partners, targets, names)
 
-    for metric in PARETO_METRICS:
-        for target in targets:
-            report.claims.append(correlation_claim(table, target, metric))
-
-    if floor_partner is not None:
-        floor_comparisons = [Comparison("lower_bound", f"final_{m.column}", f"final {m.label}", m.higher_is_better) for m in PARETO_METRICS]
-        floor_comparisons += [c for c in _comparisons(settings) if c.question in ("formation", "absorption") and not c.column.startswith("final_")]
-        for comparison in floor_comparisons:
-            claims = [
-                comparison_claim(
-                    table, Comparison("lower_bound", comparison.column, comparison.label, comparison.higher_is_better), reference, floor_partner, target, names
-                )
-                for target in targets
-            ]
-            report.claims += claims
+    report.claims.append(settling_claim(table, settings))
+    report.claims += _trajectory_claims(table, matched, [arm for arm in arms if arm not in equivalents], targets)
+    if headline is not None:
+        for arm in equivalents:
+            for target in targets:
+                report.claims.append(_equivalence_claim(values, arm, headline, target, names))
     return report
+
+
+def _trajectory_claims(table: pd.DataFrame, matched: pd.DataFrame, arms: list[str], targets: list[float]) -> list[Claim]:
+    items = []
+    for index, (outcome, label) in enumerate(TRAJECTORY_OUTCOMES):
+        for target in targets:
+            x, y = _schedule_points(table, matched, arms, target, outcome)
+            items.append((outcome, label, target, rank_correlation(x, y), index == 0))
+    adjusted = holm([item[3].p_value for item in items])
+    family = int(np.isfinite(adjusted).sum())
+    claims = []
+    for (outcome, label, target, estimate, primary), p in zip(items, adjusted, strict=True):
+        if not math.isfinite(estimate.value):
+            verdict, meaning = "unresolved", "too few schedules or no spread (inconclusive)"
+        elif not (math.isfinite(p) and p < ALPHA):
+            verdict, meaning = "unresolved", "not resolved after correction (inconclusive)"
+        else:
+            verdict = "positive" if estimate.value > 0 else "negative"
+            meaning = f"schedules with a more back-loaded penalty ended with {'higher' if estimate.value > 0 else 'lower'} {label}"
+        text = (
+            f"At L0 = {target:g}, over {estimate.n} distinct schedules (one point each, the mean over its seeds), Spearman ρ between the "
+            f"penalty ramp and {label} is {_p(estimate.value)}, permutation p = {_p(estimate.p_value)}, Holm-adjusted p = {_p(p)} (family of {family}): {meaning}."
+        )
+        numbers = {"l0_target": target, "schedules": estimate.n, "rho": estimate.value, "p": estimate.p_value, "adjusted_p": p, "family": family}
+        claims.append(Claim("trajectory", text, numbers, verdict, "correlation", column=outcome, primary=primary))
+    return claims
+
+
+def _equivalence_claim(values: _Values, arm: str, headline: str, target: float, names: dict[str, str]) -> Claim:
+    check = equivalence(values(arm, target, "final_explained_variance"), values(headline, target, "final_explained_variance"), EQUIVALENCE_MARGIN)
+    verdict = "equivalent" if check.equivalent else "not shown equivalent"
+    text = (
+        f"At L0 = {target:g}, {names[arm]} against {names[headline]} (the same penalty, λ/τ constant), final explained variance: "
+        f"paired difference {check.difference.format()} (90% interval, {check.difference.n} seeds): {verdict} within ±{EQUIVALENCE_MARGIN:g}."
+    )
+    numbers = {"l0_target": target, **_numbers("difference", check.difference), "pairs": check.difference.n, "margin": EQUIVALENCE_MARGIN}
+    return Claim("reconstruction", text, numbers, verdict, "equivalence", headline, "final_explained_variance")
+
+
+MARKS = {"better": "✓", "worse": "✗", "unresolved": "·", "no data": "–", "out of range": "n/a"}
+
+
+def differences_table(claims: list[Claim], others: list[str], targets: list[float], names: dict[str, str]) -> pd.DataFrame:
+    """reference − arm, paired mean [95% CI] with its Holm-corrected mark, arms × targets."""
+    rows = {}
+    for other in others:
+        cells = {}
+        for target in targets:
+            claim = next((c for c in claims if c.other == other and c.numbers.get("l0_target") == target), None)
+            if claim is None or claim.verdict == "out of range":
+                cells[f"L0 = {target:g}"] = MARKS["out of range"]
+                continue
+            gap = Estimate(claim.numbers["difference"], claim.numbers["difference_low"], claim.numbers["difference_high"], int(claim.numbers["pairs"]), "paired t")
+            cells[f"L0 = {target:g}"] = f"{gap.format()} {MARKS[claim.verdict]}"
+        rows[names[other]] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -227,17 +381,31 @@ def markdown_table(frame: pd.DataFrame, index_label: str = "") -> str:
     return "\n".join([header, rule, *body])
 
 
-def calibration_table(table: pd.DataFrame, names: dict[str, str], tolerance: float | None) -> pd.DataFrame:
-    """λ and the achieved final L0 (mean [CI] over seeds) of every arm at every target."""
+def sparsity_table(report: Report, table: pd.DataFrame, tolerance: float | None) -> pd.DataFrame:
+    """Every run's achieved final L0 by arm and target (seeds in order), its λ, and how each seed's
+    value at the target was read off the frontier (b: bracketed, n: within 2%, u: unmatched)."""
+    codes = {"bracketed": "b", "near": "n", "unmatched": "u"}
     rows = {}
     for arm, group in table.groupby("arm", sort=False):
         cells = {}
         for target, cell in group.groupby("l0_target"):
-            l0 = t_interval(cell["final_l0"])
-            off = "" if tolerance is None or abs(l0.value / target - 1) <= tolerance else " (outside tolerance)"
-            cells[f"L0 ≈ {target:g}"] = f"λ {cell['l1_coefficient'].iloc[0]:.4g}: {l0.format()}{off}"
-        rows[names.get(arm, arm)] = cells
+            cell = cell.sort_values("seed")
+            runs = ", ".join(f"{l0:.1f}" for l0 in cell["final_l0"])
+            matched = report.matched[(report.matched["arm"] == arm) & np.isclose(report.matched["l0_target"], target)].sort_values("seed")
+            reading = "".join(codes[m] for m in matched["match"])
+            off = "" if tolerance is None or all(abs(cell["final_l0"] / target - 1) <= tolerance) else " (a run outside the calibration tolerance)"
+            cells[f"L0 = {target:g}"] = f"λ {cell['l1_coefficient'].iloc[0]:.4g}: {runs} [{reading}]{off}"
+        rows[report.names.get(arm, arm)] = cells
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def matching_summary(report: Report) -> str:
+    counts = report.matched["match"].value_counts()
+    return (
+        f"Of {len(report.matched)} arm × seed × target cells, {counts.get('bracketed', 0)} were read between two runs bracketing the target, "
+        f"{counts.get('near', 0)} extrapolated from a run within {MATCH_TOLERANCE:.0%} of it, and {counts.get('unmatched', 0)} could not be matched "
+        "(left out of every comparison)."
+    )
 
 
 def wall_time_line(summary: dict) -> str:
@@ -252,61 +420,83 @@ def wall_time_line(summary: dict) -> str:
 
 
 def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_position: float) -> dict[str, str]:
-    """The report's header lines: what was run, on what, and where "early" fell."""
+    """The report's header lines: what was run, on what, and how finely the checkpoints resolve time."""
     example = study.arms[0].config
     layer = example.model.layer if example.model.layer is not None else "(the middle one)"
-    early = ", ".join(f"{p:.1%}" for p in sorted(table["early_position"].round(3).unique()))
+    start = table["formation_start_position"].max()
+    resolution = table["grid_resolution"].max()
     return {
         "source": f"`{study.outputs_root}`",
         "profile": str(summary.get("profile") or "default"),
         "runs": f"{len(table)} ({len(study.arm_names)} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds)",
         "model": f"{example.model.name}, residual stream after block {layer}",
-        "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {example.training.n_checkpoints} checkpoints",
-        "early checkpoint": f"nearest {early_position:.0%} of training (at {early} of training)",
+        "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {int(table['checkpoints'].max())} checkpoints",
+        "checkpoint grid": (
+            f"half log-spaced, half evenly spaced; formation is timed from the first checkpoint after warm-up (at most {start:.1%} of training), "
+            f"and after it no two checkpoints are more than {resolution:.1%} of training apart: times are resolved to that"
+        ),
+        "early Pareto figure": f"the checkpoint nearest {early_position:.0%} of training (arms differ in sparsity there; it is not compared)",
     }
 
 
-def render_markdown(report: Report, context: dict[str, str], figures: dict[str, str], calibration: pd.DataFrame, wall_time: str) -> str:
-    """REPORT.md: the question-by-question verdict with its claims, tables and figures."""
+def render_markdown(report: Report, context: dict[str, str], figures: dict[str, str], sparsity: pd.DataFrame, wall_time: str) -> str:
+    """REPORT.md: the method, then the question-by-question verdict with its claims, tables and figures."""
     ref = report.names[report.reference]
+    compared = sorted({c.other for c in report.claims if c.kind == "comparison" and c.question != "lower_bound" and c.other}, key=list(report.names).index)
     lines = [
         "# τ-annealed SAEs at matched sparsity: study report",
         "",
-        f"Generated by `notebooks/05_report` from {context.get('source', 'the study outputs')}. Every number below is computed from the runs;",
-        "intervals are 95%: t intervals over seeds for means, Welch intervals for differences, percentile",
-        "bootstrap over runs for correlations. A difference whose interval includes 0 is reported as unresolved.",
+        f"Generated by `notebooks/05_report` from {context.get('source', 'the study outputs')}. Every number below is computed from the runs.",
         "",
-        f"- Reference arm: **{ref}**; compared with {', '.join(report.names[a] for a in report.names if a != report.reference)}.",
+        "How to read it: every comparison is made at exactly the L0 target, each arm and seed read off its own frontier of runs "
+        "(interpolated in log L0); differences are paired over seeds (arms share a seed's initialisation and batch order), "
+        "with 95% paired t intervals; p-values are Holm-corrected within each question; a direction is claimed only where the "
+        f"corrected p is below {ALPHA:g}, else the difference is unresolved. Each question names one primary endpoint. "
+        "Constant τ is plain L1 with λ/τ: it is an equivalence check, left out of tallies and correlations.",
+        "",
+        f"- Reference arm: **{ref}**; compared with {', '.join(report.names[a] for a in compared)}.",
         f"- Final held-out L0 targets: {', '.join(f'{t:g}' for t in report.targets)}; seeds: {', '.join(map(str, report.seeds))}.",
         *[f"- {key}: {value}" for key, value in context.items() if key != "source"],
         f"- Wall time: {wall_time}",
         "",
         "## Matched sparsity",
         "",
-        "λ was calibrated per arm so that every arm ends at the same final L0 (taulib.calibration). Achieved final L0, mean [95% CI] over seeds:",
+        "λ was calibrated per arm and target (taulib.calibration); every seed reuses it. Each run's achieved final L0 (seeds in order), "
+        "and how each seed's value at the target was read (b: between two runs bracketing it, n: within 2% of a run, u: unmatched):",
         "",
-        markdown_table(calibration, "arm"),
+        markdown_table(sparsity, "arm"),
+        "",
+        matching_summary(report),
         "",
     ]
+    if report.out_of_range:
+        lines += ["## Out of range at this scale", "", *[f"- {line}" for line in report.out_of_range], ""]
     for name, path in figures.items():
         if "pareto" in name:
             lines += [f"![{name}]({path})", ""]
     for key, title in QUESTIONS.items():
         claims = report.by_question(key)
         lines += [f"## {title}", ""]
+        if key in report.primary:
+            lines += [f"Primary endpoint: **{report.primary[key]}**.", ""]
+        if key == "trajectory":
+            lines += ["Primary endpoint: **Spearman ρ between the penalty ramp and final explained variance**, over distinct schedules.", ""]
         if not claims:
             lines += ["No pair of arms in this study differs only in τ's floor." if key == "lower_bound" else "No data.", ""]
             continue
         tallies = [c for c in claims if c.kind == "tally"]
         if tallies:
-            lines += [f"**Summary**, {ref} against every other arm:", ""] + [f"- {claim.text}" for claim in tallies] + [""]
+            lines += [f"**Summary**, {ref} against every compared arm:", ""] + [f"- {claim.text}" for claim in tallies] + [""]
         for table_key, frame in report.tables.items():
             question, column = table_key.split(":", 1)
             if question == key:
-                lines += [f"{ref} minus each arm, `{column}` (✓ better, ✗ worse, · unresolved):", "", markdown_table(frame, "arm"), ""]
-        details = [c for c in claims if c.kind != "tally"]
+                lines += [f"{ref} minus each arm, `{column}` (paired, 95%; ✓ better, ✗ worse, · unresolved after correction):", "", markdown_table(frame, "arm"), ""]
+        details = [c for c in claims if c.kind not in ("tally", "equivalence")]
         if key in ("reconstruction", "formation", "orthogonality", "absorption") and report.headline is not None:
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]
+        equivalences = [c for c in claims if c.kind == "equivalence"]
+        if equivalences:
+            lines += ["Equivalence check (constant τ is plain L1 with λ/τ):", ""] + [f"- {claim.text}" for claim in equivalences] + [""]
     return "\n".join(lines).rstrip() + "\n"

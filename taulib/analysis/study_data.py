@@ -50,6 +50,8 @@ class Arm:
             return "plain L1 (τ ≡ 1)"
         if s.kind == "constant":
             return f"constant τ = {s.tau_initial:g}"
+        if s.kind == "l1_warmup":
+            return f"L1 warm-up over {s.anneal_fraction:.0%}"
         return f"{s.kind} τ {s.tau_initial:g} → {s.tau_final:g}"
 
     @property

@@ -10,7 +10,7 @@ from taulib.analysis.study_data import Arm
 
 # colour-blind-safe, dark enough on white (Paul Tol's "muted" scheme)
 PALETTE = ("#332288", "#CC6677", "#117733", "#DDAA33", "#88CCEE", "#AA4499", "#44AA99", "#999933", "#882255", "#661100")
-DASH_BY_KIND = {"none": "dot", "constant": "dash", "linear": "dashdot", "cosine": "solid", "exponential": "longdash"}
+DASH_BY_KIND = {"none": "dot", "constant": "dash", "linear": "dashdot", "cosine": "solid", "exponential": "longdash", "l1_warmup": "longdashdot"}
 TEMPLATE = "plotly_white"
 
 

@@ -1,0 +1,81 @@
+"""Metrics read at exactly matched sparsity, off each arm's metric-vs-L0 frontier.
+
+Calibration (taulib.calibration) lands a run only near its L0 target, and every seed of an arm
+reuses the calibrated λ, so two arms can differ by a fixed L0 offset that no seed interval sees.
+Because reconstruction, orthogonality and probing all move with L0, such an offset alone would read
+as a difference between arms. So a comparison at target T never takes "the run calibrated for T"
+as it is: per arm and seed, the runs at the sweep's targets form that seed's frontier (metric
+against log L0), and the metric at T is interpolated linearly in log L0 between the two runs whose
+achieved L0 bracket T. Where no pair brackets T (T is the sweep's sparsest or densest target and the
+seed's run landed inside it), the value is extrapolated from the two nearest runs only if the
+nearest is within `MATCH_TOLERANCE` of T in L0 — a distance over which the frontier's curvature is
+negligible next to seed noise; otherwise the cell is unmatched and reported as such, never used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MATCH_TOLERANCE = 0.02  # |L0 / T − 1| within which an unbracketed target is still read off the frontier
+
+
+@dataclass(frozen=True)
+class FrontierReading:
+    value: float
+    status: str  # "bracketed" | "near" (unbracketed, nearest run within tolerance) | "unmatched"
+    lower_l0: float  # the achieved L0 of the two runs it was read between (or extrapolated from)
+    upper_l0: float
+
+
+def read_at_l0(l0s: Sequence[float], values: Sequence[float], target: float, tolerance: float = MATCH_TOLERANCE) -> FrontierReading:
+    """The metric at L0 = `target` on the frontier through the points (l0s[i], values[i])."""
+    l0, value = np.asarray(l0s, dtype=float), np.asarray(values, dtype=float)
+    keep = np.isfinite(l0) & np.isfinite(value) & (l0 > 0)
+    l0, value = l0[keep], value[keep]
+    if len(l0) == 0 or not target > 0:
+        return FrontierReading(math.nan, "unmatched", math.nan, math.nan)
+    order = np.argsort(l0, kind="stable")
+    x, y, at = np.log(l0[order]), value[order], math.log(target)
+    below, above = np.flatnonzero(x <= at), np.flatnonzero(x >= at)
+    if len(below) and len(above):
+        i, j = below[-1], above[0]
+        if i == j:  # a run exactly at the target
+            return FrontierReading(float(y[i]), "bracketed", float(l0[order][i]), float(l0[order][i]))
+        return FrontierReading(_line(x[i], y[i], x[j], y[j], at), "bracketed", float(l0[order][i]), float(l0[order][j]))
+    nearest = int(np.argmin(np.abs(x - at)))
+    if abs(math.exp(x[nearest] - at) - 1) > tolerance:
+        return FrontierReading(math.nan, "unmatched", float(l0[order][nearest]), float(l0[order][nearest]))
+    if len(x) == 1:
+        return FrontierReading(float(y[0]), "near", float(l0[order][0]), float(l0[order][0]))
+    i, j = (0, 1) if nearest == 0 else (len(x) - 2, len(x) - 1)
+    return FrontierReading(_line(x[i], y[i], x[j], y[j], at), "near", float(l0[order][i]), float(l0[order][j]))
+
+
+def _line(x0: float, y0: float, x1: float, y1: float, at: float) -> float:
+    if x1 == x0:
+        return float((y0 + y1) / 2)
+    return float(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
+
+
+def matched_table(runs: pd.DataFrame, columns: Sequence[str], l0_column: str = "final_l0", tolerance: float = MATCH_TOLERANCE) -> pd.DataFrame:
+    """One row per (arm, seed, L0 target): each column of `runs` (a run table: arm, seed, l0_target
+    and the columns) read at exactly the target off that arm and seed's frontier, with the reading's
+    status and the achieved L0 of the runs it came from. A column's value is NaN where unmatched."""
+    rows = []
+    targets = sorted(float(t) for t in runs["l0_target"].dropna().unique())
+    for (arm, seed), frontier in runs.groupby(["arm", "seed"], sort=False):
+        l0s = frontier[l0_column].to_numpy(dtype=float)
+        for target in targets:
+            own = frontier.loc[np.isclose(frontier["l0_target"], target), l0_column]
+            row: dict[str, float | str | int] = {"arm": arm, "seed": int(seed), "l0_target": target, "run_l0": float(own.iloc[0]) if len(own) else math.nan}
+            reading = read_at_l0(l0s, l0s, target, tolerance)  # where the L0 axis itself is read: the status
+            row |= {"match": reading.status, "lower_l0": reading.lower_l0, "upper_l0": reading.upper_l0}
+            for column in columns:
+                row[column] = read_at_l0(l0s, frontier[column].to_numpy(dtype=float), target, tolerance).value if column in frontier else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,160 @@
+"""The pieces behind a verdict, each on a constructed case whose answer is known: matching on the
+frontier, paired differences, Holm's correction, equivalence, schedule-level correlation, formation
+with a direction, and absorption that never settles."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from taulib.analysis.formation import at_current_l0, time_to_fraction_of_final
+from taulib.analysis.frontier import matched_table, read_at_l0
+from taulib.analysis.intervals import paired_difference, welch_difference
+from taulib.analysis.report import Endpoint, _comparison, _Values
+from taulib.analysis.statistics import equivalence, holm, rank_correlation
+
+SEEDS = [0, 1, 2]
+TARGETS = [20.0, 50.0, 100.0]
+
+
+def ev_at(l0: float) -> float:
+    """A frontier: explained variance rising 0.046 per unit of ln L0 (the slope seen on the default study)."""
+    return 0.6 + 0.046 * math.log(l0)
+
+
+def frontier_runs(arm: str, offset: float, seed_noise: float = 0.0005) -> list[dict]:
+    """An arm's runs at the three targets, every one landing `offset` (relative) away from its target."""
+    rng = np.random.default_rng(zlib.crc32(arm.encode()))
+    rows = []
+    for seed in SEEDS:
+        for target in TARGETS:
+            l0 = target * (1 + offset) * (1 + rng.normal(0, 0.01))
+            rows.append({"arm": arm, "seed": seed, "l0_target": target, "final_l0": l0, "final_explained_variance": ev_at(l0) + rng.normal(0, seed_noise)})
+    return rows
+
+
+def test_read_at_l0_interpolates_in_log_l0_and_refuses_what_it_cannot_reach():
+    l0s, values = [10.0, 40.0], [1.0, 3.0]
+    assert read_at_l0(l0s, values, 20.0).value == pytest.approx(2.0)  # log-midpoint of 10 and 40
+    assert read_at_l0(l0s, values, 20.0).status == "bracketed"
+    near = read_at_l0(l0s, values, 40.6)  # 1.5% beyond the densest run: extrapolated along the line
+    assert near.status == "near" and near.value == pytest.approx(1.0 + 2.0 * math.log(4.06) / math.log(4.0))
+    far = read_at_l0(l0s, values, 45.0)  # 12.5% beyond: unmatched, no value
+    assert far.status == "unmatched" and math.isnan(far.value)
+
+
+def test_an_l0_offset_inside_the_old_tolerance_produces_no_verdict():
+    """Two arms on the same frontier, one landing 12% denser than every target (inside the old ±15%):
+    compared run by run, the denser arm 'wins' explained variance; read off the frontier it does not."""
+    runs = pd.DataFrame(frontier_runs("denser", 0.12) + frontier_runs("on_target", 0.0))
+    endpoint = Endpoint("reconstruction", "final_explained_variance", "final explained variance", True)
+    target = 50.0
+    # the old comparison: each arm's run calibrated for the target, as it landed
+    cell = runs[runs["l0_target"] == target]
+    naive = welch_difference(cell[cell["arm"] == "denser"]["final_explained_variance"], cell[cell["arm"] == "on_target"]["final_explained_variance"])
+    assert naive.excludes_zero and naive.value == pytest.approx(0.046 * math.log(1.12), rel=0.3)
+    # the frontier comparison: the same SAEs, read at exactly L0 = 50
+    matched = matched_table(runs, ["final_explained_variance"])
+    assert set(matched[matched["l0_target"] == target]["match"]) == {"bracketed"}
+    # every run of the denser arm lands above its target: the sparsest target is beyond its frontier
+    assert set(matched[(matched["arm"] == "denser") & (matched["l0_target"] == 20.0)]["match"]) == {"unmatched"}
+    gap = _comparison(_Values(runs, matched, SEEDS), endpoint, "denser", "on_target", target)["gap"]
+    assert not gap.excludes_zero and abs(gap.value) < 0.002
+    assert gap.p_value > 0.05
+
+
+def test_a_true_difference_survives_holm_among_nulls():
+    rng = np.random.default_rng(3)
+    n = 5
+    nulls = [stats.ttest_rel(rng.normal(0, 1, n), rng.normal(0, 1, n)).pvalue for _ in range(20)]
+    real = paired_difference(rng.normal(1.0, 0.05, n), rng.normal(0, 0.05, n))
+    adjusted = holm([real.p_value, *nulls])
+    assert adjusted[0] < 0.05  # 1 σ against 0.07 of noise: resolved after correcting for 21 tests
+
+
+def test_holm_removes_a_false_positive_among_many_nulls_and_matches_its_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.5, 0.2, math.nan] + [0.6] * 14)  # 0.01 alone would be "significant" uncorrected
+    adjusted = holm(p)
+    m = 19  # NaN is no test
+    assert adjusted[0] == pytest.approx(min(1, m * 0.01)) and adjusted[0] > 0.05
+    assert math.isnan(adjusted[5])
+    order = np.argsort(p[np.isfinite(p)])
+    assert np.all(np.diff(adjusted[np.isfinite(p)][order]) >= 0)  # monotone in the raw p-values
+    assert holm([0.001, 0.02])[1] == pytest.approx(0.02) and holm([0.001, 0.02])[0] == pytest.approx(0.002)
+
+
+def test_pairing_removes_a_shared_seed_effect_that_hides_a_difference_unpaired():
+    rng = np.random.default_rng(7)
+    seed_effect = rng.normal(0, 0.05, 5)  # what a seed's initialisation and batch order do to both arms alike
+    a = 0.80 + seed_effect + 0.01 + rng.normal(0, 0.001, 5)
+    b = 0.80 + seed_effect + rng.normal(0, 0.001, 5)
+    assert not welch_difference(a, b).excludes_zero
+    paired = paired_difference(a, b)
+    assert paired.excludes_zero and paired.value == pytest.approx(0.01, abs=0.002)
+    assert paired.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert (paired.low, paired.high) == pytest.approx(tuple(stats.ttest_rel(a, b).confidence_interval(0.95)))
+
+
+def test_paired_difference_drops_incomplete_pairs():
+    estimate = paired_difference([1.0, 2.0, math.nan, 4.0], [0.5, 1.0, 1.0, math.nan])
+    assert estimate.n == 2 and estimate.value == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_equivalence_of_two_arms_that_are_the_same_penalty():
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0, 0.02, 3)
+    same = equivalence(0.8 + seed_effect + rng.normal(0, 1e-4, 3), 0.8 + seed_effect, margin=0.005)
+    assert same.equivalent
+    apart = equivalence(0.81 + seed_effect, 0.8 + seed_effect + rng.normal(0, 1e-4, 3), margin=0.005)
+    assert not apart.equivalent and "not shown equivalent" in apart.describe()
+
+
+def test_rank_correlation_over_schedules_has_an_exact_permutation_p_value():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    perfect = rank_correlation(x, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert perfect.value == pytest.approx(1.0) and perfect.n == 6
+    assert perfect.p_value == pytest.approx(2 / math.factorial(6))  # the two orderings as extreme as this one
+    assert math.isnan(rank_correlation([1.0, 2.0], [3.0, 4.0]).value)  # two schedules: no correlation to speak of
+
+
+def test_formation_of_a_falling_metric_needs_the_falling_direction():
+    tokens = np.array([0, 10, 20, 40, 60, 80, 100], dtype=float)
+    falling = np.array([5.0, 5.0, 4.0, 2.0, 1.2, 1.0, 1.0])  # absorption: forms by falling, from the post-warm-up 5.0
+    assert time_to_fraction_of_final(tokens, falling, 0.9, "settled", start_tokens=10, direction=-1) == pytest.approx(40 + 20 * (0.6 / 0.8))
+    assert math.isnan(time_to_fraction_of_final(tokens, falling, 0.9, "settled", start_tokens=10, direction=1))  # not a rise
+    # warm-up excluded: a jump inside it (initialisation → warm-up end) no longer counts as formation
+    jump = np.array([0.0, 0.8, 0.8, 0.8, 0.85, 0.9, 0.9])
+    assert time_to_fraction_of_final(jump, jump, 0.9) < 20  # from initialisation: "formed" within the warm-up
+    assert time_to_fraction_of_final(tokens, jump, 0.9, "settled", start_tokens=10, direction=1) == pytest.approx(60 + 20 * (0.9 * 0.1 - 0.05) / 0.05)
+
+
+def test_value_at_current_l0_reads_the_passage_through_the_level():
+    tokens = np.array([0, 10, 20, 40], dtype=float)
+    l0 = np.array([300.0, 200.0, 50.0, 25.0])
+    values = np.array([0.0, 0.2, 0.6, 0.8])
+    passage, value = at_current_l0(tokens, l0, values, 100.0, start_tokens=10)
+    weight = math.log(200 / 100) / math.log(200 / 50)  # halfway in log L0
+    assert passage == pytest.approx(10 + weight * 10) and value == pytest.approx(0.2 + weight * 0.4)
+    assert all(math.isnan(v) for v in at_current_l0(tokens, l0, values, 10.0, start_tokens=10))  # never that sparse
+    assert all(math.isnan(v) for v in at_current_l0(tokens, l0, values, 300.0, start_tokens=10))  # already below at the start
+
+
+def test_runs_whose_absorption_never_settles_are_counted_not_dropped():
+    from taulib.analysis.matched import MatchedSettings
+    from taulib.analysis.report import settling_claim
+
+    table = pd.DataFrame(
+        {
+            "absorption_letters_formed": [4, 4, 4, 0],
+            "absorption_settles": [True, False, False, False],
+            "absorption_settling": [0.3, math.nan, math.nan, math.nan],
+        }
+    )
+    claim = settling_claim(table, MatchedSettings())
+    assert claim.numbers == {"runs": 4, "settled": 1, "never_settled": 2, "without_letters": 1, "min_k1_f1": 0.5}
+    assert "2 never settled" in claim.text and "1 had no such letter" in claim.text
