@@ -65,18 +65,27 @@ def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 
 def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
-    """Up to `n_checkpoints` optimiser steps in [0, total]: 0 (initialisation), half of the rest
-    log-spaced (dense early, where a fresh SAE changes fastest) and half evenly spaced (so that a
-    curve crossing a level late in training is still resolved to 1/(n/2) of the run), total included.
-    Coinciding steps are kept once."""
-    if n_checkpoints <= 2 or total_steps <= 1:
+    """`n_checkpoints` optimiser steps in [0, total] (fewer only when the run has fewer steps): 0
+    (initialisation), about half of the rest evenly spaced (so that a curve crossing a level late in
+    training is resolved to ~2/n of the run) and the others log-spaced (dense early, where a fresh
+    SAE changes fastest), total included. Where the two grids coincide, log-spaced steps are added."""
+    n = min(n_checkpoints, total_steps + 1)
+    if n <= 2 or total_steps <= 1:
         return sorted({0, total_steps})
-    spread = n_checkpoints - 1  # step 0 is always one of them
-    n_log = spread // 2 + spread % 2
-    logarithmic = np.geomspace(1, total_steps, n_log) if n_log > 1 else np.array([total_steps])
-    linear = np.linspace(0, total_steps, spread - n_log + 1)[1:]
-    candidates = np.unique(np.round(np.concatenate([logarithmic, linear])).astype(int))
-    return sorted({0, *map(int, candidates), total_steps})
+    n_linear = (n - 1) // 2
+    linear = np.round(np.linspace(0, total_steps, n_linear + 1)[1:]).astype(int)
+    steps: set[int] = set()
+    for n_log in range(n - 1 - n_linear, total_steps + 1):
+        logarithmic = np.round(np.geomspace(1, total_steps, n_log)).astype(int) if n_log > 1 else np.array([total_steps])
+        steps = {0, *map(int, linear), *map(int, logarithmic), total_steps}
+        if len(steps) >= n:
+            break
+    missing = [step for step in range(total_steps + 1) if step not in steps][: max(n - len(steps), 0)]  # short runs: fill in
+    ordered = sorted(steps | set(missing))
+    while len(ordered) > n:  # one log step too many: drop the one nearest (by ratio) to its predecessor
+        interior = [i for i in range(2, len(ordered) - 1) if ordered[i] not in linear]
+        ordered.pop(min(interior, key=lambda i: ordered[i] / ordered[i - 1]))
+    return ordered
 
 
 def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:

@@ -40,7 +40,7 @@ CATALOGUE = [
     (
         "unknown-schedule",
         "inherit: _base.yaml\nschedule:\n  kind: sigmoid\n",
-        "field 'schedule.kind': Input should be 'none', 'constant', 'linear', 'cosine' or 'exponential'",
+        "field 'schedule.kind': Input should be 'none', 'constant', 'linear', 'cosine', 'exponential' or 'l1_warmup'",
     ),
     (
         "anneal-fraction-zero",

@@ -85,7 +85,7 @@ def test_unknown_profile_lists_the_known_ones(folder):
 def test_sweep_command_prints_the_plan(folder, capsys):
     assert main(["sweep", "--parameters", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "runs: 54 evaluated" in out and "seeds: 0, 1, 2" in out
+    assert "runs: 63 evaluated" in out and "seeds: 0, 1, 2" in out
     assert main(["sweep", "--parameters", str(folder), "--profile", "nope"]) == 2
     assert "no profile 'nope'" in capsys.readouterr().err
     (folder / "_sweep.yaml").unlink()

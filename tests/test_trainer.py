@@ -31,7 +31,9 @@ def test_checkpoints_mix_log_and_even_spacing_and_include_ends():
     # the even half: no gap after the first tenth is longer than 1/9 of the run (10 evenly spaced points)
     late = [b - a for a, b in zip(steps[:-1], steps[1:], strict=True) if a >= 1000]
     assert max(late) <= 10_000 / 9 + 1
-    assert checkpoint_steps(489, 17)[:3] == [0, 1, 2] and len(checkpoint_steps(489, 17)) >= 16
+    assert checkpoint_steps(489, 17)[:3] == [0, 1, 2]
+    # exactly as many as asked, or every step of a run shorter than that
+    assert all(len(checkpoint_steps(total, n)) == min(n, total + 1) for total in range(2, 300) for n in range(2, 40))
 
 
 def test_recovers_known_sparse_directions():

@@ -1,5 +1,5 @@
-"""A sweep's runs compared at matched sparsity: one row per run, then means with intervals per
-(arm, L0 target), and differences between arms.
+"""A sweep's runs, one row each: what the report (taulib.analysis.report) compares between arms at
+matched sparsity (via taulib.analysis.frontier) and what the Pareto figures plot.
 
 Per run (`run_table`); "after warm-up" means from the first checkpoint at or after the end of the
 learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its initialisation:
@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from taulib.analysis.formation import at_current_l0, formed_letter_absorption, mean_over_log_tokens, time_to_fraction_of_final
-from taulib.analysis.intervals import Estimate, t_interval, welch_difference
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
 
@@ -147,27 +146,6 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
         )
     settings = settings or MatchedSettings()
     return pd.DataFrame([run_row(arm, settings) for arm in study.arms])
-
-
-def cell_estimates(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean and t interval over seeds of `column`, per (arm, l0_target), in the table's arm order."""
-    rows = []
-    for (arm, target), group in table.groupby(["arm", "l0_target"], sort=False):
-        estimate = t_interval(group[column])
-        rows.append(
-            {"arm": arm, "l0_target": target, "estimate": estimate, "mean": estimate.value, "low": estimate.low, "high": estimate.high, "n": estimate.n}
-        )
-    return pd.DataFrame(rows)
-
-
-def cell_values(table: pd.DataFrame, arm: str, target: float, column: str) -> np.ndarray:
-    selected = table[(table["arm"] == arm) & np.isclose(table["l0_target"], target)]
-    return selected[column].to_numpy(dtype=float)
-
-
-def difference(table: pd.DataFrame, column: str, arm: str, other: str, target: float) -> Estimate:
-    """mean(arm) − mean(other) of `column` over seeds at one L0 target (Welch)."""
-    return welch_difference(cell_values(table, arm, target, column), cell_values(table, other, target, column))
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:
