@@ -8,25 +8,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from taulib.config import ConfigError
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`--set training.n_tokens=100000` → {"training": {"n_tokens": 100000}} (values parsed as YAML)."""
-    from taulib.config import _Yaml12FloatLoader
+    from taulib.config import parse_yaml
 
     overrides: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.n_tokens=100000")
+        if key in given:  # the last would win silently
+            raise ConfigError(f"--set {key}: given twice ({given[key]!r} and {value!r}); give it once, with the value you mean")
+        given[key] = value
         node = overrides
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.load(value, Loader=_Yaml12FloatLoader)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} was set to a value by an earlier --set, not to a section")
+        node[leaf] = parse_yaml(value, f"--set {key}")
     return overrides
 
 
