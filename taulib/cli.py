@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     analyse.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     sweep = commands.add_parser("sweep", help="show the runs the sweep file expands to (nothing is run)")
     sweep.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
+    sweep.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder (its free disk and existing caches size the plan)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
     _sweep_arguments(sweep)
     train = commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sweep":
+        from taulib.plan_check import check_plan
         from taulib.sweep import describe
 
         try:
@@ -109,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"taulib: {error}", file=sys.stderr)
             return 2
         print(describe(sweep) if sweep is not None else f"{args.parameters}: no sweep; each parameter file is one run")
+        if sweep is not None:
+            try:
+                check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep)
+            except ConfigError as error:
+                print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
+                return 2
         return 0
 
     from taulib.activations import CacheError
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = _parse_overrides(args.overrides)
             sweep = _load_sweep(args, overrides)
             overrides = sweep.overrides if sweep is not None else overrides
-            validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None)
+            validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None, stages=("extract",))
         except (ConfigError, StudyInputError, RunMismatchError) as error:
             print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
             return 2
