@@ -262,19 +262,21 @@ def _coefficient_problems(path: Path, config: RunConfig, model: ModelFootprint) 
     tau_min = 1.0 if schedule.kind == "none" else min(schedule.tau_initial, schedule.tau_final)
     effective = config.training.l1_coefficient / tau_min if tau_min > 0 else math.inf
     bound = max_effective_coefficient(model.d_model)
-    fields = "'training.l1_coefficient'" + ("" if schedule.kind == "none" else " and 'schedule.tau_final'")
+    fields = "field 'training.l1_coefficient'" if schedule.kind == "none" else "fields 'training.l1_coefficient' and 'schedule.tau_final'"
     if not (math.isfinite(effective) and effective <= FLOAT32_MAX):
-        return [f"{path}: fields {fields}: the effective penalty λ/τ = {config.training.l1_coefficient:g} / {tau_min:g} is not a finite float32; {_coefficient_hint(bound)}"]
+        return [
+            f"{path}: {fields}: the effective penalty λ/τ = {config.training.l1_coefficient:g} / {tau_min:g} is not a finite float32; {_coefficient_hint(bound)}"
+        ]
     if effective > bound:
         return [
-            f"{path}: fields {fields}: the effective penalty λ/τ reaches {effective:.3g}, above {bound:,.0f} = 2·{OUTLIER_NORM}·√d_model "
+            f"{path}: {fields}: the effective penalty λ/τ reaches {effective:.3g}, above {bound:,.0f} = 2·{OUTLIER_NORM}·√d_model "
             f"(d_model {model.d_model}): no latent could pay its penalty, every one would be dead; {_coefficient_hint(bound)}"
         ]
     return []
 
 
 def _coefficient_hint(bound: float) -> str:
-    return f"keep λ/τ_final well below {bound:,.0f} (the study's arms end near 0.1 to 1)"
+    return f"keep λ/τ_final well below {bound:,.0f} (the study's arms end between 0.04 and 1)"
 
 
 def _sweep_problems(sweep: Sweep, models: dict[Path, ModelFootprint]) -> list[str]:
@@ -363,6 +365,7 @@ def check_plan(
     needs: list[Need] = []
     disk = {"activation caches": 0, "evaluation inputs": 0, "run folders": 0}
     counted_caches: set[Path] = set()
+    disk_by_file: dict[Path, int] = {}
     # a sweep's arm stands for targets × seeds runs (the probes that miss come on top, how many is not known)
     runs_per_file = 1 if sweep is None else len(sweep.l0_targets) * len(sweep.seeds)
     for path, config in runs:
@@ -381,10 +384,12 @@ def check_plan(
                 if folder not in counted_caches and not is_complete(folder, spec):
                     counted_caches.add(folder)
                     disk["activation caches"] += _cache_bytes(config, model.d_model, split)
+                    disk_by_file[path] = disk_by_file.get(path, 0) + _cache_bytes(config, model.d_model, split)
             disk["evaluation inputs"] = max(disk["evaluation inputs"], _evaluation_input_bytes(config, model.d_model))
         finished = sweep is None and (outputs_root / config.run_name / "summary.json").is_file()
         if "train" in stages and not finished:
             disk["run folders"] += runs_per_file * _run_folder_bytes(config, model.d_model)
+            disk_by_file[path] = disk_by_file.get(path, 0) + runs_per_file * _run_folder_bytes(config, model.d_model)
     if sweep is not None:
         problems += _sweep_problems(sweep, models)
     if not any("is not on this machine" in problem or "is not available on this machine" in problem for problem in problems):
@@ -392,8 +397,12 @@ def check_plan(
         total = sum(disk.values())
         if total > machine.disk_free:
             parts = ", ".join(f"{name} {_gb(size)}" for name, size in disk.items() if size)
+            # the files to shrink first; evaluation inputs alone name every file
+            largest = [path for path in sorted(disk_by_file, key=lambda path: -disk_by_file[path]) if disk_by_file[path] >= 0.01 * total][:3]
+            largest = largest or [path for path, _ in runs]
             problems.append(
-                f"{', '.join(str(path) for path, _ in runs)}: the plan writes at least {_gb(total)} under {outputs_root} ({parts}); "
+                f"{', '.join(f'{path} ({_gb(disk_by_file.get(path, 0))})' for path in largest)}: "
+                f"the plan writes at least {_gb(total)} under {outputs_root} ({parts}); "
                 f"{_gb(machine.disk_free)} is free there; what would work: lower activations.n_tokens, activations.storage_dtype: "
                 "bfloat16 (half of float32), fewer training.n_checkpoints or a narrower sae.width, or --outputs on a larger disk"
             )
