@@ -113,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(sweep) if sweep is not None else f"{args.parameters}: no sweep; each parameter file is one run")
         if sweep is not None:
             try:
-                check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep)
+                plan = check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep)
             except ConfigError as error:
                 print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
                 return 2
+            print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
         return 0
 
     from taulib.activations import CacheError

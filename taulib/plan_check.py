@@ -346,6 +346,19 @@ class Plan:
     def peak_memory(self) -> int:
         return max((need.total for need in self.needs if need.place == "memory"), default=0)
 
+    def describe(self, outputs_root: Path) -> str:
+        """What the plan needs of this machine, for the start of a study and `python -m taulib sweep`."""
+        lines = []
+        for place in sorted({need.place for need in self.needs}, key=lambda place: place != "memory"):
+            peak = max((need for need in self.needs if need.place == place), key=lambda need: need.total)
+            available = self.machine.memory_available if place == "memory" else None
+            room = f" of {_gb(available)} available" if available is not None else ""
+            where = "memory" if place == "memory" else f"memory on {place}"
+            lines.append(f"peak {where}: at least {_gb(peak.total)}{room} ({peak.stage} stage: {peak.described()})")
+        parts = ", ".join(f"{name} {_gb(size)}" for name, size in self.disk.items() if size) or "nothing new"
+        lines.append(f"disk: at least {_gb(self.disk_total)} under {outputs_root}, {_gb(self.machine.disk_free)} free ({parts})")
+        return "\n".join(lines)
+
 
 def check_plan(
     runs: Sequence[tuple[Path, RunConfig]],

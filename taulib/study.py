@@ -37,7 +37,7 @@ from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_d
 from taulib.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
-from taulib.plan_check import STAGES, check_plan
+from taulib.plan_check import STAGES, Plan, check_plan
 from taulib.progress import PLAIN_ENV
 from taulib.sweep import Sweep
 from taulib.sweep_runs import calibrate_sweep, plan_runs
@@ -182,9 +182,9 @@ def _check_outputs_writable(outputs_root: Path) -> None:
 
 def validate_study(
     parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True, stages: Collection[str] = STAGES
-) -> list[tuple[Path, RunConfig]]:
+) -> tuple[list[tuple[Path, RunConfig]], Plan]:
     """Everything checkable before work starts: parameter files, model depth, run folders (unless a
-    sweep names the runs), outputs, and the plan of the `stages` about to run (taulib.plan_check)."""
+    sweep names the runs), outputs, and the plan of the `stages` about to run (taulib.plan_check): the runs and what they need."""
     try:
         loaded = load_study_configs(discover_parameter_files(parameters_dir), overrides)
     except ConfigError as error:
@@ -198,11 +198,10 @@ def validate_study(
             check_run_folder(config, outputs_root / config.run_name, source=str(path))
     _check_outputs_writable(outputs_root)
     _verify_existing_caches(loaded, outputs_root)
-    check_plan(loaded, outputs_root, stages)
-    return loaded
+    return loaded, check_plan(loaded, outputs_root, stages)
 
 
-def validate_sweep(sweep: Sweep, outputs_root: Path) -> None:
+def validate_sweep(sweep: Sweep, outputs_root: Path) -> Plan:
     """The sweep's arms, checked as a study's parameter files are (their runs are named after calibration)."""
     for arm in sweep.arms:
         try:
@@ -212,7 +211,7 @@ def validate_sweep(sweep: Sweep, outputs_root: Path) -> None:
     _check_outputs_writable(outputs_root)
     arms = [(arm.parameter_file, arm.config) for arm in sweep.arms]
     _verify_existing_caches(arms, outputs_root)
-    check_plan(arms, outputs_root, sweep=sweep)
+    return check_plan(arms, outputs_root, sweep=sweep)
 
 
 def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: Path) -> None:
@@ -251,12 +250,13 @@ def run_study(
     executor = executor or LocalExecutor()
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
     if sweep is None:
-        loaded = validate_study(parameters_dir, outputs_root, overrides)
+        loaded, plan = validate_study(parameters_dir, outputs_root, overrides)
         outcome = StudyOutcome([_record(path, config) for path, config in loaded], backend=executor.name)
     else:
-        validate_sweep(sweep, outputs_root)
+        plan = validate_sweep(sweep, outputs_root)
         overrides = sweep.overrides
         outcome = StudyOutcome([], profile=sweep.profile, backend=executor.name)
+    print(f"the study needs of this machine:\n{plan.describe(outputs_root)}", flush=True)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
     common = {"outputs_dir": str(outputs_root)}
 

@@ -258,3 +258,12 @@ def test_the_repository_study_and_its_profiles_fit_a_small_machine(tmp_path):
     on_gpu = load_run_config(params / "baseline_plain_l1.yaml", {"model": {"device": "cuda"}, "training": {"device": "cuda"}})
     with pytest.raises(PlanError, match="field 'model.device': 'cuda' is not on this machine"):
         check_plan([(params / "baseline_plain_l1.yaml", on_gpu)], tmp_path / "outputs", machine=roomy)
+
+
+def test_the_sweep_command_says_what_the_plan_needs_of_this_machine(study, machine, capsys):  # noqa: F811
+    params, outputs, _ = study
+    (params / "_sweep.yaml").write_text("l0_targets: [2]\nseeds: [0, 1]\n")
+    assert main(["sweep", "--parameters", str(params), "--outputs", str(outputs)]) == 0
+    out = capsys.readouterr().out
+    assert "peak memory: at least" in out and "of 8.00 GB available" in out, out
+    assert f"under {outputs}, 50.00 GB free (evaluation inputs" in out and "run folders" in out, out  # both caches exist already
