@@ -8,25 +8,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from taulib.config import ConfigError
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`--set training.n_tokens=100000` → {"training": {"n_tokens": 100000}} (values parsed as YAML)."""
-    from taulib.config import _Yaml12FloatLoader
+    from taulib.config import parse_yaml
 
     overrides: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.n_tokens=100000")
+        if key in given:  # the last would win silently
+            raise ConfigError(f"--set {key}: given twice ({given[key]!r} and {value!r}); give it once, with the value you mean")
+        given[key] = value
         node = overrides
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.load(value, Loader=_Yaml12FloatLoader)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} was set to a value by an earlier --set, not to a section")
+        node[leaf] = parse_yaml(value, f"--set {key}")
     return overrides
 
 
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     analyse.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     sweep = commands.add_parser("sweep", help="show the runs the sweep file expands to (nothing is run)")
     sweep.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
+    sweep.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder (its free disk and existing caches size the plan)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
     _sweep_arguments(sweep)
     train = commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)")
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sweep":
+        from taulib.plan_check import check_plan
         from taulib.sweep import describe
 
         try:
@@ -105,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"taulib: {error}", file=sys.stderr)
             return 2
         print(describe(sweep) if sweep is not None else f"{args.parameters}: no sweep; each parameter file is one run")
+        if sweep is not None:
+            try:
+                plan = check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep)
+            except ConfigError as error:
+                print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
+                return 2
+            print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
         return 0
 
     from taulib.activations import CacheError
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = _parse_overrides(args.overrides)
             sweep = _load_sweep(args, overrides)
             overrides = sweep.overrides if sweep is not None else overrides
-            validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None)
+            validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None, stages=("extract",))
         except (ConfigError, StudyInputError, RunMismatchError) as error:
             print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
             return 2

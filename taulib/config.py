@@ -312,20 +312,60 @@ _Yaml12FloatLoader.add_implicit_resolver(
 )
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: parameter file not found")
+def _refuse_duplicate_keys(node: yaml.Node, source: str, where: tuple[str, ...] = (), seen: set[int] | None = None) -> None:
+    """A key given twice in one mapping: YAML keeps the last silently, so the file would mean less than it says."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias met again
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges by design; its keys may be overridden
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in lines:
+                field = ".".join((*where, key))
+                raise ConfigError(
+                    f"{source}: key '{field}' is given twice (lines {lines[key]} and {key_node.start_mark.line + 1}); "
+                    "YAML would silently keep only the last one: keep the one you mean and delete the other"
+                )
+            if key is not None:
+                lines[key] = key_node.start_mark.line + 1
+            _refuse_duplicate_keys(value_node, source, (*where, str(key)), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, (*where, str(index)), seen)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text as data (YAML 1.2 floats), refusing malformed text and duplicate keys with ConfigError naming `source`."""
+    loader = _Yaml12FloatLoader(text)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12FloatLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         where = ""
         mark = getattr(error, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         raise ConfigError(f"{path}: the file is empty; it must be a mapping of parameters")
     if not isinstance(data, dict):

@@ -96,12 +96,14 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
         with atomic.atomic_path(folder / "ce_sequences.safetensors") as tmp:
             save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
     if "absorption" in families and not (folder / "absorption_manifest.json").is_file():
-        print("absorption: first-letter prompts and ground-truth probe (once per model and layer)")
-        prepare_absorption_data(reader, loaded.tokenizer, absorption_settings(config)).save(folder, extra)
+        # minutes of forward passes on a CPU: a bar with an ETA, once per model and layer
+        bar = progress_bar(desc="absorption prompts", unit="tok", unit_scale=True, disable=not show_progress)
+        prepare_absorption_data(reader, loaded.tokenizer, absorption_settings(config), progress=bar).save(folder, extra)
+        bar.close()
     if "probing" in families and not (folder / "probing_manifest.json").is_file():
         settings = probing_settings(config)
         bar = progress_bar(desc="probing-task residuals", unit="tok", unit_scale=True, disable=not show_progress)
-        prepare_probing_data(reader, loaded.tokenizer, settings, progress=bar.update).save(folder, extra)
+        prepare_probing_data(reader, loaded.tokenizer, settings, progress=bar).save(folder, extra)
         bar.close()
     return folder
 

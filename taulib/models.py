@@ -165,3 +165,34 @@ def load_language_model(config: ModelConfig) -> LoadedModel:
     d_model = int(model.get_input_embeddings().weight.shape[1])
     layer = resolve_layer(config, len(layers))
     return LoadedModel(model, tokenizer, config.name, len(layers), d_model, layer)
+
+
+@dataclass(frozen=True)
+class ModelFootprint:
+    """What the plan check needs of a model to size its work, read without loading weights."""
+
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    n_parameters: int
+
+
+EMBEDDED_FOOTPRINT = ModelFootprint(*EMBEDDED_SHAPE, vocab_size=262_144, n_parameters=268_098_176)
+
+
+def model_footprint(config: ModelConfig) -> ModelFootprint:
+    """Depth, width, vocabulary and (approximate) parameter count of a model, from its config alone."""
+    from transformers import AutoConfig
+
+    if config.name == EMBEDDED_MODEL:
+        return EMBEDDED_FOOTPRINT
+    source, extra = _pretrained_arguments(config.name)
+    try:
+        model_config = AutoConfig.from_pretrained(source, **extra)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"model {config.name!r} could not be resolved: {error}") from None
+    text = getattr(model_config, "text_config", None) or model_config
+    hidden, layers, vocab = int(text.hidden_size), int(text.num_hidden_layers), int(text.vocab_size)
+    intermediate = int(getattr(text, "intermediate_size", None) or 4 * hidden)
+    # embeddings plus, per block, attention (≈ 4·h²) and a gated MLP (3·h·i): within ~10% of published counts
+    return ModelFootprint(layers, hidden, vocab, vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * intermediate))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_d
 from taulib.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
+from taulib.plan_check import STAGES, Plan, check_plan
 from taulib.progress import PLAIN_ENV
 from taulib.sweep import Sweep
 from taulib.sweep_runs import calibrate_sweep, plan_runs
@@ -66,6 +68,7 @@ def extract_for_study(
     # one entry per distinct (model, activation spec); runs that differ only in SAE or schedule share it
     distinct: dict[tuple[str, str], tuple[RunConfig, int]] = {}
     configs = load_study_configs(discover_parameter_files(parameters_dir), overrides)
+    check_plan(configs, outputs_root, stages=("extract",))
     for _, config in configs:
         layer = run_layer(config)
         distinct.setdefault((config.model.model_dump_json(), activation_spec(config, "train", layer).key()), (config, layer))
@@ -108,6 +111,7 @@ def extract_for_study(
 def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Train one parameter file's run (resuming if interrupted) on its cached activations."""
     config = load_run_config(params_file, overrides)
+    check_plan([(Path(params_file), config)], Path(outputs_root), stages=("train",))
     layer = run_layer(config)
     spec = activation_spec(config, "train", layer)
     data = load_cache(cache_folder(Path(outputs_root), spec), spec, mmap=config.training.activation_storage == "mmap")
@@ -119,6 +123,7 @@ def evaluate_study_run(params_file: str | Path, outputs_root: str | Path, overri
     """Evaluate every checkpoint of one parameter file's trained run with the file's current `evaluation:`
     settings (cached); the checkpoint × metric table."""
     config = load_run_config(params_file, overrides)
+    check_plan([(Path(params_file), config)], Path(outputs_root), stages=("evaluate",))
     return evaluate_run(Path(outputs_root) / config.run_name, outputs_root, show_progress=show_progress, evaluation=config.evaluation)
 
 
@@ -175,9 +180,11 @@ def _check_outputs_writable(outputs_root: Path) -> None:
         raise StudyInputError(f"{outputs_root}: the outputs folder is not writable")
 
 
-def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True) -> list[tuple[Path, RunConfig]]:
+def validate_study(
+    parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True, stages: Collection[str] = STAGES
+) -> tuple[list[tuple[Path, RunConfig]], Plan]:
     """Everything checkable before work starts: parameter files, model depth, run folders (unless a
-    sweep names the runs), outputs."""
+    sweep names the runs), outputs, and the plan of the `stages` about to run (taulib.plan_check): the runs and what they need."""
     try:
         loaded = load_study_configs(discover_parameter_files(parameters_dir), overrides)
     except ConfigError as error:
@@ -191,10 +198,10 @@ def validate_study(parameters_dir: Path, outputs_root: Path, overrides: dict[str
             check_run_folder(config, outputs_root / config.run_name, source=str(path))
     _check_outputs_writable(outputs_root)
     _verify_existing_caches(loaded, outputs_root)
-    return loaded
+    return loaded, check_plan(loaded, outputs_root, stages)
 
 
-def validate_sweep(sweep: Sweep, outputs_root: Path) -> None:
+def validate_sweep(sweep: Sweep, outputs_root: Path) -> Plan:
     """The sweep's arms, checked as a study's parameter files are (their runs are named after calibration)."""
     for arm in sweep.arms:
         try:
@@ -202,7 +209,9 @@ def validate_sweep(sweep: Sweep, outputs_root: Path) -> None:
         except Exception as error:
             raise StudyInputError(f"{arm.parameter_file}: {error}") from None
     _check_outputs_writable(outputs_root)
-    _verify_existing_caches([(arm.parameter_file, arm.config) for arm in sweep.arms], outputs_root)
+    arms = [(arm.parameter_file, arm.config) for arm in sweep.arms]
+    _verify_existing_caches(arms, outputs_root)
+    return check_plan(arms, outputs_root, sweep=sweep)
 
 
 def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: Path) -> None:
@@ -241,12 +250,13 @@ def run_study(
     executor = executor or LocalExecutor()
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
     if sweep is None:
-        loaded = validate_study(parameters_dir, outputs_root, overrides)
+        loaded, plan = validate_study(parameters_dir, outputs_root, overrides)
         outcome = StudyOutcome([_record(path, config) for path, config in loaded], backend=executor.name)
     else:
-        validate_sweep(sweep, outputs_root)
+        plan = validate_sweep(sweep, outputs_root)
         overrides = sweep.overrides
         outcome = StudyOutcome([], profile=sweep.profile, backend=executor.name)
+    print(f"the study needs of this machine:\n{plan.describe(outputs_root)}", flush=True)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
     common = {"outputs_dir": str(outputs_root)}
 

@@ -12,7 +12,11 @@ from taulib.cli import main
 from taulib.config import load_run_config
 from taulib.extraction import activation_spec, cache_folder
 
-BASE = "sae:\n  width: 8\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
+# a tiny plan that is consistent as a whole (taulib.plan_check): two batches of 20, the held-out cache read whole
+BASE = (
+    "sae:\n  width: 8\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
+    "training:\n  n_tokens: 40\n  batch_size: 20\n  n_checkpoints: 3\nevaluation:\n  core_tokens: 20\n  probing_ks: [1, 2, 5]\n"
+)
 GOOD_ARM = "inherit: _base.yaml\n"
 
 # (id, text of parameters/bad.yaml, fragment the message must contain)

@@ -27,3 +27,30 @@ def test_batched_explained_variance_equals_the_one_pass_definition():
         x_hat, f = sae(x / 2.0)
     assert metrics.explained_variance == pytest.approx(explained_variance(x / 2.0, x_hat), rel=1e-5)
     assert metrics.l0 == pytest.approx(float((f > 0).sum(dim=1).float().mean()), rel=1e-6)
+
+
+@pytest.mark.model
+def test_preparing_the_probing_inputs_shows_a_bar_that_knows_its_total():
+    """The evaluation inputs take minutes on a CPU: their bar is sized before the forward passes (an ETA) and ends full."""
+    from taulib.config import ModelConfig
+    from taulib.extraction import ResidualReader
+    from taulib.metrics.probing import ProbingSettings, prepare_probing_data
+    from taulib.models import load_language_model
+
+    class Bar:  # records what a tqdm bar would be told
+        total: int | None = None
+        n = 0
+        total_before_first_batch: int | None = None
+
+        def refresh(self) -> None:
+            if self.n == 0:
+                self.total_before_first_batch = self.total
+
+        def update(self, tokens: int) -> None:
+            self.n += tokens
+
+    loaded = load_language_model(ModelConfig(layer=1))
+    bar = Bar()
+    settings = ProbingSettings(tasks=("sentiment",), examples_per_class=10, context_length=16, ks=(1, 2), seed=0)
+    prepare_probing_data(ResidualReader(loaded, None), loaded.tokenizer, settings, progress=bar)
+    assert bar.total_before_first_batch == bar.n > 20 * 2  # 20 texts of at least two tokens, counted up front, every one processed

@@ -27,6 +27,8 @@ TINY = [
     # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and one
     # sequence for the spliced CE/KL (its vocabulary-wide logits are most of a tiny run's evaluation)
     "--set",
+    "evaluation.core_tokens=1000",  # the whole held-out cache
+    "--set",
     "evaluation.absorption_vocab_size=260",
     "--set",
     "evaluation.probing_examples_per_class=10",
@@ -55,8 +57,8 @@ def tiny_study(repo_root, tmp_path_factory):
     shutil.copy(repo_root / "parameters" / "_study.yaml", params)
     for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
         shutil.copy(repo_root / "parameters" / f"{name}.yaml", params)
-    # a run that passes validation but diverges: its penalty overflows float32
-    (params / "diverges.yaml").write_text("inherit: _study.yaml\ntraining:\n  l1_coefficient: 1.0e+38\n")
+    # a run that passes validation but diverges: its learning rate throws the weights beyond float32
+    (params / "diverges.yaml").write_text("inherit: _study.yaml\ntraining:\n  lr: 1.0e+30\n")
     outputs = root / "outputs"
     result = _study(repo_root, params, outputs)
     return params, outputs, result

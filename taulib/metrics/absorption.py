@@ -259,15 +259,16 @@ class AbsorptionData:
         return cls(settings=settings, **words, **tensors)
 
 
-def _residuals_at(reader: Any, tokenizer: Any, prompts: list[str], position: int, batch_size: int) -> tuple[torch.Tensor, list[int]]:
-    """Residuals at `position` of each prompt, and the token id found there."""
-    encoded = [tokenizer(prompt, return_tensors="pt").input_ids[0] for prompt in prompts]
-    residuals = residuals_per_sequence(reader, encoded, batch_size)
+def _residuals_at(reader: Any, encoded: list[torch.Tensor], position: int, batch_size: int, progress: Any = None) -> tuple[torch.Tensor, list[int]]:
+    """Residuals at `position` of each encoded prompt, and the token id found there."""
+    residuals = residuals_per_sequence(reader, encoded, batch_size, progress)
     return torch.stack([acts[position] for acts in residuals]), [int(ids[position]) for ids in encoded]
 
 
-def prepare_absorption_data(reader: Any, tokenizer: Any, settings: AbsorptionSettings, batch_size: int = 32) -> AbsorptionData:
-    """Vocabulary, prompts, residuals and the ground-truth probe for one model and layer."""
+def prepare_absorption_data(reader: Any, tokenizer: Any, settings: AbsorptionSettings, batch_size: int = 32, progress: Any = None) -> AbsorptionData:
+    """Vocabulary, prompts, residuals and the ground-truth probe for one model and layer.
+
+    `progress`, a tqdm-like bar, gets the prompts' token count as its total and advances per batch."""
     rng = random.Random(settings.seed)
     vocab = stratified_vocabulary(isolated_words(tokenizer, alphabetic_tokens(tokenizer), settings), settings.vocab_size, settings.seed)
     split = int(len(vocab) * settings.train_fraction)
@@ -275,9 +276,16 @@ def prepare_absorption_data(reader: Any, tokenizer: Any, settings: AbsorptionSet
     train_prompts = [icl_prompt(word, train_words, rng, settings) for word in train_words]
     test_prompts = [icl_prompt(word, test_words, rng, settings) for word in test_words]
     absorption_prompts = [icl_prompt(word, vocab, rng, settings) for word in test_words]  # SAE Bench draws these from the whole vocabulary
+    encoded = {
+        name: [tokenizer(prompt, return_tensors="pt").input_ids[0] for prompt in prompts]
+        for name, prompts in (("train", train_prompts), ("test", test_prompts), ("absorption", absorption_prompts))
+    }
+    if progress is not None:  # the forward passes are the slow part: count their tokens, for an ETA
+        progress.total = sum(len(ids) for prompts in encoded.values() for ids in prompts)
+        progress.refresh()
     acts = {}
-    for name, prompts in (("train", train_prompts), ("test", test_prompts), ("absorption", absorption_prompts)):
-        acts[name], found = _residuals_at(reader, tokenizer, prompts, settings.word_position, batch_size)
+    for name in ("train", "test", "absorption"):
+        acts[name], found = _residuals_at(reader, encoded[name], settings.word_position, batch_size, progress.update if progress is not None else None)
         words = train_words if name == "train" else test_words
         mismatched = [w for w, token in zip(words, found, strict=True) if tokenizer.decode([token]) != w]
         if mismatched:  # the template must put the word, as one token, at word_position

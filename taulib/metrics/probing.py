@@ -155,19 +155,28 @@ class ProbingData:
 
 @torch.no_grad()
 def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings, batch_size: int = 32, progress: Any = None) -> ProbingData:
-    """Residuals of every example of every task, the binary tasks, and the LLM baseline."""
+    """Residuals of every example of every task, the binary tasks, and the LLM baseline.
+
+    `progress`, a tqdm-like bar, gets every task's token count as its total and advances per batch."""
     bos = tokenizer.bos_token_id
+    examples_of = {name: balanced_examples(name, settings.examples_per_class, settings.seed) for name in settings.tasks}
+    encoded_of = {
+        name: [tokenizer(text, truncation=True, max_length=settings.context_length, return_tensors="pt").input_ids[0] for text, _ in examples]
+        for name, examples in examples_of.items()
+    }
+    if progress is not None:  # the forward passes are the slow part: count their tokens, for an ETA
+        progress.total = sum(len(ids) for encoded in encoded_of.values() for ids in encoded)
+        progress.refresh()
     tasks = []
     for name in settings.tasks:
-        examples = balanced_examples(name, settings.examples_per_class, settings.seed)
+        examples, encoded = examples_of[name], encoded_of[name]
         labels = [label for _, label in examples]
         rng = np.random.default_rng(settings.seed)
         is_test = np.zeros(len(examples), dtype=bool)
         for label in sorted(set(labels)):  # a stratified split
             members = np.flatnonzero(np.array(labels) == label)
             is_test[rng.choice(members, int(round(len(members) * settings.test_fraction)), replace=False)] = True
-        encoded = [tokenizer(text, truncation=True, max_length=settings.context_length, return_tensors="pt").input_ids[0] for text, _ in examples]
-        residuals = residuals_per_sequence(reader, encoded, batch_size, progress)
+        residuals = residuals_per_sequence(reader, encoded, batch_size, progress.update if progress is not None else None)
         per_example = [acts[ids != bos] for acts, ids in zip(residuals, encoded, strict=True)]
         lengths = torch.tensor([len(acts) for acts in per_example])
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
