@@ -44,6 +44,7 @@ from IPython.display import Markdown, display
 from taulib import atomic
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.report import build_report, markdown_table, render_markdown, sparsity_table, study_context, wall_time_line
+from taulib.analysis.sequence_bootstrap import final_sequence_losses
 from taulib.analysis.study_data import load_study
 from taulib.plots.pareto import pareto_figure
 from taulib.plots.save import save_figures
@@ -87,7 +88,8 @@ figures["05_pareto_early"]
 # Built from the run table above; `claims.json` beside the report holds every quoted number.
 
 # %%
-report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings, kinds)
+# each run's per-sequence CE losses at its final checkpoint: the CE-loss comparisons include the text's error
+report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings, kinds, final_sequence_losses(study))
 plan_path = outputs / "sweeps" / "plan.json"
 tolerance = atomic.read_json(plan_path)["tolerance"] if plan_path.is_file() else None
 sparsity = sparsity_table(report, table, tolerance)

@@ -213,7 +213,13 @@ class EvaluationConfig(_Section):
     checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
     core_tokens: int = Field(16_384, gt=0, description="held-out activations for the core metrics (at most the held-out cache)")
     dense_threshold: float = Field(0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense")
-    ce_sequences: int = Field(8, gt=0, description="held-out sequences (of activations.context_length) for the spliced CE/KL")
+    ce_sequences: int = Field(8, gt=0, description="held-out sequences (of activations.context_length) for the spliced CE/KL of every checkpoint")
+    ce_final_sequences: int | None = Field(
+        None,
+        gt=0,
+        description="held-out sequences for the spliced CE/KL of the final checkpoint, where the verdicts are drawn "
+        "(at least ce_sequences; the first ce_sequences are the other checkpoints'); None: ce_sequences",
+    )
     ce_batch_size: int = Field(4, gt=0, description="sequences per forward pass in the CE/KL evaluation (vocab-sized logits)")
     near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
     absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
@@ -230,6 +236,16 @@ class EvaluationConfig(_Section):
     @classmethod
     def _yaml_lists(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists; items stay strictly typed
+
+    @model_validator(mode="after")
+    def _final_sequences_include_the_others(self) -> EvaluationConfig:
+        if self.ce_final_sequences is not None and self.ce_final_sequences < self.ce_sequences:
+            raise ValueError(f"ce_final_sequences ({self.ce_final_sequences}) must be at least ce_sequences ({self.ce_sequences})")
+        return self
+
+    def ce_sequences_needed(self) -> int:
+        """How many held-out CE sequences the evaluation reads (the final checkpoint's, the most)."""
+        return max(self.ce_sequences, self.ce_final_sequences or 0)
 
     @field_validator("probing_ks")
     @classmethod

@@ -36,7 +36,7 @@ from taulib.corpus import iter_documents, token_sequences
 from taulib.extraction import ResidualReader, activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.metrics.core import density_histogram, reconstruction_metrics
-from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, downstream_metrics
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
 from taulib.models import LoadedModel, load_language_model
@@ -68,7 +68,7 @@ def _data_key(config: RunConfig, layer: int) -> dict[str, Any]:
         "layer": layer,
         "corpus": config.activations.corpus,
         "context_length": config.activations.context_length,
-        "ce_sequences": config.evaluation.ce_sequences,
+        "ce_sequences": config.evaluation.ce_sequences_needed(),
         "absorption": absorption_settings(config).data_key(),
         "probing": probing_settings(config).data_key(),
     }
@@ -92,7 +92,7 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
     reader = ResidualReader(loaded, config.model.autocast)
     extra = {"key": _data_key(config, loaded.layer)}
     if "downstream" in families and not (folder / "ce_sequences.safetensors").is_file():
-        stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, config.activations.context_length, config.evaluation.ce_sequences)
+        stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, config.activations.context_length, config.evaluation.ce_sequences_needed())
         with atomic.atomic_path(folder / "ce_sequences.safetensors") as tmp:
             save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
     if "absorption" in families and not (folder / "absorption_manifest.json").is_file():
@@ -241,9 +241,11 @@ def evaluate_run(
                 head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
                 records.append({"scalars": head | scalars, "details": details})
             if spliced is not None:
-                for record, downstream in zip(records, downstream_metrics(spliced, sequences, saes, config.evaluation.ce_batch_size), strict=True):
+                final = index[-1]["step"]
+                for step, record, downstream in zip(chunk, records, _downstream(spliced, sequences, saes, chunk, final, config.evaluation), strict=True):
                     record["scalars"] |= {key: value for key, value in downstream.as_dict().items() if key != "n_tokens"}
-                    record["scalars"]["ce_tokens"] = downstream.n_tokens
+                    record["scalars"] |= downstream.per_sequence.bootstrap_intervals(seed=step) | {"ce_tokens": downstream.n_tokens}
+                    record["details"]["ce_per_sequence"] = downstream.per_sequence.to_lists()
             for step, record in zip(chunk, records, strict=True):
                 atomic.write_json(records_folder / f"step_{step:07d}.json", record)
                 bar.update(1)
@@ -255,6 +257,20 @@ def evaluate_run(
     summary = {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")}
     _write_if_changed(run_dir / "evaluation" / "evaluation.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return table
+
+
+def _downstream(
+    spliced: SplicedModel, sequences: torch.Tensor, saes: list[SparseAutoencoder], steps: list[int], final: int, evaluation: EvaluationConfig
+) -> list[DownstreamMetrics]:
+    """Every checkpoint's CE/KL on the first `ce_sequences` (one shared clean and zero-ablated pass);
+    the final checkpoint's on `ce_final_sequences`, the rest evaluated for it alone and combined."""
+    results = downstream_metrics(spliced, sequences[: evaluation.ce_sequences], saes, evaluation.ce_batch_size)
+    extra = evaluation.ce_sequences_needed() - evaluation.ce_sequences
+    if extra and final in steps:
+        index = steps.index(final)
+        (more,) = downstream_metrics(spliced, sequences[evaluation.ce_sequences : evaluation.ce_sequences + extra], [saes[index]], evaluation.ce_batch_size)
+        results[index] = results[index].per_sequence.concat(more.per_sequence).metrics()
+    return results
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:

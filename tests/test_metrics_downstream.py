@@ -75,3 +75,17 @@ def test_matches_an_independent_forward_hook(loaded, sequences):
     assert metrics.kl_div_with_sae == pytest.approx(kl(spliced), rel=1e-3)
     assert metrics.ce_loss_score == pytest.approx((ce(zero) - ce(spliced)) / (ce(zero) - ce(clean)), rel=1e-3)
     assert metrics.ce_loss_with_sae > metrics.ce_loss_clean and metrics.ce_loss_score < 1  # a random SAE loses information
+
+
+def test_per_sequence_losses_combine_exactly_and_bootstrap_around_the_score(loaded, sequences):
+    spliced, sae = SplicedModel(loaded), _lossy(loaded.d_model)
+    (whole,) = downstream_metrics(spliced, sequences, [sae], batch_size=2)
+    (first,), (second,) = (downstream_metrics(spliced, sequences[i : i + 1], [sae], batch_size=1) for i in (0, 1))
+    combined = first.per_sequence.concat(second.per_sequence).metrics()
+    assert combined.as_dict() == pytest.approx(whole.as_dict(), rel=1e-6)
+    assert combined.n_tokens == whole.n_tokens == first.n_tokens + second.n_tokens < sequences.numel()  # BOS positions are not scored
+    # one sequence alone has its own score; resampling the two gives an interval around the whole's
+    intervals = whole.per_sequence.bootstrap_intervals(n_resamples=200)
+    low, high = intervals["ce_loss_score_low"], intervals["ce_loss_score_high"]
+    assert low <= whole.ce_loss_score <= high
+    assert low == pytest.approx(min(first.ce_loss_score, second.ce_loss_score), abs=1e-9)  # a resample of the one sequence twice

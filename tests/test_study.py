@@ -25,7 +25,8 @@ TINY = [
     "--set",
     "training.n_checkpoints=6",
     # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and one
-    # sequence for the spliced CE/KL (its vocabulary-wide logits are most of a tiny run's evaluation)
+    # sequence for the spliced CE/KL, two at the final checkpoint (vocabulary-wide logits are most of a
+    # tiny run's evaluation)
     "--set",
     "evaluation.core_tokens=1000",  # the whole held-out cache
     "--set",
@@ -34,6 +35,8 @@ TINY = [
     "evaluation.probing_examples_per_class=10",
     "--set",
     "evaluation.ce_sequences=1",
+    "--set",
+    "evaluation.ce_final_sequences=2",
     "--set",
     "evaluation.ce_batch_size=1",
 ]
@@ -259,7 +262,11 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
         "dense_fraction",
         "ce_loss_score",
         "kl_div_score",
+        "ce_loss_score_low",
+        "ce_loss_score_high",
         "mean_max_cosine",
+        "alive_excess_mean_max_cosine",
+        "alive_covariance_mean_max_cosine",
         "random_mean_max_cosine",
         "near_duplicate_pair_fraction",
         "mean_encoder_decoder_cosine",
@@ -276,11 +283,15 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
         assert column in table, column
     assert table["ce_loss_score"].between(-1, 1.0001).all() and table["kl_div_score"].between(-1, 1.0001).all()
     assert table["l0"].iloc[-1] < table["l0"].iloc[0]  # the penalty sparsifies the SAE
+    # the final checkpoint's CE/KL reads two held-out sequences, the others one; each with its bootstrap interval
+    assert table["ce_tokens"].iloc[-1] == 2 * table["ce_tokens"].iloc[0] and table["ce_tokens"].iloc[:-1].nunique() == 1
+    assert (table["ce_loss_score_low"] <= table["ce_loss_score"] + 1e-9).all() and (table["ce_loss_score"] <= table["ce_loss_score_high"] + 1e-9).all()
     assert (table["tau"].iloc[1:].diff().dropna() <= 1e-12).all()  # τ anneals downwards
     records = sorted((run_dir / "evaluation").glob("records-*/step_*.json"))
     assert len(records) == len(index)
     detail = json.loads(records[-1].read_text())["details"]
-    assert {"density_histogram", "max_cosine_histogram", "absorption_letters", "probing_tasks"} <= set(detail)
+    assert {"density_histogram", "max_cosine_histogram", "absorption_letters", "probing_tasks", "ce_per_sequence"} <= set(detail)
+    assert len(detail["ce_per_sequence"]["sae"]) == 2
     # one call, cached: nothing is recomputed; a missing record is recomputed alone
     stamps = {path: path.stat().st_mtime_ns for path in records}
     again = evaluate_run(run_dir, outputs, show_progress=False)

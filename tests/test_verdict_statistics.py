@@ -158,3 +158,38 @@ def test_runs_whose_absorption_never_settles_are_counted_not_dropped():
     claim = settling_claim(table, MatchedSettings())
     assert claim.numbers == {"runs": 4, "settled": 1, "never_settled": 2, "without_letters": 1, "min_k1_f1": 0.5}
     assert "2 never settled" in claim.text and "1 had no such letter" in claim.text
+
+
+def test_the_ce_score_interval_includes_the_evaluation_texts_error():
+    """Two arms that differ only in text-dependent noise of the spliced loss, the same in every seed: a t
+    interval over seeds sees no spread and calls a difference; with the text's error there is none."""
+    from taulib.analysis.sequence_bootstrap import ce_score_difference
+    from taulib.metrics.downstream import SequenceLosses
+
+    rng = np.random.default_rng(0)
+    n_sequences, tokens = 60, 100.0
+    text_noise = rng.normal(0, 0.5, n_sequences) - 0.03  # per sequence, shared by every seed of arm "a"
+
+    def losses(extra: np.ndarray) -> SequenceLosses:
+        ones = np.ones(n_sequences)
+        return SequenceLosses(2 * tokens * ones, 10 * tokens * ones, (3 + extra) * tokens, ones, ones, tokens * ones, tokens * ones)
+
+    runs, recorded = [], {}
+    for seed in SEEDS:
+        for arm, extra in (("a", text_noise), ("b", np.zeros(n_sequences))):
+            name = f"{arm}{seed}"
+            runs.append({"run": name, "arm": arm, "seed": seed, "l0_target": 50.0, "final_l0": 50.0})
+            recorded[name] = losses(extra)
+    runs = pd.DataFrame(runs)
+    scores = {name: value.metrics().ce_loss_score for name, value in recorded.items()}
+    naive = paired_difference([scores[f"a{s}"] for s in SEEDS], [scores[f"b{s}"] for s in SEEDS])
+    assert naive.p_value == 0.0  # no seed-to-seed spread at all
+    estimate = ce_score_difference(runs, recorded, "a", "b", 50.0)
+    per_sequence = -text_noise / 8  # score = (10 − 3 − noise) / 8 per sequence, and all sequences weigh alike
+    assert estimate.value == pytest.approx(per_sequence.mean())
+    # the text's standard error of a mean of 60 sequences, widened by t(2)
+    half = stats.t.ppf(0.975, 2) * per_sequence.std(ddof=1) / math.sqrt(n_sequences)
+    assert estimate.high - estimate.value == pytest.approx(half, rel=0.15)
+    assert estimate.low < 0 < estimate.high and estimate.p_value > 0.05
+    # a run without its per-sequence losses: no estimate (the report falls back to the paired t interval)
+    assert ce_score_difference(runs, {k: v for k, v in recorded.items() if k != "a0"}, "a", "b", 50.0) is None

@@ -34,8 +34,10 @@ import pandas as pd
 from taulib.analysis.frontier import MATCH_TOLERANCE, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.matched import ORTHOGONALITY_CONTEXT, MatchedSettings
+from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
 from taulib.analysis.study_data import StudyData
+from taulib.metrics.downstream import SequenceLosses
 from taulib.schedules import CONSTANT_COEFFICIENT_KINDS
 
 QUESTIONS = {
@@ -155,16 +157,28 @@ class _Values:
         return np.array([by_seed.get(seed, math.nan) for seed in self.seeds], dtype=float)
 
 
-def _comparison(values: _Values, endpoint: Endpoint, reference: str, other: str, target: float) -> dict:
+# endpoints measured on the held-out text: their intervals include the text's sampling error where recorded
+TEXT_ERROR_COLUMNS = ("final_ce_loss_score",)
+
+
+def _comparison(
+    values: _Values, endpoint: Endpoint, reference: str, other: str, target: float, sequence_losses: dict[str, SequenceLosses] | None = None
+) -> dict:
     ours, theirs = values(reference, target, endpoint), values(other, target, endpoint)
+    gap = None
+    if sequence_losses and endpoint.column in TEXT_ERROR_COLUMNS:
+        gap = ce_score_difference(values.table, sequence_losses, reference, other, target)
     return {
         "endpoint": endpoint,
         "other": other,
         "target": target,
         "ours": t_interval(ours),
         "theirs": t_interval(theirs),
-        "gap": paired_difference(ours, theirs),
+        "gap": gap if gap is not None else paired_difference(ours, theirs),
     }
+
+
+_TEXT_ERROR = " (its interval includes the evaluation text's sampling error)"
 
 
 def _verdict(gap: Estimate, adjusted_p: float, higher_is_better: bool) -> str:
@@ -187,7 +201,8 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
     }[verdict]
     text = (
         f"At L0 = {target:g}, {endpoint.label}: {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}; "
-        f"paired difference {gap.format()} over {gap.n} seeds, p = {_p(gap.p_value)}, Holm-adjusted p = {_p(adjusted_p)} "
+        f"paired difference {gap.format()} over {gap.n} seeds{_TEXT_ERROR if gap.method == SEQUENCE_METHOD else ''}, "
+        f"p = {_p(gap.p_value)}, Holm-adjusted p = {_p(adjusted_p)} "
         f"(family of {family}): {meaning}."
     )
     numbers = {"l0_target": target, **_numbers("reference", ours), **_numbers("other", theirs), **_numbers("difference", gap)}
@@ -261,11 +276,14 @@ def build_report(
     names: dict[str, str] | None = None,
     settings: MatchedSettings | None = None,
     kinds: dict[str, str] | None = None,
+    sequence_losses: dict[str, SequenceLosses] | None = None,
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
     `kinds` maps each arm to its schedule kind (to find the constant-coefficient arms); `headline`
-    is the plain-L1 arm the detailed sentences and the equivalence check compare against."""
+    is the plain-L1 arm the detailed sentences and the equivalence check compare against;
+    `sequence_losses` (taulib.analysis.sequence_bootstrap.final_sequence_losses) lets the CE-loss
+    comparisons include the evaluation text's sampling error."""
     settings = settings or MatchedSettings()
     arms = list(dict.fromkeys(table["arm"]))
     if reference not in arms:
@@ -293,7 +311,7 @@ def build_report(
         partners = [floor_partner] if question == "lower_bound" else compared
         if question == "lower_bound" and floor_partner is None:
             continue
-        items = [_comparison(values, e, reference, other, target) for e in question_endpoints for other in partners for target in targets]
+        items = [_comparison(values, e, reference, other, target, sequence_losses) for e in question_endpoints for other in partners for target in targets]
         out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
         adjusted = holm([math.nan if out_of_range else item["gap"].p_value for item in items])
         family = int(np.isfinite(adjusted).sum())

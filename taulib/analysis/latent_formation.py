@@ -1,0 +1,135 @@
+"""Per-latent formation and seed stability of a study's runs, from their saved checkpoints.
+
+`run_formation` matches every latent of a run's final SAE to its counterpart at every checkpoint
+(taulib.metrics.latent_formation) and records when each formed; the record is cached beside the
+run's evaluation (`evaluation/latent_formation-<key>.json`, written atomically), keyed by the
+run's configuration and the matching settings, so a re-analysis reads it back. `formation_summary`
+turns it into per-run numbers on the share-of-training axis the report uses. `seed_stability`
+matches the seeds of one arm and L0 target to each other at every checkpoint.
+
+Nulls, so that a number can be read: the same matching between independent random dictionaries of
+the run's shape, and the run's own initialisation (checkpoint 0) against its final SAE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from taulib import atomic
+from taulib.analysis.study_data import Arm
+from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
+from taulib.sae import load_sae
+
+SHARES_BY = (0.1, 0.25, 0.5)  # "formed by 10/25/50% of training"
+STABILITY_THRESHOLDS = (0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class FormationSettings:
+    threshold: float = 0.9  # a latent has formed once its matched cosine to its final self stays at or above this
+    method: MatchMethod = "hungarian"  # "max": nearest direction, faster and not one-to-one (for very wide SAEs)
+
+
+def _decoders(arm: Arm) -> tuple[list[int], list[Any]] | None:
+    steps = sorted(arm.steps)
+    folders = [arm.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
+    if not all((folder / "sae.safetensors").is_file() for folder in folders):
+        return None
+    return steps, [load_sae(folder)[0].W_dec for folder in folders]
+
+
+def _cache_path(arm: Arm, settings: FormationSettings) -> Path:
+    key = hashlib.sha256(json.dumps({"run": arm.config.fingerprint(), "steps": sorted(arm.steps), **asdict(settings)}, sort_keys=True).encode()).hexdigest()[:12]
+    return arm.run_dir / "evaluation" / f"latent_formation-{key}.json"
+
+
+def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[str, Any] | None:
+    """The run's per-latent formation record (cached); None when its checkpoints are not on disk."""
+    settings = settings or FormationSettings()
+    path = _cache_path(arm, settings)
+    if path.is_file():
+        return atomic.read_json(path)
+    loaded = _decoders(arm)
+    if loaded is None:
+        return None
+    steps, decoders = loaded
+    matched = matched_cosines_over_checkpoints(decoders, settings.method)
+    formed = formation_steps(matched, steps, settings.threshold)
+    n, d = decoders[-1].shape
+    null = random_matched_cosines(n, d, settings.method)
+    tokens = dict(zip(arm.evaluation["step"].astype(int), arm.evaluation["tokens"].astype(float), strict=True))
+    record = {
+        "settings": asdict(settings),
+        "steps": steps,
+        "tokens": [tokens[step] for step in steps],
+        "formation_step": formed.tolist(),
+        "mean_matched_cosine": matched.mean(axis=0).tolist(),  # per checkpoint
+        "share_at_threshold": (matched >= settings.threshold).mean(axis=0).tolist(),
+        "random_mean_matched_cosine": float(null.mean()),
+        "random_share_at_threshold": float((null >= settings.threshold).mean()),
+    }
+    atomic.write_json(path, record)
+    return record
+
+
+def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) -> dict[str, float]:
+    """Per-run numbers, on the share-of-training axis: the median formation time of the latents that
+    formed before the end, the share of all latents formed by 10/25/50% of training, the share still
+    unformed at the last checkpoint but one, and the nulls. `start_tokens` (the end of warm-up) is
+    reported beside them: a latent "formed" before it was its random initialisation, kept."""
+    keys = ["latent_formation_median", "latents_never_formed", "init_share_at_threshold", "random_share_at_threshold"]
+    keys += [f"latents_formed_by_{share:.0%}" for share in SHARES_BY]
+    if record is None:
+        return dict.fromkeys(keys, math.nan)
+    steps, tokens = record["steps"], np.asarray(record["tokens"], dtype=float)
+    total = tokens[-1]
+    at_step = dict(zip(steps, tokens / total, strict=True))
+    formed = np.array([at_step[step] for step in record["formation_step"]])
+    before_end = formed < 1.0
+    summary = {
+        "latent_formation_median": float(np.median(formed[before_end])) if before_end.any() else math.nan,
+        "latents_never_formed": float((~before_end).mean()),
+        "init_share_at_threshold": float(record["share_at_threshold"][0]),
+        "random_share_at_threshold": float(record["random_share_at_threshold"]),
+    }
+    summary |= {f"latents_formed_by_{share:.0%}": float((formed <= share).mean()) for share in SHARES_BY}
+    summary["formation_start_position"] = float(start_tokens / total)
+    return summary
+
+
+def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian") -> pd.DataFrame:
+    """Seeds of one arm and target matched to each other at every checkpoint they share: per step, the
+    mean over seed pairs of the share of latents matched at cos ≥ 0.7 and ≥ 0.9 and of the mean
+    matched cosine (PW-MCC), with the same for random dictionaries of the shape."""
+    decoders = {arm.seed: _decoders(arm) for arm in arms}
+    decoders = {seed: loaded for seed, loaded in decoders.items() if loaded is not None}
+    if len(decoders) < 2:
+        return pd.DataFrame()
+    shared = sorted(set.intersection(*(set(steps) for steps, _ in decoders.values())))
+    rows = []
+    for step in shared:
+        pairs = []
+        for first, second in itertools.combinations(sorted(decoders), 2):
+            a = decoders[first][1][decoders[first][0].index(step)]
+            b = decoders[second][1][decoders[second][0].index(step)]
+            pairs.append(match_latents(a, b, method)[1])
+        rows.append(
+            {"step": step, "pw_mcc": float(np.mean([p.mean() for p in pairs]))}
+            | {f"share_matched_{t:g}": float(np.mean([(p >= t).mean() for p in pairs])) for t in STABILITY_THRESHOLDS}
+        )
+    n, d = next(iter(decoders.values()))[1][-1].shape
+    null = random_matched_cosines(n, d, method)
+    table = pd.DataFrame(rows)
+    table["random_pw_mcc"] = float(null.mean())
+    for t in STABILITY_THRESHOLDS:
+        table[f"random_share_matched_{t:g}"] = float((null >= t).mean())
+    return table
