@@ -183,6 +183,8 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
         examples += len(labels)
     data = ProbingData(task_data, settings)
     sae = _random_sae(d_model, width)
+    with torch.no_grad():
+        sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
     return once(lambda: evaluate_sparse_probing(sae, data)) / examples
 
 
