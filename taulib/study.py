@@ -33,7 +33,8 @@ from taulib import atomic
 from taulib.activations import CacheError, load_cache, verify_cache
 from taulib.calibration import ArmCalibration
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
-from taulib.evaluate import evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
+from taulib.cost import StudyEstimate, estimate_study
+from taulib.evaluate import PREPARATION_TIME_FILE, evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
 from taulib.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
 from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
 from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
@@ -52,6 +53,14 @@ REPORT_NOTEBOOK = "05_report.ipynb"  # needs a sweep (seeds and L0 targets)
 
 class StudyInputError(ValueError):
     """Input refused before any work started."""
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study, after the summary recorded where it stopped; `stage` names it."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
 
 
 # ---------------------------------------------------------------- the work the notebooks call
@@ -140,6 +149,7 @@ class RunRecord:
     seed: int | None = None
     sweep: dict[str, Any] | None = None  # the run's place in a sweep: arm, l0_target
     worker: str | None = None  # the Dask worker that ran it (None: this process)
+    estimated_seconds: float | None = None  # taulib.cost's estimate made before the study started
 
 
 @dataclass
@@ -160,6 +170,9 @@ class StudyOutcome:
     profile: str | None = None  # the sweep's profile; None without a sweep
     error: str | None = None  # a failure before the runs (extraction, calibration)
     backend: str = "local"  # where the runs executed: local (this process) or dask
+    estimate: StudyEstimate | None = None  # the wall time per stage estimated before any work
+    started_at: float = field(default_factory=time.time)  # wall clock: which evaluation inputs this study prepared
+    interrupted: str | None = None  # the stage a Ctrl-C stopped
 
     @property
     def failed(self) -> list[str]:
@@ -257,11 +270,45 @@ def run_study(
         overrides = sweep.overrides
         outcome = StudyOutcome([], profile=sweep.profile, backend=executor.name)
     print(f"the study needs of this machine:\n{plan.describe(outputs_root)}", flush=True)
+    arms = loaded if sweep is None else [(arm.parameter_file, arm.config) for arm in sweep.arms]
+    outcome.estimate = estimate_study(arms, outputs_root, sweep)
+    for record in outcome.runs:
+        record.estimated_seconds = outcome.estimate.runs.get(record.run_name)
+    print(outcome.estimate.describe(), flush=True)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
+    started = time.perf_counter()
+    try:
+        return _run_stages(parameters_dir, outputs_root, notebooks_dir, sweep, executor, loaded if sweep is None else [], overrides, outcome, started)
+    except KeyboardInterrupt:
+        # what finished is on disk (every artefact is written atomically): record where it stopped
+        pending = next((record.run_name for record in outcome.runs if record.status == "pending"), None)
+        if outcome.extraction_seconds == 0.0:
+            outcome.interrupted = "extraction (activations and evaluation inputs)"
+        elif sweep is not None and not outcome.runs:
+            outcome.interrupted = "λ calibration"
+        elif pending is not None:
+            outcome.interrupted = f"training and evaluation of run {pending}"
+        else:
+            outcome.interrupted = "analysis notebooks"
+        outcome.seconds = time.perf_counter() - started
+        _write_summary(outputs_root, outcome)
+        raise StudyInterrupted(outcome.interrupted) from None
+
+
+def _run_stages(
+    parameters_dir: Path,
+    outputs_root: Path,
+    notebooks_dir: Path,
+    sweep: Sweep | None,
+    executor: Executor,
+    loaded: list[tuple[Path, RunConfig]],
+    overrides: dict[str, Any] | None,
+    outcome: StudyOutcome,
+    started: float,
+) -> StudyOutcome:
     common = {"outputs_dir": str(outputs_root)}
 
     extract_output = outputs_root / "activations" / EXTRACT_NOTEBOOK
-    started = time.perf_counter()
     try:
         execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), "overrides": overrides or {}, **common})
     except Exception as error:
@@ -365,10 +412,29 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
             "profile": outcome.profile,
             "backend": outcome.backend,
             "error": outcome.error,
+            "interrupted": outcome.interrupted,
+            "stages": stage_times(outputs_root, outcome),
             "runs": [asdict(record) for record in outcome.runs],
             "analyses": [asdict(record) for record in outcome.analyses],
         },
     )
+
+
+def stage_times(outputs_root: Path, outcome: StudyOutcome) -> dict[str, dict[str, float | None]]:
+    """Each stage's estimated seconds (taulib.cost, before the study) beside its actual seconds so far."""
+    preparation = 0.0
+    for path in (outputs_root / "activations").glob(f"evaluation-*/{PREPARATION_TIME_FILE}"):
+        if path.stat().st_mtime >= outcome.started_at:  # prepared by this study
+            preparation += float(atomic.read_json(path)["seconds"])
+    actual = {
+        "extraction": max(outcome.extraction_seconds - preparation, 0.0),  # the extraction notebook, less the inputs it prepared
+        "evaluation inputs": preparation,
+        "calibration": outcome.calibration_seconds,
+        "runs": sum(record.seconds for record in outcome.runs),
+        "analysis": sum(analysis.seconds for analysis in outcome.analyses),
+    }
+    estimated = outcome.estimate.as_dict()["stages"] if outcome.estimate is not None else {}
+    return {stage: {"estimated": estimated.get(stage), "actual": seconds} for stage, seconds in actual.items()}
 
 
 def format_summary(outcome: StudyOutcome) -> str:

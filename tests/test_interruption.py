@@ -1,6 +1,9 @@
 """A training process killed at a random moment resumes to the same weights and metrics."""
 
+import json
 import random
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,3 +104,46 @@ def test_killed_extraction_is_never_read_as_complete_and_resumes(tmp_path):
     resumed, reference = cache.load_cache(folder, spec), cache.load_cache(cache_folder(straight, spec), spec)
     assert torch.equal(resumed.activations, reference.activations) and torch.equal(resumed.token_ids, reference.token_ids)
     assert [s["sha256"] for s in resumed.manifest["shards"]] == [s["sha256"] for s in reference.manifest["shards"]]
+
+
+@pytest.mark.model
+@pytest.mark.notebook
+def test_ctrl_c_on_the_study_stops_cleanly_and_the_same_command_resumes(repo_root, tmp_path):
+    """SIGINT once the first run is training: exit status 130, the stage and the command to resume on
+    stderr, no torn file; the same command then finishes the study without extracting again."""
+    from tiny_study import TINY
+
+    params = tmp_path / "parameters"
+    params.mkdir()
+    for name in ("_study", "baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        shutil.copy(repo_root / "parameters" / f"{name}.yaml", params)
+    outputs = tmp_path / "outputs"
+    command = [sys.executable, "-m", "taulib", "study", "--parameters", str(params), "--outputs", str(outputs), *TINY]
+    # the output goes to files: a pipe nobody reads while the study runs could fill and stall it
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen(command, cwd=repo_root, stdout=stdout, stderr=stderr)
+    started_training = outputs / "baseline_plain_l1" / "config.json"  # the trainer's first file
+    deadline = time.time() + 900
+    while not started_training.exists():
+        assert process.poll() is None and time.time() < deadline, "the study ended before training began"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=300)
+    stderr = (tmp_path / "stderr").read_text()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted during training and evaluation of run baseline_plain_l1" in stderr
+    assert shlex.join(["python", "-m", "taulib", *command[3:]]) in stderr  # the exact command to resume
+    assert not (outputs / "baseline_plain_l1" / "summary.json").exists(), "interrupted before the run finished"
+    torn = [path for path in outputs.rglob("*") if path.name.endswith((".tmp", ".partial.ipynb"))]
+    assert torn == [], "no temporary or partial file after a Ctrl-C"
+    summary = json.loads((outputs / "study_summary.json").read_text())
+    assert summary["interrupted"] == "training and evaluation of run baseline_plain_l1"
+    reused = {path: path.stat().st_mtime_ns for path in (outputs / "activations").rglob("*") if path.is_file() and path.suffix != ".ipynb"}
+    assert any(path.name == "manifest.json" for path in reused) and any(path.name == "probing_manifest.json" for path in reused)
+
+    resumed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {path: path.stat().st_mtime_ns for path in reused} == reused, "the caches and evaluation inputs are reused, not made again"
+    summary = json.loads((outputs / "study_summary.json").read_text())
+    assert summary["interrupted"] is None and [run["status"] for run in summary["runs"]] == ["ok", "ok"]
+    assert (outputs / "baseline_plain_l1" / "evaluation" / "metrics.csv").is_file()

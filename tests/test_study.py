@@ -1,54 +1,27 @@
 """The study command end to end on the real model with tiny sizes: papermill, files, failure semantics."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+from tiny_study import TINY
+
+from taulib.machine_speed import CACHE_ENV
 
 pytestmark = [pytest.mark.model, pytest.mark.notebook]
 
-TINY = [
-    "--set",
-    "activations.n_tokens=6000",
-    "--set",
-    "activations.heldout_tokens=1000",
-    "--set",
-    "activations.shard_tokens=2540",
-    "--set",
-    "sae.width=128",
-    "--set",
-    "training.n_tokens=40000",
-    "--set",
-    "training.batch_size=256",
-    "--set",
-    "training.n_checkpoints=6",
-    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and one
-    # sequence for the spliced CE/KL, two at the final checkpoint (vocabulary-wide logits are most of a
-    # tiny run's evaluation)
-    "--set",
-    "evaluation.core_tokens=1000",  # the whole held-out cache
-    "--set",
-    "evaluation.absorption_vocab_size=260",
-    "--set",
-    "evaluation.probing_examples_per_class=10",
-    "--set",
-    "evaluation.ce_sequences=1",
-    "--set",
-    "evaluation.ce_final_sequences=2",
-    "--set",
-    "evaluation.ce_batch_size=1",
-]
 
-
-def _study(repo_root, params, outputs, *extra):
+def _study(repo_root, params, outputs, *extra, env=None):
     return subprocess.run(
         [sys.executable, "-m", "taulib", "study", "--parameters", str(params), "--outputs", str(outputs), *TINY, *extra],
         capture_output=True,
         text=True,
         cwd=repo_root,
         timeout=900,
+        env=env,
     )
 
 
@@ -63,7 +36,9 @@ def tiny_study(repo_root, tmp_path_factory):
     # a run that passes validation but diverges: its learning rate throws the weights beyond float32
     (params / "diverges.yaml").write_text("inherit: _study.yaml\ntraining:\n  lr: 1.0e+30\n")
     outputs = root / "outputs"
-    result = _study(repo_root, params, outputs)
+    # this machine is timed afresh (an empty speed cache): the estimate is made before any work, from nothing cached
+    env = os.environ | {CACHE_ENV: str(root / "speed-cache")}
+    result = _study(repo_root, params, outputs, env=env)
     return params, outputs, result
 
 
@@ -105,6 +80,28 @@ def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(t
     failed_notebook = json.loads((outputs / "diverges" / "02_train.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in failed_notebook["cells"] for o in c.get("outputs", []))
     assert "diverges" in result.stdout and "failed" in result.stdout
+
+
+def test_the_wall_time_estimated_before_the_study_is_within_a_factor_of_two_per_stage(tiny_study):
+    """The study prints and records its estimate (taulib.cost) before any stage runs; here it is set
+    against what each stage then took. Compared: extraction, the evaluation inputs, the runs that
+    finished and the analysis notebooks, each seconds long even in this tiny study. Not compared: the λ
+    calibration (this study has no sweep: both are 0), and the diverging run, which fails within its
+    first steps, as no estimate made beforehand can know."""
+    _, outputs, result = tiny_study
+    assert "wall time, estimated for this machine" in result.stdout
+    summary = json.loads((outputs / "study_summary.json").read_text())
+    stages = summary["stages"]
+    assert stages["calibration"] == {"estimated": 0.0, "actual": 0.0}
+    finished = [run for run in summary["runs"] if run["status"] == "ok"]
+    compared = {
+        stage: (stages[stage]["estimated"], stages[stage]["actual"]) for stage in ("extraction", "evaluation inputs", "analysis")
+    } | {"runs that finished": (sum(run["estimated_seconds"] for run in finished), sum(run["seconds"] for run in finished))}
+    report = ", ".join(f"{stage}: {estimated:.1f} s estimated, {actual:.1f} s actual" for stage, (estimated, actual) in compared.items())
+    for stage, (estimated, actual) in compared.items():
+        assert actual >= 1.0, f"{stage} took under a second: too short to compare ({report})"
+        assert 0.5 <= estimated / actual <= 2.0, f"{stage} is off by more than a factor of 2 ({report})"
+    print(report)
 
 
 ANALYSIS_FIGURES = (

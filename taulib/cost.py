@@ -1,0 +1,253 @@
+"""What a study will cost in wall time on this machine, stage by stage, before it starts.
+
+Every stage's time is a size of the plan times a cost per unit that taulib.machine_speed measured on
+this machine at the plan's shapes (nothing here is a figure from another CPU):
+
+  extraction          the extraction notebook's start and model load, then every missing cache's
+                      tokens through the language model up to the layer;
+  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward;
+  calibration         a sweep's probes (arms × targets × the probes each target is expected to take),
+                      each a training run and a held-out reconstruction;
+  runs                per run: its notebook's start, training steps, and every checkpoint's metrics
+                      (model-free families, plus the spliced CE/KL forwards and their shared
+                      clean/zero-ablation forwards per chunk of checkpoints, with the model load);
+  analysis            each analysis notebook's start and its figures.
+
+Training is timed on dense steps (the early ones); a run whose SAE turns sparse takes the faster
+sparse path later, so training is estimated from above. Sizes that only a run reveals (how many
+probes a target takes, which run diverges) are taken at their expected value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taulib import machine_speed as speed
+from taulib.activations import is_complete
+from taulib.config import RunConfig
+from taulib.evaluate import DOWNSTREAM_CHUNK, evaluation_data_complete, evaluation_data_folder
+from taulib.extraction import SPLITS, activation_spec, cache_folder
+from taulib.models import EMBEDDED_MODEL, model_footprint, resolve_layer
+from taulib.plan_check import PROBING_CLASSES
+from taulib.precision import resolve_compute_dtype
+from taulib.progress import progress_bar
+from taulib.sweep import Sweep
+from taulib.trainer import checkpoint_steps
+
+STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
+# A target's search: a first probe, usually one secant step from it (taulib.calibration); later targets
+# start from a measured slope. The bound is max_probes_per_target.
+EXPECTED_PROBES_PER_TARGET = 2.0
+ANALYSIS_NOTEBOOKS = 2  # 03 and 04; a sweep adds 05_report
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    stage: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class StudyEstimate:
+    """The estimated wall time of each stage, and of each run (by name, where the runs are known)."""
+
+    stages: list[StageEstimate]
+    runs: dict[str, float] = field(default_factory=dict)
+    machine: str = ""
+    measured_now: list[str] = field(default_factory=list)  # measurements this estimate had to make
+
+    @property
+    def total(self) -> float:
+        return sum(stage.seconds for stage in self.stages)
+
+    def seconds(self, stage: str) -> float:
+        return next((s.seconds for s in self.stages if s.stage == stage), 0.0)
+
+    def describe(self) -> str:
+        lines = [f"wall time, estimated for this machine ({self.machine}):"]
+        lines += [f"  {s.stage:18s} {_duration(s.seconds):>9s}  {s.detail}" for s in self.stages]
+        lines.append(f"  {'total':18s} {_duration(self.total):>9s}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "stages": {s.stage: s.seconds for s in self.stages}, "details": [asdict(s) for s in self.stages], "runs": self.runs}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ----------------------------------------------------------------------------- per-unit costs
+class Costs:
+    """This machine's costs per unit for the plan's shapes (measured once, then read from the cache)."""
+
+    def __init__(self, cache: speed.SpeedCache, show_progress: bool = True) -> None:
+        self.cache = cache
+        self.bar = progress_bar(desc="timing this machine", unit="measurement", disable=not show_progress, leave=False)
+
+    def _get(self, name: str, measure: Any) -> float:
+        if name not in self.cache.all.get(self.cache.key, {}):
+            self.bar.set_postfix_str(name.split("|")[0])
+        value = self.cache.get(name, measure)
+        self.bar.update(1)
+        return value
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def step(self, config: RunConfig, d_model: int) -> float:
+        dtype = resolve_compute_dtype(config.training.compute_dtype, config.training.device)
+        t = config.training
+        return self._get(f"sae_step|d{d_model}|w{config.sae.width}|b{t.batch_size}|{dtype}", lambda: speed.sae_step_seconds(d_model, config.sae.width, t.batch_size, dtype))
+
+    def model(self, config: RunConfig, name: str) -> float:
+        key = f"model|{config.model.name}|{config.model.dtype}|{config.model.autocast}|L{config.model.layer}|ctx{config.activations.context_length}"
+        if f"{key}|{name}" not in self.cache.all.get(self.cache.key, {}):
+            self.bar.set_postfix_str("language model")
+            # the default model loads in seconds: time it; a large one is sized from matmuls of its shape
+            measure = speed.model_speeds if config.model.name == EMBEDDED_MODEL else speed.model_speeds_from_matmuls
+            measured = measure(config.model, config.activations.context_length)
+            for part, value in measured.items():
+                self.cache.get(f"{key}|{part}", lambda value=value: value)
+        return self._get(f"{key}|{name}", lambda: math.nan)
+
+    def core(self, config: RunConfig, d_model: int) -> float:
+        e, w = config.evaluation, config.sae.width
+        return e.core_tokens * self._get(f"core|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
+
+    def checkpoint(self, config: RunConfig, d_model: int) -> float:
+        """One checkpoint's model-free metrics (core, orthogonality, absorption, probing)."""
+        e, w = config.evaluation, config.sae.width
+        families, seconds = e.families, 0.0
+        if "core" in families:
+            seconds += self.core(config, d_model)
+        if "orthogonality" in families:
+            seconds += self._get(f"orthogonality|d{d_model}|w{w}", lambda: speed.orthogonality_seconds(d_model, w))
+        if "absorption" in families:
+            seconds += e.absorption_vocab_size * self._get(f"absorption|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
+        if "probing" in families:
+            per_example = self._get(
+                f"probing|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
+                lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
+            )
+            seconds += per_example * e.probing_examples_per_class * sum(PROBING_CLASSES[task] for task in e.probing_tasks)
+        return seconds
+
+    def notebook(self) -> float:
+        return self._get("notebook", speed.notebook_seconds)
+
+    def figures(self) -> float:
+        return self._get("figures", speed.figures_seconds)
+
+
+# ----------------------------------------------------------------------------- the stages
+def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, evaluate: bool) -> tuple[float, float]:
+    """(training, evaluation) seconds of one run's notebook."""
+    t, e = config.training, config.evaluation
+    steps = t.total_steps()
+    training = steps * costs.step(config, d_model) if train else 0.0
+    if not evaluate:
+        return training, 0.0
+    checkpoints = len(checkpoint_steps(steps, t.n_checkpoints)) if e.checkpoints == "all" else 1
+    evaluation = checkpoints * costs.checkpoint(config, d_model)
+    if "downstream" in e.families:
+        tokens = e.ce_sequences * config.activations.context_length
+        forwards = checkpoints + 2 * math.ceil(checkpoints / DOWNSTREAM_CHUNK)  # spliced per checkpoint, clean and zero per chunk
+        evaluation += costs.model(config, "load") + forwards * tokens * costs.model(config, "full_per_token")
+    return training, evaluation
+
+
+def _finished(outputs_root: Path, config: RunConfig) -> bool:
+    return (outputs_root / config.run_name / "summary.json").is_file()
+
+
+def estimate_study(
+    runs: Sequence[tuple[Path, RunConfig]],
+    outputs_root: Path,
+    sweep: Sweep | None = None,
+    cache: speed.SpeedCache | None = None,
+    show_progress: bool = True,
+) -> StudyEstimate:
+    """The wall time of each stage of a study of `runs` (a sweep's arms with `sweep`) on this machine."""
+    outputs_root = Path(outputs_root)
+    cache = cache or speed.SpeedCache()
+    costs = Costs(cache, show_progress)
+    try:
+        return _estimate(runs, outputs_root, sweep, costs)
+    finally:
+        costs.close()
+
+
+def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep: Sweep | None, costs: Costs) -> StudyEstimate:
+    extraction = costs.notebook()
+    extracted_tokens, prompt_tokens, loaded_models = 0, 0.0, set()
+    seen_caches: set[Path] = set()
+    seen_inputs: set[Path] = set()
+    for _, config in runs:
+        footprint = model_footprint(config.model)
+        layer = resolve_layer(config.model, footprint.n_layers)
+        ctx = config.activations.context_length
+        for split in SPLITS:
+            spec = activation_spec(config, split, layer)
+            folder = cache_folder(outputs_root, spec)
+            if folder in seen_caches or is_complete(folder, spec):
+                continue
+            seen_caches.add(folder)
+            tokens = spec.n_tokens * ctx / (ctx - 1)  # BOS is read, not kept
+            extracted_tokens += int(tokens)
+            extraction += tokens * costs.model(config, "truncated_per_token")
+            loaded_models.add(config.model.model_dump_json())
+        folder = evaluation_data_folder(outputs_root, config, layer)
+        if folder not in seen_inputs and not evaluation_data_complete(folder, config):
+            seen_inputs.add(folder)
+            e = config.evaluation
+            tokens = 0.0
+            if "absorption" in e.families:  # train and test prompts, and a second prompt per test word
+                tokens += e.absorption_vocab_size * 1.2 * costs.model(config, "absorption_prompt_tokens")
+            if "probing" in e.families:
+                tokens += e.probing_examples_per_class * sum(PROBING_CLASSES[t] for t in e.probing_tasks) * e.probing_context_length
+            prompt_tokens += tokens * costs.model(config, "truncated_per_token")
+            loaded_models.add(config.model.model_dump_json())
+    extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())
+    stages = [
+        StageEstimate("extraction", extraction, f"{extracted_tokens:,} tokens to extract" if extracted_tokens else "caches already extracted"),
+        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts and probing texts" if seen_inputs else "already prepared"),
+    ]
+
+    per_run: dict[str, float] = {}
+    if sweep is None:
+        training = evaluation = notebooks = 0.0
+        for _, config in runs:
+            d_model = model_footprint(config.model).d_model
+            done = _finished(outputs_root, config)
+            train, evaluate = _run_seconds(config, costs, d_model, train=not done, evaluate=True)
+            per_run[config.run_name] = costs.notebook() + train + evaluate
+            training, evaluation, notebooks = training + train, evaluation + evaluate, notebooks + costs.notebook()
+        stages.append(StageEstimate("calibration", 0.0, "no sweep"))
+        stages.append(StageEstimate("runs", sum(per_run.values()), f"{len(runs)} runs: training {_duration(training)}, evaluation {_duration(evaluation)}, notebooks {_duration(notebooks)}"))
+    else:
+        probe_seconds = runs_seconds = training = evaluation = 0.0
+        targets, seeds = len(sweep.l0_targets), len(sweep.seeds)
+        for arm in sweep.arms:
+            config, d_model = arm.config, model_footprint(arm.config.model).d_model
+            train, evaluate = _run_seconds(config, costs, d_model, train=True, evaluate=True)
+            probe_seconds += targets * EXPECTED_PROBES_PER_TARGET * (train + costs.core(config, d_model))  # trained, then its final L0 on held-out tokens
+            # the seed-0 run of a target is its accepted probe: its notebook only evaluates
+            runs_seconds += targets * (seeds * (costs.notebook() + evaluate) + (seeds - 1) * train)
+            training += targets * (seeds - 1) * train
+            evaluation += targets * seeds * evaluate
+        probes = len(sweep.arms) * targets * EXPECTED_PROBES_PER_TARGET
+        stages.append(StageEstimate("calibration", probe_seconds, f"about {probes:.0f} probes (at most {len(sweep.arms) * targets * sweep.calibration.max_probes_per_target})"))
+        stages.append(StageEstimate("runs", runs_seconds, f"{sweep.n_runs()} runs: training {_duration(training)}, evaluation {_duration(evaluation)}"))
+    analyses = ANALYSIS_NOTEBOOKS + (1 if sweep is not None else 0)
+    stages.append(StageEstimate("analysis", analyses * (costs.notebook() + costs.figures()), f"{analyses} notebooks and their figures"))
+    return StudyEstimate(stages, per_run, costs.cache.key, list(costs.cache.measured))

@@ -1,0 +1,273 @@
+"""This machine's speed at the plan's shapes: short timings of the real code, cached per machine.
+
+Each measurement times the code a study runs (a training step, one checkpoint's model-free metrics,
+the language model's forward, a notebook's start, a figure export) at the plan's own shapes, capped
+where the cost grows linearly, and returns seconds per unit (a step, a token, a checkpoint…) for
+taulib.cost to multiply by the plan's sizes. Results are cached in one JSON file (TAULIB_CACHE_DIR,
+else ~/.cache/taulib), under a key of the CPU model, torch version and thread count, and written
+atomically, so a second `taulib sweep` or `study` on the same machine measures nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taulib import atomic
+
+CACHE_ENV = "TAULIB_CACHE_DIR"
+CACHE_FILE = "machine_speed.json"
+MIN_SECONDS = 0.3  # each timing repeats its operation until at least this long (the first call warms up)
+ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
+PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
+CORE_TOKENS_CAP = 4096
+FIGURES_PER_NOTEBOOK = 4  # the analysis notebooks write four or five figures each
+# the common words an absorption prompt's in-context examples are made of, for its token count
+PROMPT_WORDS = ("apple", "house", "river", "green", "table", "music", "stone", "water", "light", "dream", "chair", "money")
+
+
+def cache_path() -> Path:
+    root = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else Path.home() / ".cache" / "taulib"
+    return root / CACHE_FILE
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_key() -> str:
+    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def once(operation: Callable[[], Any]) -> float:
+    """Seconds of one call: for the operations that take a second or more (their warm-up is negligible)."""
+    started = time.perf_counter()
+    operation()
+    return time.perf_counter() - started
+
+
+def timed(operation: Callable[[], Any], min_seconds: float = MIN_SECONDS, max_repeats: int = 20) -> float:
+    """Seconds per call of `operation` after one warm-up call (best of the repeats that fit in `min_seconds`)."""
+    operation()
+    best, spent, repeats = float("inf"), 0.0, 0
+    while repeats < max_repeats and (repeats == 0 or spent < min_seconds):
+        started = time.perf_counter()
+        operation()
+        elapsed = time.perf_counter() - started
+        best, spent, repeats = min(best, elapsed), spent + elapsed, repeats + 1
+    return best
+
+
+class SpeedCache:
+    """The measurements of this machine, by name; a missing one is measured once and saved."""
+
+    def __init__(self, path: Path | None = None, recalibrate: bool = False) -> None:
+        self.path = path or cache_path()
+        self.key = machine_key()
+        stored = atomic.read_json(self.path) if self.path.is_file() else {}
+        self.all: dict[str, dict[str, float]] = stored if isinstance(stored, dict) else {}
+        if recalibrate:
+            self.all.pop(self.key, None)
+        self.measured: list[str] = []  # names measured in this process (not read from the cache)
+
+    def get(self, name: str, measure: Callable[[], float]) -> float:
+        values = self.all.setdefault(self.key, {})
+        if name not in values:
+            values[name] = float(measure())
+            self.measured.append(name)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(self.path, self.all)
+        return values[name]
+
+
+# ----------------------------------------------------------------------------- the measurements
+def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str) -> float:
+    """One dense training step (forward, hand-written backward, Adam, decoder renorm): the early steps;
+    later steps of a sparse SAE may take the faster sparse path."""
+    from taulib.sae import SparseAutoencoder
+    from taulib.trainer import optimiser_step
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(d_model, width)
+    optimiser = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True)
+    x = torch.randn(batch, d_model)
+    dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
+    return timed(lambda: optimiser_step(sae, optimiser, x, 1e-3, 1e-4, dtype, 0.0))
+
+
+def _random_sae(d_model: int, width: int) -> Any:
+    from taulib.sae import SparseAutoencoder
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(d_model, width)
+    with torch.no_grad():
+        sae.b_enc.fill_(-0.5)  # a sparse-ish SAE, as the checkpoints after the first are
+    return sae
+
+
+def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
+    from taulib.metrics.core import reconstruction_metrics
+
+    tokens = min(core_tokens, CORE_TOKENS_CAP)
+    sae, x = _random_sae(d_model, width), torch.randn(tokens, d_model)
+    return timed(lambda: reconstruction_metrics(sae, x)) / tokens
+
+
+def orthogonality_seconds(d_model: int, width: int) -> float:
+    from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
+
+    sae, factor = _random_sae(d_model, width), covariance_factor(torch.randn(2 * d_model, d_model))
+    return once(lambda: orthogonality_metrics(sae, activation_covariance_factor=factor))
+
+
+def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
+    """The absorption metric of one checkpoint (k-sparse probes, absorption per letter) on random residuals."""
+    from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption
+
+    n = min(words, ABSORPTION_WORDS_CAP)
+    settings = AbsorptionSettings(vocab_size=max(n, 260))
+    generator = torch.Generator().manual_seed(0)
+    n_train = int(n * settings.train_fraction)
+    n_test = n - n_train
+    labels = torch.arange(n) % 26
+    names = [f"w{i}" for i in range(n)]
+    data = AbsorptionData(
+        train_words=names[:n_train],
+        test_words=names[n_train:],
+        train_labels=labels[:n_train],
+        test_labels=labels[n_train:],
+        train_acts=torch.randn(n_train, d_model, generator=generator),
+        test_acts=torch.randn(n_test, d_model, generator=generator),
+        absorption_acts=torch.randn(n_test, d_model, generator=generator),
+        train_prompts=[],
+        test_prompts=[],
+        absorption_prompts=[],
+        probe_weight=torch.randn(26, d_model, generator=generator),
+        probe_bias=torch.zeros(26),
+        settings=settings,
+    )
+    sae = _random_sae(d_model, width)
+    return once(lambda: evaluate_absorption(sae, data)) / n
+
+
+def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...]) -> float:
+    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals."""
+    import numpy as np
+
+    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing
+    from taulib.plan_check import PROBING_CLASSES
+
+    per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
+    settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
+    rng = np.random.default_rng(0)
+    task_data, examples = [], 0
+    for name in tasks:
+        labels = [f"class{c}" for c in range(PROBING_CLASSES[name]) for _ in range(per_class)]
+        tokens = context_length - 1  # BOS excluded
+        is_test = np.zeros(len(labels), dtype=bool)
+        for c in range(PROBING_CLASSES[name]):  # stratified, as the real split
+            is_test[rng.choice(np.arange(c * per_class, (c + 1) * per_class), int(round(per_class * settings.test_fraction)), replace=False)] = True
+        token_acts = torch.randn(len(labels) * tokens, d_model).half()
+        offsets = torch.arange(len(labels) + 1) * tokens
+        task_data.append(TaskData(name, labels, token_acts, offsets, is_test, _binary_tasks(name, labels, is_test, settings.seed)))
+        examples += len(labels)
+    data = ProbingData(task_data, settings)
+    sae = _random_sae(d_model, width)
+    with torch.no_grad():
+        sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
+    return once(lambda: evaluate_sparse_probing(sae, data)) / examples
+
+
+def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
+    """Loading the language model, its forward up to the layer and its full forward with logits, per token.
+
+    Timed on the model itself (it is loaded for the purpose: seconds for the study's default model)."""
+    from taulib.extraction import ResidualReader
+    from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
+    from taulib.metrics.downstream import SplicedModel
+    from taulib.models import load_language_model
+    from taulib.precision import resolve_autocast
+
+    started = time.perf_counter()
+    loaded = load_language_model(model_config)
+    load_seconds = time.perf_counter() - started
+    autocast = resolve_autocast(model_config.autocast, model_config.device)
+    reader, spliced = ResidualReader(loaded, autocast), SplicedModel(loaded, autocast)
+    generator = torch.Generator().manual_seed(0)
+    batch = 8
+    ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
+    truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
+    full = timed(lambda: spliced.logits(ids[:1]), max_repeats=3) / context_length
+    import random
+
+    settings = AbsorptionSettings()
+    prompts = [icl_prompt(word, list(PROMPT_WORDS), random.Random(i), settings) for i, word in enumerate(PROMPT_WORDS)]
+    prompt_tokens = sum(len(loaded.tokenizer(prompt).input_ids) for prompt in prompts) / len(prompts)
+    return {"load": load_seconds, "truncated_per_token": truncated, "full_per_token": full, "absorption_prompt_tokens": prompt_tokens}
+
+
+def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[str, float]:
+    """A model too large to load for a timing: its forward's matmul FLOPs (2 per parameter and token) at
+    the rate of one block-shaped matmul on its device and dtype; the load is not counted."""
+    from taulib.models import TORCH_DTYPES, model_footprint, resolve_layer
+
+    footprint = model_footprint(model_config)
+    d, tokens = footprint.d_model, 4 * context_length
+    device, dtype = torch.device(model_config.device), TORCH_DTYPES[model_config.dtype]
+    a, b = torch.randn(tokens, d, device=device, dtype=dtype), torch.randn(d, 4 * d, device=device, dtype=dtype)
+
+    def matmul() -> None:
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    per_flop = timed(matmul) / (2 * tokens * d * 4 * d)
+    embeddings = footprint.vocab_size * d
+    per_block = (footprint.n_parameters - embeddings) / footprint.n_layers
+    layers = resolve_layer(model_config, footprint.n_layers) + 1
+    return {
+        "load": 0.0,
+        "truncated_per_token": 2 * per_block * layers * per_flop,
+        "full_per_token": 2 * (footprint.n_parameters) * per_flop,
+        "absorption_prompt_tokens": 90.0,  # the template with ten in-context examples, as the default model tokenises it
+    }
+
+
+def notebook_seconds() -> float:
+    """A papermill notebook that imports what the study's notebooks import: a kernel's fixed cost."""
+    import nbformat
+
+    from taulib.executors import execute_notebook
+
+    cell = "import plotly.graph_objects\nimport taulib.study, taulib.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
+    with tempfile.TemporaryDirectory() as folder:
+        notebook = Path(folder) / "probe.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, str(notebook))
+        started = time.perf_counter()
+        execute_notebook(notebook, Path(folder) / "out.ipynb", {})
+        return time.perf_counter() - started
+
+
+def figures_seconds() -> float:
+    """Writing one analysis notebook's figures (HTML with plotly.js, PNG through one kaleido session)."""
+    import plotly.graph_objects as go
+
+    from taulib.plots.save import save_figures
+
+    figures = {f"f{i}": go.Figure(go.Scatter(x=list(range(200)), y=[j * j for j in range(200)])) for i in range(FIGURES_PER_NOTEBOOK)}
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        save_figures(figures, folder)
+        return time.perf_counter() - started
