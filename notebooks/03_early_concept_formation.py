@@ -48,7 +48,9 @@ from pathlib import Path
 from IPython.display import display
 
 from taulib.analysis.formation import FORMATION_METRICS, formation_table
+from taulib.analysis.latent_formation import FormationSettings, run_formation
 from taulib.analysis.study_data import load_study
+from taulib.plots.latent_formation import formation_curves
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at
 from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
@@ -86,6 +88,19 @@ figures["03_time_to_final"]
 # %%
 figures["03_absorption_speed"] = absorption_speed_figure(study, formation, absorption_metric, absorption_threshold)
 figures["03_absorption_speed"]
+
+# %% [markdown]
+# ## When each latent formed
+# Every latent of a run's final SAE is matched to its counterpart at every checkpoint (Hungarian, on
+# decoder directions); it has formed from the checkpoint on which its matched cosine stays ≥ 0.9 to
+# the end. The curve is the share of final latents formed by each point of training; the dotted line
+# is what two random dictionaries of the same shape reach (taulib.analysis.latent_formation).
+
+# %%
+formation_settings = FormationSettings()
+latent_records = {arm.name: run_formation(arm, formation_settings) for arm in study.arms}
+figures["03_latent_formation"] = formation_curves(study, latent_records, formation_settings.threshold)
+figures["03_latent_formation"]
 
 # %% [markdown]
 # ## One checkpoint's state

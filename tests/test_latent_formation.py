@@ -112,3 +112,17 @@ def test_seed_stability_of_identical_and_unrelated_seeds(tmp_path):
     start_row = table[table["step"] == 0].iloc[0]  # independent random initialisations: at the null
     assert start_row["share_matched_0.9"] == 0.0 and abs(start_row["pw_mcc"] - start_row["random_pw_mcc"]) < 0.05
     assert np.isclose(table["random_share_matched_0.7"], 0.0).all()
+
+
+def test_formation_curve_draws_the_share_formed_at_each_checkpoint(tmp_path):
+    from taulib.analysis.study_data import StudyData
+    from taulib.plots.latent_formation import formation_curves
+
+    final = random_dictionary(0)
+    steps = [0, 10, 20, 40]
+    decoders = [random_dictionary(70), noisy(final, 0.01, 1), noisy(final, 0.01, 2), final]
+    decoders[1][N // 2 :] = random_dictionary(71)[N // 2 :]  # half the latents form at step 10, the rest at 20
+    arm = _arm(tmp_path, "curve", 0, decoders, steps)
+    figure = formation_curves(StudyData(tmp_path, (arm,)), {"curve": run_formation(arm)}, 0.9)
+    (trace,) = figure.data
+    assert list(trace.x) == [0.0, 0.25, 0.5, 1.0] and list(trace.y) == [0.0, 0.5, 1.0, 1.0]

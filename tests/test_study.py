@@ -108,6 +108,7 @@ ANALYSIS_FIGURES = (
     "03_metrics_over_training",
     "03_time_to_final",
     "03_absorption_speed",
+    "03_latent_formation",
     "03_checkpoint_state_early",
     "03_checkpoint_state_final",
     "04_max_cosine_final",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from taulib import atomic
-from taulib.analysis.study_data import Arm
+from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
 from taulib.sae import load_sae
 
@@ -133,3 +133,25 @@ def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian") -> pd.Dat
     for t in STABILITY_THRESHOLDS:
         table[f"random_share_matched_{t:g}"] = float((null >= t).mean())
     return table
+
+
+def stability_table(study: StudyData, names: dict[str, str] | None = None, method: MatchMethod = "hungarian") -> pd.DataFrame:
+    """Seed stability at the final checkpoint, arms × L0 targets: PW-MCC and the share of latents
+    matched at cos ≥ 0.9 between the seeds of one arm (mean over seed pairs), with the random null.
+    Descriptive: it is one number per arm and target, not a per-seed quantity a paired test can use."""
+    names = names or {}
+    rows: dict[str, dict[str, str]] = {}
+    for arm_name in study.arm_names:
+        cells = {}
+        for target in study.l0_targets:
+            runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == target]
+            table = seed_stability(runs, method)
+            if table.empty:
+                cells[f"L0 = {target:g}"] = "–"
+                continue
+            final = table.iloc[-1]
+            cells[f"L0 = {target:g}"] = (
+                f"PW-MCC {final['pw_mcc']:.3f} (random {final['random_pw_mcc']:.3f}); ≥ 0.9: {final['share_matched_0.9']:.1%} (random {final['random_share_matched_0.9']:.1%})"
+            )
+        rows[names.get(arm_name, arm_name)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -17,6 +17,8 @@ learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its 
                         `fraction` of its fall from the first post-warm-up checkpoint and stays
                         there; NaN when it never falls (absorption_settles False, counted)
   grid_resolution       the largest gap between post-warm-up checkpoints, as a fraction of training
+  latent_formation_median, latents_formed_by_<share>, latents_never_formed …  per-latent formation:
+                        when each final latent's decoder direction settled (taulib.analysis.latent_formation)
   penalty_ramp          final λ/τ over its mean: how back-loaded the penalty was (1 = constant)
   mean_tau, late_mean_l1_coefficient …  the τ trajectory (taulib.analysis.orthogonality)
 """
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from taulib.analysis.formation import at_current_l0, formed_letter_absorption, mean_over_log_tokens, time_to_fraction_of_final
+from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
 
@@ -71,6 +74,7 @@ class MatchedSettings:
     absorption_metric: str = "absorption_fraction"
     absorption_threshold: float = 0.05  # the absorption figure of notebook 03
     absorption_min_k1_f1: float = 0.5  # absorption speed: letters whose best single latent reaches this F1 at the end
+    latent_formation: FormationSettings | None = FormationSettings()  # None: skip per-latent formation (reads every checkpoint)
 
 
 def _value(arm: Arm, step: int, column: str) -> float:
@@ -135,6 +139,8 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
     row["absorption_letters_formed"] = len(letters)
     row["absorption_settling"] = settling / total
     row["absorption_settles"] = bool(math.isfinite(settling))
+    if settings.latent_formation is not None:
+        row |= formation_summary(run_formation(arm, settings.latent_formation), start)
     return row
 
 

@@ -79,6 +79,8 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("formation", "formation_k1_f1", f"share of training to {fraction} of the post-warm-up rise of first-letter k=1 F1", False),
         Endpoint("formation", "current_sae_top_1_accuracy", f"sparse-probing top-1 accuracy {current}", True, on_frontier=False),
         Endpoint("formation", "current_k1_f1", f"first-letter k=1 F1 {current}", True, on_frontier=False),
+        Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False),
+        Endpoint("formation", "latents_formed_by_25%", "share of final latents formed by 25% of training", True),
         Endpoint("orthogonality", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False, primary=True),
         Endpoint("orthogonality", "final_alive_near_duplicate_latent_fraction", "final near-duplicate alive latents (fraction)", False),
         Endpoint("orthogonality", "final_mean_max_cosine", "final mean max decoder cosine (all latents, dead included)", False),
@@ -457,8 +459,11 @@ def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_po
     }
 
 
-def render_markdown(report: Report, context: dict[str, str], figures: dict[str, str], sparsity: pd.DataFrame, wall_time: str) -> str:
-    """REPORT.md: the method, then the question-by-question verdict with its claims, tables and figures."""
+def render_markdown(
+    report: Report, context: dict[str, str], figures: dict[str, str], sparsity: pd.DataFrame, wall_time: str, stability: pd.DataFrame | None = None
+) -> str:
+    """REPORT.md: the method, then the question-by-question verdict with its claims, tables and figures;
+    `stability` (taulib.analysis.latent_formation.stability_table) goes with early concept formation."""
     ref = report.names[report.reference]
     compared = sorted({c.other for c in report.claims if c.kind == "comparison" and c.question != "lower_bound" and c.other}, key=list(report.names).index)
     lines = [
@@ -514,6 +519,14 @@ def render_markdown(report: Report, context: dict[str, str], figures: dict[str, 
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]
+        if key == "formation" and stability is not None and not stability.empty:
+            lines += [
+                "Seed stability at the final checkpoint: the seeds of one arm matched to each other (Hungarian, on decoder directions), "
+                "mean over seed pairs, against two random dictionaries of the same shape:",
+                "",
+                markdown_table(stability, "arm"),
+                "",
+            ]
         equivalences = [c for c in claims if c.kind == "equivalence"]
         if equivalences:
             lines += ["Equivalence check (constant τ is plain L1 with λ/τ):", ""] + [f"- {claim.text}" for claim in equivalences] + [""]
