@@ -22,7 +22,17 @@ def scripts():
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("common", "training_speed", "extraction_speed", "scaling", "study_stages", "sparse_latents", "matmul_kernels", "gpu_path")
+            for name in (
+                "common",
+                "training_speed",
+                "extraction_speed",
+                "scaling",
+                "study_stages",
+                "sparse_latents",
+                "matmul_kernels",
+                "gpu_path",
+                "latent_formation_cost",
+            )
         }
     finally:
         sys.path.remove(str(BENCHMARKS))
@@ -189,3 +199,11 @@ def test_sections_are_rewritten_in_place(scripts, tmp_path):
     text = path.read_text()
     assert "kept" in text and "third" in text and "first" not in text and text.count("<!-- BEGIN demo -->") == 1
     assert text.index("third") < text.index("second")  # stays where it was
+
+
+def test_latent_formation_cost_quick(scripts, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    measured = scripts["latent_formation_cost"].main(["--quick", "--results", str(results)])
+    assert set(measured) == {64, 256} and all(seconds["hungarian"] > 0 and seconds["max"] > 0 for seconds in measured.values())
+    text = results.read_text()
+    assert "<!-- BEGIN latent_formation_cost -->" in text and "| 256 |" in text
