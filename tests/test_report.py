@@ -55,7 +55,7 @@ def test_comparison_numbers_match_an_independent_paired_computation(sweep):
     checked = 0
     column = "final_alive_excess_mean_max_cosine"
     comparisons = [c for c in report.claims if c.kind == "comparison" and c.question == "orthogonality"]
-    family = len(comparisons)
+    family = sum(c.primary for c in comparisons)  # the primary endpoint's tests are one Holm family
     for claim in comparisons:
         if claim.column != column:
             continue

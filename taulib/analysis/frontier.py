@@ -35,7 +35,9 @@ class FrontierReading:
 def read_at_l0(l0s: Sequence[float], values: Sequence[float], target: float, tolerance: float = MATCH_TOLERANCE) -> FrontierReading:
     """The metric at L0 = `target` on the frontier through the points (l0s[i], values[i])."""
     l0, value = np.asarray(l0s, dtype=float), np.asarray(values, dtype=float)
-    keep = np.isfinite(l0) & np.isfinite(value) & (l0 > 0)
+    # runs are placed by their L0 alone; a run without a value stays in place, and a reading that
+    # needs it is unmatched (never read across it from the runs around it)
+    keep = np.isfinite(l0) & (l0 > 0)
     l0, value = l0[keep], value[keep]
     if len(l0) == 0 or not target > 0:
         return FrontierReading(math.nan, "unmatched", math.nan, math.nan)
@@ -44,16 +46,16 @@ def read_at_l0(l0s: Sequence[float], values: Sequence[float], target: float, tol
     below, above = np.flatnonzero(x <= at), np.flatnonzero(x >= at)
     if len(below) and len(above):
         i, j = below[-1], above[0]
-        if i == j:  # a run exactly at the target
-            return FrontierReading(float(y[i]), "bracketed", float(l0[order][i]), float(l0[order][i]))
-        return FrontierReading(_line(x[i], y[i], x[j], y[j], at), "bracketed", float(l0[order][i]), float(l0[order][j]))
-    nearest = int(np.argmin(np.abs(x - at)))
-    if abs(math.exp(x[nearest] - at) - 1) > tolerance:
-        return FrontierReading(math.nan, "unmatched", float(l0[order][nearest]), float(l0[order][nearest]))
-    if len(x) == 1:
-        return FrontierReading(float(y[0]), "near", float(l0[order][0]), float(l0[order][0]))
-    i, j = (0, 1) if nearest == 0 else (len(x) - 2, len(x) - 1)
-    return FrontierReading(_line(x[i], y[i], x[j], y[j], at), "near", float(l0[order][i]), float(l0[order][j]))
+        reading = FrontierReading(float(y[i]) if i == j else _line(x[i], y[i], x[j], y[j], at), "bracketed", float(l0[order][i]), float(l0[order][j]))
+    else:
+        nearest = int(np.argmin(np.abs(x - at)))
+        if abs(math.exp(x[nearest] - at) - 1) > tolerance:
+            return FrontierReading(math.nan, "unmatched", float(l0[order][nearest]), float(l0[order][nearest]))
+        i, j = (nearest, nearest) if len(x) == 1 else ((0, 1) if nearest == 0 else (len(x) - 2, len(x) - 1))
+        reading = FrontierReading(float(y[i]) if i == j else _line(x[i], y[i], x[j], y[j], at), "near", float(l0[order][i]), float(l0[order][j]))
+    if not math.isfinite(reading.value):  # a run it is read from has no value for this metric
+        return FrontierReading(math.nan, "unmatched", reading.lower_l0, reading.upper_l0)
+    return reading
 
 
 def _line(x0: float, y0: float, x1: float, y1: float, at: float) -> float:

@@ -99,10 +99,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     if estimate.n < 2:
         return replace(estimate, method="single value" if estimate.n == 1 else "paired t")
     spread = float(differences.std(ddof=1))
-    if spread == 0:
-        p_value = 1.0 if estimate.value == 0 else 0.0
-    else:  # the one-sample t test of the differences (scipy's ttest_rel), without its near-constant-data warning
-        p_value = float(2 * stats.t.sf(abs(estimate.value) / (spread / math.sqrt(estimate.n)), estimate.n - 1))
+    # identical differences in every pair: no spread to test against, so no p-value (a zero variance
+    # is a measurement artefact, not infinite evidence)
+    untestable = spread <= 1e-12 * max(1.0, abs(estimate.value))  # rounding, not seed-to-seed variation
+    p_value = math.nan if untestable else float(2 * stats.t.sf(abs(estimate.value) / (spread / math.sqrt(estimate.n)), estimate.n - 1))
     return replace(estimate, method="paired t", p_value=p_value)
 
 

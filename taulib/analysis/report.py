@@ -8,9 +8,12 @@ something other than the schedule):
    cells the frontier cannot reach are shown as unmatched and left out.
 2. **Paired over seeds.** Arms share the initialisation and batch order of a seed, so differences
    are taken seed by seed (paired t interval and p-value).
-3. **Corrected.** Holm's adjustment over every comparison of a question (its endpoints × arms ×
-   targets); a direction is claimed only where the adjusted p-value is below 0.05, else the
-   difference is unresolved, whatever its point estimate.
+3. **Corrected.** Holm's adjustment within each question: the primary endpoint's comparisons (arms ×
+   targets) as one family, the secondary endpoints' as another, so the primary verdict is not
+   diluted; a direction is claimed only where the adjusted p-value is below 0.05, else the
+   difference is unresolved, whatever its point estimate. A comparison with a seed missing its
+   value, or with no spread between seeds, is not tested ("no data"): the remaining seeds would be
+   selected on the outcome, and a zero variance is no evidence.
 4. **One primary endpoint per question** (`ENDPOINTS`), named in the report; the rest are secondary.
 5. **Constant τ is plain L1 with λ/τ**: calibrated to the same L0 it must reproduce the plain-L1
    arm, so it is reported as an equivalence check and left out of the tallies and correlations.
@@ -26,7 +29,7 @@ Every sentence is a `Claim`: its text quotes only numbers held in `Claim.numbers
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -170,14 +173,12 @@ def _comparison(
     gap = None
     if sequence_losses and endpoint.column in TEXT_ERROR_COLUMNS:
         gap = ce_score_difference(values.table, sequence_losses, reference, other, target)
-    return {
-        "endpoint": endpoint,
-        "other": other,
-        "target": target,
-        "ours": t_interval(ours),
-        "theirs": t_interval(theirs),
-        "gap": gap if gap is not None else paired_difference(ours, theirs),
-    }
+    gap = gap if gap is not None else paired_difference(ours, theirs)
+    if gap.n < len(values.seeds):
+        # a missing value is an outcome (no rise, no settling, off the frontier), not a gap to close
+        # by testing the seeds that remain: those are selected on the result
+        gap = replace(gap, p_value=math.nan)
+    return {"endpoint": endpoint, "other": other, "target": target, "ours": t_interval(ours), "theirs": t_interval(theirs), "gap": gap}
 
 
 _TEXT_ERROR = " (its interval includes the evaluation text's sampling error)"
@@ -199,7 +200,7 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
         "better": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is better",
         "worse": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is worse",
         "unresolved": "not resolved after correction (inconclusive)",
-        "no data": "too few complete seed pairs for a test (inconclusive)",
+        "no data": "not testable: a seed without a value, or no spread between seeds (inconclusive)",
     }[verdict]
     text = (
         f"At L0 = {target:g}, {endpoint.label}: {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}; "
@@ -315,11 +316,10 @@ def build_report(
             continue
         items = [_comparison(values, e, reference, other, target, sequence_losses) for e in question_endpoints for other in partners for target in targets]
         out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
-        adjusted = holm([math.nan if out_of_range else item["gap"].p_value for item in items])
-        family = int(np.isfinite(adjusted).sum())
+        adjusted, family = _holm_by_role(items, lambda item: item["endpoint"].primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
         claims = [
-            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width) if out_of_range else _comparison_claim(item, p, family, reference, names)
-            for item, p in zip(items, adjusted, strict=True)
+            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width) if out_of_range else _comparison_claim(item, p, size, reference, names)
+            for item, p, size in zip(items, adjusted, family, strict=True)
         ]
         report.claims += claims
         for endpoint in question_endpoints:
@@ -337,16 +337,28 @@ def build_report(
     return report
 
 
+def _holm_by_role(items: list, is_primary, p_of) -> tuple[list[float], list[int]]:  # noqa: ANN001 (two small accessors)
+    """Holm within the primary endpoint's tests and, apart, within the secondary ones: the primary
+    verdict is not diluted by the secondaries. Returns each item's adjusted p and its family's size."""
+    adjusted, family = [math.nan] * len(items), [0] * len(items)
+    for role in (True, False):
+        members = [i for i, item in enumerate(items) if bool(is_primary(item)) == role]
+        corrected = holm([p_of(items[i]) for i in members])
+        size = int(np.isfinite(corrected).sum())
+        for i, p in zip(members, corrected, strict=True):
+            adjusted[i], family[i] = float(p), size
+    return adjusted, family
+
+
 def _trajectory_claims(table: pd.DataFrame, matched: pd.DataFrame, arms: list[str], targets: list[float]) -> list[Claim]:
     items = []
     for index, (outcome, label) in enumerate(TRAJECTORY_OUTCOMES):
         for target in targets:
             x, y = _schedule_points(table, matched, arms, target, outcome)
             items.append((outcome, label, target, rank_correlation(x, y), index == 0))
-    adjusted = holm([item[3].p_value for item in items])
-    family = int(np.isfinite(adjusted).sum())
+    adjusted, family = _holm_by_role(items, lambda item: item[4], lambda item: item[3].p_value)
     claims = []
-    for (outcome, label, target, estimate, primary), p in zip(items, adjusted, strict=True):
+    for (outcome, label, target, estimate, primary), p, size in zip(items, adjusted, family, strict=True):
         if not math.isfinite(estimate.value):
             verdict, meaning = "unresolved", "too few schedules or no spread (inconclusive)"
         elif not (math.isfinite(p) and p < ALPHA):
@@ -356,9 +368,9 @@ def _trajectory_claims(table: pd.DataFrame, matched: pd.DataFrame, arms: list[st
             meaning = f"schedules with a more back-loaded penalty ended with {'higher' if estimate.value > 0 else 'lower'} {label}"
         text = (
             f"At L0 = {target:g}, over {estimate.n} distinct schedules (one point each, the mean over its seeds), Spearman ρ between the "
-            f"penalty ramp and {label} is {_p(estimate.value)}, permutation p = {_p(estimate.p_value)}, Holm-adjusted p = {_p(p)} (family of {family}): {meaning}."
+            f"penalty ramp and {label} is {_p(estimate.value)}, permutation p = {_p(estimate.p_value)}, Holm-adjusted p = {_p(p)} (family of {size}): {meaning}."
         )
-        numbers = {"l0_target": target, "schedules": estimate.n, "rho": estimate.value, "p": estimate.p_value, "adjusted_p": p, "family": family}
+        numbers = {"l0_target": target, "schedules": estimate.n, "rho": estimate.value, "p": estimate.p_value, "adjusted_p": p, "family": size}
         claims.append(Claim("trajectory", text, numbers, verdict, "correlation", column=outcome, primary=primary))
     return claims
 
@@ -473,8 +485,10 @@ def render_markdown(
         "",
         "How to read it: every comparison is made at exactly the L0 target, each arm and seed read off its own frontier of runs "
         "(interpolated in log L0); differences are paired over seeds (arms share a seed's initialisation and batch order), "
-        "with 95% paired t intervals; p-values are Holm-corrected within each question; a direction is claimed only where the "
+        "with 95% paired t intervals; p-values are Holm-corrected within each question, the primary endpoint's tests (arms × targets) "
+        "as one family and the secondary endpoints' as another; a direction is claimed only where the "
         f"corrected p is below {ALPHA:g}, else the difference is unresolved. Each question names one primary endpoint. "
+        "A comparison with a seed missing its value (no rise, no settling, off the frontier) or with no spread between seeds is not tested. "
         "Constant τ is plain L1 with λ/τ: it is an equivalence check, left out of tallies and correlations.",
         "",
         f"- Reference arm: **{ref}**; compared with {', '.join(report.names[a] for a in compared)}.",

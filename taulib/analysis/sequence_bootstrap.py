@@ -83,8 +83,8 @@ def ce_score_difference(
     text_variance = float(np.var(np.mean([readings[(arm, s)] - readings[(other, s)] for s in seeds], axis=0), ddof=1))
     n, value = len(seeds), float(differences.mean())
     standard_error = math.sqrt(float(differences.var(ddof=1)) / n + text_variance)
-    if standard_error == 0:
-        return Estimate(value, value, value, n, method, 1.0 if value == 0 else 0.0)
+    if standard_error == 0:  # nothing varies: untestable, not infinitely significant
+        return Estimate(value, value, value, n, method)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * standard_error
     p_value = float(2 * stats.t.sf(abs(value) / standard_error, n - 1))
     return Estimate(value, value - half, value + half, n, method, p_value)
