@@ -142,6 +142,7 @@ def _model_free_metrics(
         core, density = reconstruction_metrics(on_device, heldout, dense_threshold=evaluation.dense_threshold)
         scalars |= core.as_dict()
         details["density_histogram"] = density_histogram(density)
+        details["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
         alive = density > 0
     if "orthogonality" in evaluation.families:
         ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold, alive=alive, activation_covariance_factor=heldout_covariance_factor)

@@ -126,3 +126,20 @@ def test_formation_curve_draws_the_share_formed_at_each_checkpoint(tmp_path):
     figure = formation_curves(StudyData(tmp_path, (arm,)), {"curve": run_formation(arm)}, 0.9)
     (trace,) = figure.data
     assert list(trace.x) == [0.0, 0.25, 0.5, 1.0] and list(trace.y) == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_latents_that_never_moved_are_left_out_and_those_never_formed_are_censored(tmp_path):
+    final = random_dictionary(0)
+    steps = [0, 10, 20, 40]
+    start = random_dictionary(80)
+    start[:8] = final[:8]  # eight latents never leave their initial direction (as a latent dead from the start)
+    before_end = noisy(final, 0.01, 5)
+    before_end[8:16] = random_dictionary(81)[8:16]  # eight take their final direction only at the last checkpoint
+    decoders = [start, noisy(final, 0.01, 4), before_end, final]
+    decoders[1][8:16] = random_dictionary(82)[8:16]
+    arm = _arm(tmp_path, "censored", 0, decoders, steps)
+    summary = formation_summary(run_formation(arm))
+    assert summary["latents_considered"] == pytest.approx((N - 8) / N)
+    assert summary["latents_never_formed"] == pytest.approx(8 / (N - 8))  # kept, at 1, not dropped
+    assert summary["latents_formed_by_25%"] == pytest.approx((N - 16) / (N - 8))
+    assert summary["latent_formation_median"] == pytest.approx(0.25)

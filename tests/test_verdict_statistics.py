@@ -204,3 +204,25 @@ def test_a_missing_value_is_never_read_across_from_the_runs_around_it():
     assert reading.status == "unmatched" and math.isnan(reading.value)
     # the missing run is not one the target is read from: the others still serve
     assert read_at_l0([20.0, 50.0, 100.0], [0.2, 0.3, math.nan], 30.0).value == pytest.approx(0.2 + 0.1 * math.log(1.5) / math.log(2.5))
+
+
+def test_formation_time_reads_formed_before_the_window_early_and_never_formed_late():
+    from taulib.analysis.formation import formation_time
+
+    tokens = np.array([0, 10, 20, 40, 60, 80, 100], dtype=float)
+    rng = np.random.default_rng(0)
+    # formed inside the warm-up (by token 10), flat with noise after it: formed at the window's start,
+    # not at whatever checkpoint the noise last dipped (the unguarded time reads it as late, or NaN)
+    early = np.array([0.5, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]) + rng.normal(0, 0.01, 7)
+    assert formation_time(tokens, early, 10, 1) == 10
+    assert time_to_fraction_of_final(tokens, early, 0.9, "settled", start_tokens=10, direction=1) > 40 or math.isnan(
+        time_to_fraction_of_final(tokens, early, 0.9, "settled", start_tokens=10, direction=1)
+    )
+    # never rises at all, or falls: never formed, censored at the end (an outcome, not a missing value)
+    assert formation_time(tokens, np.full(7, 0.5) + rng.normal(0, 0.01, 7), 10, 1) == 100
+    assert formation_time(tokens, np.array([0.5, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5]), 10, 1) == 100
+    # a clean rise: the settled crossing of 90% of the way to the mean of the last three checkpoints
+    rising = np.array([0.5, 0.5, 0.6, 0.7, 0.8, 0.8, 0.8])
+    assert formation_time(tokens, rising, 10, 1) == pytest.approx(40 + 20 * (0.9 * 0.3 - 0.2) / 0.1)
+    # a falling metric (absorption) forms by falling
+    assert formation_time(tokens, 1 - rising, 10, -1) == pytest.approx(40 + 20 * (0.9 * 0.3 - 0.2) / 0.1)

@@ -82,6 +82,52 @@ def time_to_fraction_of_final(
     return float(t0 + (fraction - p0) / (p1 - p0) * (t1 - t0))
 
 
+def formation_time(
+    tokens: np.ndarray,
+    values: np.ndarray,
+    start_tokens: float,
+    direction: Literal[1, -1],
+    fraction: float = 0.9,
+    min_change: float = 0.05,
+    final_points: int = 3,
+) -> float:
+    """Tokens seen when a metric had formed: covered `fraction` of its change (in `direction`) from the
+    first checkpoint at or after `start_tokens` to its final level, and stayed there to the end.
+
+    Guarded against the ways a time can mislead: the final level is the mean of the last
+    `final_points` checkpoints (one noisy end point does not set it); a change smaller than
+    `min_change` is no change to time — the metric had formed before the window if it moved by at
+    least `min_change` in `direction` between the first checkpoint and the window's start (the window's
+    start is returned), else it never formed; a change against `direction`, or a curve that ends
+    below `fraction` of its change, never formed: the run's last checkpoint is returned (censored at
+    the end, an outcome kept in every comparison, not a missing value). NaN only without two
+    checkpoints in the window."""
+    tokens, values = _finite(tokens, values)
+    if len(values) == 0:
+        return float("nan")
+    window = tokens >= start_tokens
+    if window.sum() < 2:
+        return float("nan")
+    end = float(tokens[-1])
+    t, v = tokens[window], values[window] * direction
+    level = float(v[-final_points:].mean())
+    change = level - v[0]
+    if abs(change) < min_change:
+        formed_before = (v[0] - values[0] * direction) >= min_change
+        return float(t[0]) if formed_before else end
+    if change < 0:
+        return end
+    progress = (v - v[0]) / change
+    below = np.flatnonzero(progress < fraction - 1e-12)
+    if not len(below):
+        return float(t[0])
+    index = int(below[-1]) + 1
+    if index >= len(t):
+        return end
+    p0, p1 = progress[index - 1], progress[index]
+    return float(t[index - 1] + (fraction - p0) / (p1 - p0) * (t[index] - t[index - 1]))
+
+
 def at_current_l0(tokens: np.ndarray, l0: np.ndarray, values: np.ndarray, level: float, start_tokens: float = 0.0) -> tuple[float, float]:
     """(tokens, value) where a run's current L0 first falls through `level` after `start_tokens`,
     both interpolated linearly in log L0 between the two checkpoints around the passage.

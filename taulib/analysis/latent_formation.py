@@ -64,6 +64,15 @@ def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[s
     steps, decoders = loaded
     matched = matched_cosines_over_checkpoints(decoders, settings.method)
     formed = formation_steps(matched, steps, settings.threshold)
+    # which final latents say something about formation: alive at the end (a dead latent's decoder
+    # gets no gradient, so it "forms" when it dies) and moved away from where it started (a latent
+    # dead from the start keeps its initial direction and would read as formed at step 0)
+    try:
+        density = arm.details(steps[-1]).get("latent_density")
+    except FileNotFoundError:
+        density = None
+    alive = np.asarray(density) > 0 if density is not None else np.ones(len(formed), dtype=bool)
+    moved = matched[:, 0] < settings.threshold
     n, d = decoders[-1].shape
     null = random_matched_cosines(n, d, settings.method)
     tokens = dict(zip(arm.evaluation["step"].astype(int), arm.evaluation["tokens"].astype(float), strict=True))
@@ -72,6 +81,9 @@ def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[s
         "steps": steps,
         "tokens": [tokens[step] for step in steps],
         "formation_step": formed.tolist(),
+        "alive_at_end": alive.tolist(),
+        "alive_known": density is not None,
+        "moved_from_initialisation": moved.tolist(),
         "mean_matched_cosine": matched.mean(axis=0).tolist(),  # per checkpoint
         "share_at_threshold": (matched >= settings.threshold).mean(axis=0).tolist(),
         "random_mean_matched_cosine": float(null.mean()),
@@ -82,11 +94,12 @@ def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[s
 
 
 def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) -> dict[str, float]:
-    """Per-run numbers, on the share-of-training axis: the median formation time of the latents that
-    formed before the end, the share of all latents formed by 10/25/50% of training, the share still
-    unformed at the last checkpoint but one, and the nulls. `start_tokens` (the end of warm-up) is
-    reported beside them: a latent "formed" before it was its random initialisation, kept."""
-    keys = ["latent_formation_median", "latents_never_formed", "init_share_at_threshold", "random_share_at_threshold"]
+    """Per-run numbers, on the share-of-training axis, over the final latents that say something
+    about formation (alive at the end, moved away from their initial direction): the median
+    formation time, a latent never formed before the end counted at 1 (censored, not dropped); the
+    share formed by 10/25/50% of training; the share never formed; and what was left out and the
+    nulls beside them. `start_tokens` (the end of warm-up) is reported with them."""
+    keys = ["latent_formation_median", "latents_never_formed", "latents_considered", "init_share_at_threshold", "random_share_at_threshold"]
     keys += [f"latents_formed_by_{share:.0%}" for share in SHARES_BY]
     if record is None:
         return dict.fromkeys(keys, math.nan)
@@ -94,15 +107,18 @@ def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) 
     total = tokens[-1]
     at_step = dict(zip(steps, tokens / total, strict=True))
     formed = np.array([at_step[step] for step in record["formation_step"]])
-    before_end = formed < 1.0
+    considered = np.asarray(record["alive_at_end"], dtype=bool) & np.asarray(record["moved_from_initialisation"], dtype=bool)
     summary = {
-        "latent_formation_median": float(np.median(formed[before_end])) if before_end.any() else math.nan,
-        "latents_never_formed": float((~before_end).mean()),
+        "latents_considered": float(considered.mean()),
         "init_share_at_threshold": float(record["share_at_threshold"][0]),
         "random_share_at_threshold": float(record["random_share_at_threshold"]),
+        "formation_start_position": float(start_tokens / total),
     }
-    summary |= {f"latents_formed_by_{share:.0%}": float((formed <= share).mean()) for share in SHARES_BY}
-    summary["formation_start_position"] = float(start_tokens / total)
+    if not considered.any():
+        return dict.fromkeys(keys, math.nan) | summary
+    times = formed[considered]  # formed only at the final checkpoint: never formed before the end, censored at 1
+    summary |= {"latent_formation_median": float(np.median(times)), "latents_never_formed": float((times >= 1.0).mean())}
+    summary |= {f"latents_formed_by_{share:.0%}": float((times <= share).mean()) for share in SHARES_BY}
     return summary
 
 

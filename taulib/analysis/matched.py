@@ -7,15 +7,16 @@ learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its 
   early_<metric>        the value at the checkpoint nearest `early_position` of training (the
                         early Pareto figure; not compared between arms: sparsity differs there)
   formation_<metric>    the fraction of training after which the metric, rising, has covered
-                        `fraction` of its change from the first post-warm-up checkpoint to the end
-                        and stays there (taulib.analysis.formation); NaN when it does not rise
+                        `fraction` of its change from the first post-warm-up checkpoint to its final
+                        level and stays there (taulib.analysis.formation.formation_time): the window's
+                        start when it had formed before it, 1 (censored) when it never forms
   current_<metric>      the metric when the run's current L0 first falls through
                         `current_l0_multiple` × its L0 target (formation at matched current sparsity);
                         current_l0_position: when that happened, as a fraction of training
   absorption_settling   the fraction of training after which absorption (over letters whose best
                         single latent reaches k=1 F1 `absorption_min_k1_f1` at the end) has covered
                         `fraction` of its fall from the first post-warm-up checkpoint and stays
-                        there; NaN when it never falls (absorption_settles False, counted)
+                        there; 1 (censored) when it never falls (absorption_settles False, counted)
   grid_resolution       the largest gap between post-warm-up checkpoints, as a fraction of training
   latent_formation_median, latents_formed_by_<share>, latents_never_formed …  per-latent formation:
                         when each final latent's decoder direction settled (taulib.analysis.latent_formation)
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.formation import at_current_l0, formed_letter_absorption, mean_over_log_tokens, time_to_fraction_of_final
+from taulib.analysis.formation import at_current_l0, formation_time, formed_letter_absorption, mean_over_log_tokens
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
@@ -71,6 +72,8 @@ class MatchedSettings:
     early_position: float = 0.1  # the early Pareto figure: the checkpoint nearest this fraction of training
     fraction: float = 0.9  # formation: the share of the change from the end of warm-up to the end
     current_l0_multiple: float = 2.0  # formation at matched current sparsity: where current L0 = this × the target
+    formation_min_change: float = 0.05  # a smaller post-warm-up change in probing accuracy or F1 is no change to time
+    absorption_min_change: float = 0.01  # likewise for the absorption fraction
     absorption_metric: str = "absorption_fraction"
     absorption_threshold: float = 0.05  # the absorption figure of notebook 03
     absorption_min_k1_f1: float = 0.5  # absorption speed: letters whose best single latent reaches this F1 at the end
@@ -124,21 +127,21 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
     l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
     level = settings.current_l0_multiple * arm.l0_target if arm.l0_target is not None else math.nan
     row["current_l0_level"] = level
+    # when the run's current L0 first falls through the level, from L0 alone (the same for every metric)
+    row["current_l0_position"] = at_current_l0(tokens, l0, l0, level, start_tokens=start)[0] / total
     for metric in FORMATION_METRICS:
         values = table[metric.column].to_numpy(dtype=float) if metric.column in table else np.full(len(table), np.nan)
         direction = 1 if metric.higher_is_better else -1
-        formed = time_to_fraction_of_final(tokens, values, settings.fraction, mode="settled", start_tokens=start, direction=direction)
+        formed = formation_time(tokens, values, start, direction, settings.fraction, settings.formation_min_change)
         row[f"formation_{metric.column}"] = formed / total
-        passage, value = at_current_l0(tokens, l0, values, level, start_tokens=start)
-        row[f"current_{metric.column}"] = value
-        row["current_l0_position"] = passage / total
+        row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
     absorption = table[settings.absorption_metric].to_numpy(dtype=float) if settings.absorption_metric in table else np.full(len(table), np.nan)
     row["absorption_area"] = mean_over_log_tokens(tokens, absorption)
     letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
-    settling = time_to_fraction_of_final(tokens, formed_absorption, settings.fraction, mode="settled", start_tokens=start, direction=-1)
+    settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if letters else math.nan
     row["absorption_letters_formed"] = len(letters)
     row["absorption_settling"] = settling / total
-    row["absorption_settles"] = bool(math.isfinite(settling))
+    row["absorption_settles"] = bool(math.isfinite(settling) and settling < total)
     if settings.latent_formation is not None:
         row |= formation_summary(run_formation(arm, settings.latent_formation), start)
     return row

@@ -84,6 +84,7 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("formation", "current_k1_f1", f"first-letter k=1 F1 {current}", True, on_frontier=False),
         Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False),
         Endpoint("formation", "latents_formed_by_25%", "share of final latents formed by 25% of training", True),
+        Endpoint("formation", "latents_never_formed", "share of final latents not formed before the end", False),
         Endpoint("orthogonality", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False, primary=True),
         Endpoint("orthogonality", "final_alive_near_duplicate_latent_fraction", "final near-duplicate alive latents (fraction)", False),
         Endpoint("orthogonality", "final_mean_max_cosine", "final mean max decoder cosine (all latents, dead included)", False),
@@ -130,6 +131,7 @@ class Report:
     matched: pd.DataFrame = field(default_factory=pd.DataFrame)  # per arm × seed × target: the frontier readings
     out_of_range: list[str] = field(default_factory=list)
     primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
+    passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
 
     def by_question(self, question: str) -> list[Claim]:
         return [claim for claim in self.claims if claim.question == question]
@@ -248,6 +250,19 @@ def tally_claim(question: str, label: str, claims: list[Claim], reference_name: 
     return Claim(question, text, numbers, overall, "tally", column=label, primary=primary)
 
 
+def passage_table(table: pd.DataFrame, names: dict[str, str], settings: MatchedSettings) -> pd.DataFrame:
+    """When each arm's current L0 first fell through current_l0_multiple × the target: the
+    comparisons at matched current L0 set SAEs side by side that had trained this long."""
+    rows = {}
+    for arm, group in table.groupby("arm", sort=False):
+        cells = {}
+        for target, cell in group.groupby("l0_target"):
+            position = t_interval(cell["current_l0_position"])
+            cells[f"L0 = {target:g}"] = position.format(2) if math.isfinite(position.value) else "never (or already below at warm-up's end)"
+        rows[names.get(arm, arm)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
     """How many runs' absorption settled, never settled, or had no letter latent to measure: counted, never dropped."""
     runs = len(table)
@@ -329,6 +344,7 @@ def build_report(
             report.tables[f"{question}:{endpoint.column}"] = differences_table(own, partners, targets, names)
 
     report.claims.append(settling_claim(table, settings))
+    report.passages = passage_table(table, names, settings)
     report.claims += _trajectory_claims(table, matched, [arm for arm in arms if arm not in equivalents], targets)
     if headline is not None:
         for arm in equivalents:
@@ -533,6 +549,14 @@ def render_markdown(
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]
+        if key == "formation" and not report.passages.empty:
+            lines += [
+                "When each arm's current L0 first fell to the formation level (share of training, mean [95% CI] over seeds): "
+                "the comparisons at matched current L0 set SAEs side by side that had trained this long.",
+                "",
+                markdown_table(report.passages, "arm"),
+                "",
+            ]
         if key == "formation" and stability is not None and not stability.empty:
             lines += [
                 "Seed stability at the final checkpoint: the seeds of one arm matched to each other (Hungarian, on decoder directions), "
