@@ -16,10 +16,12 @@ study: setup
 	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
 
 # two pytest workers, each file on one of them (its module fixtures built once): much of the suite
-# waits on single-threaded work (imports, notebook kernels, plotting), which the other worker fills
+# waits on single-threaded work (imports, notebook kernels, plotting), which the other worker fills.
+# Then the tests that compare wall times (marked solo) run alone, on an otherwise idle machine.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not solo"
+	$(BIN)/python -m pytest -m solo
 
 # taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~2.8 GB more)
 saebench-check: setup

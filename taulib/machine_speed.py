@@ -108,8 +108,8 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str) -
 def _random_sae(d_model: int, width: int) -> Any:
     from taulib.sae import SparseAutoencoder
 
-    torch.manual_seed(0)
     sae = SparseAutoencoder(d_model, width)
+    sae.initialise(torch.Generator().manual_seed(0))  # a fresh SAE's weights are uninitialised memory
     with torch.no_grad():
         sae.b_enc.fill_(-0.5)  # a sparse-ish SAE, as the checkpoints after the first are
     return sae

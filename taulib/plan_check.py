@@ -28,6 +28,7 @@ from pathlib import Path
 from taulib.activations import STORAGE_DTYPES, is_complete
 from taulib.config import ConfigError, RunConfig
 from taulib.extraction import SPLITS, activation_spec, cache_folder
+from taulib.metrics.absorption import AbsorptionSettings
 from taulib.models import ModelFootprint, model_footprint, resolve_layer
 from taulib.sweep import Sweep
 from taulib.trainer import checkpoint_steps
@@ -246,6 +247,11 @@ def _consistency_problems(path: Path, config: RunConfig, model: ModelFootprint, 
         problems.append(
             f"{path}: fields 'evaluation.probing_ks' (up to {max(evaluation.probing_ks)}) and 'sae.width' ({config.sae.width}): "
             f"sparse probing cannot select more latents than the SAE has; keep probing_ks <= {config.sae.width}"
+        )
+    if "absorption" in evaluation.families and config.sae.width < AbsorptionSettings.max_k:
+        problems.append(
+            f"{path}: fields 'evaluation.families' (absorption) and 'sae.width' ({config.sae.width}): the absorption metric's k-sparse "
+            f"probes select up to {AbsorptionSettings.max_k} latents per letter; set sae.width >= {AbsorptionSettings.max_k} or leave absorption out of the families"
         )
     if training.threads is not None and training.threads > machine.cpu_count:
         problems.append(

@@ -14,7 +14,7 @@ from taulib.extraction import activation_spec, cache_folder
 
 # a tiny plan that is consistent as a whole (taulib.plan_check): two batches of 20, the held-out cache read whole
 BASE = (
-    "sae:\n  width: 8\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
+    "sae:\n  width: 16\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
     "training:\n  n_tokens: 40\n  batch_size: 20\n  n_checkpoints: 3\nevaluation:\n  core_tokens: 20\n  probing_ks: [1, 2, 5]\n"
 )
 GOOD_ARM = "inherit: _base.yaml\n"

@@ -107,8 +107,14 @@ CATALOGUE = [
     ),
     (
         "probing-more-latents-than-width",
-        "inherit: _base.yaml\nevaluation:\n  probing_ks: [1, 10]\n",
-        "sparse probing cannot select more latents than the SAE has; keep probing_ks <= 8",
+        "inherit: _base.yaml\nevaluation:\n  probing_ks: [1, 20]\n",
+        "sparse probing cannot select more latents than the SAE has; keep probing_ks <= 16",
+        PLAIN,
+    ),
+    (
+        "absorption-more-latents-than-width",
+        "inherit: _base.yaml\nsae:\n  width: 6\nevaluation:\n  probing_ks: [1, 2]\n",
+        "the absorption metric's k-sparse probes select up to 10 latents per letter; set sae.width >= 10",
         PLAIN,
     ),
     ("threads-beyond-cores", "inherit: _base.yaml\ntraining:\n  threads: 64\n", "field 'training.threads' (64): this machine has 2 CPU cores", PLAIN),

@@ -82,6 +82,7 @@ def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(t
     assert "diverges" in result.stdout and "failed" in result.stdout
 
 
+@pytest.mark.solo  # the actual stages must run under the load the machine was timed under: alone
 def test_the_wall_time_estimated_before_the_study_is_within_a_factor_of_two_per_stage(tiny_study):
     """The study prints and records its estimate (taulib.cost) before any stage runs; here it is set
     against what each stage then took. Compared: extraction, the evaluation inputs, the runs that
