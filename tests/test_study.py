@@ -307,5 +307,5 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core_tokens=500))
     assert "absorption_fraction" not in fewer and fewer["step"].tolist() == table["step"].tolist()
     assert not fewer["l0"].equals(table["l0"])  # 500 held-out tokens, not 1000
-    assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram"}
+    assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram", "latent_density"}
     assert all(path.is_file() for path in records)  # the earlier evaluation's records stay cached
