@@ -40,6 +40,7 @@ class ProbingSettings:
     context_length: int = 64  # tokens read per text, BOS included
     ks: tuple[int, ...] = DEFAULT_KS
     seed: int = 42
+    disjoint_from_training: bool = True  # texts sharing a paragraph with the corpus's training split are left out
 
     def data_key(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "ks"}
@@ -159,7 +160,7 @@ def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings,
 
     `progress`, a tqdm-like bar, gets every task's token count as its total and advances per batch."""
     bos = tokenizer.bos_token_id
-    examples_of = {name: balanced_examples(name, settings.examples_per_class, settings.seed) for name in settings.tasks}
+    examples_of = {name: balanced_examples(name, settings.examples_per_class, settings.seed, disjoint_from_training=settings.disjoint_from_training) for name in settings.tasks}
     encoded_of = {
         name: [tokenizer(text, truncation=True, max_length=settings.context_length, return_tensors="pt").input_ids[0] for text, _ in examples]
         for name, examples in examples_of.items()
