@@ -80,6 +80,16 @@ class TaskData:
         return pooled / (self.offsets[1:] - self.offsets[:-1]).clamp_min(1)[:, None].float()
 
 
+def stratified_test_mask(labels: list[str], test_fraction: float, seed: int) -> np.ndarray:
+    """Which examples are test examples: `test_fraction` of each class, drawn with the seed."""
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in sorted(set(labels)):
+        members = np.flatnonzero(np.array(labels) == label)
+        is_test[rng.choice(members, int(round(len(members) * test_fraction)), replace=False)] = True
+    return is_test
+
+
 def _binary_tasks(name: str, labels: list[str], is_test: np.ndarray, seed: int) -> list[BinaryTask]:
     """SAE Bench's `prepare_probe_data`: each class against as many negatives, drawn evenly from the others."""
     classes = sorted(set(labels))
@@ -172,11 +182,7 @@ def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings,
     for name in settings.tasks:
         examples, encoded = examples_of[name], encoded_of[name]
         labels = [label for _, label in examples]
-        rng = np.random.default_rng(settings.seed)
-        is_test = np.zeros(len(examples), dtype=bool)
-        for label in sorted(set(labels)):  # a stratified split
-            members = np.flatnonzero(np.array(labels) == label)
-            is_test[rng.choice(members, int(round(len(members) * settings.test_fraction)), replace=False)] = True
+        is_test = stratified_test_mask(labels, settings.test_fraction, settings.seed)
         residuals = residuals_per_sequence(reader, encoded, batch_size, progress.update if progress is not None else None)
         per_example = [acts[ids != bos] for acts, ids in zip(residuals, encoded, strict=True)]
         lengths = torch.tensor([len(acts) for acts in per_example])
