@@ -228,6 +228,13 @@ class EvaluationConfig(_Section):
         ("bbc_topic", "sentiment", "natural_language", "code_language"), min_length=1
     )
     probing_examples_per_class: int = Field(100, ge=10)
+    probing_test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="share of each class's probing texts held out for testing; a binary task tests on 2 × examples_per_class × "
+        "this, so its accuracy moves in steps of 1 / that",
+    )
     probing_context_length: int = Field(64, ge=2, description="tokens read per probing text, BOS included")
     probing_ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1)
     probing_seed: int = Field(42, ge=0)

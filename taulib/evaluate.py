@@ -58,7 +58,12 @@ def absorption_settings(config: RunConfig) -> AbsorptionSettings:
 def probing_settings(config: RunConfig) -> ProbingSettings:
     e = config.evaluation
     return ProbingSettings(
-        tasks=e.probing_tasks, examples_per_class=e.probing_examples_per_class, context_length=e.probing_context_length, ks=e.probing_ks, seed=e.probing_seed
+        tasks=e.probing_tasks,
+        examples_per_class=e.probing_examples_per_class,
+        test_fraction=e.probing_test_fraction,
+        context_length=e.probing_context_length,
+        ks=e.probing_ks,
+        seed=e.probing_seed,
     )
 
 

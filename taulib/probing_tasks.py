@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import hashlib
 import html
 import importlib.util
+import json
 import random
 import re
 import subprocess
@@ -37,12 +39,15 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from taulib.corpus.build import default_data_dir
+from taulib.corpus.build import corpus_dir, default_data_dir
 from taulib.corpus.fetch import fetch_debian_packages
 from taulib.corpus.sources import read_text
 
 Examples = list[tuple[str, str]]  # (text, label)
 FETCH_COMMAND = "python -m taulib corpus"
+# a probing text that shares a paragraph at least this long with the training split is training text
+# (shorter lines, such as code lines, headings and command names, recur by chance)
+MIN_SHARED_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -385,11 +390,48 @@ def class_counts(name: str, data_dir: Path | None = None) -> dict[str, int]:
     return dict(sorted(Counter(label for _, label in load_task(name, data_dir)).items()))
 
 
-def balanced_examples(name: str, per_class: int, seed: int, data_dir: Path | None = None) -> Examples:
-    """Exactly `per_class` examples of each class, drawn with random.Random(seed); sorted by class, then in draw order."""
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+@functools.lru_cache(maxsize=2)
+def _training_paragraphs(corpus: Path) -> frozenset[str]:
+    paragraphs: set[str] = set()
+    for path in sorted(corpus.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                document = json.loads(line)
+                if document["split"] == "train":
+                    paragraphs.update(p for p in map(_normalised, document["text"].split("\n")) if len(p) >= MIN_SHARED_CHARS)
+    return frozenset(paragraphs)
+
+
+def training_paragraphs(data_dir: Path | None = None) -> frozenset[str]:
+    """Every paragraph (whitespace-normalised, at least MIN_SHARED_CHARS long) of the corpus's training
+    split: the text the SAEs train on. Some probing sources are corpus sources too (the English Debian
+    Reference, the BBC articles), so a probing text can be training text."""
+    corpus = corpus_dir(data_dir)
+    if not (corpus / "manifest.json").is_file():
+        raise FileNotFoundError(f"{corpus}: no corpus; build it first (`python -m taulib corpus`)")
+    return _training_paragraphs(corpus.resolve())
+
+
+def shares_training_text(text: str, paragraphs: frozenset[str]) -> bool:
+    """Whether any paragraph of `text` is also a paragraph of the training split."""
+    return any(p in paragraphs for p in map(_normalised, text.split("\n")) if len(p) >= MIN_SHARED_CHARS)
+
+
+def balanced_examples(name: str, per_class: int, seed: int, data_dir: Path | None = None, disjoint_from_training: bool = True) -> Examples:
+    """Exactly `per_class` examples of each class, drawn with random.Random(seed); sorted by class, then in draw order.
+
+    With `disjoint_from_training` (the default), texts that share a paragraph with the corpus's
+    training split are left out first: a probe must not be scored on text the SAE was trained on."""
     by_label: dict[str, list[str]] = {}
-    for text, label in load_task(name, data_dir):
-        by_label.setdefault(label, []).append(text)
+    examples = load_task(name, data_dir)
+    training = training_paragraphs(data_dir) if disjoint_from_training else frozenset()
+    for text, label in examples:
+        if not shares_training_text(text, training):
+            by_label.setdefault(label, []).append(text)
     short = {label: len(texts) for label, texts in by_label.items() if len(texts) < per_class}
     if short:
         raise ValueError(

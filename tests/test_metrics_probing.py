@@ -75,3 +75,19 @@ def test_an_uninformative_sae_is_near_chance():
     summary, _ = evaluate_sparse_probing(sae, data, autocast=False)
     assert summary["sae_top_1_accuracy"] < 0.8
     assert isinstance(data.tasks[0].binary_tasks[0], BinaryTask)
+
+
+def test_the_default_study_scores_each_binary_task_on_at_least_100_test_texts(repo_root):
+    """Accuracy on n test texts moves in steps of 1/n: the default study's settings give every binary
+    task (each class against as many others) at least 100, steps of at most 0.01."""
+    from taulib.config import discover_parameter_files, load_run_config
+    from taulib.evaluate import probing_settings
+    from taulib.metrics.probing import stratified_test_mask
+    from taulib.plan_check import PROBING_CLASSES
+
+    settings = probing_settings(load_run_config(discover_parameter_files(repo_root / "parameters")[0]))
+    for task in settings.tasks:
+        labels = [f"class{c}" for c in range(PROBING_CLASSES[task]) for _ in range(settings.examples_per_class)]
+        is_test = stratified_test_mask(labels, settings.test_fraction, settings.seed)
+        sizes = [len(binary.test) for binary in _binary_tasks(task, labels, is_test, settings.seed)]
+        assert min(sizes) >= 100, (task, sizes)

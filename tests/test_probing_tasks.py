@@ -18,6 +18,8 @@ from taulib.probing_tasks import (
     balanced_examples,
     fetch_probing_data,
     load_task,
+    shares_training_text,
+    training_paragraphs,
 )
 
 CLASSES = {
@@ -140,6 +142,19 @@ def test_balanced_examples_are_balanced_and_deterministic(fetched: None, task: s
     assert balanced_examples(task, per_class=50, seed=4) != sample
     all_examples = set(load_task(task))
     assert all(example in all_examples for example in sample)
+
+
+def test_no_probing_text_is_training_text(fetched: None) -> None:
+    """The English Debian Reference is a probing class and a corpus source: about a third of its
+    paragraphs are in the training split. The draws leave every such text out."""
+    training = training_paragraphs()
+    english = [text for text, label in load_task("natural_language") if label == "en"]
+    shared = [text for text in english if shares_training_text(text, training)]
+    assert len(shared) > 100  # the check has something to catch
+    for task in DEFAULT_TASKS:
+        assert not any(shares_training_text(text, training) for text, _ in balanced_examples(task, per_class=100, seed=42))
+    # the check itself: a text is caught by any one of its paragraphs, whitespace aside
+    assert shares_training_text("An unrelated first line that is long enough.\n  " + "  ".join(shared[0].split()) + " ", training)
 
 
 def test_balanced_examples_name_the_short_class(fetched: None) -> None:

@@ -40,6 +40,7 @@ class ProbingSettings:
     context_length: int = 64  # tokens read per text, BOS included
     ks: tuple[int, ...] = DEFAULT_KS
     seed: int = 42
+    disjoint_from_training: bool = True  # texts sharing a paragraph with the corpus's training split are left out
 
     def data_key(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "ks"}
@@ -77,6 +78,16 @@ class TaskData:
             pooled.index_add_(0, owner[start : start + batch_tokens], values.float())
         assert pooled is not None
         return pooled / (self.offsets[1:] - self.offsets[:-1]).clamp_min(1)[:, None].float()
+
+
+def stratified_test_mask(labels: list[str], test_fraction: float, seed: int) -> np.ndarray:
+    """Which examples are test examples: `test_fraction` of each class, drawn with the seed."""
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in sorted(set(labels)):
+        members = np.flatnonzero(np.array(labels) == label)
+        is_test[rng.choice(members, int(round(len(members) * test_fraction)), replace=False)] = True
+    return is_test
 
 
 def _binary_tasks(name: str, labels: list[str], is_test: np.ndarray, seed: int) -> list[BinaryTask]:
@@ -159,7 +170,7 @@ def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings,
 
     `progress`, a tqdm-like bar, gets every task's token count as its total and advances per batch."""
     bos = tokenizer.bos_token_id
-    examples_of = {name: balanced_examples(name, settings.examples_per_class, settings.seed) for name in settings.tasks}
+    examples_of = {name: balanced_examples(name, settings.examples_per_class, settings.seed, disjoint_from_training=settings.disjoint_from_training) for name in settings.tasks}
     encoded_of = {
         name: [tokenizer(text, truncation=True, max_length=settings.context_length, return_tensors="pt").input_ids[0] for text, _ in examples]
         for name, examples in examples_of.items()
@@ -171,11 +182,7 @@ def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings,
     for name in settings.tasks:
         examples, encoded = examples_of[name], encoded_of[name]
         labels = [label for _, label in examples]
-        rng = np.random.default_rng(settings.seed)
-        is_test = np.zeros(len(examples), dtype=bool)
-        for label in sorted(set(labels)):  # a stratified split
-            members = np.flatnonzero(np.array(labels) == label)
-            is_test[rng.choice(members, int(round(len(members) * settings.test_fraction)), replace=False)] = True
+        is_test = stratified_test_mask(labels, settings.test_fraction, settings.seed)
         residuals = residuals_per_sequence(reader, encoded, batch_size, progress.update if progress is not None else None)
         per_example = [acts[ids != bos] for acts, ids in zip(residuals, encoded, strict=True)]
         lengths = torch.tensor([len(acts) for acts in per_example])
