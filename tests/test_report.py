@@ -103,6 +103,13 @@ def test_noise_is_reported_as_unresolved(sweep):
     assert tallies["final explained variance"].verdict == "unresolved"
 
 
+def test_orthogonality_is_shown_beside_the_dead_fraction_and_both_baselines(sweep):
+    _, _, _, report = sweep
+    context = report.orthogonality_context
+    assert list(context.index) == [report.names[arm] for arm in report.names] and len(context.columns) == 2
+    assert all(cell.startswith("dead 0.0%; alive ") and "(random 0.250, covariance 0.300)" in cell for cell in context.to_numpy().ravel())
+
+
 def test_absorption_is_out_of_range_on_narrow_saes(sweep):
     _, _, _, report = sweep
     absorption = [c for c in report.by_question("absorption") if c.kind != "count"]

@@ -132,6 +132,7 @@ class Report:
     out_of_range: list[str] = field(default_factory=list)
     primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
     passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
+    orthogonality_context: pd.DataFrame = field(default_factory=pd.DataFrame)  # dead fraction and baselines at matched L0
 
     def by_question(self, question: str) -> list[Claim]:
         return [claim for claim in self.claims if claim.question == question]
@@ -250,6 +251,22 @@ def tally_claim(question: str, label: str, claims: list[Claim], reference_name: 
     return Claim(question, text, numbers, overall, "tally", column=label, primary=primary)
 
 
+def orthogonality_context_table(matched: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """What moves the orthogonality endpoints besides the schedule, at each matched L0 (means over
+    seeds): the dead fraction, the alive latents' mean max decoder cosine, and its two baselines."""
+    columns = ("final_dead_fraction", "final_alive_mean_max_cosine", "final_alive_random_mean_max_cosine", "final_alive_covariance_mean_max_cosine")
+    if not all(column in matched for column in columns):
+        return pd.DataFrame()
+    rows = {}
+    for arm, group in matched.groupby("arm", sort=False):
+        cells = {}
+        for target, cell in group.groupby("l0_target"):
+            dead, alive, isotropic, covariance = (float(cell[column].mean()) for column in columns)
+            cells[f"L0 = {target:g}"] = f"dead {dead:.1%}; alive {alive:.3f} (random {isotropic:.3f}, covariance {covariance:.3f})"
+        rows[names.get(arm, arm)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def passage_table(table: pd.DataFrame, names: dict[str, str], settings: MatchedSettings) -> pd.DataFrame:
     """When each arm's current L0 first fell through current_l0_multiple × the target: the
     comparisons at matched current L0 set SAEs side by side that had trained this long."""
@@ -345,6 +362,7 @@ def build_report(
 
     report.claims.append(settling_claim(table, settings))
     report.passages = passage_table(table, names, settings)
+    report.orthogonality_context = orthogonality_context_table(matched, names)
     report.claims += _trajectory_claims(table, matched, [arm for arm in arms if arm not in equivalents], targets)
     if headline is not None:
         for arm in equivalents:
@@ -549,6 +567,14 @@ def render_markdown(
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]
+        if key == "orthogonality" and not report.orthogonality_context.empty:
+            lines += [
+                "Beside it, at each matched L0 (means over seeds): the dead fraction, the alive latents' mean max decoder cosine, and the "
+                "same for as many random directions, isotropic and drawn from the activations' covariance:",
+                "",
+                markdown_table(report.orthogonality_context, "arm"),
+                "",
+            ]
         if key == "formation" and not report.passages.empty:
             lines += [
                 "When each arm's current L0 first fell to the formation level (share of training, mean [95% CI] over seeds): "
