@@ -111,18 +111,23 @@ def resolve_layer(config: ModelConfig, n_layers: int) -> int:
 EMBEDDED_SHAPE = (18, 640)  # Gemma 3 270M; parsing the GGUF for it takes ~15 s (checked by a test)
 
 
-def model_shape(config: ModelConfig) -> tuple[int, int]:
-    """(number of decoder blocks, hidden size), read from the model's config without loading weights."""
+def _text_config(config: ModelConfig) -> Any:
+    """The language model's (text) configuration, without loading weights."""
     from transformers import AutoConfig
 
-    if config.name == EMBEDDED_MODEL:
-        return EMBEDDED_SHAPE
     source, extra = _pretrained_arguments(config.name)
     try:
         model_config = AutoConfig.from_pretrained(source, **extra)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"model {config.name!r} could not be resolved: {error}") from None
-    text_config = getattr(model_config, "text_config", None) or model_config
+    return getattr(model_config, "text_config", None) or model_config
+
+
+def model_shape(config: ModelConfig) -> tuple[int, int]:
+    """(number of decoder blocks, hidden size), read from the model's config without loading weights."""
+    if config.name == EMBEDDED_MODEL:
+        return EMBEDDED_SHAPE
+    text_config = _text_config(config)
     return int(text_config.num_hidden_layers), int(text_config.hidden_size)
 
 
@@ -182,16 +187,9 @@ EMBEDDED_FOOTPRINT = ModelFootprint(*EMBEDDED_SHAPE, vocab_size=262_144, n_param
 
 def model_footprint(config: ModelConfig) -> ModelFootprint:
     """Depth, width, vocabulary and (approximate) parameter count of a model, from its config alone."""
-    from transformers import AutoConfig
-
     if config.name == EMBEDDED_MODEL:
         return EMBEDDED_FOOTPRINT
-    source, extra = _pretrained_arguments(config.name)
-    try:
-        model_config = AutoConfig.from_pretrained(source, **extra)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"model {config.name!r} could not be resolved: {error}") from None
-    text = getattr(model_config, "text_config", None) or model_config
+    text = _text_config(config)
     hidden, layers, vocab = int(text.hidden_size), int(text.num_hidden_layers), int(text.vocab_size)
     intermediate = int(getattr(text, "intermediate_size", None) or 4 * hidden)
     # embeddings plus, per block, attention (≈ 4·h²) and a gated MLP (3·h·i): within ~10% of published counts

@@ -567,30 +567,30 @@ def render_markdown(
             details = [c for c in details if c.other == report.headline]
             lines += [f"Against {report.names[report.headline]}:", ""]
         lines += [f"- {claim.text}" for claim in details] + [""]
-        if key == "orthogonality" and not report.orthogonality_context.empty:
-            lines += [
-                "Beside it, at each matched L0 (means over seeds): the dead fraction, the alive latents' mean max decoder cosine, and the "
-                "same for as many random directions, isotropic and drawn from the activations' covariance:",
-                "",
-                markdown_table(report.orthogonality_context, "arm"),
-                "",
-            ]
-        if key == "formation" and not report.passages.empty:
-            lines += [
-                "When each arm's current L0 first fell to the formation level (share of training, mean [95% CI] over seeds): "
-                "the comparisons at matched current L0 set SAEs side by side that had trained this long.",
-                "",
-                markdown_table(report.passages, "arm"),
-                "",
-            ]
-        if key == "formation" and stability is not None and not stability.empty:
-            lines += [
-                "Seed stability at the final checkpoint: the seeds of one arm matched to each other (Hungarian, on decoder directions), "
-                "mean over seed pairs, against two random dictionaries of the same shape:",
-                "",
-                markdown_table(stability, "arm"),
-                "",
-            ]
+        context_tables = {
+            "orthogonality": [
+                (
+                    "Beside it, at each matched L0 (means over seeds): the dead fraction, the alive latents' mean max decoder cosine, and the "
+                    "same for as many random directions, isotropic and drawn from the activations' covariance:",
+                    report.orthogonality_context,
+                )
+            ],
+            "formation": [
+                (
+                    "When each arm's current L0 first fell to the formation level (share of training, mean [95% CI] over seeds): "
+                    "the comparisons at matched current L0 set SAEs side by side that had trained this long.",
+                    report.passages,
+                ),
+                (
+                    "Seed stability at the final checkpoint: the seeds of one arm matched to each other (Hungarian, on decoder directions), "
+                    "mean over seed pairs, against two random dictionaries of the same shape:",
+                    stability if stability is not None else pd.DataFrame(),
+                ),
+            ],
+        }
+        for caption, frame in context_tables.get(key, []):
+            if not frame.empty:
+                lines += [caption, "", markdown_table(frame, "arm"), ""]
         equivalences = [c for c in claims if c.kind == "equivalence"]
         if equivalences:
             lines += ["Equivalence check (constant τ is plain L1 with λ/τ):", ""] + [f"- {claim.text}" for claim in equivalences] + [""]
