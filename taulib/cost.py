@@ -120,6 +120,11 @@ class Costs:
                 self.cache.get(f"{key}|{part}", lambda value=value: value)
         return self._get(f"{key}|{name}", lambda: math.nan)
 
+    def probing_texts(self, tasks: tuple[str, ...]) -> float:
+        """Reading the probing tasks' sources and the corpus's training paragraphs (the texts shared
+        with training are left out): a fixed cost of preparing the probing inputs, whatever their count."""
+        return self._get(f"probing_texts|{','.join(sorted(tasks))}", lambda: speed.probing_texts_seconds(tasks))
+
     def core(self, config: RunConfig, d_model: int) -> float:
         e, w = config.evaluation, config.sae.width
         return e.core_tokens * self._get(f"core|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
@@ -162,7 +167,9 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     if "downstream" in e.families:
         tokens = e.ce_sequences * config.activations.context_length
         forwards = checkpoints + 2 * math.ceil(checkpoints / DOWNSTREAM_CHUNK)  # spliced per checkpoint, clean and zero per chunk
-        evaluation += costs.model(config, "load") + forwards * tokens * costs.model(config, "full_per_token")
+        # the final checkpoint's further sequences: clean, zero-ablated and spliced, for it alone
+        final_tokens = (e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
+        evaluation += costs.model(config, "load") + (forwards * tokens + 3 * final_tokens) * costs.model(config, "full_per_token")
     return training, evaluation
 
 
@@ -215,6 +222,7 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
                 tokens += e.absorption_vocab_size * 1.2 * costs.model(config, "absorption_prompt_tokens")
             if "probing" in e.families:
                 tokens += e.probing_examples_per_class * sum(PROBING_CLASSES[t] for t in e.probing_tasks) * e.probing_context_length
+                prompt_tokens += costs.probing_texts(e.probing_tasks)
             prompt_tokens += tokens * costs.model(config, "truncated_per_token")
             loaded_models.add(config.model.model_dump_json())
     extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ MIN_SECONDS = 0.3  # each timing repeats its operation until at least this long 
 ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
 PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
 CORE_TOKENS_CAP = 4096
-FIGURES_PER_NOTEBOOK = 4  # the analysis notebooks write four or five figures each
+FIGURES_PER_NOTEBOOK = 5  # the analysis notebooks' figures: 03 writes six, 04 four
 # the common words an absorption prompt's in-context examples are made of, for its token count
 PROMPT_WORDS = ("apple", "house", "river", "green", "table", "music", "stone", "water", "light", "dream", "chair", "money")
 
@@ -57,15 +58,16 @@ def once(operation: Callable[[], Any]) -> float:
 
 
 def timed(operation: Callable[[], Any], min_seconds: float = MIN_SECONDS, max_repeats: int = 20) -> float:
-    """Seconds per call of `operation` after one warm-up call (best of the repeats that fit in `min_seconds`)."""
+    """Seconds per call of `operation` after one warm-up call: the median of the repeats that fit in
+    `min_seconds`. The median, not the best: a study's stages run at the machine's typical speed, and
+    the fastest repeat made every estimate optimistic (by ~1.5x on the tiny study)."""
     operation()
-    best, spent, repeats = float("inf"), 0.0, 0
-    while repeats < max_repeats and (repeats == 0 or spent < min_seconds):
+    times: list[float] = []
+    while len(times) < max_repeats and (not times or sum(times) < min_seconds):
         started = time.perf_counter()
         operation()
-        elapsed = time.perf_counter() - started
-        best, spent, repeats = min(best, elapsed), spent + elapsed, repeats + 1
-    return best
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 class SpeedCache:
@@ -249,7 +251,10 @@ def notebook_seconds() -> float:
 
     from taulib.executors import execute_notebook
 
-    cell = "import plotly.graph_objects\nimport taulib.study, taulib.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
+    cell = (
+        "import plotly.graph_objects\nimport taulib.study, taulib.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
+        "import taulib.analysis.report, taulib.analysis.latent_formation, taulib.plots.training, taulib.plots.state, taulib.widgets\n"
+    )
     with tempfile.TemporaryDirectory() as folder:
         notebook = Path(folder) / "probe.ipynb"
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
@@ -260,13 +265,28 @@ def notebook_seconds() -> float:
         return time.perf_counter() - started
 
 
+def probing_texts_seconds(tasks: tuple[str, ...]) -> float:
+    """Loading the probing tasks' texts and the corpus's training paragraphs, from cold (once)."""
+    from taulib.probing_tasks import load_task, training_paragraphs
+
+    return once(lambda: ([load_task(task) for task in tasks], training_paragraphs()))
+
+
 def figures_seconds() -> float:
     """Writing one analysis notebook's figures (HTML with plotly.js, PNG through one kaleido session)."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     from taulib.plots.save import save_figures
 
-    figures = {f"f{i}": go.Figure(go.Scatter(x=list(range(200)), y=[j * j for j in range(200)])) for i in range(FIGURES_PER_NOTEBOOK)}
+    def panels() -> go.Figure:  # shaped like the analysis figures: a grid of panels, a line per arm in each
+        figure = make_subplots(rows=3, cols=3)
+        for panel in range(9):
+            for arm in range(4):
+                figure.add_trace(go.Scatter(x=list(range(20)), y=[(arm + 1) * j for j in range(20)], mode="lines+markers"), row=panel // 3 + 1, col=panel % 3 + 1)
+        return figure
+
+    figures = {f"f{i}": panels() for i in range(FIGURES_PER_NOTEBOOK)}
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         save_figures(figures, folder)
