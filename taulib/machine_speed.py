@@ -60,7 +60,7 @@ def once(operation: Callable[[], Any]) -> float:
 def timed(operation: Callable[[], Any], min_seconds: float = MIN_SECONDS, max_repeats: int = 20) -> float:
     """Seconds per call of `operation` after one warm-up call: the median of the repeats that fit in
     `min_seconds`. The median, not the best: a study's stages run at the machine's typical speed, and
-    the fastest repeat made every estimate optimistic (by ~1.5x on the tiny study)."""
+    the fastest repeat made every estimate optimistic (benchmarks/RESULTS.md, "The wall-time estimate")."""
     operation()
     times: list[float] = []
     while len(times) < max_repeats and (not times or sum(times) < min_seconds):

@@ -112,6 +112,9 @@ def test_seed_stability_of_identical_and_unrelated_seeds(tmp_path):
     start_row = table[table["step"] == 0].iloc[0]  # independent random initialisations: at the null
     assert start_row["share_matched_0.9"] == 0.0 and abs(start_row["pw_mcc"] - start_row["random_pw_mcc"]) < 0.05
     assert np.isclose(table["random_share_matched_0.7"], 0.0).all()
+    # one step asked for: only its checkpoints are read, and it reads as in the full table
+    final_only = seed_stability(same, steps={40})
+    assert final_only["step"].tolist() == [40] and final_only.iloc[0].equals(final_row)
 
 
 def test_formation_curve_draws_the_share_formed_at_each_checkpoint(tmp_path):

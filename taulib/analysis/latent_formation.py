@@ -39,8 +39,9 @@ class FormationSettings:
     method: MatchMethod = "hungarian"  # "max": nearest direction, faster and not one-to-one (for very wide SAEs)
 
 
-def _decoders(arm: Arm) -> tuple[list[int], list[Any]] | None:
-    steps = sorted(arm.steps)
+def _decoders(arm: Arm, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
+    """The decoder of every checkpoint (or of the steps in `only`), in step order; None if one is missing."""
+    steps = sorted(step for step in arm.steps if only is None or step in only)
     folders = [arm.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
     if not all((folder / "sae.safetensors").is_file() for folder in folders):
         return None
@@ -122,11 +123,11 @@ def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) 
     return summary
 
 
-def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian") -> pd.DataFrame:
-    """Seeds of one arm and target matched to each other at every checkpoint they share: per step, the
-    mean over seed pairs of the share of latents matched at cos ≥ 0.7 and ≥ 0.9 and of the mean
-    matched cosine (PW-MCC), with the same for random dictionaries of the shape."""
-    decoders = {arm.seed: _decoders(arm) for arm in arms}
+def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian", steps: set[int] | None = None) -> pd.DataFrame:
+    """Seeds of one arm and target matched to each other at every checkpoint they share (or at those
+    of `steps`): per step, the mean over seed pairs of the share of latents matched at cos ≥ 0.7 and
+    ≥ 0.9 and of the mean matched cosine (PW-MCC), with the same for random dictionaries of the shape."""
+    decoders = {arm.seed: _decoders(arm, steps) for arm in arms}
     decoders = {seed: loaded for seed, loaded in decoders.items() if loaded is not None}
     if len(decoders) < 2:
         return pd.DataFrame()
@@ -161,7 +162,7 @@ def stability_table(study: StudyData, names: dict[str, str] | None = None, metho
         cells = {}
         for target in study.l0_targets:
             runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == target]
-            table = seed_stability(runs, method)
+            table = seed_stability(runs, method, steps={max(arm.steps) for arm in runs})  # the final checkpoint only
             if table.empty:
                 cells[f"L0 = {target:g}"] = "–"
                 continue

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.formation import at_current_l0, formation_time, formed_letter_absorption, mean_over_log_tokens
+from taulib.analysis.formation import at_current_l0, formation_time, formed_letter_absorption
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
@@ -135,8 +135,6 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
         formed = formation_time(tokens, values, start, direction, settings.fraction, settings.formation_min_change)
         row[f"formation_{metric.column}"] = formed / total
         row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
-    absorption = table[settings.absorption_metric].to_numpy(dtype=float) if settings.absorption_metric in table else np.full(len(table), np.nan)
-    row["absorption_area"] = mean_over_log_tokens(tokens, absorption)
     letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
     settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if letters else math.nan
     row["absorption_letters_formed"] = len(letters)

@@ -29,7 +29,9 @@ Every sentence is a `Claim`: its text quotes only numbers held in `Claim.numbers
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,7 +56,7 @@ QUESTIONS = {
 # SAE Bench's absorption is meaningful on wide SAEs of large models (its authors: ~16k latents and up)
 ABSORPTION_MIN_WIDTH = 16_384
 # constant τ against plain L1: "equivalent" when the paired 90% interval of the explained-variance
-# difference lies within ± this (a tenth of the EV gained from L0 20 to 50 on the default study)
+# difference lies within ± this (a difference small next to what a step between L0 targets changes)
 EQUIVALENCE_MARGIN = 0.005
 TRAJECTORY_AXIS = "penalty_ramp"  # final λ/τ over its mean: how back-loaded the penalty was
 
@@ -371,7 +373,7 @@ def build_report(
     return report
 
 
-def _holm_by_role(items: list, is_primary, p_of) -> tuple[list[float], list[int]]:  # noqa: ANN001 (two small accessors)
+def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:
     """Holm within the primary endpoint's tests and, apart, within the secondary ones: the primary
     verdict is not diluted by the secondaries. Returns each item's adjusted p and its family's size."""
     adjusted, family = [math.nan] * len(items), [0] * len(items)
