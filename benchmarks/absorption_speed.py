@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from taulib.activations.extraction import ResidualReader
+from taulib.activations.models import load_language_model
 from taulib.config import ModelConfig
-from taulib.export import sae_bench_sae
-from taulib.extraction import ResidualReader
+from taulib.interop.export import sae_bench_sae
+from taulib.interop.sae_bench import hooked_transformer, run_sae_bench_absorption
 from taulib.metrics.absorption import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
-from taulib.models import load_language_model
 from taulib.sae import in_raw_units, load_sae
-from taulib.sae_bench_compat import hooked_transformer, run_sae_bench_absorption
 
 
 def main() -> None:

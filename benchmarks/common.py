@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from taulib.step_matmuls import ONEDNN_LINEAR, onednn_matmul
+from taulib.train.kernels import ONEDNN_LINEAR, onednn_matmul
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def matmul_ceiling(repeats: int = 5, size: int = 2048, dtypes: tuple[str, ...] =
         x, w = torch.randn(1024, 640).to(dtype), torch.randn(640, 4096).to(dtype)
         torch.mm(x, w)
         results[f"torch {name} 1024×640 @ 640×4096"] = 2 * 1024 * 640 * 4096 / best_of(lambda x=x, w=w: torch.mm(x, w), repeats * 4) / 1e9
-        if name == "float32" and ONEDNN_LINEAR is not None:  # the other float32 GEMM in torch (taulib.step_matmuls)
+        if name == "float32" and ONEDNN_LINEAR is not None:  # the other float32 GEMM in torch (taulib.train.kernels)
             onednn_matmul(x, w)
             results["torch float32 1024×640 @ 640×4096, oneDNN"] = 2 * 1024 * 640 * 4096 / best_of(lambda x=x, w=w: onednn_matmul(x, w), repeats * 4) / 1e9
     return results

@@ -16,16 +16,15 @@ import torch
 from safetensors.torch import load_file
 
 from taulib import atomic
-from taulib.activations import load_cache
+from taulib.activations.cache import activation_spec, cache_folder, load_cache
+from taulib.activations.models import load_language_model
 from taulib.config import RunConfig
-from taulib.evaluate import absorption_settings, evaluation_data_folder, probing_settings
-from taulib.extraction import activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionData, evaluate_absorption
 from taulib.metrics.core import reconstruction_metrics
 from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.evaluate import absorption_settings, evaluation_data_folder, probing_settings
 from taulib.metrics.orthogonality import orthogonality_metrics
 from taulib.metrics.probing import ProbingData, evaluate_sparse_probing
-from taulib.models import load_language_model
 from taulib.sae import in_raw_units, load_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,7 +6,7 @@
 On the same packed corpus batches (the study's context length and batch size) and the same model
 (the embedded Gemma 3 270M, hooked after block 9), reading the residual stream after the block:
 
-* taulib: `taulib.extraction.ResidualReader` (nnsight trace, saves the block's output, stops there);
+* taulib: `taulib.activations.extraction.ResidualReader` (nnsight trace, saves the block's output, stops there);
 * full forward: `AutoModelForCausalLM(...)(..., output_hidden_states=True).hidden_states[layer + 1]`,
   i.e. every block, the final norm and the 262k-way unembedding;
 * bare truncated forward: the same model call with a plain forward hook on the block that keeps its
@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SKIPPED_BFLOAT16, markdown_table, provenance, time_bfloat16, write_section  # noqa: E402
 
+from taulib.activations.extraction import ResidualReader  # noqa: E402
+from taulib.activations.models import LoadedModel, decoder_layers, load_language_model  # noqa: E402
 from taulib.config import load_run_config  # noqa: E402
-from taulib.extraction import ResidualReader  # noqa: E402
-from taulib.models import LoadedModel, decoder_layers, load_language_model  # noqa: E402
 
 Reader = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

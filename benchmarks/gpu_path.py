@@ -8,7 +8,7 @@ bfloat16 without autocast, as the gemma-2-2b profile has them; float32 on a devi
 bfloat16, see taulib.precision) and the embedded Gemma 3 270M, it:
 
 1. loads the model and extracts `--tokens` training tokens (and the held-out split) of the residual
-   stream after the study's layer with `taulib.extraction` (nnsight, the forward stopped after the
+   stream after the study's layer with `taulib.activations.extraction` (nnsight, the forward stopped after the
    block) into an activation cache, and prepares the metrics' model-side inputs;
 2. trains the tightened arm's SAE with `AnnealedTrainer` on that cache, held in GPU memory
    (`activation_storage: device`), at each `--widths`, and evaluates every checkpoint of the first
@@ -36,13 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, provenance, sae_step_flops, write_section  # noqa: E402
 
 from taulib import atomic  # noqa: E402
-from taulib.activations import load_cache  # noqa: E402
+from taulib.activations.cache import (
+    activation_spec,
+    cache_folder,
+    load_cache,  # noqa: E402
+)
+from taulib.activations.extraction import ensure_activations  # noqa: E402
+from taulib.activations.models import load_language_model  # noqa: E402
 from taulib.config import load_run_config  # noqa: E402
-from taulib.evaluate import evaluate_run, prepare_evaluation_data  # noqa: E402
-from taulib.extraction import activation_spec, cache_folder, ensure_activations  # noqa: E402
-from taulib.models import load_language_model  # noqa: E402
+from taulib.metrics.evaluate import evaluate_run, prepare_evaluation_data  # noqa: E402
 from taulib.precision import fast_bfloat16  # noqa: E402
-from taulib.trainer import AnnealedTrainer  # noqa: E402
+from taulib.train.trainer import AnnealedTrainer  # noqa: E402
 
 GPU_FAMILIES = ["core", "downstream", "orthogonality", "absorption"]
 QUICK_FAMILIES = ["core", "downstream", "orthogonality"]  # absorption needs its full vocabulary to have letters to score

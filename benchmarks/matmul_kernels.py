@@ -3,7 +3,7 @@
     flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/matmul_kernels.py
     .venv/bin/python benchmarks/matmul_kernels.py --quick --results /tmp/results.md   # seconds, small shapes
 
-taulib.step_matmuls runs the three products whose output spans the latents (the encoder's forward,
+taulib.train.kernels runs the three products whose output spans the latents (the encoder's forward,
 ∂x̂·W_decᵀ and ∂W_enc) on oneDNN once d_sae ≥ `ONEDNN_MIN_LATENTS`, and the two others on torch.mm.
 This script times every product both ways, operands laid out as the step has them, on random
 float32 data (a GEMM's speed does not depend on the values), and says whether the rule picks
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, best_of, markdown_table, provenance, write_section  # noqa: E402
 
-from taulib.step_matmuls import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, onednn_matmul, uses_onednn  # noqa: E402
+from taulib.train.kernels import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, onednn_matmul, uses_onednn  # noqa: E402
 
 # (batch, d_in, d_sae)
 SHAPES = [(1024, 640, 1024), (1024, 640, 2048), (1024, 640, 4096), (1024, 640, 16384), (4096, 640, 4096), (1024, 2304, 4096)]
@@ -32,7 +32,7 @@ QUICK_SHAPES = [(128, 64, 256)]
 
 
 def products(batch: int, d_in: int, d_sae: int, dtype: torch.dtype = torch.float32) -> list[tuple[str, torch.Tensor, torch.Tensor, bool]]:
-    """(name, a, b, whether the output spans the latents) for a·b, operands laid out as in taulib.sae_step."""
+    """(name, a, b, whether the output spans the latents) for a·b, operands laid out as in taulib.train.gradients."""
     generator = torch.Generator().manual_seed(0)
 
     def rand(*shape: int) -> torch.Tensor:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     body = (
         provenance("benchmarks/matmul_kernels.py" + (" --quick" if args.quick else ""), ("torch",))
-        + f"\nfloat32, random operands laid out as `taulib.sae_step` has them, best of {repeats}; taulib runs the three products whose "
+        + f"\nfloat32, random operands laid out as `taulib.train.gradients` has them, best of {repeats}; taulib runs the three products whose "
         f"output spans the latents on oneDNN from {ONEDNN_MIN_LATENTS:,} latents up (`ONEDNN_MIN_LATENTS`). "
         "torch.mm is torch's BLAS (MKL in the PyPI wheels); oneDNN is `torch.ops.mkldnn._linear_pointwise`, "
         "the kernel torch.compile uses for CPU linear layers.\n\n" + table + "\n" + verdict + " Per dense step:\n\n" + "\n".join(step_lines) + "\n"

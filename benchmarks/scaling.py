@@ -3,7 +3,7 @@
     flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/scaling.py --outputs outputs
     .venv/bin/python benchmarks/scaling.py --quick --results /tmp/results.md   # seconds, synthetic data
 
-Width: the trainer's step (`taulib.trainer.optimiser_step` and the dead-latent counter) at
+Width: the trainer's step (`taulib.train.trainer.optimiser_step` and the dead-latent counter) at
 2,048 to 16,384 latents, the study's batch size and compute dtype, on the study's cached
 activations; best of `--repeats` runs of `--steps` steps. Tokens: the whole
 `AnnealedTrainer.train()` at the study's width for two token budgets, with the study's 16
@@ -27,7 +27,7 @@ from common import best_of, lscpu, markdown_table, provenance, sae_step_flops, w
 from trainers import TaulibStep, study_activations, timed_batches  # noqa: E402
 from training_speed import run_interleaved  # noqa: E402
 
-from taulib.trainer import AnnealedTrainer, activation_statistics  # noqa: E402
+from taulib.train.trainer import AnnealedTrainer, activation_statistics  # noqa: E402
 
 
 def five_matmuls(batch: int, d_in: int, d_sae: int, dtype: torch.dtype, repeats: int) -> float:

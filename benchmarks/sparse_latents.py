@@ -3,8 +3,8 @@
     flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/sparse_latents.py --outputs outputs
     .venv/bin/python benchmarks/sparse_latents.py --quick --results /tmp/results.md   # seconds, small shapes
 
-Four of the step's five matmuls involve the latents f only where f > 0 (taulib.sae_step). This
-script times `taulib.sae_step.loss_and_gradients` forced dense and forced sparse, at the training
+Four of the step's five matmuls involve the latents f only where f > 0 (taulib.train.gradients). This
+script times `taulib.train.gradients.loss_and_gradients` forced dense and forced sparse, at the training
 benchmark's shapes, on the study's cached activations, for SAEs at a range of densities: a freshly
 initialised SAE whose encoder biases are shifted so that each latent fires on the chosen fraction
 of the batch's tokens. The densities at which the sparse side wins give the crossover per dtype;
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, SKIPPED_BFLOAT16, best_of, markdown_table, provenance, time_bfloat16, write_section  # noqa: E402
 
 from taulib.sae import SparseAutoencoder  # noqa: E402
-from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
-from taulib.trainer import activation_statistics  # noqa: E402
+from taulib.train.gradients import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
+from taulib.train.trainer import activation_statistics  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_PARAMETERS = "parameters/cosine_0.3_to_0.05_tightened.yaml"

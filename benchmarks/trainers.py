@@ -4,7 +4,7 @@ Every adapter builds its library's own SAE and optimiser at the same width, lear
 batch size and exposes `step(x)`: what that library runs per batch in its training loop, data
 loading excluded (all of them read the same pre-scaled activations from memory).
 
-* taulib: `taulib.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder,
+* taulib: `taulib.train.trainer.optimiser_step` (hand-written gradients, fused Adam, unit-norm decoder,
   the three latent-wide float32 products on oneDNN) plus the dead-latent counter, i.e. the
   annealed trainer's loop body without logging and checkpoints. `TaulibAutograd` is the same step
   the way taulib ran it before: module forward, autograd backward, foreach Adam.
@@ -24,15 +24,15 @@ from typing import Protocol
 
 import torch
 
-from taulib.activations import load_cache
+from taulib.activations.cache import activation_spec, cache_folder, load_cache
+from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig, load_run_config
-from taulib.extraction import activation_spec, cache_folder
 from taulib.sae import SparseAutoencoder
-from taulib.sae_step import sparse_step_max_density
-from taulib.step_matmuls import torch_blas_only
-from taulib.study import run_layer
-from taulib.synthetic import sparse_directions_dataset
-from taulib.trainer import make_optimiser, optimiser_step, sae_loss
+from taulib.study.run import run_layer
+from taulib.train.gradients import sparse_step_max_density
+from taulib.train.kernels import torch_blas_only
+from taulib.train.loss import sae_loss
+from taulib.train.trainer import make_optimiser, optimiser_step
 
 L1_COEFFICIENT = 0.04  # the default study's λ; the sparsity level does not change a dense step's cost
 LAYER, MODEL = 9, "gemma-3-270m"  # recorded by the reference trainers' configs only
@@ -74,7 +74,7 @@ class TaulibStep:
     ) -> None:
         self.name = "taulib" if fused_adam else "taulib, foreach Adam"
         self.dtype, self.coefficient = dtype, coefficient
-        # False: every matmul on torch.mm, as before taulib.step_matmuls routed three of them to oneDNN
+        # False: every matmul on torch.mm, as before taulib.train.kernels routed three of them to oneDNN
         self.kernels = contextlib.nullcontext if onednn else torch_blas_only
         # the trainer's switch to the sparse latent side (None: its CPU default for the dtype)
         self.sparse_max_density = sparse_step_max_density(sparse_max_density, dtype, torch.device("cpu"))

@@ -19,7 +19,7 @@ at that coefficient, timed as before. A whole run: every trainer trains the same
 (taulib's initial weights) at that coefficient and learning rate for `--run-steps` steps on the
 same batches, the trainers taking turns step by step, each credited with the sum of its steps;
 then each final SAE's L0 and explained variance on the held-out cache are reported. taulib's step
-switches to its sparse latent side once few enough latents fire (taulib.sae_step); the
+switches to its sparse latent side once few enough latents fire (taulib.train.gradients); the
 references' steps stay dense whatever the sparsity. Also measured: variants of
 taulib's step (what was explored to make it fast), and taulib's whole `AnnealedTrainer.train()`
 (logging, checkpoints) in float32 and bfloat16 with the explained variance each reaches on the
@@ -64,8 +64,8 @@ from trainers import (  # noqa: E402
 from taulib.config import RunConfig  # noqa: E402
 from taulib.progress import progress_bar  # noqa: E402
 from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
-from taulib.study import run_layer  # noqa: E402
-from taulib.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
+from taulib.study.run import run_layer  # noqa: E402
+from taulib.train.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_PARAMETERS, DEFAULT_OUTPUTS = "parameters/cosine_0.3_to_0.05_tightened.yaml", "outputs"
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = [] if args.no_explore else explore(args, d_in, d_sae, lr, batches)
     e2e = end_to_end(args, config, train, heldout)
     data = (
-        "Activations: synthetic sparse directions (taulib.synthetic)."
+        "Activations: synthetic sparse directions (taulib.activations.synthetic)."
         if args.quick
         else f"Activations: the cache `{args.parameters}` names ({config.model.name}, layer {run_layer(config)}), "
         f"{train.shape[0]:,} training and {heldout.shape[0]:,} held-out tokens, divided by taulib's input scale."

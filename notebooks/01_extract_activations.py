@@ -35,7 +35,7 @@ show_progress = True
 import pandas as pd
 
 from taulib.corpus import build_corpus
-from taulib.study import extract_for_study
+from taulib.study.run import extract_for_study
 
 # %% [markdown]
 # ## The corpus

@@ -36,8 +36,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from taulib.config import load_run_config
-from taulib.study import evaluate_study_run, train_run
-from taulib.trainer import read_metrics
+from taulib.study.run import evaluate_study_run, train_run
+from taulib.train.trainer import read_metrics
 
 config = load_run_config(params_file, overrides)
 run_dir = Path(outputs_dir) / config.run_name

@@ -54,7 +54,7 @@ from taulib.plots.latent_formation import formation_curves
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at
 from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
-from taulib.widgets import CheckpointBrowser
+from taulib.plots.widgets import CheckpointBrowser
 
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"

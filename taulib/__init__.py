@@ -1,16 +1,78 @@
 """taulib: a τ-annealed sparse-autoencoder study.
 
-Modules, one concept each:
-  config       typed run configuration, loaded from YAML parameter files
-  schedules    τ(t) schedules (none, constant, linear, cosine, exponential)
-  sae          the ReLU sparse autoencoder and its safetensors format
-  trainer      the annealed trainer (λ/τ(t) L1 penalty), checkpoints and resume
-  corpus       the packaged English text corpus and its train/held-out split
-  models       loading the language model (embedded Gemma 3 270M or any transformers model)
-  extraction   residual-stream extraction with nnsight into a sharded activation cache
-  activations  the on-disk activation cache: shards, manifest, checksums
-  atomic       atomic file writes for everything under outputs/
-  study        running the study: notebooks executed with papermill, one per parameter file
+Every module, one concept each (tests/test_layout.py keeps this list complete):
+
+config                       typed run configuration from YAML parameter files; every default and its meaning
+precision                    which matmul precision a device runs fast (what `auto` means)
+schedules                    τ(t) schedules: the L1 penalty is divided by τ(t)
+sae                          the ReLU sparse autoencoder and its safetensors format
+cli                          `python -m taulib study | sweep | extract | train | evaluate | params | corpus`
+atomic                       atomic writes of every artefact under outputs/
+progress                     progress bars (widgets in JupyterLab, periodic lines headless)
+provenance                   package versions, git commit and machine of a result
+
+corpus.sources               the packaged text sources, where their text lives, their licences
+corpus.cleaning              markup → prose paragraphs
+corpus.build                 the corpus: documents, train/held-out split, manifest
+corpus.fetch                 fetching the corpus's Debian packages (apt-get download, no install)
+corpus.stream                documents → fixed-length token sequences
+corpus.probing_tasks         labelled texts of the sparse-probing tasks
+
+activations.models           loading the language model (embedded Gemma 3 270M or any transformers LM)
+activations.extraction       residual-stream extraction with nnsight
+activations.cache            the on-disk activation cache: spec, folder, shards, manifest, checksums
+activations.synthetic        synthetic activations of known sparse directions
+
+train.trainer                the annealed trainer: schedule, checkpoints, resume, training log
+train.gradients              one step's loss and gradients, written out by hand
+train.kernels                the step's matmul kernels (oneDNN on a CPU)
+train.loss                   the objective with autograd: the reference the hand-written step is checked against
+
+sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)
+sweep.calibration            calibrating λ per arm to a target L0
+sweep.runs                   sweep → calibrated parameter files, one per run
+
+metrics.evaluate             every metric family on every checkpoint of a run, cached
+metrics.core                 reconstruction: L0, explained variance, dead latents, density
+metrics.downstream           CE loss and KL with the reconstruction spliced into the model
+metrics.orthogonality        decoder max-cosine statistics against random baselines
+metrics.absorption           SAE Bench's first-letter feature absorption
+metrics.probing              SAE Bench's sparse probing
+metrics.logistic             batched logistic regression (the probes of absorption and probing)
+metrics.latent_formation     latents matched between dictionaries by decoder direction
+
+study.run                    running the study: validation, then notebooks executed with papermill
+study.plan_check             the plan check: every run against the others and this machine, before any work
+study.cost                   the wall-time estimate, stage by stage
+study.machine_speed          this machine's timings of the real code, cached per machine
+study.executors              in-process or Dask execution of the runs
+
+analysis.study_data          the arms of a finished study, read from outputs/
+analysis.matched             one row per run: what the report compares at matched sparsity
+analysis.frontier            metrics read at exactly matched L0 off each arm's frontier
+analysis.formation           time to final, formation at matched current L0, absorption speed
+analysis.latent_formation    per-latent formation and seed stability of a study's runs
+analysis.orthogonality       near duplicates over training, the τ-floor ablation, τ trajectory vs outcome
+analysis.checkpoint_state    one checkpoint's details as tidy tables (what a slider redraws)
+analysis.intervals           intervals over seeds and paired differences
+analysis.statistics          Holm correction, equivalence (TOST), permutation rank correlation
+analysis.sequence_bootstrap  paired differences whose interval includes the evaluation text's sampling error
+analysis.report              the written verdict (outputs/REPORT.md)
+
+plots.style                  one colour and dash per arm
+plots.training               metrics against tokens seen, with τ(t) and λ/τ(t)
+plots.orthogonality          orthogonality figures
+plots.pareto                 metric-vs-L0 curves per arm
+plots.latent_formation       share of final latents formed over training
+plots.state                  one checkpoint's state, redrawn in place
+plots.widgets                ipywidgets sliders that scrub checkpoints
+plots.save                   standalone HTML and PNG under outputs/figures/
+
+interop.export               a saved SAE as a SAELens folder or an SAE Bench custom SAE
+interop.sae_bench            SAE Bench's own absorption and core code on taulib's model and data (the cross-check)
+
+Layers: `metrics` computes a number from one SAE, `analysis` compares runs of a finished study, and
+`plots` draws what `analysis` returns; a module of the same name in each is the same measure at each layer.
 """
 
 __version__ = "0.1.0"

@@ -42,7 +42,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_sweep(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     """The folder's sweep for the chosen profile, or None (no _sweep.yaml, or --no-sweep)."""
-    from taulib.sweep import SWEEP_FILE, load_sweep
+    from taulib.sweep.spec import SWEEP_FILE, load_sweep
 
     if args.no_sweep or not (args.parameters / SWEEP_FILE).is_file():
         if args.profile != "default":
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "corpus":
         from taulib.corpus.build import build_corpus, default_data_dir
         from taulib.corpus.fetch import fetch_debian_packages
-        from taulib.probing_tasks import fetch_probing_data
+        from taulib.corpus.probing_tasks import fetch_probing_data
 
         data_dir = args.data or default_data_dir()
         fetch_debian_packages(data_dir)
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "sweep":
-        from taulib.plan_check import check_plan
-        from taulib.sweep import describe
+        from taulib.study.plan_check import check_plan
+        from taulib.sweep.spec import describe
 
         try:
             sweep = _load_sweep(args, _parse_overrides(args.overrides))
@@ -128,17 +128,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
                 return 2
             print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
-            from taulib.cost import estimate_study
+            from taulib.study.cost import estimate_study
 
             print(estimate_study([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep).describe())
         return 0
 
-    from taulib.activations import CacheError
-    from taulib.study import StudyInputError, StudyInterrupted, format_summary, run_study, train_run
-    from taulib.trainer import RunMismatchError
+    from taulib.activations.cache import CacheError
+    from taulib.study.run import StudyInputError, StudyInterrupted, format_summary, run_study, train_run
+    from taulib.train.trainer import RunMismatchError
 
     if args.command == "extract":
-        from taulib.study import extract_for_study, validate_study
+        from taulib.study.run import extract_for_study, validate_study
 
         try:
             overrides = _parse_overrides(args.overrides)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "analyse":
-        from taulib.study import run_analyses
+        from taulib.study.run import run_analyses
 
         try:
             analyses = run_analyses(args.outputs)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "evaluate":
-        from taulib.study import evaluate_study_run
+        from taulib.study.run import evaluate_study_run
 
         try:
             table = evaluate_study_run(args.params_file, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         executor = None
         if args.backend == "dask":
-            from taulib.executors import DaskExecutor
+            from taulib.study.executors import DaskExecutor
 
             try:
                 executor = stack.enter_context(DaskExecutor(scheduler=args.scheduler, workers=args.workers, threads_per_run=args.threads_per_run))

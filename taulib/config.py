@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
 
+# the checkout taulib is installed from in editable mode: its notebooks/, parameters/ and data/
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -204,7 +207,7 @@ PROBING_TASK_NAMES = ("bbc_topic", "sentiment", "natural_language", "code_langua
 
 
 class EvaluationConfig(_Section):
-    """What `taulib.evaluate` measures on every checkpoint. Not part of a run's training fingerprint:
+    """What `taulib.metrics.evaluate` measures on every checkpoint. Not part of a run's training fingerprint:
     changing it re-evaluates the saved checkpoints, it never retrains."""
 
     families: tuple[Literal["core", "downstream", "orthogonality", "absorption", "probing"], ...] = Field(
@@ -263,7 +266,7 @@ class EvaluationConfig(_Section):
 
 
 class SweepLabel(_Section):
-    """Where a run sits in a matched-sparsity sweep (taulib.sweep). A label, not a setting: it is not
+    """Where a run sits in a matched-sparsity sweep (taulib.sweep.spec). A label, not a setting: it is not
     part of the run's fingerprint, so a calibration probe can become the sweep's run unchanged."""
 
     arm: str = Field(description="the arm's parameter file (its stem) the run was generated from")

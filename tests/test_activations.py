@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from taulib import activations as cache
+from taulib.activations import cache
 
 SPEC = cache.ActivationSpec("m", "float32", 3, 8, "default", "train", 30, "float16", 10)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from taulib import activations as cache
+from taulib.activations import cache
+from taulib.activations.cache import activation_spec, cache_folder
 from taulib.cli import main
 from taulib.config import load_run_config
-from taulib.extraction import activation_spec, cache_folder
 
-# a tiny plan that is consistent as a whole (taulib.plan_check): two batches of 20, the held-out cache read whole
+# a tiny plan that is consistent as a whole (taulib.study.plan_check): two batches of 20, the held-out cache read whole
 BASE = (
     "sae:\n  width: 16\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
     "training:\n  n_tokens: 40\n  batch_size: 20\n  n_checkpoints: 3\nevaluation:\n  core_tokens: 20\n  probing_ks: [1, 2, 5]\n"
@@ -202,7 +202,7 @@ def test_training_without_its_cache_is_refused(study, capsys, tmp_path):
 
 def test_trainer_state_of_another_configuration_is_refused(tmp_path):
     from taulib.config import RunConfig
-    from taulib.trainer import AnnealedTrainer, RunMismatchError
+    from taulib.train.trainer import AnnealedTrainer, RunMismatchError
 
     data = torch.randn(500, 8)
     config = RunConfig.model_validate({"run_name": "r", "sae": {"width": 16}, "training": {"n_tokens": 5000, "batch_size": 100}})

@@ -17,7 +17,7 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 from synthetic_study import write_synthetic_study
 
-from taulib.study import NOTEBOOKS_DIR
+from taulib.study.run import NOTEBOOKS_DIR
 
 pytestmark = pytest.mark.notebook
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from taulib.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, propose_lambda, save_calibration, within_tolerance
+from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
-from taulib.sweep import CalibrationSettings
-from taulib.synthetic import sparse_directions_dataset
-from taulib.trainer import AnnealedTrainer
+from taulib.sweep.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, propose_lambda, save_calibration, within_tolerance
+from taulib.sweep.spec import CalibrationSettings
+from taulib.train.trainer import AnnealedTrainer
 
 SETTINGS = CalibrationSettings(tolerance=0.15, max_probes_per_target=4, initial_effective_coefficient=0.5, initial_slope=-1.0, max_step_factor=8.0)
 

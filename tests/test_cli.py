@@ -44,9 +44,9 @@ def test_unwritable_outputs_folder_is_refused(tmp_path, capsys, monkeypatch):
     locked.mkdir()
     locked.chmod(0o500)
     if os.geteuid() == 0:  # root writes through permissions; ask as an ordinary user would be answered
-        import taulib.study
+        import taulib.study.run
 
-        monkeypatch.setattr(taulib.study.os, "access", lambda path, mode: False)
+        monkeypatch.setattr(taulib.study.run.os, "access", lambda path, mode: False)
     assert main(["study", "--parameters", str(tmp_path / "params"), "--outputs", str(locked / "out")]) == 2
     assert "not writable" in capsys.readouterr().err
 

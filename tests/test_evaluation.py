@@ -4,7 +4,7 @@ from saes import perfect_sae
 
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, in_raw_units
-from taulib.trainer import explained_variance
+from taulib.train.trainer import explained_variance
 
 
 def test_perfect_reconstruction_and_known_l0():
@@ -32,10 +32,10 @@ def test_batched_explained_variance_equals_the_one_pass_definition():
 @pytest.mark.model
 def test_preparing_the_probing_inputs_shows_a_bar_that_knows_its_total():
     """The evaluation inputs take minutes on a CPU: their bar is sized before the forward passes (an ETA) and ends full."""
+    from taulib.activations.extraction import ResidualReader
+    from taulib.activations.models import load_language_model
     from taulib.config import ModelConfig
-    from taulib.extraction import ResidualReader
     from taulib.metrics.probing import ProbingSettings, prepare_probing_data
-    from taulib.models import load_language_model
 
     class Bar:  # records what a tqdm bar would be told
         total: int | None = None

@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from taulib.executors import DaskExecutor, LocalExecutor, RunTask
+from taulib.study.executors import DaskExecutor, LocalExecutor, RunTask
 
 pytestmark = pytest.mark.notebook
 SLEEP = 6.0  # seconds each task of the Dask test sleeps: longer than a kernel takes to start

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from taulib.activations import load_cache
+from taulib.activations.cache import activation_spec, load_cache
+from taulib.activations.extraction import ResidualReader, extract_split, keep_positions
+from taulib.activations.models import EMBEDDED_SHAPE, ModelLoadError, load_language_model, resolve_layer
 from taulib.config import ModelConfig, RunConfig
-from taulib.extraction import ResidualReader, activation_spec, extract_split, keep_positions
-from taulib.models import EMBEDDED_SHAPE, ModelLoadError, load_language_model, resolve_layer
 
 pytestmark = pytest.mark.model
 
@@ -88,7 +88,7 @@ def test_layer_beyond_depth_is_refused():
 
 
 def test_unknown_model_is_refused():
-    from taulib.models import model_shape
+    from taulib.activations.models import model_shape
 
     with pytest.raises(ModelLoadError, match="no such local directory"):
         model_shape(ModelConfig(name="./no/such/model"))

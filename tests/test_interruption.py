@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from taulib import activations as cache
+from taulib.activations import cache
+from taulib.activations.cache import activation_spec, cache_folder
+from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import load_run_config
-from taulib.extraction import activation_spec, cache_folder
-from taulib.synthetic import sparse_directions_dataset
 
 PARAMS = """run_name: killable
 sae: {width: 64}

@@ -4,9 +4,9 @@ import pytest
 import torch
 from saes import perfect_sae
 
+from taulib.activations.models import decoder_layers, load_language_model
 from taulib.config import ModelConfig
 from taulib.metrics.downstream import SplicedModel, downstream_metrics
-from taulib.models import decoder_layers, load_language_model
 from taulib.sae import SparseAutoencoder
 
 pytestmark = pytest.mark.model

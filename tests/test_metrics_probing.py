@@ -81,9 +81,9 @@ def test_the_default_study_scores_each_binary_task_on_at_least_100_test_texts(re
     """Accuracy on n test texts moves in steps of 1/n: the default study's settings give every binary
     task (each class against as many others) at least 100, steps of at most 0.01."""
     from taulib.config import discover_parameter_files, load_run_config
-    from taulib.evaluate import probing_settings
+    from taulib.metrics.evaluate import probing_settings
     from taulib.metrics.probing import stratified_test_mask
-    from taulib.plan_check import PROBING_CLASSES
+    from taulib.study.plan_check import PROBING_CLASSES
 
     settings = probing_settings(load_run_config(discover_parameter_files(repo_root / "parameters")[0]))
     for task in settings.tasks:

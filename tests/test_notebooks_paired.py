@@ -4,7 +4,7 @@ import jupytext
 import nbformat
 import pytest
 
-from taulib.study import NOTEBOOKS_DIR
+from taulib.study.run import NOTEBOOKS_DIR
 
 PAIRS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 

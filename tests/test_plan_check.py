@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from test_bad_inputs import BASE, study  # noqa: F401  (the fixture: one good arm with earlier results)
 
-import taulib.plan_check
+import taulib.study.plan_check
 from taulib.cli import main
 from taulib.config import discover_parameter_files, load_run_config
-from taulib.plan_check import Machine, PlanError, check_plan
-from taulib.sweep import load_sweep
+from taulib.study.plan_check import Machine, PlanError, check_plan
+from taulib.sweep.spec import load_sweep
 
 GB = 10**9
 PLAIN = Machine(memory_available=8 * GB, disk_free=50 * GB, cpu_count=2, cuda_devices=0, mps=False)
@@ -160,7 +160,7 @@ def machine(monkeypatch):
     """The plan check sees the machine the test names, not this one."""
 
     def use(fixed: Machine) -> None:
-        monkeypatch.setattr(taulib.plan_check, "probe_machine", lambda outputs_root: fixed)
+        monkeypatch.setattr(taulib.study.plan_check, "probe_machine", lambda outputs_root: fixed)
 
     use(PLAIN)
     return use

@@ -14,7 +14,7 @@ from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_cosine_histograms
 from taulib.plots.style import arm_styles, tokens_label
 from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
-from taulib.widgets import CheckpointBrowser, CosineBrowser
+from taulib.plots.widgets import CheckpointBrowser, CosineBrowser
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taulib.probing_tasks import (
+from taulib.corpus.probing_tasks import (
     DEFAULT_TASKS,
     PROBING_TASKS,
     _chunks,

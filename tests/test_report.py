@@ -15,7 +15,7 @@ from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_ta
 from taulib.analysis.orthogonality import lower_bound_pairs
 from taulib.analysis.report import build_report, endpoints
 from taulib.analysis.study_data import load_study
-from taulib.study import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
+from taulib.study.run import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
 
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 

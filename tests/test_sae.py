@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from taulib.sae import SAEMetadata, SparseAutoencoder, load_sae, save_sae
-from taulib.trainer import explained_variance, sae_loss
+from taulib.train.loss import sae_loss
+from taulib.train.trainer import explained_variance
 
 
 def _sae(d_in=8, d_sae=16, seed=0):

@@ -11,16 +11,16 @@ import math
 import pytest
 import torch
 
+from taulib.activations.extraction import ResidualReader, residuals_per_sequence
+from taulib.activations.models import load_language_model
 from taulib.config import ModelConfig
 from taulib.corpus import iter_documents, token_sequences
-from taulib.export import export_saelens, sae_bench_sae, to_sae_bench
-from taulib.extraction import ResidualReader, residuals_per_sequence
+from taulib.interop.export import export_saelens, sae_bench_sae, to_sae_bench
+from taulib.interop.sae_bench import hooked_transformer, run_sae_bench_absorption, run_sae_bench_core
 from taulib.metrics.absorption import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.metrics.core import reconstruction_metrics
 from taulib.metrics.downstream import SplicedModel, downstream_metrics
-from taulib.models import load_language_model
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
-from taulib.sae_bench_compat import hooked_transformer, run_sae_bench_absorption, run_sae_bench_core
 
 pytestmark = pytest.mark.model
 LAYER = 9

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from taulib.sae import SparseAutoencoder
-from taulib.sae_step import loss_and_gradients
-from taulib.trainer import LossTerms, sae_loss
+from taulib.train.gradients import loss_and_gradients
+from taulib.train.loss import LossTerms, sae_loss
 
 
 def _sae(d_in=24, d_sae=96):
@@ -104,7 +104,7 @@ def test_sparse_path_with_no_active_latent():
 
 
 def test_the_step_goes_sparse_below_the_threshold_only(monkeypatch):
-    import taulib.sae_step as sae_step
+    import taulib.train.gradients as sae_step
 
     calls = []
     original = sae_step._sparse_latent_side
@@ -120,7 +120,7 @@ def test_the_step_goes_sparse_below_the_threshold_only(monkeypatch):
 
 
 def test_sparse_threshold_defaults():
-    from taulib.sae_step import CPU_SPARSE_MAX_DENSITY, sparse_step_max_density
+    from taulib.train.gradients import CPU_SPARSE_MAX_DENSITY, sparse_step_max_density
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert sparse_step_max_density(None, torch.float32, cpu) == CPU_SPARSE_MAX_DENSITY[torch.float32]

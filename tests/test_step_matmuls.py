@@ -1,11 +1,11 @@
-"""taulib.step_matmuls: the step's products on oneDNN give torch's results, deterministically, and
+"""taulib.train.kernels: the step's products on oneDNN give torch's results, deterministically, and
 only where the rule says (float32 on a CPU, at least ONEDNN_MIN_LATENTS latents)."""
 
 import pytest
 import torch
 
-from taulib.sae_step import loss_and_gradients
-from taulib.step_matmuls import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, torch_blas_only, uses_onednn
+from taulib.train.gradients import loss_and_gradients
+from taulib.train.kernels import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, torch_blas_only, uses_onednn
 from tests.test_sae_step import _autograd, _sae
 
 WIDE = ONEDNN_MIN_LATENTS

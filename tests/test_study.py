@@ -1,5 +1,6 @@
 """The study command end to end on the real model with tiny sizes: papermill, files, failure semantics."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import sys
 import pytest
 from tiny_study import TINY
 
-from taulib.machine_speed import CACHE_ENV
+from taulib.study.machine_speed import CACHE_ENV
 
 pytestmark = [pytest.mark.model, pytest.mark.notebook]
 
@@ -84,7 +85,7 @@ def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(t
 
 @pytest.mark.solo  # the actual stages must run under the load the machine was timed under: alone
 def test_the_wall_time_estimated_before_the_study_is_within_a_factor_of_two_per_stage(tiny_study):
-    """The study prints and records its estimate (taulib.cost) before any stage runs; here it is set
+    """The study prints and records its estimate (taulib.study.cost) before any stage runs; here it is set
     against what each stage then took. Compared: extraction, the evaluation inputs, the runs that
     finished and the analysis notebooks, each seconds long even in this tiny study. Not compared: the λ
     calibration (this study has no sweep: both are 0), and the diverging run, which fails within its
@@ -229,9 +230,11 @@ def test_rerun_reuses_everything_and_bad_input_changes_nothing(repo_root, tiny_s
 
 def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study):
     _, outputs, _ = tiny_study
-    from taulib.evaluation import study_results
+    spec = importlib.util.spec_from_file_location("default_study", repo_root / "benchmarks" / "default_study.py")
+    default_study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(default_study)
 
-    table = study_results(outputs).set_index("run")
+    table = default_study.study_results(outputs).set_index("run")
     recorded = {run["run_name"]: run["status"] for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
     assert table["status"].to_dict() == recorded  # every run of the last study, failed ones included
     ok = table[table["status"] == "ok"]
@@ -246,7 +249,7 @@ def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study
 def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     import pandas as pd
 
-    from taulib.evaluate import evaluate_run
+    from taulib.metrics.evaluate import evaluate_run
 
     _, outputs, _ = tiny_study
     run_dir = outputs / "cosine_0.3_to_0.05_tightened"
@@ -302,7 +305,7 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     pd.testing.assert_frame_equal(redone, table, check_dtype=False, atol=1e-6)
     # new evaluation settings re-evaluate the saved checkpoints (no retraining); the details follow them
     from taulib.config import EvaluationConfig
-    from taulib.evaluate import read_checkpoint_details
+    from taulib.metrics.evaluate import read_checkpoint_details
 
     fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core_tokens=500))
     assert "absorption_fraction" not in fewer and fewer["step"].tolist() == table["step"].tolist()

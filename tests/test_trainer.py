@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 import torch
 
+from taulib.activations.synthetic import mean_max_cosine, sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.sae import load_sae
-from taulib.synthetic import mean_max_cosine, sparse_directions_dataset
-from taulib.trainer import METRIC_COLUMNS, AnnealedTrainer, RunMismatchError, checkpoint_steps, read_checkpoint_index
+from taulib.train.trainer import METRIC_COLUMNS, AnnealedTrainer, RunMismatchError, checkpoint_steps, read_checkpoint_index
 
 
 def _config(**training):
@@ -127,7 +127,7 @@ def test_bfloat16_autocast_trains_close_to_float32(tmp_path):
 
 def test_activation_storage_changes_where_batches_come_from_not_the_result(tmp_path):
     """'host', 'device' (here the CPU) and 'mmap' storage give bit-identical runs, and share a fingerprint."""
-    from taulib import activations as cache
+    from taulib.activations import cache
 
     data = sparse_directions_dataset(n=3_000, d=12, n_features=16, mean_active=2.0)
     spec = cache.ActivationSpec("m", "float32", 0, 8, "default", "train", 3_000, "float32", 1_000)

@@ -1,6 +1,6 @@
 """Metrics read at exactly matched sparsity, off each arm's metric-vs-L0 frontier.
 
-Calibration (taulib.calibration) lands a run only near its L0 target, and every seed of an arm
+Calibration (taulib.sweep.calibration) lands a run only near its L0 target, and every seed of an arm
 reuses the calibrated λ, so two arms can differ by a fixed L0 offset that no seed interval sees.
 Because reconstruction, orthogonality and probing all move with L0, such an offset alone would read
 as a difference between arms. So a comparison at target T never takes "the run calibrated for T"

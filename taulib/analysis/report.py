@@ -534,7 +534,7 @@ def render_markdown(
         "",
         "## Matched sparsity",
         "",
-        "λ was calibrated per arm and target (taulib.calibration); every seed reuses it. Each run's achieved final L0 (seeds in order), "
+        "λ was calibrated per arm and target (taulib.sweep.calibration); every seed reuses it. Each run's achieved final L0 (seeds in order), "
         "and how each seed's value at the target was read (b: between two runs bracketing it, n: within 2% of a run, u: unmatched):",
         "",
         markdown_table(sparsity, "arm"),

@@ -10,8 +10,8 @@ import pandas as pd
 
 from taulib import atomic
 from taulib.config import RunConfig
-from taulib.evaluate import read_checkpoint_details, read_evaluation
-from taulib.trainer import read_metrics
+from taulib.metrics.evaluate import read_checkpoint_details, read_evaluation
+from taulib.train.trainer import read_metrics
 
 
 class StudyDataError(FileNotFoundError):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from taulib import atomic
+from taulib.config import REPOSITORY_ROOT
 from taulib.corpus.cleaning import prose_paragraph
 from taulib.corpus.sources import SOURCES, Source, source_root
 from taulib.progress import progress_bar
@@ -35,7 +36,7 @@ class CorpusError(RuntimeError):
 def default_data_dir() -> Path:
     """TAULIB_DATA_DIR, else the repository's data/ folder (taulib is installed in editable mode)."""
     env = os.environ.get("TAULIB_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+    return Path(env) if env else REPOSITORY_ROOT / "data"
 
 
 def corpus_dir(data_dir: Path | None = None) -> Path:

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
-from taulib.extraction import residuals_per_sequence
+from taulib.activations.extraction import residuals_per_sequence
 from taulib.metrics.logistic import fit_logistic_regressions
 from taulib.sae import SparseAutoencoder
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
-from taulib.extraction import TracedBlock
+from taulib.activations.extraction import TracedBlock
 from taulib.sae import SparseAutoencoder
 
 

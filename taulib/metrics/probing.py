@@ -1,6 +1,6 @@
 """SAE Bench's sparse probing on labelled text tasks, with the model-side work done once per model/layer.
 
-For each task (see `taulib.probing_tasks`), every class becomes a balanced binary task (the class
+For each task (see `taulib.corpus.probing_tasks`), every class becomes a balanced binary task (the class
 against an equal number of examples drawn evenly from the other classes; a two-class task is one
 binary task). Each text is read by the model up to `context_length` tokens; its residuals after
 block `layer` are kept per token (BOS excluded). Per SAE, latents are mean-pooled over each text's
@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
-from taulib.extraction import residuals_per_sequence
+from taulib.activations.extraction import residuals_per_sequence
+from taulib.corpus.probing_tasks import DEFAULT_TASKS, balanced_examples
 from taulib.metrics.logistic import fit_logistic_regressions
-from taulib.probing_tasks import DEFAULT_TASKS, balanced_examples
 from taulib.sae import SparseAutoencoder
 
 DEFAULT_KS = (1, 2, 5, 10, 20, 50)

@@ -3,7 +3,7 @@
 Each measurement times the code a study runs (a training step, one checkpoint's model-free metrics,
 the language model's forward, a notebook's start, a figure export) at the plan's own shapes, capped
 where the cost grows linearly, and returns seconds per unit (a step, a token, a checkpoint…) for
-taulib.cost to multiply by the plan's sizes. Results are cached in one JSON file (TAULIB_CACHE_DIR,
+taulib.study.cost to multiply by the plan's sizes. Results are cached in one JSON file (TAULIB_CACHE_DIR,
 else ~/.cache/taulib), under a key of the CPU model, torch version and thread count, and written
 atomically, so a second `taulib sweep` or `study` on the same machine measures nothing.
 """
@@ -97,7 +97,7 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str) -
     """One dense training step (forward, hand-written backward, Adam, decoder renorm): the early steps;
     later steps of a sparse SAE may take the faster sparse path."""
     from taulib.sae import SparseAutoencoder
-    from taulib.trainer import optimiser_step
+    from taulib.train.trainer import optimiser_step
 
     torch.manual_seed(0)
     sae = SparseAutoencoder(d_model, width)
@@ -167,7 +167,7 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
     import numpy as np
 
     from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing
-    from taulib.plan_check import PROBING_CLASSES
+    from taulib.study.plan_check import PROBING_CLASSES
 
     per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
     settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
@@ -194,10 +194,10 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     """Loading the language model, its forward up to the layer and its full forward with logits, per token.
 
     Timed on the model itself (it is loaded for the purpose: seconds for the study's default model)."""
-    from taulib.extraction import ResidualReader
+    from taulib.activations.extraction import ResidualReader
+    from taulib.activations.models import load_language_model
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
     from taulib.metrics.downstream import SplicedModel
-    from taulib.models import load_language_model
     from taulib.precision import resolve_autocast
 
     started = time.perf_counter()
@@ -221,7 +221,7 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
 def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[str, float]:
     """A model too large to load for a timing: its forward's matmul FLOPs (2 per parameter and token) at
     the rate of one block-shaped matmul on its device and dtype; the load is not counted."""
-    from taulib.models import TORCH_DTYPES, model_footprint, resolve_layer
+    from taulib.activations.models import TORCH_DTYPES, model_footprint, resolve_layer
 
     footprint = model_footprint(model_config)
     d, tokens = footprint.d_model, 4 * context_length
@@ -249,11 +249,11 @@ def notebook_seconds() -> float:
     """A papermill notebook that imports what the study's notebooks import: a kernel's fixed cost."""
     import nbformat
 
-    from taulib.executors import execute_notebook
+    from taulib.study.executors import execute_notebook
 
     cell = (
-        "import plotly.graph_objects\nimport taulib.study, taulib.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
-        "import taulib.analysis.report, taulib.analysis.latent_formation, taulib.plots.training, taulib.plots.state, taulib.widgets\n"
+        "import plotly.graph_objects\nimport taulib.study.run, taulib.metrics.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
+        "import taulib.analysis.report, taulib.analysis.latent_formation, taulib.plots.training, taulib.plots.state, taulib.plots.widgets\n"
     )
     with tempfile.TemporaryDirectory() as folder:
         notebook = Path(folder) / "probe.ipynb"
@@ -267,7 +267,7 @@ def notebook_seconds() -> float:
 
 def probing_texts_seconds(tasks: tuple[str, ...]) -> float:
     """Loading the probing tasks' texts and the corpus's training paragraphs, from cold (once)."""
-    from taulib.probing_tasks import load_task, training_paragraphs
+    from taulib.corpus.probing_tasks import load_task, training_paragraphs
 
     return once(lambda: ([load_task(task) for task in tasks], training_paragraphs()))
 

@@ -16,7 +16,7 @@ input, the losses, the gradients handed to the optimiser) is float32, and the we
 stay float32. With float32 every operation is float32 and the gradients equal autograd's up to
 summation order (tests/test_sae_step.py checks both dtypes against autograd). In float32 on a CPU
 the three matmuls whose output spans a large dictionary's latents run on oneDNN, the two others
-on torch's BLAS (taulib.step_matmuls: whichever is faster for such products).
+on torch's BLAS (taulib.train.kernels: whichever is faster for such products).
 
 Sparse latents. Once the SAE is sparse, four of the five matmuls only need the (token, latent)
 pairs where f > 0: the decoder's forward f·W_dec, its weight gradient fᵀ·∂x̂, ∂pre (zero wherever
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from taulib.sae import SparseAutoencoder
-from taulib.step_matmuls import latent_matmul, mm_plus_bias
+from taulib.train.kernels import latent_matmul, mm_plus_bias
 
 # The density below which the sparse latent side beats the dense matmuls on a CPU, per compute
 # dtype, at the training benchmark's shapes (benchmarks/sparse_latents.py measures the crossover:

@@ -25,17 +25,16 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taulib.activations import STORAGE_DTYPES, is_complete
+from taulib.activations.cache import SPLITS, STORAGE_DTYPES, activation_spec, cache_folder, is_complete
+from taulib.activations.models import ModelFootprint, model_footprint, resolve_layer
 from taulib.config import ConfigError, RunConfig
-from taulib.extraction import SPLITS, activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionSettings
-from taulib.models import ModelFootprint, model_footprint, resolve_layer
-from taulib.sweep import Sweep
-from taulib.trainer import checkpoint_steps
+from taulib.sweep.spec import Sweep
+from taulib.train.trainer import checkpoint_steps
 
 STAGES = ("extract", "train", "evaluate")
 FLOAT32_MAX = 3.4028234663852886e38
-# With the activations scaled to a mean squared norm of d_model (taulib.trainer), a latent of activation a
+# With the activations scaled to a mean squared norm of d_model (taulib.train.trainer), a latent of activation a
 # lowers the squared error by at most 2a‖x‖; even a token this many times the mean norm cannot pay a penalty
 # λ/τ above 2·OUTLIER_NORM·√d_model per unit activation, so every latent would be dead.
 OUTLIER_NORM = 100

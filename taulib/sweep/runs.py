@@ -15,15 +15,14 @@ from pathlib import Path
 import torch
 
 from taulib import atomic
-from taulib.activations import load_cache
-from taulib.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, save_calibration
+from taulib.activations.cache import activation_spec, cache_folder, load_cache
+from taulib.activations.models import model_shape, resolve_layer
 from taulib.config import RunConfig
-from taulib.extraction import activation_spec, cache_folder
 from taulib.metrics.core import reconstruction_metrics
-from taulib.models import model_shape, resolve_layer
 from taulib.sae import in_raw_units, load_sae
-from taulib.sweep import Sweep, SweepArm, run_config, write_parameter_file
-from taulib.trainer import AnnealedTrainer, check_run_folder
+from taulib.sweep.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, save_calibration
+from taulib.sweep.spec import Sweep, SweepArm, run_config, write_parameter_file
+from taulib.train.trainer import AnnealedTrainer, check_run_folder
 
 SWEEPS_FOLDER = "sweeps"
 

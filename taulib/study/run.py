@@ -6,15 +6,15 @@
   04_orthogonality            likewise
   05_report                   likewise, for a sweep: writes outputs/REPORT.md
 
-With a sweep (parameters/_sweep.yaml, taulib.sweep) the parameter files are the sweep's: λ is
-calibrated per arm and L0 target first (taulib.sweep_runs, training the seed-0 runs), then the
+With a sweep (parameters/_sweep.yaml, taulib.sweep.spec) the parameter files are the sweep's: λ is
+calibrated per arm and L0 target first (taulib.sweep.runs, training the seed-0 runs), then the
 generated files are run like any others.
 
 Every parameter file is validated (and every run folder checked against its configuration)
 before anything executes, so bad input changes nothing under outputs/. A failing run keeps its
 executed notebook, does not stop the others, and makes the whole command exit non-zero; a
 summary lists each run's status and notebook. The runs execute in this process, one after
-another, or as tasks on a Dask cluster (taulib.executors, `--backend dask`) with the same semantics.
+another, or as tasks on a Dask cluster (taulib.study.executors, `--backend dask`) with the same semantics.
 """
 
 from __future__ import annotations
@@ -30,21 +30,21 @@ from typing import Any
 import pandas as pd
 
 from taulib import atomic
-from taulib.activations import CacheError, load_cache, verify_cache
-from taulib.calibration import ArmCalibration
-from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
-from taulib.cost import StudyEstimate, estimate_study
-from taulib.evaluate import PREPARATION_TIME_FILE, evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
-from taulib.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
-from taulib.extraction import activation_spec, cache_folder, cached_activation_folders, ensure_activations
-from taulib.models import LoadedModel, load_language_model, model_shape, resolve_layer
-from taulib.plan_check import STAGES, Plan, check_plan
+from taulib.activations.cache import CacheError, activation_spec, cache_folder, load_cache, verify_cache
+from taulib.activations.extraction import cached_activation_folders, ensure_activations
+from taulib.activations.models import LoadedModel, load_language_model, model_shape, resolve_layer
+from taulib.config import REPOSITORY_ROOT, ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
+from taulib.metrics.evaluate import PREPARATION_TIME_FILE, evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
 from taulib.progress import PLAIN_ENV
-from taulib.sweep import Sweep
-from taulib.sweep_runs import calibrate_sweep, plan_runs
-from taulib.trainer import AnnealedTrainer, check_run_folder
+from taulib.study.cost import StudyEstimate, estimate_study
+from taulib.study.executors import Executor, LocalExecutor, RunTask, TaskResult, execute_notebook, short_error
+from taulib.study.plan_check import STAGES, Plan, check_plan
+from taulib.sweep.calibration import ArmCalibration
+from taulib.sweep.runs import calibrate_sweep, plan_runs
+from taulib.sweep.spec import Sweep
+from taulib.train.trainer import AnnealedTrainer, check_run_folder
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS_DIR = REPOSITORY_ROOT / "notebooks"
 EXTRACT_NOTEBOOK = "01_extract_activations.ipynb"
 TRAIN_NOTEBOOK = "02_train.ipynb"
 ANALYSIS_NOTEBOOKS = ("03_early_concept_formation.ipynb", "04_orthogonality.ipynb")
@@ -149,7 +149,7 @@ class RunRecord:
     seed: int | None = None
     sweep: dict[str, Any] | None = None  # the run's place in a sweep: arm, l0_target
     worker: str | None = None  # the Dask worker that ran it (None: this process)
-    estimated_seconds: float | None = None  # taulib.cost's estimate made before the study started
+    estimated_seconds: float | None = None  # taulib.study.cost's estimate made before the study started
 
 
 @dataclass
@@ -197,7 +197,7 @@ def validate_study(
     parameters_dir: Path, outputs_root: Path, overrides: dict[str, Any] | None = None, check_runs: bool = True, stages: Collection[str] = STAGES
 ) -> tuple[list[tuple[Path, RunConfig]], Plan]:
     """Everything checkable before work starts: parameter files, model depth, run folders (unless a
-    sweep names the runs), outputs, and the plan of the `stages` about to run (taulib.plan_check): the runs and what they need."""
+    sweep names the runs), outputs, and the plan of the `stages` about to run (taulib.study.plan_check): the runs and what they need."""
     try:
         loaded = load_study_configs(discover_parameter_files(parameters_dir), overrides)
     except ConfigError as error:
@@ -258,7 +258,7 @@ def run_study(
     With `sweep` the runs are the sweep's generated parameter files and `overrides` are ignored
     (the sweep's own overrides, its profile's and the command line's, are in it). `executor` says
     where the runs (and a sweep's per-arm calibrations) execute: this process (default) or a Dask
-    cluster (taulib.executors); extraction and the analyses run here.
+    cluster (taulib.study.executors); extraction and the analyses run here.
     """
     executor = executor or LocalExecutor()
     parameters_dir, outputs_root = Path(parameters_dir).resolve(), Path(outputs_root).resolve()
@@ -421,7 +421,7 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
 
 
 def stage_times(outputs_root: Path, outcome: StudyOutcome) -> dict[str, dict[str, float | None]]:
-    """Each stage's estimated seconds (taulib.cost, before the study) beside its actual seconds so far."""
+    """Each stage's estimated seconds (taulib.study.cost, before the study) beside its actual seconds so far."""
     preparation = 0.0
     for path in (outputs_root / "activations").glob(f"evaluation-*/{PREPARATION_TIME_FILE}"):
         if path.stat().st_mtime >= outcome.started_at:  # prepared by this study

@@ -15,34 +15,13 @@ from typing import Any
 
 import torch
 
-from taulib import activations as cache
 from taulib import atomic
+from taulib.activations import cache
+from taulib.activations.models import LoadedModel, decoder_layers_path
 from taulib.config import RunConfig
 from taulib.corpus import iter_documents, load_corpus_manifest, token_sequences
 from taulib.corpus.build import corpus_digest
-from taulib.models import LoadedModel, decoder_layers_path
 from taulib.progress import progress_bar
-
-SPLITS = ("train", "heldout")
-
-
-def activation_spec(config: RunConfig, split: str, layer: int) -> cache.ActivationSpec:
-    acts = config.activations
-    return cache.ActivationSpec(
-        model_name=config.model.name,
-        model_dtype=config.model.dtype + (f"+autocast-{config.model.autocast}" if config.model.autocast else ""),
-        layer=layer,
-        context_length=acts.context_length,
-        corpus=acts.corpus,
-        split=split,
-        n_tokens=acts.n_tokens if split == "train" else acts.heldout_tokens,
-        storage_dtype=acts.storage_dtype,
-        shard_tokens=acts.shard_tokens,
-    )
-
-
-def cache_folder(outputs_root: Path, spec: cache.ActivationSpec) -> Path:
-    return Path(outputs_root) / "activations" / spec.key()
 
 
 class TracedBlock:
@@ -116,8 +95,8 @@ def keep_positions(attention_mask: torch.Tensor, input_ids: torch.Tensor, bos_to
 
 def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, split: str, show_progress: bool = True) -> Path:
     """Extract one split into its cache folder (resuming a partial one); return the folder."""
-    spec = activation_spec(config, split, loaded.layer)
-    folder = cache_folder(outputs_root, spec)
+    spec = cache.activation_spec(config, split, loaded.layer)
+    folder = cache.cache_folder(outputs_root, spec)
     if cache.is_complete(folder, spec):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,9 +157,9 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
 
 def ensure_activations(config: RunConfig, loaded: LoadedModel, outputs_root: Path, show_progress: bool = True) -> dict[str, Path]:
     """Extract (or reuse) the train and held-out caches of a run configuration."""
-    return {split: extract_split(config, loaded, outputs_root, split, show_progress) for split in SPLITS}
+    return {split: extract_split(config, loaded, outputs_root, split, show_progress) for split in cache.SPLITS}
 
 
 def cached_activation_folders(config: RunConfig, layer: int, outputs_root: Path) -> dict[str, Path]:
     """Where a run's caches are, without loading the model (for training)."""
-    return {split: cache_folder(outputs_root, activation_spec(config, split, layer)) for split in SPLITS}
+    return {split: cache.cache_folder(outputs_root, cache.activation_spec(config, split, layer)) for split in cache.SPLITS}

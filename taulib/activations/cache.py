@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
+
+if TYPE_CHECKING:
+    from taulib.config import RunConfig
 
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "progress.json"
@@ -256,3 +259,25 @@ def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_ch
     if activations.shape[0] != manifest["n_tokens"] or activations.shape[1] != manifest["d_model"]:
         raise CacheError(f"{manifest_path}: shards hold {tuple(activations.shape)}, manifest says ({manifest['n_tokens']}, {manifest['d_model']})")
     return ActivationSet(activations, torch.cat(ids), manifest)
+
+
+SPLITS = ("train", "heldout")  # the corpus splits extracted per model and layer
+
+
+def activation_spec(config: "RunConfig", split: str, layer: int) -> ActivationSpec:
+    acts = config.activations
+    return ActivationSpec(
+        model_name=config.model.name,
+        model_dtype=config.model.dtype + (f"+autocast-{config.model.autocast}" if config.model.autocast else ""),
+        layer=layer,
+        context_length=acts.context_length,
+        corpus=acts.corpus,
+        split=split,
+        n_tokens=acts.n_tokens if split == "train" else acts.heldout_tokens,
+        storage_dtype=acts.storage_dtype,
+        shard_tokens=acts.shard_tokens,
+    )
+
+
+def cache_folder(outputs_root: Path, spec: ActivationSpec) -> Path:
+    return Path(outputs_root) / "activations" / spec.key()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
-from taulib.activations import MappedActivations
+from taulib.activations.cache import MappedActivations
 from taulib.config import RunConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
-from taulib.sae_step import StepResult, loss_and_gradients, sparse_step_max_density
+from taulib.train.gradients import StepResult, loss_and_gradients, sparse_step_max_density
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -41,20 +40,6 @@ STATE_FILE = "trainer_state.safetensors"
 
 class RunMismatchError(RuntimeError):
     """A run folder holding results of a different configuration."""
-
-
-@dataclass(frozen=True)
-class LossTerms:
-    loss: torch.Tensor
-    mse: torch.Tensor  # mean over the batch of ‖x − x̂‖²
-    l1: torch.Tensor  # mean over the batch of ‖f‖₁
-
-
-def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1_coefficient_effective: float) -> LossTerms:
-    """Squared reconstruction error plus the (already τ-divided) L1 penalty, both per-token means."""
-    mse = (x_hat.float() - x).pow(2).sum(dim=-1).mean()
-    l1 = f.float().abs().sum(dim=-1).mean()
-    return LossTerms(mse + l1_coefficient_effective * l1, mse, l1)
 
 
 def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -116,7 +101,7 @@ def optimiser_step(
 ) -> StepResult:
     """One step of the annealed trainer on the (scaled) batch x: the training loop without its bookkeeping.
 
-    The gradients are written out by hand (taulib.sae_step: the loss of `sae_loss`, in fewer passes);
+    The gradients are written out by hand (taulib.train.gradients: the loss of `taulib.train.loss.sae_loss`, in fewer passes);
     the decoder's rows stay unit-norm, and Adam sees only the gradient across them.
     """
     for group in optimiser.param_groups:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from taulib.activations.models import LoadedModel
 from taulib.metrics.absorption import LETTERS, AbsorptionData, first_letter_answer
-from taulib.models import LoadedModel
 
 SAE_BENCH_MODEL_NAME = "google/gemma-3-270m"  # the TransformerLens name of the embedded model
 

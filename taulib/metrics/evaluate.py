@@ -31,19 +31,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
-from taulib.activations import load_cache
+from taulib.activations.cache import activation_spec, cache_folder, load_cache
+from taulib.activations.extraction import ResidualReader
+from taulib.activations.models import LoadedModel, load_language_model
 from taulib.config import EvaluationConfig, RunConfig
 from taulib.corpus import iter_documents, token_sequences
-from taulib.extraction import ResidualReader, activation_spec, cache_folder
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.metrics.core import density_histogram, reconstruction_metrics
 from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, downstream_metrics
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
-from taulib.models import LoadedModel, load_language_model
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
-from taulib.trainer import read_checkpoint_index
+from taulib.train.trainer import read_checkpoint_index
 
 EVALUATION_VERSION = 2  # bump when a metric's definition changes: cached records are then recomputed
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
@@ -97,7 +97,7 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _prepare(config, loaded, folder, show_progress)
-    # the study compares this with its estimate (taulib.cost); the inputs themselves never read it
+    # the study compares this with its estimate (taulib.study.cost); the inputs themselves never read it
     atomic.write_json(folder / PREPARATION_TIME_FILE, {"seconds": time.perf_counter() - started})
     return folder
 
@@ -181,17 +181,17 @@ def read_checkpoint_details(run_dir: str | Path, step: int) -> dict[str, Any]:
     """The full record (scalars and details) of one checkpoint, from the run's latest evaluation (the one in metrics.csv)."""
     summary_path = Path(run_dir) / "evaluation" / "evaluation.json"
     if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path}: the run has not been evaluated; run taulib.evaluate.evaluate_run first")
+        raise FileNotFoundError(f"{summary_path}: the run has not been evaluated; run taulib.metrics.evaluate.evaluate_run first")
     path = Path(run_dir) / "evaluation" / f"records-{atomic.read_json(summary_path)['key']}" / f"step_{step:07d}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.evaluate.evaluate_run first")
+        raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.metrics.evaluate.evaluate_run first")
     return atomic.read_json(path)
 
 
 def read_evaluation(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / "evaluation" / "metrics.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the run has not been evaluated; run taulib.evaluate.evaluate_run (or `python -m taulib evaluate`)")
+        raise FileNotFoundError(f"{path}: the run has not been evaluated; run taulib.metrics.evaluate.evaluate_run (or `python -m taulib evaluate`)")
     return pd.read_csv(path)
 
 

@@ -1,6 +1,6 @@
 """What a study will cost in wall time on this machine, stage by stage, before it starts.
 
-Every stage's time is a size of the plan times a cost per unit that taulib.machine_speed measured on
+Every stage's time is a size of the plan times a cost per unit that taulib.study.machine_speed measured on
 this machine at the plan's shapes (nothing here is a figure from another CPU):
 
   extraction          the extraction notebook's start and model load, then every missing cache's
@@ -26,20 +26,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taulib import machine_speed as speed
-from taulib.activations import is_complete
+from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_complete
+from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
-from taulib.evaluate import DOWNSTREAM_CHUNK, evaluation_data_complete, evaluation_data_folder
-from taulib.extraction import SPLITS, activation_spec, cache_folder
-from taulib.models import EMBEDDED_MODEL, model_footprint, resolve_layer
-from taulib.plan_check import PROBING_CLASSES
+from taulib.metrics.evaluate import DOWNSTREAM_CHUNK, evaluation_data_complete, evaluation_data_folder
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
-from taulib.sweep import Sweep
-from taulib.trainer import checkpoint_steps
+from taulib.study import machine_speed as speed
+from taulib.study.plan_check import PROBING_CLASSES
+from taulib.sweep.spec import Sweep
+from taulib.train.trainer import checkpoint_steps
 
 STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
-# A target's search: a first probe, usually one secant step from it (taulib.calibration); later targets
+# A target's search: a first probe, usually one secant step from it (taulib.sweep.calibration); later targets
 # start from a measured slope. The bound is max_probes_per_target.
 EXPECTED_PROBES_PER_TARGET = 2.0
 ANALYSIS_NOTEBOOKS = 2  # 03 and 04; a sweep adds 05_report

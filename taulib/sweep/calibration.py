@@ -28,7 +28,7 @@ from typing import Any
 
 from taulib import atomic
 from taulib.progress import progress_bar
-from taulib.sweep import CalibrationSettings, round_lambda
+from taulib.sweep.spec import CalibrationSettings, round_lambda
 
 CALIBRATION_VERSION = 1
 _MIN_L0 = 0.01  # an SAE with (almost) no active latents: log L0 stays finite, "far too sparse"

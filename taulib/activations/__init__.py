@@ -1,0 +1,1 @@
+"""The language model and its activations: loading, extraction with nnsight, the on-disk cache."""

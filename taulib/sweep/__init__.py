@@ -1,0 +1,1 @@
+"""The matched-sparsity sweep: its specification, λ calibration per arm, and the run files it writes."""
