@@ -25,10 +25,10 @@ from typing import Protocol
 import torch
 
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
+from taulib.activations.models import hooked_layer
 from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig, load_run_config
 from taulib.sae import SparseAutoencoder
-from taulib.study.run import run_layer
 from taulib.train.gradients import sparse_step_max_density
 from taulib.train.kernels import torch_blas_only
 from taulib.train.loss import sae_loss
@@ -248,7 +248,7 @@ def study_activations(parameters: str, outputs: str, quick: bool) -> tuple[RunCo
         heldout = sparse_directions_dataset(n=2048, d=64, n_features=128, mean_active=3.0, seed=1).activations
         return config, train, heldout
     config = load_run_config(parameters)
-    layer = run_layer(config)
+    layer = hooked_layer(config.model)
     caches = []
     for split in ("train", "heldout"):
         spec = activation_spec(config, split, layer)

@@ -61,10 +61,10 @@ from trainers import (  # noqa: E402
     timed_batches,
 )
 
+from taulib.activations.models import hooked_layer  # noqa: E402
 from taulib.config import RunConfig  # noqa: E402
 from taulib.progress import progress_bar  # noqa: E402
 from taulib.sae import SparseAutoencoder, load_sae  # noqa: E402
-from taulib.study.run import run_layer  # noqa: E402
 from taulib.train.trainer import AnnealedTrainer, activation_statistics, explained_variance  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = (
         "Activations: synthetic sparse directions (taulib.activations.synthetic)."
         if args.quick
-        else f"Activations: the cache `{args.parameters}` names ({config.model.name}, layer {run_layer(config)}), "
+        else f"Activations: the cache `{args.parameters}` names ({config.model.name}, layer {hooked_layer(config.model)}), "
         f"{train.shape[0]:,} training and {heldout.shape[0]:,} held-out tokens, divided by taulib's input scale."
     )
     text = render(args, (d_in, d_sae, batch_size), ceilings, rows, notes, variants, e2e, trained, matmul_seconds, trained_steps, run, data)

@@ -75,4 +75,8 @@ Layers: `metrics` computes a number from one SAE, `analysis` compares runs of a 
 `plots` draws what `analysis` returns; a module of the same name in each is the same measure at each layer.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+# the checkout taulib is installed from in editable mode: its notebooks/, parameters/ and data/
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]

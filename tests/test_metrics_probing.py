@@ -81,13 +81,13 @@ def test_the_default_study_scores_each_binary_task_on_at_least_100_test_texts(re
     """Accuracy on n test texts moves in steps of 1/n: the default study's settings give every binary
     task (each class against as many others) at least 100, steps of at most 0.01."""
     from taulib.config import discover_parameter_files, load_run_config
+    from taulib.corpus.probing_tasks import PROBING_TASKS
     from taulib.metrics.evaluate import probing_settings
     from taulib.metrics.probing import stratified_test_mask
-    from taulib.study.plan_check import PROBING_CLASSES
 
     settings = probing_settings(load_run_config(discover_parameter_files(repo_root / "parameters")[0]))
     for task in settings.tasks:
-        labels = [f"class{c}" for c in range(PROBING_CLASSES[task]) for _ in range(settings.examples_per_class)]
+        labels = [f"class{c}" for c in range(PROBING_TASKS[task].n_classes) for _ in range(settings.examples_per_class)]
         is_test = stratified_test_mask(labels, settings.test_fraction, settings.seed)
         sizes = [len(binary.test) for binary in _binary_tasks(task, labels, is_test, settings.seed)]
         assert min(sizes) >= 100, (task, sizes)

@@ -56,6 +56,7 @@ def test_classes_counts_and_cleanliness(fetched: None, task: str) -> None:
     examples = load_task(task)
     counts = Counter(label for _, label in examples)
     assert set(counts) == CLASSES[task]
+    assert PROBING_TASKS[task].n_classes == len(counts)  # what the plan check counts before reading any text
     assert min(counts.values()) >= MIN_PER_CLASS, counts
     texts = [text for text, _ in examples]
     assert len(set(texts)) == len(texts)

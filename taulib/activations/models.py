@@ -131,6 +131,12 @@ def model_shape(config: ModelConfig) -> tuple[int, int]:
     return int(text_config.num_hidden_layers), int(text_config.hidden_size)
 
 
+def hooked_layer(config: ModelConfig) -> int:
+    """The decoder block a run hooks, from the model's config alone (no weights loaded)."""
+    n_layers, _ = model_shape(config)
+    return resolve_layer(config, n_layers)
+
+
 _LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
 

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from taulib import atomic
-from taulib.config import REPOSITORY_ROOT
+from taulib import REPOSITORY_ROOT, atomic
 from taulib.corpus.cleaning import prose_paragraph
 from taulib.corpus.sources import SOURCES, Source, source_root
 from taulib.progress import progress_bar

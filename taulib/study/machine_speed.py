@@ -166,18 +166,18 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
     """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals."""
     import numpy as np
 
+    from taulib.corpus.probing_tasks import PROBING_TASKS
     from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing
-    from taulib.study.plan_check import PROBING_CLASSES
 
     per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
     settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
     rng = np.random.default_rng(0)
     task_data, examples = [], 0
     for name in tasks:
-        labels = [f"class{c}" for c in range(PROBING_CLASSES[name]) for _ in range(per_class)]
+        labels = [f"class{c}" for c in range(PROBING_TASKS[name].n_classes) for _ in range(per_class)]
         tokens = context_length - 1  # BOS excluded
         is_test = np.zeros(len(labels), dtype=bool)
-        for c in range(PROBING_CLASSES[name]):  # stratified, as the real split
+        for c in range(PROBING_TASKS[name].n_classes):  # stratified, as the real split
             is_test[rng.choice(np.arange(c * per_class, (c + 1) * per_class), int(round(per_class * settings.test_fraction)), replace=False)] = True
         token_acts = torch.randn(len(labels) * tokens, d_model).half()
         offsets = torch.arange(len(labels) + 1) * tokens

@@ -28,6 +28,7 @@ from pathlib import Path
 from taulib.activations.cache import SPLITS, STORAGE_DTYPES, activation_spec, cache_folder, is_complete
 from taulib.activations.models import ModelFootprint, model_footprint, resolve_layer
 from taulib.config import ConfigError, RunConfig
+from taulib.corpus.probing_tasks import PROBING_TASKS
 from taulib.metrics.absorption import AbsorptionSettings
 from taulib.sweep.spec import Sweep
 from taulib.train.trainer import checkpoint_steps
@@ -38,7 +39,6 @@ FLOAT32_MAX = 3.4028234663852886e38
 # lowers the squared error by at most 2a‖x‖; even a token this many times the mean norm cannot pay a penalty
 # λ/τ above 2·OUTLIER_NORM·√d_model per unit activation, so every latent would be dead.
 OUTLIER_NORM = 100
-PROBING_CLASSES = {"bbc_topic": 5, "sentiment": 2, "natural_language": 8, "code_language": 12, "uncertainty": 2}
 MODEL_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 RECONSTRUCTION_BATCH = 8192  # taulib.metrics.core.reconstruction_metrics' batch
 GB = 1e9
@@ -182,7 +182,7 @@ def _evaluation_input_bytes(config: RunConfig, d_model: int) -> int:
     evaluation = config.evaluation
     if "probing" not in evaluation.families:
         return 0
-    texts = sum(PROBING_CLASSES[task] for task in evaluation.probing_tasks) * evaluation.probing_examples_per_class
+    texts = sum(PROBING_TASKS[task].n_classes for task in evaluation.probing_tasks) * evaluation.probing_examples_per_class
     return texts * evaluation.probing_context_length * d_model * 2  # float16 token residuals
 
 

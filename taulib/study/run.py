@@ -29,11 +29,11 @@ from typing import Any
 
 import pandas as pd
 
-from taulib import atomic
+from taulib import REPOSITORY_ROOT, atomic
 from taulib.activations.cache import CacheError, activation_spec, cache_folder, load_cache, verify_cache
 from taulib.activations.extraction import cached_activation_folders, ensure_activations
-from taulib.activations.models import LoadedModel, load_language_model, model_shape, resolve_layer
-from taulib.config import REPOSITORY_ROOT, ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
+from taulib.activations.models import LoadedModel, hooked_layer, load_language_model
+from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
 from taulib.metrics.evaluate import PREPARATION_TIME_FILE, evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
 from taulib.progress import PLAIN_ENV
 from taulib.study.cost import StudyEstimate, estimate_study
@@ -64,11 +64,6 @@ class StudyInterrupted(KeyboardInterrupt):
 
 
 # ---------------------------------------------------------------- the work the notebooks call
-def run_layer(config: RunConfig) -> int:
-    n_layers, _ = model_shape(config.model)
-    return resolve_layer(config.model, n_layers)
-
-
 def extract_for_study(
     parameters_dir: str | Path, outputs_root: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
 ) -> pd.DataFrame:
@@ -79,7 +74,7 @@ def extract_for_study(
     configs = load_study_configs(discover_parameter_files(parameters_dir), overrides)
     check_plan(configs, outputs_root, stages=("extract",))
     for _, config in configs:
-        layer = run_layer(config)
+        layer = hooked_layer(config.model)
         distinct.setdefault((config.model.model_dump_json(), activation_spec(config, "train", layer).key()), (config, layer))
     loaded_models: dict[str, LoadedModel] = {}
 
@@ -109,7 +104,7 @@ def extract_for_study(
             )
     # the SAE-independent inputs of the metrics (absorption prompts and probe, probing residuals, CE tokens)
     for _, config in configs:
-        layer = run_layer(config)
+        layer = hooked_layer(config.model)
         folder = evaluation_data_folder(outputs_root, config, layer)
         if not evaluation_data_complete(folder, config):
             prepare_evaluation_data(config, model_for(config.model.model_dump_json(), config), outputs_root, show_progress)
@@ -121,7 +116,7 @@ def train_run(params_file: str | Path, outputs_root: str | Path, overrides: dict
     """Train one parameter file's run (resuming if interrupted) on its cached activations."""
     config = load_run_config(params_file, overrides)
     check_plan([(Path(params_file), config)], Path(outputs_root), stages=("train",))
-    layer = run_layer(config)
+    layer = hooked_layer(config.model)
     spec = activation_spec(config, "train", layer)
     data = load_cache(cache_folder(Path(outputs_root), spec), spec, mmap=config.training.activation_storage == "mmap")
     trainer = AnnealedTrainer(config, data.activations, Path(outputs_root) / config.run_name, show_progress=show_progress, layer=layer)
@@ -204,7 +199,7 @@ def validate_study(
         raise StudyInputError(str(error)) from None
     for path, config in loaded:
         try:
-            run_layer(config)
+            hooked_layer(config.model)
         except Exception as error:  # an unknown model or a layer beyond its depth
             raise StudyInputError(f"{path}: {error}") from None
         if check_runs:
@@ -218,7 +213,7 @@ def validate_sweep(sweep: Sweep, outputs_root: Path) -> Plan:
     """The sweep's arms, checked as a study's parameter files are (their runs are named after calibration)."""
     for arm in sweep.arms:
         try:
-            run_layer(arm.config)
+            hooked_layer(arm.config.model)
         except Exception as error:
             raise StudyInputError(f"{arm.parameter_file}: {error}") from None
     _check_outputs_writable(outputs_root)
@@ -232,7 +227,7 @@ def _verify_existing_caches(loaded: list[tuple[Path, RunConfig]], outputs_root: 
     not after extraction has been skipped and a training run has failed on it."""
     checked: set[Path] = set()
     for path, config in loaded:
-        layer = run_layer(config)
+        layer = hooked_layer(config.model)
         for split in ("train", "heldout"):
             spec = activation_spec(config, split, layer)
             folder = cache_folder(outputs_root, spec)

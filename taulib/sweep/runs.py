@@ -16,7 +16,7 @@ import torch
 
 from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
-from taulib.activations.models import model_shape, resolve_layer
+from taulib.activations.models import hooked_layer
 from taulib.config import RunConfig
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
@@ -49,11 +49,6 @@ def final_heldout_metrics(run_dir: Path, heldout: torch.Tensor) -> tuple[float, 
     return metrics.l0, metrics.explained_variance
 
 
-def _layer(config: RunConfig) -> int:
-    n_layers, _ = model_shape(config.model)
-    return resolve_layer(config.model, n_layers)
-
-
 def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True) -> dict[str, ArmCalibration]:
     """Calibrate λ for every arm and target (resuming saved probes); the probes are the seed-0 runs."""
     outputs_root = Path(outputs_root)
@@ -61,7 +56,7 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
     results: dict[str, ArmCalibration] = {}
     caches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for arm in sweep.arms:
-        config, layer = arm.config, _layer(arm.config)
+        config, layer = arm.config, hooked_layer(arm.config.model)
         train_spec, heldout_spec = activation_spec(config, "train", layer), activation_spec(config, "heldout", layer)
         if train_spec.key() not in caches:
             caches.clear()  # one activation matrix in memory at a time

@@ -21,24 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from taulib import atomic
-from taulib.config import ConfigError, RunConfig, deep_merge, discover_parameter_files, load_run_config, read_yaml_mapping
+from taulib.config import ConfigError, RunConfig, StrictModel, deep_merge, discover_parameter_files, format_validation_error, load_run_config, read_yaml_mapping
 
 SWEEP_FILE = "_sweep.yaml"
 DEFAULT_PROFILE = "default"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 def _tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-class CalibrationSettings(_Strict):
+class CalibrationSettings(StrictModel):
     """How λ is searched for each (arm, L0 target); see taulib.sweep.calibration."""
 
     tolerance: float = Field(0.15, gt=0, lt=0.5, description="accept a λ whose final held-out L0 is within this relative distance of the target")
@@ -48,7 +44,7 @@ class CalibrationSettings(_Strict):
     max_step_factor: float = Field(8.0, gt=1, description="a proposed λ is at most this factor away from the nearest probe's")
 
 
-class SweepProfile(_Strict):
+class SweepProfile(StrictModel):
     """What a profile changes; anything left out keeps the sweep's own value."""
 
     description: str = ""
@@ -63,7 +59,7 @@ class SweepProfile(_Strict):
         return _tuple(value)
 
 
-class SweepFile(_Strict):
+class SweepFile(StrictModel):
     description: str = ""
     arms: tuple[str, ...] | None = Field(None, description="arm files (stems) to sweep; None = every parameter file of the folder")
     l0_targets: tuple[float, ...] = Field(min_length=1)
@@ -140,12 +136,7 @@ def load_sweep(
     try:
         sweep = SweepFile.model_validate(data)
     except ValidationError as error:
-        lines = [f"{path}: invalid sweep"]
-        for item in error.errors():
-            field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-            message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
-            lines.append(f"  - field '{field}': {message}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(format_validation_error(str(path), error, SweepFile, "sweep")) from None
     if profile != DEFAULT_PROFILE and profile not in sweep.profiles:
         known = ", ".join(sorted({DEFAULT_PROFILE, *sweep.profiles}))
         raise ConfigError(f"{path}: no profile {profile!r}; profiles: {known}")
