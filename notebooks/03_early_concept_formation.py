@@ -23,9 +23,10 @@
 # them and wires the checkpoint slider. The computations live in `taulib.analysis`.
 #
 # * every metric against tokens seen (log axis), with τ(t) and λ/τ(t) alongside;
-# * time to 90% of the final value for L0, explained variance, sparse-probing accuracy and absorption;
-# * absorption-reduction speed: the mean absorption over log-tokens (the normalised area under the
-#   curve) and the first checkpoint from which it stays below a threshold;
+# * when each concept metric had formed, measured from the end of the warm-up, and its value when the
+#   run's current L0 fell through a matched level (the report's formation measures, `taulib.analysis.matched`);
+# * absorption-reduction speed: absorption over the letters that have a latent, and when it settled;
+# * when each latent formed: its decoder direction matched back through the checkpoints;
 # * a slider over checkpoints redrawing one arm's state: the latent that carries each first letter,
 #   the firing-density histogram and the best sparse-probing latents.
 #
@@ -37,9 +38,9 @@ figures_dir = None  # default: <outputs_dir>/figures
 l0_target = None  # a sweep's runs at this final-L0 target (default: the middle one); the matched comparison is 05_report
 seed = None  # … and this seed (default: the first)
 save_png = True
-fraction_of_final = 0.9
-absorption_metric = "absorption_fraction"
-absorption_threshold = 0.05
+fraction_of_final = 0.9  # formed: this share of the post-warm-up change, kept to the end
+current_l0_multiple = 2.0  # matched current sparsity: where the run's L0 falls through this × its target
+absorption_min_k1_f1 = 0.5  # absorption speed over letters whose best single latent reaches this F1
 slider_arm = None  # default: the first arm
 
 # %%
@@ -47,13 +48,13 @@ from pathlib import Path
 
 from IPython.display import display
 
-from taulib.analysis.formation import FORMATION_METRICS, formation_table
 from taulib.analysis.latent_formation import FormationSettings, run_formation
+from taulib.analysis.matched import MatchedSettings, formation_table
 from taulib.analysis.study_data import load_study
 from taulib.plots.latent_formation import formation_curves
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at
-from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
+from taulib.plots.training import absorption_speed_figure, formation_figure, metrics_over_training
 from taulib.plots.widgets import CheckpointBrowser
 
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
@@ -69,24 +70,29 @@ figures["03_metrics_over_training"] = metrics_over_training(study)
 figures["03_metrics_over_training"]
 
 # %% [markdown]
-# ## Time to 90% of the final value
-# Tokens seen when each curve has covered 90% of its change from the initial SAE to the final one
-# (first crossing, linear between checkpoints, so resolved to the log-spaced checkpoint grid). An
-# arm whose τ keeps annealing to the last step approaches its final L0 late by construction.
+# ## When each concept metric formed
+# From the first checkpoint after the learning-rate warm-up (and an L1 warm-up's ramp): the point of
+# training after which the metric has covered 90% of its change to its final level (the mean of the
+# last three checkpoints) and stays there. "before": formed by the window's start; "never": censored
+# at the end, an outcome the report keeps. Right: the metric when the run's current L0 first fell
+# through 2 × its target, so that arms are compared at the same sparsity rather than the same step
+# (an annealed arm early in training runs at a fraction of its final penalty).
 
 # %%
-formation = formation_table(study, fraction=fraction_of_final, absorption_metric=absorption_metric, absorption_threshold=absorption_threshold)
-figures["03_time_to_final"] = time_to_final_figure(study, formation, FORMATION_METRICS, fraction_of_final)
+settings = MatchedSettings(fraction=fraction_of_final, current_l0_multiple=current_l0_multiple, absorption_min_k1_f1=absorption_min_k1_f1, latent_formation=None)
+formation = formation_table(study, settings)
+figures["03_formation"] = formation_figure(study, formation, fraction_of_final)
 display(formation.style.format(precision=3, thousands=","))
-figures["03_time_to_final"]
+figures["03_formation"]
 
 # %% [markdown]
 # ## Absorption-reduction speed
-# Lower mean over log-tokens = less absorption over training (early as much as late); "below from"
-# = the first checkpoint from which the metric stays under the threshold.
+# Absorption averaged over the letters whose best single latent detects them (k=1 F1 ≥ 0.5 at the
+# end): where no latent detects a letter there is nothing to absorb. Right: when it had fallen 90% of
+# its post-warm-up fall and stayed there; "never" counts runs whose absorption does not settle.
 
 # %%
-figures["03_absorption_speed"] = absorption_speed_figure(study, formation, absorption_metric, absorption_threshold)
+figures["03_absorption_speed"] = absorption_speed_figure(study, formation, settings)
 figures["03_absorption_speed"]
 
 # %% [markdown]

@@ -6,14 +6,15 @@ import plotly.graph_objects as go
 import pytest
 from synthetic_study import ARMS, STEPS, write_synthetic_study
 
-from taulib.analysis.formation import FORMATION_METRICS, formation_table
+from taulib.analysis.formation import formed_letter_absorption
+from taulib.analysis.matched import formation_table
 from taulib.analysis.orthogonality import lower_bound_pairs, near_duplicates_over_training, trajectory_vs_outcome
 from taulib.analysis.study_data import load_study
 from taulib.plots.orthogonality import lower_bound_figure, near_duplicates_figure, trajectory_vs_outcome_figure
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_cosine_histograms
 from taulib.plots.style import arm_styles, tokens_label
-from taulib.plots.training import absorption_speed_figure, metrics_over_training, time_to_final_figure
+from taulib.plots.training import absorption_speed_figure, formation_figure, metrics_over_training
 from taulib.plots.widgets import CheckpointBrowser, CosineBrowser
 
 
@@ -49,13 +50,17 @@ def test_metrics_over_training_draws_every_arm_in_every_panel_on_a_log_axis(stud
 
 def test_formation_and_absorption_figures_carry_the_table(study):
     table = formation_table(study)
-    bars = time_to_final_figure(study, table, FORMATION_METRICS)
-    assert [trace.name for trace in bars.data] == list(ARMS)
-    assert list(bars.data[1].y) == pytest.approx([table.loc["tightened", f"tokens_to_90pct_{m}"] for m in FORMATION_METRICS])
-    speed = absorption_speed_figure(study, table, threshold=0.05)
-    area = [trace for trace in speed.data if trace.type == "bar"][0]
-    assert list(area.y) == pytest.approx(list(table["absorption_fraction_mean_over_log_tokens"]))
-    assert "never below" in area.text[0] and area.text[1].startswith("below from")
+    figure = formation_figure(study, table)
+    formed = [trace for trace in figure.data if trace.xaxis == "x"]
+    assert [trace.name for trace in formed] == list(ARMS)
+    assert formed[1].x == ("sparse probing, top-1 accuracy",)  # the synthetic study has no k=1 F1 column: left out, not drawn as a gap
+    assert list(formed[1].y) == pytest.approx([table.loc["tightened", "formation_sae_top_1_accuracy"]])
+    speed = absorption_speed_figure(study, table)
+    settled = [trace for trace in speed.data if trace.type == "bar"][0]
+    assert list(settled.y) == pytest.approx(list(table["absorption_settling"]), nan_ok=True)
+    letters = [formed_letter_absorption(study.arm(name), 0.5)[0] for name in ARMS]
+    assert all(len(chosen) == 20 for chosen in letters)  # the synthetic study's letters with a passing probe, all detected at the end
+    assert all(text.endswith("· 20 letters") for text in settled.text)
 
 
 def test_orthogonality_figures(study):

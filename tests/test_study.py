@@ -108,7 +108,7 @@ def test_the_wall_time_estimated_before_the_study_is_within_a_factor_of_two_per_
 
 ANALYSIS_FIGURES = (
     "03_metrics_over_training",
-    "03_time_to_final",
+    "03_formation",
     "03_absorption_speed",
     "03_latent_formation",
     "03_checkpoint_state_early",

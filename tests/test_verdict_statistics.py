@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from taulib.analysis.formation import at_current_l0, time_to_fraction_of_final
+from taulib.analysis.formation import at_current_l0, formation_time
 from taulib.analysis.frontier import matched_table, read_at_l0
 from taulib.analysis.intervals import paired_difference, welch_difference
 from taulib.analysis.report import Endpoint, _comparison, _Values
@@ -127,12 +127,14 @@ def test_rank_correlation_over_schedules_has_an_exact_permutation_p_value():
 def test_formation_of_a_falling_metric_needs_the_falling_direction():
     tokens = np.array([0, 10, 20, 40, 60, 80, 100], dtype=float)
     falling = np.array([5.0, 5.0, 4.0, 2.0, 1.2, 1.0, 1.0])  # absorption: forms by falling, from the post-warm-up 5.0
-    assert time_to_fraction_of_final(tokens, falling, 0.9, "settled", start_tokens=10, direction=-1) == pytest.approx(40 + 20 * (0.6 / 0.8))
-    assert math.isnan(time_to_fraction_of_final(tokens, falling, 0.9, "settled", start_tokens=10, direction=1))  # not a rise
-    # warm-up excluded: a jump inside it (initialisation → warm-up end) no longer counts as formation
-    jump = np.array([0.0, 0.8, 0.8, 0.8, 0.85, 0.9, 0.9])
-    assert time_to_fraction_of_final(jump, jump, 0.9) < 20  # from initialisation: "formed" within the warm-up
-    assert time_to_fraction_of_final(tokens, jump, 0.9, "settled", start_tokens=10, direction=1) == pytest.approx(60 + 20 * (0.9 * 0.1 - 0.05) / 0.05)
+    # the final level is the mean of the last three checkpoints (1.0667); the fall from 5.0 is 3.9333
+    level = (1.2 + 1.0 + 1.0) / 3
+    target = 5.0 - 0.9 * (5.0 - level)
+    assert formation_time(tokens, falling, 10, -1) == pytest.approx(40 + 20 * (2.0 - target) / (2.0 - 1.2))
+    assert formation_time(tokens, falling, 10, 1) == 100  # read as a rise, it never forms: censored at the end
+    # warm-up excluded: a jump inside it (initialisation → warm-up end) is formation before the window, not after it
+    jump = np.array([0.0, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8])
+    assert formation_time(tokens, jump, 10, 1) == 10
 
 
 def test_value_at_current_l0_reads_the_passage_through_the_level():
@@ -215,9 +217,6 @@ def test_formation_time_reads_formed_before_the_window_early_and_never_formed_la
     # not at whatever checkpoint the noise last dipped (the unguarded time reads it as late, or NaN)
     early = np.array([0.5, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]) + rng.normal(0, 0.01, 7)
     assert formation_time(tokens, early, 10, 1) == 10
-    assert time_to_fraction_of_final(tokens, early, 0.9, "settled", start_tokens=10, direction=1) > 40 or math.isnan(
-        time_to_fraction_of_final(tokens, early, 0.9, "settled", start_tokens=10, direction=1)
-    )
     # never rises at all, or falls: never formed, censored at the end (an outcome, not a missing value)
     assert formation_time(tokens, np.full(7, 0.5) + rng.normal(0, 0.01, 7), 10, 1) == 100
     assert formation_time(tokens, np.array([0.5, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5]), 10, 1) == 100

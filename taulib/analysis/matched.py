@@ -75,7 +75,6 @@ class MatchedSettings:
     formation_min_change: float = 0.05  # a smaller post-warm-up change in probing accuracy or F1 is no change to time
     absorption_min_change: float = 0.01  # likewise for the absorption fraction
     absorption_metric: str = "absorption_fraction"
-    absorption_threshold: float = 0.05  # the absorption figure of notebook 03
     absorption_min_k1_f1: float = 0.5  # absorption speed: letters whose best single latent reaches this F1 at the end
     latent_formation: FormationSettings | None = FormationSettings()  # None: skip per-latent formation (reads every checkpoint)
 
@@ -153,6 +152,30 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
         )
     settings = settings or MatchedSettings()
     return pd.DataFrame([run_row(arm, settings) for arm in study.arms])
+
+
+FORMATION_COLUMNS = (
+    "arm",
+    "l0_target",
+    "seed",
+    "formation_start_position",
+    "grid_resolution",
+    *(f"formation_{metric.column}" for metric in FORMATION_METRICS),
+    "current_l0_level",
+    "current_l0_position",
+    *(f"current_{metric.column}" for metric in FORMATION_METRICS),
+    "absorption_letters_formed",
+    "absorption_settling",
+    "absorption_settles",
+)
+
+
+def formation_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.DataFrame:
+    """One row per run (indexed by run name): the formation measures the report compares, as fractions
+    of training — a sweep's or a single study's runs (without an L0 target the current-L0 columns are NaN).
+    Per-latent formation is left out unless `settings.latent_formation` asks for it (it reads every checkpoint)."""
+    settings = settings or MatchedSettings(latent_formation=None)
+    return pd.DataFrame([run_row(arm, settings) for arm in study.arms]).set_index("run")[list(FORMATION_COLUMNS)]
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:

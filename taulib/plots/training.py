@@ -1,4 +1,5 @@
-"""Figures of early concept formation: every metric against tokens seen, with τ(t) and λ/τ(t)."""
+"""Figures of early concept formation: every metric against tokens seen (with τ(t) and λ/τ(t)), when each
+metric formed after warm-up and at a matched current L0, and how fast absorption falls."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from taulib.analysis.formation import below_threshold_column
+from taulib.analysis.formation import formed_letter_absorption
+from taulib.analysis.matched import FORMATION_METRICS, MatchedSettings
 from taulib.analysis.study_data import StudyData
-from taulib.plots.style import arm_styles, finish, line, marker, tokens_label
+from taulib.plots.style import arm_styles, finish, line, marker
 
 OVER_TRAINING_PANELS: tuple[tuple[str, str], ...] = (
     ("l0", "L0 (held out)"),
@@ -62,62 +64,104 @@ def metrics_over_training(study: StudyData, panels: tuple[tuple[str, str], ...] 
     return finish(figure, "Every metric against tokens seen (held-out evaluation of each checkpoint; τ and λ/τ from the training log)", height=330 * rows)
 
 
-def time_to_final_figure(study: StudyData, table: pd.DataFrame, metric_titles: dict[str, str], fraction: float = 0.9) -> go.Figure:
-    """Grouped bars: for each metric, the tokens each arm needs to cover `fraction` of its change to the final value."""
+def _run_label(table: pd.DataFrame, run: str) -> str:
+    arm = str(table.loc[run, "arm"])
+    return arm if table["arm"].tolist().count(arm) == 1 else str(run)
+
+
+def formation_figure(study: StudyData, table: pd.DataFrame, fraction: float = 0.9) -> go.Figure:
+    """Left: when each metric had formed (the report's formation_time, as a fraction of training, from the
+    first checkpoint after warm-up), censored runs at 1 and labelled "never"; right: each metric's value
+    when the run's current L0 first fell through the matched level (`taulib.analysis.matched.formation_table`)."""
     styles = arm_styles(study.arms)
-    percent = int(round(fraction * 100))
-    figure = go.Figure()
-    for arm, row in table.iterrows():
-        columns = [f"tokens_to_{percent}pct_{metric}" for metric in metric_titles]
-        values = [row.get(column, np.nan) for column in columns]
+    metrics = [m for m in FORMATION_METRICS if table[f"formation_{m.column}"].notna().any()]  # a metric the study did not evaluate is left out
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=[f"formed: {fraction:.0%} of the post-warm-up change, kept to the end", "value at a matched current L0"]
+    )
+    for run, row in table.iterrows():
+        arm = study.arm(str(run))
+        style = styles[arm.name]
+        name = _run_label(table, str(run))
+        formed = [float(row[f"formation_{m.column}"]) for m in metrics]
+        start = float(row["formation_start_position"])
         figure.add_trace(
             go.Bar(
-                x=list(metric_titles.values()),
-                y=values,
-                name=str(arm),
-                marker_color=styles[str(arm)].color,
-                text=[tokens_label(v) for v in values],
+                x=[m.label for m in metrics],
+                y=formed,
+                name=name,
+                legendgroup=name,
+                marker_color=style.color,
+                text=["never" if v >= 1.0 else ("before" if v <= start else f"{v:.2f}") for v in formed],
                 textposition="outside",
-                hovertemplate=f"{arm}<br>%{{x}}: %{{y:.3s}} tokens<extra></extra>",
-            )
-        )
-    total = float(table["total_tokens"].max())
-    figure.add_hline(
-        y=total, line={"color": "grey", "dash": "dot"}, annotation_text=f"end of training: {tokens_label(total)} tokens", annotation_position="bottom right"
-    )
-    times = table[[f"tokens_to_{percent}pct_{metric}" for metric in metric_titles if f"tokens_to_{percent}pct_{metric}" in table]].to_numpy(dtype=float)
-    positive = times[np.isfinite(times) & (times > 0)]
-    low = positive.min() / 3 if positive.size else total / 1000
-    figure.update_yaxes(type="log", range=[np.log10(low), np.log10(total * 1.6)], title_text=f"tokens seen to reach {percent}% of the final value")
-    figure.update_layout(barmode="group")
-    return finish(figure, f"Time to {percent}% of final (first crossing; linear between checkpoints); no bar: the metric does not change", height=520)
-
-
-def absorption_speed_figure(study: StudyData, table: pd.DataFrame, metric: str = "absorption_fraction", threshold: float = 0.05) -> go.Figure:
-    """Left: the absorption curves with the threshold; right: their mean over log-tokens (normalised area)."""
-    styles = arm_styles(study.arms)
-    figure = make_subplots(
-        rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=[f"{metric} per checkpoint", "mean over log10(tokens) (area under the curve)"]
-    )
-    for arm in study.arms:
-        style = styles[arm.name]
-        data = arm.evaluation[arm.evaluation["tokens"] > 0]
-        if metric not in data:
-            continue
-        figure.add_trace(
-            go.Scatter(x=data["tokens"], y=data[metric], name=arm.name, legendgroup=arm.name, mode="lines+markers", line=line(style), marker=marker(style, 5)),
+                hovertemplate=f"{name}<br>%{{x}}: formed at %{{y:.3f}} of training (window from {start:.3f})<extra></extra>",
+            ),
             row=1,
             col=1,
         )
-    figure.add_hline(y=threshold, line={"color": "grey", "dash": "dot"}, annotation_text=f"threshold {threshold:g}", row=1, col=1)
-    area = table[f"{metric}_mean_over_log_tokens"]
-    below = table[below_threshold_column(metric, threshold)]
+        current = [float(row[f"current_{m.column}"]) for m in metrics]
+        position = float(row["current_l0_position"])
+        figure.add_trace(
+            go.Bar(
+                x=[m.label for m in metrics],
+                y=current,
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+                marker_color=style.color,
+                hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}} when L0 fell through {row['current_l0_level']:.3g} "
+                f"(at {position:.3f} of training)<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_yaxes(range=[0, 1.12], title_text="fraction of training", row=1, col=1)
+    figure.update_yaxes(title_text="value", row=1, col=2)
+    figure.update_layout(barmode="group")
+    resolution = float(table["grid_resolution"].max())
+    return finish(
+        figure,
+        f"Formation after warm-up (resolved to {resolution:.2f} of training by the checkpoint grid); "
+        "'never': censored at the end, 'before': formed by the first post-warm-up checkpoint",
+        height=520,
+    )
+
+
+def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: MatchedSettings | None = None) -> go.Figure:
+    """Left: absorption over training, averaged over the letters whose best single latent reaches
+    k=1 F1 `absorption_min_k1_f1` at the end (where there is a letter latent to absorb); right: when it
+    had settled (the report's absorption_settling), "never" for a run whose absorption does not settle."""
+    settings = settings or MatchedSettings(latent_formation=None)
+    styles = arm_styles(study.arms)
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.62, 0.38],
+        subplot_titles=[f"absorption over letters with a latent (k=1 F1 ≥ {settings.absorption_min_k1_f1:g})", "settled (fraction of training)"],
+    )
+    for run in table.index:
+        arm = study.arm(str(run))
+        style = styles[arm.name]
+        name = _run_label(table, str(run))
+        letters, curve = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
+        tokens = arm.evaluation.sort_values("step")["tokens"].to_numpy(dtype=float)
+        keep = (tokens > 0) & np.isfinite(curve)
+        figure.add_trace(
+            go.Scatter(
+                x=tokens[keep], y=curve[keep], name=f"{name} ({len(letters)} letters)", legendgroup=name, mode="lines+markers", line=line(style), marker=marker(style, 5)
+            ),
+            row=1,
+            col=1,
+        )
+    settling = table["absorption_settling"].astype(float)
     figure.add_trace(
         go.Bar(
-            x=list(area.index),
-            y=area.values,
-            marker_color=[styles[name].color for name in area.index],
-            text=[f"below from {tokens_label(b)}" if np.isfinite(b) else "never below" for b in below.values],
+            x=[_run_label(table, str(run)) for run in table.index],
+            y=settling.values,
+            marker_color=[styles[study.arm(str(run)).name].color for run in table.index],
+            text=[
+                "no letter latent" if not math.isfinite(v) else ("settles" if settles else "never") + f" · {n} letters"
+                for v, settles, n in zip(settling.values, table["absorption_settles"], table["absorption_letters_formed"])
+            ],
             textposition="outside",
             showlegend=False,
         ),
@@ -125,7 +169,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, metric: str =
         col=2,
     )
     figure.update_xaxes(type="log", title_text="tokens seen", row=1, col=1)
-    figure.update_yaxes(title_text=metric, row=1, col=1)
-    figure.update_yaxes(title_text=f"mean {metric}", row=1, col=2)
+    figure.update_yaxes(title_text="absorption fraction", row=1, col=1)
+    figure.update_yaxes(range=[0, 1.12], title_text="fraction of training", row=1, col=2)
     figure.update_xaxes(tickangle=30, row=1, col=2)
-    return finish(figure, f"Absorption-reduction speed: {metric} over training, threshold {threshold:g}", height=520)
+    return finish(figure, f"Absorption-reduction speed: {settings.fraction:.0%} of the post-warm-up fall, kept to the end", height=520)
