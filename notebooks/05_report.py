@@ -42,7 +42,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from taulib import atomic
-from taulib.analysis.latent_formation import stability_table
+from taulib.analysis.latent_formation import stability_comparison_table, stability_comparisons, stability_table
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.report import build_report, markdown_table, render_markdown, sparsity_table, study_context, wall_time_line
 from taulib.analysis.sequence_bootstrap import final_sequence_losses
@@ -106,7 +106,8 @@ extension = "png" if save_png else "html"
 figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.resolve())).as_posix()
 figure_links = {name: f"{figures_link}/{name}.{extension}" for name in figures}
 stability = stability_table(study, names)  # seeds of one arm matched to each other at the end
-markdown = render_markdown(report, context, figure_links, sparsity, wall_time, stability)
+stability_comparison = stability_comparison_table(stability_comparisons(study, report.reference), names)
+markdown = render_markdown(report, context, figure_links, sparsity, wall_time, stability, stability_comparison)
 atomic.write_text(report_path, markdown)
 atomic.write_json(report_path.with_name("report_claims.json"), [claim.__dict__ for claim in report.claims])
 print(f"wrote {report_path} ({len(report.claims)} claims)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation, seed_stability
+from taulib.analysis.latent_formation import (
+    FREQUENCY_BANDS,
+    FormationSettings,
+    compare_stability,
+    formation_by_frequency,
+    formation_summary,
+    run_formation,
+    seed_stability,
+    stability_comparison_table,
+)
 from taulib.analysis.study_data import Arm
 from taulib.config import RunConfig
 from taulib.metrics.latent_formation import formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
@@ -146,3 +156,77 @@ def test_latents_that_never_moved_are_left_out_and_those_never_formed_are_censor
     assert summary["latents_never_formed"] == pytest.approx(8 / (N - 8))  # kept, at 1, not dropped
     assert summary["latents_formed_by_25%"] == pytest.approx((N - 16) / (N - 8))
     assert summary["latent_formation_median"] == pytest.approx(0.25)
+
+
+def _write_final_density(arm: Arm, density: np.ndarray) -> None:
+    """The evaluation record of the final checkpoint, holding only the per-latent firing density."""
+    folder = arm.run_dir / "evaluation"
+    (folder / "records-k").mkdir(parents=True, exist_ok=True)
+    (folder / "evaluation.json").write_text(json.dumps({"key": "k"}))
+    (folder / "records-k" / f"step_{max(arm.steps):07d}.json").write_text(json.dumps({"details": {"latent_density": density.tolist()}}))
+
+
+def test_formation_is_split_by_final_firing_frequency(tmp_path):
+    final = random_dictionary(0)
+    steps = [0, 10, 20, 40]
+    # the commonest third of the latents forms at step 10, the middle third at 20, the rarest third only at the end
+    density = np.linspace(0.001, 0.1, N)[torch.randperm(N, generator=torch.Generator().manual_seed(9)).numpy()]
+    order = np.argsort(density)
+    middle, common = order[N // 3 : 2 * N // 3], order[2 * N // 3 :]
+    decoders = [random_dictionary(90), random_dictionary(91), random_dictionary(92), final]
+    decoders[1][common] = noisy(final, 0.01, 1)[common]
+    decoders[2][common] = noisy(final, 0.01, 2)[common]
+    decoders[2][middle] = noisy(final, 0.01, 3)[middle]
+    arm = _arm(tmp_path, "bands", 0, decoders, steps)
+    _write_final_density(arm, density)
+    record = run_formation(arm)
+    bands = formation_by_frequency(record)
+    assert list(bands.index) == list(FREQUENCY_BANDS) and bands["latents"].tolist() == [N // 3] * 3
+    assert bands["median_formation"].tolist() == pytest.approx([1.0, 0.5, 0.25])
+    assert bands["never_formed"].tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert bands.loc["rarest third", "density_high"] < bands.loc["middle third", "density_low"]
+    summary = formation_summary(record)
+    assert summary["latent_formation_median_rarest"] == 1.0 and summary["latent_formation_median_commonest"] == 0.25
+    assert formation_by_frequency(None).empty
+
+
+def _sweep_arm(tmp_path, arm_name: str, seed: int, decoder: torch.Tensor, l0: float = 20.0) -> Arm:
+    arm = _arm(tmp_path, f"{arm_name}_s{seed}", seed, [random_dictionary(500 + seed), decoder], [0, 40])
+    arm.evaluation["l0"] = [100.0, l0]
+    return Arm(arm.name, arm.run_dir, arm.config, arm.evaluation, arm.training, arm_name, 20.0)
+
+
+def test_an_arm_that_reproduces_its_dictionary_across_seeds_is_more_stable_by_an_exact_permutation_test(tmp_path):
+    final = random_dictionary(0)
+    seeds = range(6)
+    # the stable arm finds the same dictionary (permuted, slightly perturbed) from every seed; the other a different one each time
+    stable = [_sweep_arm(tmp_path, "stable", s, noisy(final[torch.randperm(N, generator=torch.Generator().manual_seed(s))], 0.01, s)) for s in seeds]
+    unstable = [_sweep_arm(tmp_path, "unstable", s, random_dictionary(200 + s)) for s in seeds]
+    comparison = compare_stability(stable, unstable)
+    assert comparison.seeds == tuple(seeds) and len(comparison.pair_differences) == 15
+    assert comparison.difference > 0.5 and comparison.smallest_p == pytest.approx(2 / 64)
+    # the observed labelling and its mirror are the two most extreme of the 64
+    assert comparison.p_value == pytest.approx(2 / 64)
+    table = stability_comparison_table([comparison])
+    assert "more stable" in table.loc["stable", "L0 = 20"]
+    # three seeds: the same, very large difference cannot be resolved (smallest p 0.25), and the table says so
+    few = compare_stability(stable[:3], unstable[:3])
+    assert few.difference > 0.5 and few.p_value == pytest.approx(0.25) and few.smallest_p == pytest.approx(0.25)
+    assert "unresolved" in stability_comparison_table([few]).loc["stable", "L0 = 20"]
+
+
+def test_two_arms_of_the_same_kind_are_not_told_apart(tmp_path):
+    a = [_sweep_arm(tmp_path, "a", s, random_dictionary(300 + s)) for s in range(6)]
+    b = [_sweep_arm(tmp_path, "b", s, random_dictionary(400 + s)) for s in range(6)]
+    comparison = compare_stability(a, b)
+    assert abs(comparison.difference) < 0.02 and comparison.p_value > 0.05
+    assert "unresolved" in stability_comparison_table([comparison]).loc["a", "L0 = 20"]
+
+
+def test_a_comparison_off_the_l0_target_draws_no_verdict(tmp_path):
+    final = random_dictionary(0)
+    stable = [_sweep_arm(tmp_path, "stable", s, noisy(final, 0.01, s), l0=25.0) for s in range(6)]  # 25% dense
+    unstable = [_sweep_arm(tmp_path, "unstable", s, random_dictionary(200 + s)) for s in range(6)]
+    comparison = compare_stability(stable, unstable)
+    assert comparison.max_l0_deviation == pytest.approx(0.25)
+    assert "off target" in stability_comparison_table([comparison]).loc["stable", "L0 = 20"]

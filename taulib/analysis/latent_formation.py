@@ -25,12 +25,16 @@ import numpy as np
 import pandas as pd
 
 from taulib import atomic
+from taulib.analysis.frontier import MATCH_TOLERANCE
+from taulib.analysis.statistics import ALPHA, holm
 from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
 from taulib.sae import load_sae
 
 SHARES_BY = (0.1, 0.25, 0.5)  # "formed by 10/25/50% of training"
 STABILITY_THRESHOLDS = (0.7, 0.9)
+FREQUENCY_BANDS = ("rarest third", "middle third", "commonest third")  # final firing density, among the latents considered
+RECORD_VERSION = 2  # part of the cache key: a record of an older layout is computed again
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ def _decoders(arm: Arm, only: set[int] | None = None) -> tuple[list[int], list[A
 
 
 def _cache_path(arm: Arm, settings: FormationSettings) -> Path:
-    key = hashlib.sha256(json.dumps({"run": arm.config.fingerprint(), "steps": sorted(arm.steps), **asdict(settings)}, sort_keys=True).encode()).hexdigest()[:12]
+    fields = {"run": arm.config.fingerprint(), "steps": sorted(arm.steps), "version": RECORD_VERSION, **asdict(settings)}
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return arm.run_dir / "evaluation" / f"latent_formation-{key}.json"
 
 
@@ -84,6 +89,7 @@ def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[s
         "formation_step": formed.tolist(),
         "alive_at_end": alive.tolist(),
         "alive_known": density is not None,
+        "final_density": np.asarray(density, dtype=float).tolist() if density is not None else None,
         "moved_from_initialisation": moved.tolist(),
         "mean_matched_cosine": matched.mean(axis=0).tolist(),  # per checkpoint
         "share_at_threshold": (matched >= settings.threshold).mean(axis=0).tolist(),
@@ -102,13 +108,11 @@ def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) 
     nulls beside them. `start_tokens` (the end of warm-up) is reported with them."""
     keys = ["latent_formation_median", "latents_never_formed", "latents_considered", "init_share_at_threshold", "random_share_at_threshold"]
     keys += [f"latents_formed_by_{share:.0%}" for share in SHARES_BY]
+    keys += [f"latent_formation_median_{_band_key(band)}" for band in (FREQUENCY_BANDS[0], FREQUENCY_BANDS[-1])]
     if record is None:
         return dict.fromkeys(keys, math.nan)
-    steps, tokens = record["steps"], np.asarray(record["tokens"], dtype=float)
-    total = tokens[-1]
-    at_step = dict(zip(steps, tokens / total, strict=True))
-    formed = np.array([at_step[step] for step in record["formation_step"]])
-    considered = np.asarray(record["alive_at_end"], dtype=bool) & np.asarray(record["moved_from_initialisation"], dtype=bool)
+    total = float(record["tokens"][-1])
+    formed, considered = formation_positions(record)
     summary = {
         "latents_considered": float(considered.mean()),
         "init_share_at_threshold": float(record["share_at_threshold"][0]),
@@ -120,7 +124,52 @@ def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) 
     times = formed[considered]  # formed only at the final checkpoint: never formed before the end, censored at 1
     summary |= {"latent_formation_median": float(np.median(times)), "latents_never_formed": float((times >= 1.0).mean())}
     summary |= {f"latents_formed_by_{share:.0%}": float((times <= share).mean()) for share in SHARES_BY}
+    bands = formation_by_frequency(record)
+    for band in (FREQUENCY_BANDS[0], FREQUENCY_BANDS[-1]):
+        summary[f"latent_formation_median_{_band_key(band)}"] = float(bands.loc[band, "median_formation"]) if band in bands.index else math.nan
     return summary
+
+
+def _band_key(band: str) -> str:
+    return band.split()[0]  # "rarest", "middle", "commonest"
+
+
+def formation_positions(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(each final latent's formation time as a share of training, whether it says something about
+    formation: alive at the end and moved away from its initial direction)."""
+    tokens = np.asarray(record["tokens"], dtype=float)
+    at_step = dict(zip(record["steps"], tokens / tokens[-1], strict=True))
+    formed = np.array([at_step[step] for step in record["formation_step"]])
+    considered = np.asarray(record["alive_at_end"], dtype=bool) & np.asarray(record["moved_from_initialisation"], dtype=bool)
+    return formed, considered
+
+
+def formation_by_frequency(record: dict[str, Any] | None) -> pd.DataFrame:
+    """Formation split by how often a latent fires at the end: the latents considered, in thirds of
+    their final firing density (rarest, middle, commonest), each with its density range, count,
+    median formation time (share of training, never formed counted at 1) and share never formed.
+
+    Rare latents see fewer gradient updates, so a difference between arms in when latents form can be
+    a difference in how many rare latents they keep; read the bands beside the overall median. Empty
+    when the record has no final densities."""
+    if record is None or record.get("final_density") is None:
+        return pd.DataFrame()
+    formed, considered = formation_positions(record)
+    density = np.asarray(record["final_density"], dtype=float)[considered]
+    times = formed[considered]
+    if len(times) < len(FREQUENCY_BANDS):
+        return pd.DataFrame()
+    order = np.argsort(density, kind="stable")
+    rows = {}
+    for band, members in zip(FREQUENCY_BANDS, np.array_split(order, len(FREQUENCY_BANDS)), strict=True):
+        rows[band] = {
+            "density_low": float(density[members].min()),
+            "density_high": float(density[members].max()),
+            "latents": len(members),
+            "median_formation": float(np.median(times[members])),
+            "never_formed": float((times[members] >= 1.0).mean()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian", steps: set[int] | None = None) -> pd.DataFrame:
@@ -152,6 +201,117 @@ def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian", steps: se
     return table
 
 
+def stability_over_training(study: StudyData, l0_target: float | None, method: MatchMethod = "hungarian") -> pd.DataFrame:
+    """`seed_stability` at every checkpoint for each arm's runs at `l0_target` (all runs of an arm
+    outside a sweep), long format with `arm` and `position` (share of training) columns."""
+    frames = []
+    for arm_name in study.arm_names:
+        runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == l0_target]
+        table = seed_stability(runs, method)
+        if table.empty:
+            continue
+        tokens = dict(zip(runs[0].evaluation["step"].astype(int), runs[0].evaluation["tokens"].astype(float), strict=True))
+        table.insert(0, "arm", arm_name)
+        table.insert(2, "position", [tokens[step] / max(tokens.values()) for step in table["step"]])
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@dataclass(frozen=True)
+class StabilityComparison:
+    """Seed stability (PW-MCC at the final checkpoint) of one arm against a reference arm at one L0 target."""
+
+    arm: str
+    reference: str
+    l0_target: float
+    seeds: tuple[int, ...]
+    difference: float  # mean over seed pairs of PW-MCC(arm) − PW-MCC(reference)
+    pair_differences: tuple[float, ...]
+    p_value: float  # exact permutation test, arm labels swapped within seeds
+    smallest_p: float  # the smallest p-value this many seeds can give
+    max_l0_deviation: float  # the largest |final L0 / target − 1| among the runs compared
+
+    def matched(self, tolerance: float) -> bool:
+        return self.max_l0_deviation <= tolerance
+
+
+def compare_stability(
+    arm_runs: list[Arm], reference_runs: list[Arm], method: MatchMethod = "hungarian", pair_cache: dict | None = None
+) -> StabilityComparison | None:
+    """Is one arm's dictionary more reproducible across seeds than the reference's, at one target?
+
+    Statistic: the mean over seed pairs of the difference in PW-MCC between the final SAEs of the two
+    seeds. The seed pairs share seeds, so they are not independent draws and a t-test over them would
+    be wrong. The test is exact: under the null the two arms' runs of one seed are exchangeable
+    (same initialisation and batch order, different schedule), so swapping the arm labels within
+    any subset of seeds gives an equally likely statistic; every run is matched to every other of
+    the same target (cross-arm pairs included) and the statistic is recomputed for all 2^n
+    relabellings. With n seeds the smallest two-sided p is 2 / 2^n (0.25 with 3 seeds): fewer than 6
+    seeds cannot resolve a difference at α = 0.05, and the report says so rather than draw one.
+    None when fewer than two seeds have both arms' final checkpoints."""
+    pair_cache = {} if pair_cache is None else pair_cache
+    by_seed = {arm.seed: arm for arm in arm_runs}
+    reference_by_seed = {arm.seed: arm for arm in reference_runs}
+    seeds = sorted(set(by_seed) & set(reference_by_seed))
+    final = {}
+    for seed in seeds:
+        for label, run in (("arm", by_seed[seed]), ("reference", reference_by_seed[seed])):
+            loaded = _decoders(run, {max(run.steps)})
+            if loaded is not None:
+                final[(label, seed)] = (run, loaded[1][-1])
+    seeds = [seed for seed in seeds if ("arm", seed) in final and ("reference", seed) in final]
+    if len(seeds) < 2:
+        return None
+
+    def pw_mcc(first: tuple[str, int], second: tuple[str, int]) -> float:
+        key = tuple(sorted((final[first][0].name, final[second][0].name)))
+        if key not in pair_cache:
+            pair_cache[key] = float(match_latents(final[first][1], final[second][1], method)[1].mean())
+        return pair_cache[key]
+
+    pairs = list(itertools.combinations(seeds, 2))
+
+    def statistic(swapped: frozenset[int]) -> tuple[float, list[float]]:
+        def side(label: str, seed: int) -> tuple[str, int]:
+            flipped = {"arm": "reference", "reference": "arm"}[label] if seed in swapped else label
+            return (flipped, seed)
+
+        differences = [pw_mcc(side("arm", a), side("arm", b)) - pw_mcc(side("reference", a), side("reference", b)) for a, b in pairs]
+        return float(np.mean(differences)), differences
+
+    observed, differences = statistic(frozenset())
+    relabelled = [statistic(frozenset(subset))[0] for r in range(len(seeds) + 1) for subset in itertools.combinations(seeds, r)]
+    p_value = float(np.mean([abs(value) >= abs(observed) - 1e-12 for value in relabelled]))
+    deviations = [abs(float(run.evaluation.sort_values("step")["l0"].iloc[-1]) / run.l0_target - 1) for run, _ in final.values() if run.l0_target]
+    return StabilityComparison(
+        arm=arm_runs[0].arm_name,
+        reference=reference_runs[0].arm_name,
+        l0_target=float(arm_runs[0].l0_target) if arm_runs[0].l0_target is not None else math.nan,
+        seeds=tuple(seeds),
+        difference=observed,
+        pair_differences=tuple(differences),
+        p_value=p_value,
+        smallest_p=2 / 2 ** len(seeds),
+        max_l0_deviation=max(deviations) if deviations else math.nan,
+    )
+
+
+def stability_comparisons(study: StudyData, reference: str, method: MatchMethod = "hungarian") -> list[StabilityComparison]:
+    """`compare_stability` of every other arm against `reference` at every L0 target of a sweep."""
+    cache: dict = {}
+    comparisons = []
+    for target in study.l0_targets:
+        reference_runs = [arm for arm in study.arms if arm.arm_name == reference and arm.l0_target == target]
+        for arm_name in study.arm_names:
+            runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == target]
+            if arm_name == reference or not runs or not reference_runs:
+                continue
+            comparison = compare_stability(runs, reference_runs, method, cache)
+            if comparison is not None:
+                comparisons.append(comparison)
+    return comparisons
+
+
 def stability_table(study: StudyData, names: dict[str, str] | None = None, method: MatchMethod = "hungarian") -> pd.DataFrame:
     """Seed stability at the final checkpoint, arms × L0 targets: PW-MCC and the share of latents
     matched at cos ≥ 0.9 between the seeds of one arm (mean over seed pairs), with the random null.
@@ -171,4 +331,26 @@ def stability_table(study: StudyData, names: dict[str, str] | None = None, metho
                 f"PW-MCC {final['pw_mcc']:.3f} (random {final['random_pw_mcc']:.3f}); ≥ 0.9: {final['share_matched_0.9']:.1%} (random {final['random_share_matched_0.9']:.1%})"
             )
         rows[names.get(arm_name, arm_name)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def stability_comparison_table(comparisons: list[StabilityComparison], names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Arms × L0 targets: each arm's PW-MCC minus the reference's (mean over seed pairs), its exact
+    permutation p Holm-corrected over the table (one family), and the verdict — a direction only
+    where the corrected p is below α and every run compared is within the frontier's L0 tolerance
+    of the target ("off target" otherwise; seed stability cannot be read between runs)."""
+    if not comparisons:
+        return pd.DataFrame()
+    names = names or {}
+    adjusted = holm([c.p_value for c in comparisons])
+    rows: dict[str, dict[str, str]] = {}
+    for comparison, p in zip(comparisons, adjusted, strict=True):
+        if not comparison.matched(MATCH_TOLERANCE):
+            verdict = f"off target (an L0 {comparison.max_l0_deviation:.0%} from it)"
+        elif p < ALPHA:
+            verdict = "more stable" if comparison.difference > 0 else "less stable"
+        else:
+            verdict = "unresolved"
+        cell = f"{comparison.difference:+.3f} · Holm p {p:.2f} (smallest possible {comparison.smallest_p:.2f}) · {verdict}"
+        rows.setdefault(names.get(comparison.arm, comparison.arm), {})[f"L0 = {comparison.l0_target:g}"] = cell
     return pd.DataFrame.from_dict(rows, orient="index")

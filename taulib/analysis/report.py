@@ -508,10 +508,17 @@ def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_po
 
 
 def render_markdown(
-    report: Report, context: dict[str, str], figures: dict[str, str], sparsity: pd.DataFrame, wall_time: str, stability: pd.DataFrame | None = None
+    report: Report,
+    context: dict[str, str],
+    figures: dict[str, str],
+    sparsity: pd.DataFrame,
+    wall_time: str,
+    stability: pd.DataFrame | None = None,
+    stability_comparison: pd.DataFrame | None = None,
 ) -> str:
     """REPORT.md: the method, then the question-by-question verdict with its claims, tables and figures;
-    `stability` (taulib.analysis.latent_formation.stability_table) goes with early concept formation."""
+    `stability` and `stability_comparison` (taulib.analysis.latent_formation.stability_table and
+    stability_comparison_table) go with early concept formation."""
     ref = report.names[report.reference]
     compared = sorted({c.other for c in report.claims if c.kind == "comparison" and c.question != "lower_bound" and c.other}, key=list(report.names).index)
     lines = [
@@ -587,6 +594,12 @@ def render_markdown(
                     "Seed stability at the final checkpoint: the seeds of one arm matched to each other (Hungarian, on decoder directions), "
                     "mean over seed pairs, against two random dictionaries of the same shape:",
                     stability if stability is not None else pd.DataFrame(),
+                ),
+                (
+                    f"Seed stability against {ref}: each arm's PW-MCC minus {ref}'s (mean over seed pairs; 'more stable' is the row's arm), exact permutation test with the arm labels swapped "
+                    "within seeds (seed pairs share seeds, so no t-test), Holm-corrected over this table. With n seeds the smallest attainable "
+                    "p is 2/2ⁿ: below 6 seeds no difference can be resolved at α = 0.05, whatever its size.",
+                    stability_comparison if stability_comparison is not None else pd.DataFrame(),
                 ),
             ],
         }
