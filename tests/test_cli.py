@@ -72,3 +72,11 @@ def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
     assert "evaluation.ce_final_sequences  (int | None, default None)" in out
     assert "schedule.kind  (Literal['none', 'constant', 'linear', 'cosine', 'exponential', 'l1_warmup'], default 'none')" in out
     assert "held-out sequences for the spliced CE/KL of the final checkpoint" in out
+
+
+def test_params_markdown_prints_the_parameters_page(capsys):
+    from taulib.config import parameter_markdown
+
+    assert main(["params", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out == parameter_markdown() and out.startswith("# Parameters\n") and "| `training.l1_coefficient` | `float` | `0.04` |" in out

@@ -2,8 +2,9 @@
 equivalence test, and a rank correlation over distinct schedules.
 
 - `holm`: Holm's step-down adjustment of a family's p-values (family-wise error ≤ α without
-  Bonferroni's loss of power). The report applies it within each question, primary and secondary
-  endpoints together, so a question's verdicts hold at α jointly.
+  Bonferroni's loss of power). The report applies it within each question, to the primary
+  endpoint's tests as one family and to the secondary endpoints' as another, so the primary
+  verdict is not diluted by the secondaries (taulib.analysis.report).
 - `equivalence`: two one-sided tests (TOST) of a paired difference against ±margin: "equivalent"
   only when the 1 − 2α interval lies inside the margin.
 - `rank_correlation`: Spearman ρ with an exact permutation p-value, for the handful of points

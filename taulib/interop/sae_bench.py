@@ -1,7 +1,7 @@
 """Running SAE Bench 0.6.0's own absorption and core code on taulib's model, SAE and data.
 
 Used by the cross-check tests and the absorption speed benchmark (needs the `saebench` extra, see
-README). Nothing here is used by the study itself.
+docs/metrics.md). Nothing here is used by the study itself.
 
 - The model: a TransformerLens HookedTransformer built from the same transformers model object
   (SAE Bench's code expects one), whose `run_with_cache` stops after the requested block.

@@ -2,7 +2,7 @@
 
 All quantities are in the model's units (the SAE is evaluated in raw units), over tokens the SAE
 never trained on. Explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over all tokens (SAE Bench
-0.6.0's `explained_variance` subtracts (E‖x‖²/d)² instead of ‖x̄‖², see README).
+0.6.0's `explained_variance` subtracts (E‖x‖²/d)² instead of ‖x̄‖², see docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -47,10 +47,10 @@ class CalibrationSettings(StrictModel):
 class SweepProfile(StrictModel):
     """What a profile changes; anything left out keeps the sweep's own value."""
 
-    description: str = ""
-    arms: tuple[str, ...] | None = None
-    l0_targets: tuple[float, ...] | None = None
-    seeds: tuple[int, ...] | None = None
+    description: str = Field("", description="what the profile is for, in words")
+    arms: tuple[str, ...] | None = Field(None, description="arm files (stems) to sweep; None: the sweep's arms")
+    l0_targets: tuple[float, ...] | None = Field(None, description="final held-out L0 targets; None: the sweep's")
+    seeds: tuple[int, ...] | None = Field(None, description="seeds; None: the sweep's")
     parameters: dict[str, Any] = Field(default_factory=dict, description="deep-merged into every arm's parameters (width, tokens, checkpoints…)")
 
     @field_validator("arms", "l0_targets", "seeds", mode="before")
@@ -60,12 +60,14 @@ class SweepProfile(StrictModel):
 
 
 class SweepFile(StrictModel):
-    description: str = ""
+    description: str = Field("", description="what the sweep is, in words")
     arms: tuple[str, ...] | None = Field(None, description="arm files (stems) to sweep; None = every parameter file of the folder")
-    l0_targets: tuple[float, ...] = Field(min_length=1)
-    seeds: tuple[int, ...] = Field(min_length=1)
+    l0_targets: tuple[float, ...] = Field(min_length=1, description="final held-out L0 targets; each arm is calibrated to each")
+    seeds: tuple[int, ...] = Field(min_length=1, description="seeds of every (arm, target); the first one's runs are the calibration probes")
     calibration: CalibrationSettings = CalibrationSettings()
-    profiles: dict[str, SweepProfile] = Field(default_factory=dict)
+    profiles: dict[str, SweepProfile] = Field(
+        default_factory=dict, description="named variants of the sweep, chosen with `--profile`; 'default', unless named here, is the file as it is"
+    )
 
     @field_validator("arms", "l0_targets", "seeds", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 Everything a run writes lives in its folder:
   config.json                 the fully resolved run configuration (and its fingerprint)
   metrics.csv                 one row every `log_every_steps` steps (see METRIC_COLUMNS)
-  checkpoints/step_NNNNNNN/   log-spaced SAE snapshots (dense early) for the analysis notebooks
+  checkpoints/step_NNNNNNN/   SAE snapshots for the analyses (checkpoint_steps: half evenly, half log-spaced)
   checkpoints/index.json      step, tokens seen and τ of every snapshot
   final/                      the SAE after the last step
   trainer_state.safetensors   everything needed to resume bit-identically (weights, Adam, data order)
