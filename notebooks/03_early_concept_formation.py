@@ -26,7 +26,8 @@
 # * when each concept metric had formed, measured from the end of the warm-up, and its value when the
 #   run's current L0 fell through a matched level (the report's formation measures, `taulib.analysis.matched`);
 # * absorption-reduction speed: absorption over the letters that have a latent, and when it settled;
-# * when each latent formed: its decoder direction matched back through the checkpoints;
+# * when each latent formed: its decoder direction matched back through the checkpoints, split by
+#   how often it fires; and how reproducible each arm's dictionary is across seeds over training;
 # * a slider over checkpoints redrawing one arm's state: the latent that carries each first letter,
 #   the firing-density histogram and the best sparse-probing latents.
 #
@@ -46,12 +47,13 @@ slider_arm = None  # default: the first arm
 # %%
 from pathlib import Path
 
+import pandas as pd
 from IPython.display import display
 
-from taulib.analysis.latent_formation import FormationSettings, run_formation
+from taulib.analysis.latent_formation import FormationSettings, formation_by_frequency, run_formation, stability_over_training
 from taulib.analysis.matched import MatchedSettings, formation_table
 from taulib.analysis.study_data import load_study
-from taulib.plots.latent_formation import formation_curves
+from taulib.plots.latent_formation import formation_curves, stability_figure
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at
 from taulib.plots.training import absorption_speed_figure, formation_figure, metrics_over_training
@@ -107,6 +109,26 @@ formation_settings = FormationSettings()
 latent_records = {arm.name: run_formation(arm, formation_settings) for arm in study.arms}
 figures["03_latent_formation"] = formation_curves(study, latent_records, formation_settings.threshold)
 figures["03_latent_formation"]
+
+# %% [markdown]
+# Split by how often a latent fires at the end: rare latents see fewer gradient updates, so an arm
+# that keeps more of them can look slower to form without any latent forming later. Median formation
+# (share of training; never formed counts as 1) per third of the final firing density.
+
+# %%
+display(pd.concat({arm: formation_by_frequency(record) for arm, record in latent_records.items()}).style.format(precision=3))
+
+# %% [markdown]
+# ## Stability across seeds
+# The seeds of one arm (at this L0 target) matched to each other at every checkpoint: is the same
+# dictionary found from another initialisation and batch order, and from when? The report tests the
+# final checkpoint's difference between arms (`05_report`). Needs a sweep with two or more seeds.
+
+# %%
+all_runs = load_study(outputs_dir)
+stability = stability_over_training(all_runs, study.arms[0].l0_target)
+figures["03_seed_stability"] = stability_figure(all_runs, stability)
+figures["03_seed_stability"]
 
 # %% [markdown]
 # ## One checkpoint's state

@@ -19,6 +19,7 @@ from taulib.analysis.latent_formation import (
     run_formation,
     seed_stability,
     stability_comparison_table,
+    stability_over_training,
 )
 from taulib.analysis.study_data import Arm
 from taulib.config import RunConfig
@@ -230,3 +231,21 @@ def test_a_comparison_off_the_l0_target_draws_no_verdict(tmp_path):
     comparison = compare_stability(stable, unstable)
     assert comparison.max_l0_deviation == pytest.approx(0.25)
     assert "off target" in stability_comparison_table([comparison]).loc["stable", "L0 = 20"]
+
+
+def test_stability_over_training_and_its_figure(tmp_path):
+    from taulib.analysis.study_data import StudyData
+    from taulib.plots.latent_formation import stability_figure
+
+    final = random_dictionary(0)
+    stable = [_sweep_arm(tmp_path, "stable", s, noisy(final, 0.01, s)) for s in range(3)]
+    unstable = [_sweep_arm(tmp_path, "unstable", s, random_dictionary(200 + s)) for s in range(3)]
+    study = StudyData(tmp_path, (*stable, *unstable))
+    table = stability_over_training(study, 20.0)
+    assert table["arm"].tolist() == ["stable", "stable", "unstable", "unstable"] and table["position"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    final_rows = table[table["position"] == 1.0].set_index("arm")
+    assert final_rows.loc["stable", "share_matched_0.9"] == 1.0 and final_rows.loc["unstable", "share_matched_0.9"] == 0.0
+    figure = stability_figure(study, table)
+    pw_mcc = {trace.name: list(trace.y) for trace in figure.data if trace.xaxis == "x"}
+    assert pw_mcc == {arm: table.loc[table["arm"] == arm, "pw_mcc"].tolist() for arm in ("stable", "unstable")}
+    assert stability_figure(study, stability_over_training(study, 99.0)).data == ()  # no runs at that target: an empty figure
