@@ -43,6 +43,11 @@ def test_the_study_knows_its_sweep(sweep):
     assert [(low.name, high.name) for low, high in lower_bound_pairs(sliced)] == [("tightened", "higher_floor")]
 
 
+def test_two_targets_leave_no_parabola_to_read_so_the_curvature_check_changes_nothing(sweep):
+    _, _, _, report = sweep
+    assert len(SWEEP_TARGETS) == 2 and "the frontier's curvature decides none of them" in report.frontier_sensitivity
+
+
 def _frontier_value(arm: str, seed: int, target: float, column: str) -> float:
     """An independent reading of the frontier: the two runs' final (L0, value), a line through them in log L0."""
     points = [(sweep_metrics(arm, t, seed)["l0"].iloc[-1], sweep_metrics(arm, t, seed)[column].iloc[-1]) for t in SWEEP_TARGETS]

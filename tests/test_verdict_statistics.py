@@ -225,3 +225,36 @@ def test_formation_time_reads_formed_before_the_window_early_and_never_formed_la
     assert formation_time(tokens, rising, 10, 1) == pytest.approx(40 + 20 * (0.9 * 0.3 - 0.2) / 0.1)
     # a falling metric (absorption) forms by falling
     assert formation_time(tokens, 1 - rising, 10, -1) == pytest.approx(40 + 20 * (0.9 * 0.3 - 0.2) / 0.1)
+
+
+def test_the_quadratic_frontier_reading_is_exact_on_a_parabola_where_the_line_is_not():
+    a, b, c = 0.5, 0.05, -0.01  # a concave frontier in x = ln L0
+    l0s = np.array([10.0, 20.0, 50.0, 100.0])
+    x = np.log(l0s)
+    values = a + b * x + c * x**2
+    at = math.log(30.0)
+    truth = a + b * at + c * at**2
+    linear, curved = read_at_l0(l0s, values, 30.0), read_at_l0(l0s, values, 30.0, shape="quadratic")
+    assert curved.value == pytest.approx(truth) and curved.status == linear.status == "bracketed"
+    # the chord of a concave frontier lies below it, by c·(at − x₀)(x₁ − at) between its two runs
+    assert linear.value - truth == pytest.approx(c * (at - math.log(20.0)) * (math.log(50.0) - at))
+    # the same matched/unmatched decision: a target beyond the tolerance stays unmatched
+    assert math.isnan(read_at_l0(l0s, values, 120.0, shape="quadratic").value)
+    # fewer than three runs with a value: the line is all there is
+    assert read_at_l0([10.0, 40.0, 80.0], [1.0, 3.0, math.nan], 20.0, shape="quadratic").value == pytest.approx(2.0)
+
+
+def test_frontier_sensitivity_names_every_verdict_the_curvature_changes():
+    from taulib.analysis.report import Claim, Report, frontier_sensitivity
+
+    def report(verdicts: list[str]) -> Report:
+        claims = [
+            Claim("reconstruction", "", {"l0_target": t}, v, "comparison", "plain", "final_explained_variance", primary=True)
+            for t, v in zip([20.0, 50.0], verdicts, strict=True)
+        ]
+        return Report("tightened", "plain", {"tightened": "tightened", "plain": "plain L1"}, [20.0, 50.0], SEEDS, claims)
+
+    same = frontier_sensitivity(report(["better", "unresolved"]), report(["better", "unresolved"]))
+    assert "2 of 2 tested verdicts (2 of 2 primary) are unchanged" in same and "decides none" in same
+    flipped = frontier_sensitivity(report(["better", "unresolved"]), report(["unresolved", "unresolved"]))
+    assert "1 of 2 tested verdicts (1 of 2 primary)" in flipped and "plain L1 at L0 = 20, `final_explained_variance`: better → unresolved" in flipped

@@ -10,18 +10,24 @@ achieved L0 bracket T. Where no pair brackets T (T is the sweep's sparsest or de
 seed's run landed inside it), the value is extrapolated from the two nearest runs only if the
 nearest is within `MATCH_TOLERANCE` of T in L0 — a distance over which the frontier's curvature is
 negligible next to seed noise; otherwise the cell is unmatched and reported as such, never used.
+
+`shape="quadratic"` reads the same cells (the same matched/unmatched decision) off a parabola in
+log L0 through the three runs nearest the target instead of the line: the report's sensitivity
+check that the frontier's curvature does not decide a verdict.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 MATCH_TOLERANCE = 0.02  # |L0 / T − 1| within which an unbracketed target is still read off the frontier
+FrontierShape = Literal["linear", "quadratic"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,9 @@ class FrontierReading:
     upper_l0: float
 
 
-def read_at_l0(l0s: Sequence[float], values: Sequence[float], target: float, tolerance: float = MATCH_TOLERANCE) -> FrontierReading:
+def read_at_l0(
+    l0s: Sequence[float], values: Sequence[float], target: float, tolerance: float = MATCH_TOLERANCE, shape: FrontierShape = "linear"
+) -> FrontierReading:
     """The metric at L0 = `target` on the frontier through the points (l0s[i], values[i])."""
     l0, value = np.asarray(l0s, dtype=float), np.asarray(values, dtype=float)
     # runs are placed by their L0 alone; a run without a value stays in place, and a reading that
@@ -55,6 +63,11 @@ def read_at_l0(l0s: Sequence[float], values: Sequence[float], target: float, tol
         reading = FrontierReading(float(y[i]) if i == j else _line(x[i], y[i], x[j], y[j], at), "near", float(l0[order][i]), float(l0[order][j]))
     if not math.isfinite(reading.value):  # a run it is read from has no value for this metric
         return FrontierReading(math.nan, "unmatched", reading.lower_l0, reading.upper_l0)
+    finite = np.flatnonzero(np.isfinite(y))
+    if shape == "quadratic" and len(finite) >= 3:  # fewer runs with a value: the line is all there is
+        nearest = finite[np.argsort(np.abs(x[finite] - at), kind="stable")[:3]]
+        if len(np.unique(x[nearest])) == 3:
+            return replace(reading, value=float(np.polyval(np.polyfit(x[nearest], y[nearest], 2), at)))
     return reading
 
 
@@ -64,7 +77,9 @@ def _line(x0: float, y0: float, x1: float, y1: float, at: float) -> float:
     return float(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
 
 
-def matched_table(runs: pd.DataFrame, columns: Sequence[str], l0_column: str = "final_l0", tolerance: float = MATCH_TOLERANCE) -> pd.DataFrame:
+def matched_table(
+    runs: pd.DataFrame, columns: Sequence[str], l0_column: str = "final_l0", tolerance: float = MATCH_TOLERANCE, shape: FrontierShape = "linear"
+) -> pd.DataFrame:
     """One row per (arm, seed, L0 target): each column of `runs` (a run table: arm, seed, l0_target
     and the columns) read at exactly the target off that arm and seed's frontier, with the reading's
     status and the achieved L0 of the runs it came from. A column's value is NaN where unmatched."""
@@ -78,6 +93,6 @@ def matched_table(runs: pd.DataFrame, columns: Sequence[str], l0_column: str = "
             reading = read_at_l0(l0s, l0s, target, tolerance)  # where the L0 axis itself is read: the status
             row |= {"match": reading.status, "lower_l0": reading.lower_l0, "upper_l0": reading.upper_l0}
             for column in columns:
-                row[column] = read_at_l0(l0s, frontier[column].to_numpy(dtype=float), target, tolerance).value if column in frontier else math.nan
+                row[column] = read_at_l0(l0s, frontier[column].to_numpy(dtype=float), target, tolerance, shape).value if column in frontier else math.nan
             rows.append(row)
     return pd.DataFrame(rows)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.frontier import MATCH_TOLERANCE, matched_table
+from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.matched import ORTHOGONALITY_CONTEXT, MatchedSettings
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference
@@ -135,6 +135,7 @@ class Report:
     primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
     passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
     orthogonality_context: pd.DataFrame = field(default_factory=pd.DataFrame)  # dead fraction and baselines at matched L0
+    frontier_sensitivity: str = ""  # whether reading the frontier as a parabola instead of a line changes a verdict
 
     def by_question(self, question: str) -> list[Claim]:
         return [claim for claim in self.claims if claim.question == question]
@@ -172,12 +173,18 @@ TEXT_ERROR_COLUMNS = ("final_ce_loss_score",)
 
 
 def _comparison(
-    values: _Values, endpoint: Endpoint, reference: str, other: str, target: float, sequence_losses: dict[str, SequenceLosses] | None = None
+    values: _Values,
+    endpoint: Endpoint,
+    reference: str,
+    other: str,
+    target: float,
+    sequence_losses: dict[str, SequenceLosses] | None = None,
+    shape: FrontierShape = "linear",
 ) -> dict:
     ours, theirs = values(reference, target, endpoint), values(other, target, endpoint)
     gap = None
     if sequence_losses and endpoint.column in TEXT_ERROR_COLUMNS:
-        gap = ce_score_difference(values.table, sequence_losses, reference, other, target)
+        gap = ce_score_difference(values.table, sequence_losses, reference, other, target, shape=shape)
     gap = gap if gap is not None else paired_difference(ours, theirs)
     if gap.n < len(values.seeds):
         # a missing value is an outcome (no rise, no settling, off the frontier), not a gap to close
@@ -314,13 +321,15 @@ def build_report(
     settings: MatchedSettings | None = None,
     kinds: dict[str, str] | None = None,
     sequence_losses: dict[str, SequenceLosses] | None = None,
+    frontier_shape: FrontierShape = "linear",
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
     `kinds` maps each arm to its schedule kind (to find the constant-coefficient arms); `headline`
     is the plain-L1 arm the detailed sentences and the equivalence check compare against;
     `sequence_losses` (taulib.analysis.sequence_bootstrap.final_sequence_losses) lets the CE-loss
-    comparisons include the evaluation text's sampling error."""
+    comparisons include the evaluation text's sampling error. The report is built on the linear
+    frontier reading and checked against the quadratic one (`frontier_sensitivity`)."""
     settings = settings or MatchedSettings()
     arms = list(dict.fromkeys(table["arm"]))
     if reference not in arms:
@@ -333,7 +342,7 @@ def build_report(
     seeds = sorted(int(s) for s in table["seed"].unique())
     all_endpoints = endpoints(settings)
     frontier_columns = sorted({e.column for e in all_endpoints if e.on_frontier} | {c for c, _ in TRAJECTORY_OUTCOMES} | set(CONTEXT_COLUMNS))
-    matched = matched_table(table, [c for c in frontier_columns if c in table])
+    matched = matched_table(table, [c for c in frontier_columns if c in table], shape=frontier_shape)
     report = Report(reference, headline, names, targets, seeds, matched=matched)
     report.primary = {e.question: e.label for e in all_endpoints if e.primary}
     values = _Values(table, matched, seeds)
@@ -348,7 +357,9 @@ def build_report(
         partners = [floor_partner] if question == "lower_bound" else compared
         if question == "lower_bound" and floor_partner is None:
             continue
-        items = [_comparison(values, e, reference, other, target, sequence_losses) for e in question_endpoints for other in partners for target in targets]
+        items = [
+            _comparison(values, e, reference, other, target, sequence_losses, frontier_shape) for e in question_endpoints for other in partners for target in targets
+        ]
         out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
         adjusted, family = _holm_by_role(items, lambda item: item["endpoint"].primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
         claims = [
@@ -370,7 +381,37 @@ def build_report(
         for arm in equivalents:
             for target in targets:
                 report.claims.append(_equivalence_claim(values, arm, headline, target, names))
+    if frontier_shape == "linear":
+        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, frontier_shape="quadratic")
+        report.frontier_sensitivity = frontier_sensitivity(report, curved)
     return report
+
+
+def _verdict_key(claim: Claim) -> tuple:
+    return (claim.question, claim.column, claim.other, claim.numbers.get("l0_target"))
+
+
+def frontier_sensitivity(linear: Report, curved: Report) -> str:
+    """Which comparison verdicts change when every matched value is read off a parabola through the
+    three nearest runs (in log L0) instead of the line between the two bracketing runs."""
+    compared = {_verdict_key(c): c for c in linear.claims if c.kind == "comparison" and c.verdict not in ("out of range", "no data")}
+    changed = [
+        (claim, other.verdict)
+        for claim in compared.values()
+        for other in curved.claims
+        if other.kind == "comparison" and _verdict_key(other) == _verdict_key(claim) and other.verdict != claim.verdict
+    ]
+    primary = [c for c in compared.values() if c.primary]
+    head = (
+        f"Read off a parabola through the three nearest runs (in log L0) instead of the line between the two that bracket the target, "
+        f"{len(compared) - len(changed)} of {len(compared)} tested verdicts ({len(primary) - sum(c.primary for c, _ in changed)} of {len(primary)} primary) are unchanged"
+    )
+    if not changed:
+        return head + ": the frontier's curvature decides none of them."
+    listed = "; ".join(
+        f"{linear.names.get(claim.other or '', claim.other)} at L0 = {claim.numbers['l0_target']:g}, `{claim.column}`: {claim.verdict} → {verdict}" for claim, verdict in changed
+    )
+    return head + f". Changed (read these as unresolved): {listed}."
 
 
 def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:
@@ -548,6 +589,7 @@ def render_markdown(
         "",
         matching_summary(report),
         "",
+        *([report.frontier_sensitivity, ""] if report.frontier_sensitivity else []),
     ]
     if report.out_of_range:
         lines += ["## Out of range at this scale", "", *[f"- {line}" for line in report.out_of_range], ""]

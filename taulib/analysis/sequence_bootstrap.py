@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from taulib.analysis.frontier import read_at_l0
+from taulib.analysis.frontier import FrontierShape, read_at_l0
 from taulib.analysis.intervals import CONFIDENCE, Estimate
 from taulib.analysis.study_data import StudyData
 from taulib.metrics.downstream import SequenceLosses
@@ -32,10 +32,11 @@ N_RESAMPLES = 2000
 SEQUENCE_METHOD = "paired t + sequence bootstrap"
 
 
-def frontier_weights(l0s: np.ndarray, target: float) -> np.ndarray | None:
-    """The weights w with reading = Σ w_k value_k at `target`; None where the target is unmatched."""
+def frontier_weights(l0s: np.ndarray, target: float, shape: FrontierShape = "linear") -> np.ndarray | None:
+    """The weights w with reading = Σ w_k value_k at `target` (both readings are linear in the values);
+    None where the target is unmatched."""
     basis = np.eye(len(l0s))
-    weights = np.array([read_at_l0(l0s, basis[k], target).value for k in range(len(l0s))])
+    weights = np.array([read_at_l0(l0s, basis[k], target, shape=shape).value for k in range(len(l0s))])
     return None if not np.all(np.isfinite(weights)) else weights
 
 
@@ -55,6 +56,7 @@ def ce_score_difference(
     n_resamples: int = N_RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
+    shape: FrontierShape = "linear",
 ) -> Estimate | None:
     """mean over seeds of (arm − other) CE-loss score at L0 = `target`, with the interval and
     two-sided p-value of seeds' and text's error together. `runs`: the run table (run, arm, seed, l0_target,
@@ -69,7 +71,7 @@ def ce_score_difference(
     readings: dict[tuple[str, int], np.ndarray] = {}  # (arm, seed) → the reading at the target, per replicate
     point: dict[tuple[str, int], float] = {}
     for (name, run_seed), frontier in involved.groupby(["arm", "seed"], sort=False):
-        weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target)
+        weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target, shape)
         if weights is None:
             continue
         runs_losses = [losses[run] for run in frontier["run"]]
