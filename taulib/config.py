@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
-RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps"})
+# not a language model: activations drawn from a known sparse dictionary (taulib.activations.synthetic), the
+# ground-truth track of the study; configured by model.synthetic
+SYNTHETIC_MODEL = "synthetic"
+RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps", "synthetic"})  # "synthetic": the ground-truth study
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
 # Where and by which kernels a run executes, not what it computes: left out of its fingerprint, so a
@@ -45,8 +48,82 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+class SyntheticConfig(StrictModel):
+    """A synthetic residual stream of known sparse features (taulib.activations.synthetic): every sample is
+    x = Σ_i a_i·m_i·u_i + ε over the features i that fire, with unit directions u_i (the true dictionary)."""
+
+    d_model: int = Field(64, ge=2, description="dimension of the synthetic residual stream")
+    n_features: int = Field(256, ge=1, description="true features (dictionary size); more than d_model puts them in superposition")
+    max_coherence: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="mutual coherence bound: the largest |cosine| between two true directions (1 = random unit directions, "
+        "no bound); must exceed the Welch bound √((n−d)/(d(n−1))) that no set of n unit vectors in d dimensions can beat",
+    )
+    mean_active_features: float = Field(4.0, gt=0, description="expected number of true features firing per sample (the data's true L0)")
+    frequency_exponent: float = Field(
+        1.0, ge=0, description="firing probabilities fall as a power law, p_i ∝ (i+1)^−exponent (0: every feature equally frequent)"
+    )
+    magnitude_log_std: float = Field(
+        0.5, ge=0, description="a firing feature's magnitude is exp(σ·z), z ~ N(0, 1): log-normal and heavy-tailed (0: every magnitude 1)"
+    )
+    noise_std: float = Field(0.01, ge=0, description="standard deviation of the dense Gaussian noise added to every coordinate")
+    seed: int = Field(0, ge=0, description="seed of the dictionary, the frequencies and every sample (the training seed is separate)")
+
+    # field validators, not a model validator, so that an error names the field to change; each reads the fields declared before it
+    @field_validator("max_coherence")
+    @classmethod
+    def _above_the_welch_bound(cls, value: float, info: ValidationInfo) -> float:
+        n, d = info.data.get("n_features"), info.data.get("d_model")
+        if n is None or d is None or value >= 1:
+            return value
+        welch = math.sqrt((n - d) / (d * (n - 1))) if n > d else 0.0
+        # the generator pushes the directions apart by gradient steps; it needs some room above the bound
+        if value < 1.25 * welch:
+            raise ValueError(
+                f"{value:g} is unreachable for {n} features in {d} dimensions: the Welch bound is {welch:.3f}; "
+                f"set max_coherence >= {1.25 * welch:.3f} (or 1 for no bound), fewer n_features or a larger d_model"
+            )
+        return value
+
+    @field_validator("mean_active_features")
+    @classmethod
+    def _at_most_every_feature(cls, value: float, info: ValidationInfo) -> float:
+        n = info.data.get("n_features")
+        if n is not None and value > n:
+            raise ValueError(f"{value:g} features cannot fire per sample when there are {n} (n_features)")
+        return value
+
+    @field_validator("frequency_exponent")
+    @classmethod
+    def _probabilities_at_most_one(cls, value: float, info: ValidationInfo) -> float:
+        n, mean = info.data.get("n_features"), info.data.get("mean_active_features")
+        if n is not None and mean is not None:
+            top = _power_law(n, value, mean)[0]
+            if top > 1:
+                raise ValueError(
+                    f"with mean_active_features {mean:g}, exponent {value:g} makes the most frequent feature fire with probability "
+                    f"{top:.2f} > 1; lower frequency_exponent or mean_active_features"
+                )
+        return value
+
+    def firing_probabilities(self) -> list[float]:
+        """Each feature's probability of firing on a sample: a power law scaled to mean_active_features firing per sample."""
+        return _power_law(self.n_features, self.frequency_exponent, self.mean_active_features)
+
+
+def _power_law(n: int, exponent: float, total: float) -> list[float]:
+    weights = [(i + 1) ** -exponent for i in range(n)]
+    scale = total / sum(weights)
+    return [w * scale for w in weights]
+
+
 class ModelConfig(StrictModel):
-    name: str = Field(EMBEDDED_MODEL, description="'embedded:gemma-3-270m', a transformers hub id, or a local directory")
+    name: str = Field(
+        EMBEDDED_MODEL,
+        description="'embedded:gemma-3-270m', a transformers hub id, a local directory, or 'synthetic' (a known sparse dictionary, model.synthetic)",
+    )
     device: str = Field("cpu", description="torch device for the language model: cpu, cuda, cuda:1, mps")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the model's weights")
     autocast: Literal["bfloat16", "float16", "auto"] | None = Field(
@@ -55,6 +132,9 @@ class ModelConfig(StrictModel):
         "bfloat16 matmuls (CUDA, CPUs with AVX512-BF16 or AMX), else None (taulib.precision)",
     )
     layer: int | None = Field(None, ge=0, description="residual stream after this decoder block; None = the middle block")
+    synthetic: SyntheticConfig | None = Field(
+        None, description="the synthetic model's generator, read only with name 'synthetic' (its defaults when omitted there)"
+    )
 
     @field_validator("device")
     @classmethod
@@ -64,7 +144,28 @@ class ModelConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve_automatic_autocast(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") == SYNTHETIC_MODEL and data.get("autocast") == AUTO:
+            # no forward pass to autocast: 'auto' (inherited from a language model's base file) means none
+            return {**data, "autocast": None}
         return _resolve_auto(data, "autocast", resolve_autocast)
+
+    @model_validator(mode="after")
+    def _synthetic_block(self) -> ModelConfig:
+        if self.name != SYNTHETIC_MODEL:
+            if self.synthetic is not None:
+                raise ValueError(f"field 'synthetic' configures the synthetic model; it is read only with name: {SYNTHETIC_MODEL} (got name {self.name!r})")
+            return self
+        if self.autocast is not None:
+            raise ValueError("the synthetic model has no forward pass to autocast: omit autocast (or leave it 'auto')")
+        if self.layer not in (None, 0):
+            raise ValueError(f"the synthetic model has one layer, 0: set layer: 0 (got {self.layer})")
+        if self.synthetic is None:
+            object.__setattr__(self, "synthetic", SyntheticConfig())  # explicit in config.json and in the run's fingerprint
+        return self
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.name == SYNTHETIC_MODEL
 
 
 def _check_device(value: str) -> str:
@@ -205,8 +306,12 @@ class TrainingConfig(StrictModel):
 
 
 # the metric families of taulib.metrics.evaluate; a new family is named here and computed there
-MetricFamily = Literal["core", "downstream", "orthogonality", "absorption", "probing"]
+MetricFamily = Literal["core", "downstream", "orthogonality", "absorption", "probing", "ground_truth"]
 EVALUATION_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
+# the families that need a language model, and the one that needs a known dictionary: each is recorded as not
+# applicable to the other kind of model (taulib.metrics.evaluate), never computed as a NaN
+LANGUAGE_MODEL_FAMILIES = ("downstream", "absorption", "probing")
+GROUND_TRUTH_FAMILIES = ("ground_truth",)
 # the probing tasks' names come from their registry (taulib.corpus.probing_tasks)
 ProbingTaskName = Literal[tuple(PROBING_TASKS)]  # type: ignore[valid-type]
 
@@ -216,7 +321,10 @@ class EvaluationConfig(StrictModel):
     changing it re-evaluates the saved checkpoints, it never retrains."""
 
     families: tuple[MetricFamily, ...] = Field(
-        EVALUATION_FAMILIES, min_length=1, description="metric families to compute"
+        EVALUATION_FAMILIES,
+        min_length=1,
+        description="metric families to compute; those a model cannot have (spliced CE/KL, absorption and probing for the "
+        "synthetic model, ground_truth for a language model) are recorded as not applicable",
     )
     checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
     core_tokens: int = Field(16_384, gt=0, description="held-out activations for the core metrics (at most the held-out cache)")
@@ -230,6 +338,9 @@ class EvaluationConfig(StrictModel):
     )
     ce_batch_size: int = Field(4, gt=0, description="sequences per forward pass in the CE/KL evaluation (vocab-sized logits)")
     near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
+    recovery_threshold: float = Field(
+        0.9, gt=0, lt=1, description="ground_truth: a true feature is recovered when some decoder direction has cosine above this with it"
+    )
     absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
     absorption_seed: int = Field(42, ge=0, description="seed of the absorption vocabulary's sample and its probes")
     probing_tasks: tuple[ProbingTaskName, ...] = Field(DEFAULT_TASKS, min_length=1, description="sparse-probing tasks (taulib.corpus.probing_tasks)")
@@ -298,7 +409,23 @@ class RunConfig(StrictModel):
         return value
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["model"]["synthetic"] is None:  # a language model's config.json and fingerprint stay as they were before the synthetic model
+            del data["model"]["synthetic"]
+        return data
+
+    def not_applicable_families(self) -> dict[str, str]:
+        """The requested metric families this run's model cannot have, with the reason (recorded, not computed)."""
+        if self.model.is_synthetic:
+            reason = "the synthetic model has no language model to splice into, prompt or probe"
+            return {family: reason for family in self.evaluation.families if family in LANGUAGE_MODEL_FAMILIES}
+        reason = "a language model has no known true dictionary"
+        return {family: reason for family in self.evaluation.families if family in GROUND_TRUTH_FAMILIES}
+
+    def evaluated_families(self) -> tuple[str, ...]:
+        """The requested metric families that this run's model has."""
+        skipped = self.not_applicable_families()
+        return tuple(family for family in self.evaluation.families if family not in skipped)
 
     def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "sweep", "evaluation")) -> str:
         """A stable hash of everything that determines this run's results (placement aside)."""
@@ -321,6 +448,12 @@ def parameter_reference(model: type[BaseModel] = RunConfig, prefix: str = "") ->
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             rows += parameter_reference(annotation, f"{prefix}{name}.")
+            continue
+        optional = type(None) in get_args(annotation)
+        section = next((arg for arg in get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)), None) if optional else None
+        if section is not None:  # an optional section (`X | None`): the section, then each of its keys
+            rows.append((f"{prefix}{name}", f"{section.__name__} | None", repr(info.default), info.description or ""))
+            rows += parameter_reference(section, f"{prefix}{name}.")
             continue
         plain = isinstance(annotation, type) and not get_args(annotation)
         type_name = annotation.__name__ if plain else re.sub(r"\btaulib\.[\w.]+\.", "", str(annotation).replace("typing.", ""))
@@ -510,10 +643,13 @@ def format_validation_error(source: str, error: ValidationError, root: type[Base
 def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
     model = root
     for part in loc[:-1]:
-        annotation = model.model_fields.get(str(part))
-        if annotation is None or not isinstance(annotation.annotation, type) or not issubclass(annotation.annotation, BaseModel):
+        info = model.model_fields.get(str(part))
+        # an optional section (`X | None`) is its model
+        candidates = [info.annotation, *get_args(info.annotation)] if info is not None else []
+        section = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if section is None:
             return ""
-        model = annotation.annotation
+        model = section
     return "; allowed keys: " + ", ".join(model.model_fields)
 
 
