@@ -266,12 +266,17 @@ SPLITS = ("train", "heldout")  # the corpus splits extracted per model and layer
 
 def activation_spec(config: "RunConfig", split: str, layer: int) -> ActivationSpec:
     acts = config.activations
+    model_name, corpus = config.model.name, acts.corpus
+    if config.model.synthetic is not None:
+        # the generator's settings name its caches; no corpus is read
+        digest = hashlib.sha256(json.dumps(config.model.synthetic.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
+        model_name, corpus = f"{config.model.name}-{digest}", "none"
     return ActivationSpec(
-        model_name=config.model.name,
+        model_name=model_name,
         model_dtype=config.model.dtype + (f"+autocast-{config.model.autocast}" if config.model.autocast else ""),
         layer=layer,
         context_length=acts.context_length,
-        corpus=acts.corpus,
+        corpus=corpus,
         split=split,
         n_tokens=acts.n_tokens if split == "train" else acts.heldout_tokens,
         storage_dtype=acts.storage_dtype,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from taulib.config import EMBEDDED_MODEL, ModelConfig
+from taulib.config import EMBEDDED_MODEL, SYNTHETIC_MODEL, ModelConfig
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -127,6 +127,8 @@ def model_shape(config: ModelConfig) -> tuple[int, int]:
     """(number of decoder blocks, hidden size), read from the model's config without loading weights."""
     if config.name == EMBEDDED_MODEL:
         return EMBEDDED_SHAPE
+    if config.synthetic is not None:  # one "layer": the generated stream
+        return 1, config.synthetic.d_model
     text_config = _text_config(config)
     return int(text_config.num_hidden_layers), int(text_config.hidden_size)
 
@@ -163,6 +165,9 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 def load_language_model(config: ModelConfig) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if config.name == SYNTHETIC_MODEL:
+        raise ModelLoadError("model.name 'synthetic' is not a language model: its activations are generated (taulib.activations.synthetic)")
+
     source, extra = _pretrained_arguments(config.name)
     dtype = TORCH_DTYPES[config.dtype]
     try:
@@ -195,6 +200,8 @@ def model_footprint(config: ModelConfig) -> ModelFootprint:
     """Depth, width, vocabulary and (approximate) parameter count of a model, from its config alone."""
     if config.name == EMBEDDED_MODEL:
         return EMBEDDED_FOOTPRINT
+    if config.synthetic is not None:  # no weights, no vocabulary
+        return ModelFootprint(1, config.synthetic.d_model, vocab_size=0, n_parameters=0)
     text = _text_config(config)
     hidden, layers, vocab = int(text.hidden_size), int(text.num_hidden_layers), int(text.vocab_size)
     intermediate = int(getattr(text, "intermediate_size", None) or 4 * hidden)

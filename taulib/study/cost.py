@@ -4,7 +4,8 @@ Every stage's time is a size of the plan times a cost per unit that taulib.study
 this machine at the plan's shapes (nothing here is a figure from another CPU):
 
   extraction          the extraction notebook's start and model load, then every missing cache's
-                      tokens through the language model up to the layer;
+                      tokens through the language model up to the layer (the synthetic model: its
+                      dictionary, then every sample drawn from it);
   evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward;
   calibration         a sweep's probes (arms × targets × the probes each target is expected to take),
                       each a training run and a held-out reconstruction;
@@ -106,7 +107,11 @@ class Costs:
     def step(self, config: RunConfig, d_model: int) -> float:
         dtype = resolve_compute_dtype(config.training.compute_dtype, config.training.device)
         t = config.training
-        return self._get(f"sae_step|d{d_model}|w{config.sae.width}|b{t.batch_size}|{dtype}", lambda: speed.sae_step_seconds(d_model, config.sae.width, t.batch_size, dtype))
+        threads = f"|t{t.threads}" if t.threads is not None else ""  # a run that sets its threads is timed with them
+        return self._get(
+            f"sae_step|d{d_model}|w{config.sae.width}|b{t.batch_size}|{dtype}{threads}",
+            lambda: speed.sae_step_seconds(d_model, config.sae.width, t.batch_size, dtype, t.threads),
+        )
 
     def model(self, config: RunConfig, name: str) -> float:
         key = f"model|{config.model.name}|{config.model.dtype}|{config.model.autocast}|L{config.model.layer}|ctx{config.activations.context_length}"
@@ -118,6 +123,13 @@ class Costs:
             for part, value in measured.items():
                 self.cache.get(f"{key}|{part}", lambda value=value: value)
         return self._get(f"{key}|{name}", lambda: math.nan)
+
+    def synthetic(self, config: RunConfig) -> tuple[float, float]:
+        """The synthetic model's (dictionary seconds, seconds per generated sample)."""
+        synthetic = config.model.synthetic
+        key = f"synthetic|{synthetic.model_dump_json()}"
+        dictionary = self._get(f"{key}|dictionary", lambda: speed.synthetic_dictionary_seconds(synthetic))
+        return dictionary, self._get(f"{key}|per_sample", lambda: speed.synthetic_seconds_per_sample(synthetic))
 
     def probing_texts(self, tasks: tuple[str, ...]) -> float:
         """Reading the probing tasks' sources and the corpus's training paragraphs (the texts shared
@@ -131,7 +143,7 @@ class Costs:
     def checkpoint(self, config: RunConfig, d_model: int) -> float:
         """One checkpoint's model-free metrics (core, orthogonality, absorption, probing)."""
         e, w = config.evaluation, config.sae.width
-        families, seconds = e.families, 0.0
+        families, seconds = config.evaluated_families(), 0.0
         if "core" in families:
             seconds += self.core(config, d_model)
         if "orthogonality" in families:
@@ -144,6 +156,9 @@ class Costs:
                 lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
             )
             seconds += per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
+        if "ground_truth" in families and config.model.synthetic is not None:
+            n_features = config.model.synthetic.n_features
+            seconds += self._get(f"ground_truth|d{d_model}|w{w}|n{n_features}", lambda: speed.ground_truth_seconds(d_model, w, n_features))
         return seconds
 
     def notebook(self) -> float:
@@ -163,7 +178,7 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
         return training, 0.0
     checkpoints = len(checkpoint_steps(steps, t.n_checkpoints)) if e.checkpoints == "all" else 1
     evaluation = checkpoints * costs.checkpoint(config, d_model)
-    if "downstream" in e.families:
+    if "downstream" in config.evaluated_families():
         tokens = e.ce_sequences * config.activations.context_length
         forwards = checkpoints + 2 * math.ceil(checkpoints / DOWNSTREAM_CHUNK)  # spliced per checkpoint, clean and zero per chunk
         # the final checkpoint's further sequences: clean, zero-ablated and spliced, for it alone
@@ -202,12 +217,19 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         footprint = model_footprint(config.model)
         layer = resolve_layer(config.model, footprint.n_layers)
         ctx = config.activations.context_length
+        generating = False
         for split in SPLITS:
             spec = activation_spec(config, split, layer)
             folder = cache_folder(outputs_root, spec)
             if folder in seen_caches or is_complete(folder, spec):
                 continue
             seen_caches.add(folder)
+            if config.model.synthetic is not None:  # generated, not read through a model
+                dictionary, per_sample = costs.synthetic(config)
+                extracted_tokens += spec.n_tokens
+                extraction += (0.0 if generating else dictionary) + spec.n_tokens * per_sample
+                generating = True
+                continue
             tokens = spec.n_tokens * ctx / (ctx - 1)  # BOS is read, not kept
             extracted_tokens += int(tokens)
             extraction += tokens * costs.model(config, "truncated_per_token")
@@ -217,9 +239,9 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
             seen_inputs.add(folder)
             e = config.evaluation
             tokens = 0.0
-            if "absorption" in e.families:  # train and test prompts, and a second prompt per test word
+            if "absorption" in config.evaluated_families():  # train and test prompts, and a second prompt per test word
                 tokens += e.absorption_vocab_size * 1.2 * costs.model(config, "absorption_prompt_tokens")
-            if "probing" in e.families:
+            if "probing" in config.evaluated_families():
                 tokens += e.probing_examples_per_class * sum(PROBING_TASKS[t].n_classes for t in e.probing_tasks) * e.probing_context_length
                 prompt_tokens += costs.probing_texts(e.probing_tasks)
             prompt_tokens += tokens * costs.model(config, "truncated_per_token")

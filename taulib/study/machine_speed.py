@@ -93,9 +93,9 @@ class SpeedCache:
 
 
 # ----------------------------------------------------------------------------- the measurements
-def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str) -> float:
+def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str, threads: int | None = None) -> float:
     """One dense training step (forward, hand-written backward, Adam, decoder renorm): the early steps;
-    later steps of a sparse SAE may take the faster sparse path."""
+    later steps of a sparse SAE may take the faster sparse path. `threads`: the run's training.threads."""
     from taulib.sae import SparseAutoencoder
     from taulib.train.trainer import optimiser_step
 
@@ -104,7 +104,12 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str) -
     optimiser = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True)
     x = torch.randn(batch, d_model)
     dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
-    return timed(lambda: optimiser_step(sae, optimiser, x, 1e-3, 1e-4, dtype, 0.0))
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        return timed(lambda: optimiser_step(sae, optimiser, x, 1e-3, 1e-4, dtype, 0.0))
+    finally:
+        torch.set_num_threads(default_threads)
 
 
 def _random_sae(d_model: int, width: int) -> Any:
@@ -130,6 +135,31 @@ def orthogonality_seconds(d_model: int, width: int) -> float:
 
     sae, factor = _random_sae(d_model, width), covariance_factor(torch.randn(2 * d_model, d_model))
     return once(lambda: orthogonality_metrics(sae, activation_covariance_factor=factor))
+
+
+def ground_truth_seconds(d_model: int, width: int, n_features: int) -> float:
+    from taulib.metrics.ground_truth import ground_truth_metrics
+
+    sae, true = _random_sae(d_model, width), torch.randn(n_features, d_model)
+    return timed(lambda: ground_truth_metrics(true, sae.W_dec))
+
+
+def synthetic_dictionary_seconds(config: Any) -> float:
+    """The synthetic model's dictionary (the coherence steps): once per cache, as generated."""
+    from taulib.activations.synthetic import true_dictionary
+
+    return once(lambda: true_dictionary(config))
+
+
+SYNTHETIC_SAMPLES_TIMED = 16_384
+
+
+def synthetic_seconds_per_sample(config: Any) -> float:
+    from taulib.activations.synthetic import synthetic_samples
+
+    directions = torch.nn.functional.normalize(torch.randn(config.n_features, config.d_model), dim=1)
+    generator = torch.Generator().manual_seed(0)
+    return timed(lambda: synthetic_samples(config, directions, SYNTHETIC_SAMPLES_TIMED, generator)) / SYNTHETIC_SAMPLES_TIMED
 
 
 def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:

@@ -10,7 +10,9 @@ a model is loaded or a file written:
 - sizes inconsistent with each other: an evaluation reading more held-out tokens than are extracted,
   training shorter than one batch, a batch larger than the cache, more checkpoints than steps, probing
   more latents than the SAE has, an L0 target the SAE's width cannot reach, more threads than cores;
-- derived quantities that are not finite or absurd: the effective penalty λ/τ at its largest.
+- derived quantities that are not finite or absurd: the effective penalty λ/τ at its largest;
+- for the synthetic model (taulib.activations.synthetic): an SAE narrower than its true dictionary, a device
+  other than the CPU for its generation, and the generation's memory instead of a language model's.
 
 Every problem is reported at once, each naming the parameter file, the fields and what would work.
 The estimates are deliberately lower bounds (the big tensors only), so a refusal is never a false alarm.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from taulib.activations.cache import SPLITS, STORAGE_DTYPES, activation_spec, cache_folder, is_complete
 from taulib.activations.models import ModelFootprint, model_footprint, resolve_layer
+from taulib.activations.synthetic import GENERATION_ROWS
 from taulib.config import ConfigError, RunConfig
 from taulib.corpus.probing_tasks import PROBING_TASKS
 from taulib.metrics.absorption import AbsorptionSettings
@@ -134,7 +137,15 @@ def _run_needs(path: Path, config: RunConfig, model: ModelFootprint, stages: Col
     storage = STORAGE_DTYPES[acts.storage_dtype].itemsize
     weights = model.n_parameters * MODEL_DTYPE_BYTES[config.model.dtype]
     needs: list[Need] = []
-    if "extract" in stages:
+    if "extract" in stages and config.model.synthetic is not None:
+        n_features = config.model.synthetic.n_features
+        generation = {
+            "true dictionary and its Gram matrix (float64)": 8 * n_features * (d + n_features),
+            "one generated shard (float32)": acts.shard_tokens * d * 4,
+            "firing magnitudes of one block of samples": 3 * GENERATION_ROWS * n_features * 4,
+        }
+        needs.append(Need(path, "extract", "memory", generation))
+    elif "extract" in stages:
         model_place = _place(config.model.device)
         forward = Need(path, "extract", model_place, {"language model weights": weights, "forward pass": acts.batch_size * acts.context_length * d * 4 * 4})
         shard = {"one shard of activations (float32, gathered and concatenated)": 2 * acts.shard_tokens * d * 4}
@@ -157,10 +168,11 @@ def _run_needs(path: Path, config: RunConfig, model: ModelFootprint, stages: Col
     if "evaluate" in stages:
         model_place = _place(config.model.device)
         logits = {}
-        if "downstream" in evaluation.families:
+        families = config.evaluated_families()
+        if "downstream" in families:
             # clean and spliced logits, their log-softmax and probabilities: vocabulary-wide, per sequence of the batch
             logits = {"CE/KL logits": min(evaluation.ce_batch_size, evaluation.ce_sequences) * acts.context_length * model.vocab_size * 4 * 4}
-        model_side = {"language model weights": weights} | logits if "downstream" in evaluation.families else {}
+        model_side = {"language model weights": weights} | logits if "downstream" in families else {}
         host = {
             "held-out cache": acts.heldout_tokens * d * storage + min(evaluation.core_tokens, acts.heldout_tokens) * d * 4,
             "SAE and one reconstruction batch": 4 * sae_parameters(d, width) + RECONSTRUCTION_BATCH * (width + 2 * d) * 4,
@@ -180,7 +192,7 @@ def _cache_bytes(config: RunConfig, d_model: int, split: str) -> int:
 
 def _evaluation_input_bytes(config: RunConfig, d_model: int) -> int:
     evaluation = config.evaluation
-    if "probing" not in evaluation.families:
+    if "probing" not in config.evaluated_families():
         return 0
     texts = sum(PROBING_TASKS[task].n_classes for task in evaluation.probing_tasks) * evaluation.probing_examples_per_class
     return texts * evaluation.probing_context_length * d_model * 2  # float16 token residuals
@@ -242,16 +254,26 @@ def _consistency_problems(path: Path, config: RunConfig, model: ModelFootprint, 
             f"the run has {steps:,} steps (ceil({training.n_tokens:,} / {training.batch_size:,})), so at most {steps + 1} checkpoints "
             f"(the initial one included); set training.n_checkpoints <= {steps + 1} or train for more tokens"
         )
-    if "probing" in evaluation.families and max(evaluation.probing_ks) > config.sae.width:
+    families = config.evaluated_families()
+    if "probing" in families and max(evaluation.probing_ks) > config.sae.width:
         problems.append(
             f"{path}: fields 'evaluation.probing_ks' (up to {max(evaluation.probing_ks)}) and 'sae.width' ({config.sae.width}): "
             f"sparse probing cannot select more latents than the SAE has; keep probing_ks <= {config.sae.width}"
         )
-    if "absorption" in evaluation.families and config.sae.width < AbsorptionSettings.max_k:
+    if "absorption" in families and config.sae.width < AbsorptionSettings.max_k:
         problems.append(
             f"{path}: fields 'evaluation.families' (absorption) and 'sae.width' ({config.sae.width}): the absorption metric's k-sparse "
             f"probes select up to {AbsorptionSettings.max_k} latents per letter; set sae.width >= {AbsorptionSettings.max_k} or leave absorption out of the families"
         )
+    synthetic = config.model.synthetic
+    if synthetic is not None and config.sae.width < synthetic.n_features:
+        problems.append(
+            f"{path}: fields 'sae.width' ({config.sae.width}) and 'model.synthetic.n_features' ({synthetic.n_features}): the SAE has "
+            f"fewer latents than the synthetic model has true features, so at most {config.sae.width / synthetic.n_features:.0%} of them "
+            f"can be recovered; set sae.width >= {synthetic.n_features} or model.synthetic.n_features <= {config.sae.width}"
+        )
+    if synthetic is not None and config.model.device != "cpu":
+        problems.append(f"{path}: field 'model.device' ({config.model.device!r}): the synthetic model is generated on the CPU; set model.device: cpu")
     if training.threads is not None and training.threads > machine.cpu_count:
         problems.append(
             f"{path}: field 'training.threads' ({training.threads}): this machine has {machine.cpu_count} CPU cores; "

@@ -33,6 +33,7 @@ from taulib import REPOSITORY_ROOT, atomic
 from taulib.activations.cache import CacheError, activation_spec, cache_folder, load_cache, verify_cache
 from taulib.activations.extraction import cached_activation_folders, ensure_activations
 from taulib.activations.models import LoadedModel, hooked_layer, load_language_model
+from taulib.activations.synthetic import ensure_synthetic_activations
 from taulib.config import ConfigError, RunConfig, discover_parameter_files, load_run_config, load_study_configs
 from taulib.metrics.evaluate import PREPARATION_TIME_FILE, evaluate_run, evaluation_data_complete, evaluation_data_folder, prepare_evaluation_data
 from taulib.progress import PLAIN_ENV
@@ -87,7 +88,9 @@ def extract_for_study(
     rows = []
     for (model_key, _), (config, layer) in distinct.items():
         folders = cached_activation_folders(config, layer, outputs_root)
-        if not all((folder / "manifest.json").is_file() for folder in folders.values()):
+        if config.model.is_synthetic:
+            folders = ensure_synthetic_activations(config, outputs_root, show_progress)
+        elif not all((folder / "manifest.json").is_file() for folder in folders.values()):
             folders = ensure_activations(config, model_for(model_key, config), outputs_root, show_progress)
         for split, folder in folders.items():
             manifest = atomic.read_json(folder / "manifest.json")
