@@ -21,7 +21,7 @@ corpus.probing_tasks         labelled texts of the sparse-probing tasks
 activations.models           loading the language model (embedded Gemma 3 270M or any transformers LM)
 activations.extraction       residual-stream extraction with nnsight
 activations.cache            the on-disk activation cache: spec, folder, shards, manifest, checksums
-activations.synthetic        synthetic activations of known sparse directions
+activations.synthetic        the synthetic model: a residual stream of known sparse features, its cache and dictionary
 
 train.trainer                the annealed trainer: schedule, checkpoints, resume, training log
 train.gradients              one step's loss and gradients, written out by hand
@@ -36,6 +36,7 @@ metrics.evaluate             every metric family on every checkpoint of a run, c
 metrics.core                 reconstruction: L0, explained variance, dead latents, density
 metrics.downstream           CE loss and KL with the reconstruction spliced into the model
 metrics.orthogonality        decoder max-cosine statistics against random baselines
+metrics.ground_truth         recovery of the synthetic model's known dictionary, per checkpoint and per feature
 metrics.absorption           SAE Bench's first-letter feature absorption
 metrics.probing              SAE Bench's sparse probing
 metrics.logistic             batched logistic regression (the probes of absorption and probing)

@@ -34,11 +34,13 @@ from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.extraction import ResidualReader
 from taulib.activations.models import LoadedModel, load_language_model
+from taulib.activations.synthetic import load_true_dictionary
 from taulib.config import EvaluationConfig, RunConfig
 from taulib.corpus import iter_documents, token_sequences
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.metrics.core import density_histogram, reconstruction_metrics
 from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, downstream_metrics
+from taulib.metrics.ground_truth import ground_truth_metrics, recovery_steps
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
 from taulib.progress import progress_bar
@@ -88,7 +90,7 @@ def evaluation_data_folder(outputs_root: Path, config: RunConfig, layer: int) ->
 
 def evaluation_data_complete(folder: Path, config: RunConfig) -> bool:
     needed = {"downstream": "ce_sequences.safetensors", "absorption": "absorption_manifest.json", "probing": "probing_manifest.json"}
-    return all((folder / needed[family]).is_file() for family in config.evaluation.families if family in needed)
+    return all((folder / needed[family]).is_file() for family in config.evaluated_families() if family in needed)
 
 
 def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root: Path, show_progress: bool = True) -> Path:
@@ -103,7 +105,7 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
 
 
 def _prepare(config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool) -> None:
-    families = config.evaluation.families
+    families = config.evaluated_families()
     reader = ResidualReader(loaded, config.model.autocast)
     extra = {"key": _data_key(config, loaded.layer)}
     if "downstream" in families and not (folder / "ce_sequences.safetensors").is_file():
@@ -134,13 +136,15 @@ def _model_free_metrics(
     absorption: AbsorptionData | None,
     probing: ProbingData | None,
     heldout_covariance_factor: torch.Tensor | None = None,
+    true_directions: torch.Tensor | None = None,
 ) -> tuple[dict, dict]:
     """Every family but downstream: (scalar metrics, details)."""
     evaluation = config.evaluation
+    families = config.evaluated_families()
     scalars: dict[str, Any] = {}
     details: dict[str, Any] = {}
     alive = None  # latents that fire on the held-out tokens, known once the core metrics ran
-    if "core" in evaluation.families:
+    if "core" in families:
         # the one metric that scales with the held-out tokens runs where the SAE trained; the rest are small
         device = torch.device(config.training.device)
         on_device = sae if device.type == "cpu" else copy.deepcopy(sae).to(device)
@@ -149,7 +153,7 @@ def _model_free_metrics(
         details["density_histogram"] = density_histogram(density)
         details["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
         alive = density > 0
-    if "orthogonality" in evaluation.families:
+    if "orthogonality" in families:
         ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold, alive=alive, activation_covariance_factor=heldout_covariance_factor)
         scalars |= ortho.as_dict()
         details["cosine_histogram_edges"] = COSINE_HISTOGRAM_EDGES.tolist()
@@ -165,11 +169,22 @@ def _model_free_metrics(
         summary, tasks = evaluate_sparse_probing(sae, probing, autocast=config.training.compute_dtype == "bfloat16")
         scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
         details["probing_tasks"] = tasks.to_dict(orient="records")
+    if true_directions is not None:
+        truth, best = ground_truth_metrics(true_directions, sae.W_dec, evaluation.recovery_threshold)
+        scalars |= truth.as_dict()
+        details["gt_max_cosine"] = best.tolist()  # per true feature: its recovery step over the checkpoints
+    if skipped := config.not_applicable_families():
+        details["not_applicable"] = skipped
     return scalars, details
 
 
 def evaluation_key(config: RunConfig) -> str:
-    payload = {"version": EVALUATION_VERSION, "evaluation": config.evaluation.model_dump(mode="json"), "training": config.fingerprint()}
+    evaluation = config.evaluation.model_dump(mode="json")
+    # keyed by what is computed: a language model's evaluations keep the keys they had before ground_truth existed
+    evaluation["families"] = list(config.evaluated_families())
+    if "ground_truth" not in evaluation["families"]:
+        evaluation.pop("recovery_threshold")
+    payload = {"version": EVALUATION_VERSION, "evaluation": evaluation, "training": config.fingerprint()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -227,10 +242,11 @@ def evaluate_run(
     if pending:
         _, first_metadata = load_sae(run_dir / "checkpoints" / f"step_{pending[0]:07d}")
         layer = first_metadata.layer
-        families = config.evaluation.families
+        families = config.evaluated_families()
         data_folder = evaluation_data_folder(outputs_root, config, layer)
         heldout_spec = activation_spec(config, "heldout", layer)
         heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core_tokens].float()
+        true_directions = load_true_dictionary(cache_folder(outputs_root, heldout_spec))[0] if "ground_truth" in families else None
         heldout_factor = covariance_factor(heldout) if "orthogonality" in families else None
         absorption = AbsorptionData.load(data_folder, absorption_settings(config)) if "absorption" in families else None
         probing = ProbingData.load(data_folder, probing_settings(config)) if "probing" in families else None
@@ -250,7 +266,7 @@ def evaluate_run(
             for step in chunk:
                 sae, metadata = load_sae(run_dir / "checkpoints" / f"step_{step:07d}")
                 raw = in_raw_units(sae, metadata)
-                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing, heldout_factor)
+                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing, heldout_factor, true_directions)
                 saes.append(raw)
                 entry = by_step[step]
                 head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
@@ -270,8 +286,41 @@ def evaluate_run(
     table = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
     _write_if_changed(run_dir / "evaluation" / "metrics.csv", table.to_csv(index=False).encode())
     summary = {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")}
+    if skipped := config.not_applicable_families():
+        summary["not_applicable"] = skipped  # requested, and recorded as impossible for this model: no column, not a NaN
+    if "ground_truth" in config.evaluated_families():
+        recovery = _recovery_table(records_folder, checkpoints, by_step, config.evaluation.recovery_threshold)
+        _write_if_changed(run_dir / "evaluation" / RECOVERY_FILE, recovery.to_csv(index=False).encode())
     _write_if_changed(run_dir / "evaluation" / "evaluation.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return table
+
+
+RECOVERY_FILE = "ground_truth_recovery.csv"
+
+
+def _recovery_table(records_folder: Path, checkpoints: Sequence[int], by_step: dict[int, dict[str, Any]], threshold: float) -> pd.DataFrame:
+    """Per true feature: its recovery step and tokens (first checkpoint from which it stays recovered; -1: not
+    recovered at the last one) and its best decoder cosine at the last checkpoint."""
+    steps = sorted(checkpoints)
+    cosines = np.array([atomic.read_json(records_folder / f"step_{step:07d}.json")["details"]["gt_max_cosine"] for step in steps])
+    recovered_at = recovery_steps(steps, cosines, threshold)
+    tokens = {step: by_step[step]["tokens"] for step in steps}
+    return pd.DataFrame(
+        {
+            "feature": np.arange(cosines.shape[1]),
+            "recovery_step": recovered_at,
+            "recovery_tokens": [tokens[int(step)] if step >= 0 else -1 for step in recovered_at],
+            "final_max_cosine": cosines[-1],
+        }
+    )
+
+
+def read_ground_truth_recovery(run_dir: str | Path) -> pd.DataFrame:
+    """The per-true-feature recovery table of a synthetic run's latest evaluation."""
+    path = Path(run_dir) / "evaluation" / RECOVERY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ground-truth recovery (not a synthetic run, or not evaluated with the ground_truth family)")
+    return pd.read_csv(path)
 
 
 def _downstream(
