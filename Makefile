@@ -12,7 +12,10 @@ setup:
 # PROFILE=full runs the sweep's complete profile (parameters/_sweep.yaml) into outputs/full
 PROFILE ?= default
 STUDY_OUTPUTS := $(if $(filter default,$(PROFILE)),outputs,outputs/$(PROFILE))
+# the default study runs the ground-truth track first (the synthetic profile, minutes), so that its
+# verdict stands beside the language model's in outputs/REPORT.md
 study: setup
+	$(if $(filter default,$(PROFILE)),$(BIN)/python -m taulib study --parameters parameters --outputs outputs/synthetic --profile synthetic)
 	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
 
 # two pytest workers, each file on one of them (its module fixtures built once): much of the suite

@@ -27,6 +27,7 @@
 outputs_dir = "../outputs"
 figures_dir = None  # default: <outputs_dir>/figures
 report_path = None  # default: <outputs_dir>/REPORT.md
+ground_truth_dir = None  # the synthetic model's study, whose ground-truth verdict goes beside this one; default: <outputs_dir>/synthetic
 save_png = True
 reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
 headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
@@ -44,7 +45,17 @@ from IPython.display import Markdown, display
 from taulib import atomic
 from taulib.analysis.latent_formation import stability_comparison_table, stability_comparisons, stability_table
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
-from taulib.analysis.report import build_report, markdown_table, render_markdown, sparsity_table, study_context, wall_time_line
+from taulib.analysis.report import (
+    GROUND_TRUTH_FOLDER,
+    build_report,
+    ground_truth_report,
+    markdown_table,
+    render_markdown,
+    sparsity_table,
+    study_context,
+    wall_time_line,
+    with_ground_truth,
+)
 from taulib.analysis.sequence_bootstrap import final_sequence_losses
 from taulib.analysis.study_data import load_study
 from taulib.plots.pareto import pareto_figure
@@ -91,6 +102,11 @@ figures["05_pareto_early"]
 # %%
 # each run's per-sequence CE losses at its final checkpoint: the CE-loss comparisons include the text's error
 report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings, kinds, final_sequence_losses(study))
+# the ground-truth verdict: this study's own when it is the synthetic model's, else its study's beside this one
+ground_truth_dir = Path(ground_truth_dir) if ground_truth_dir else outputs / GROUND_TRUTH_FOLDER
+ground_truth = ground_truth_report(ground_truth_dir, reference_arm, settings) if not any(c.question == "ground_truth" for c in report.claims) else None
+if ground_truth is not None:
+    report = with_ground_truth(report, ground_truth, str(ground_truth_dir))
 plan_path = outputs / "sweeps" / "plan.json"
 tolerance = atomic.read_json(plan_path)["tolerance"] if plan_path.is_file() else None
 sparsity = sparsity_table(report, table, tolerance)

@@ -21,6 +21,9 @@ learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its 
   latent_formation_median, latents_formed_by_<share>, latents_never_formed …  per-latent formation:
                         when each final latent's decoder direction settled (taulib.analysis.latent_formation)
   penalty_ramp          final λ/τ over its mean: how back-loaded the penalty was (1 = constant)
+  gt_recovery_median    the synthetic model's runs (taulib.metrics.ground_truth): the median over true features
+                        of the share of training to its recovery step, 1 (censored) for a feature never
+                        recovered; its final_gt_* columns are the last checkpoint's shares and cosines
   mean_tau, late_mean_l1_coefficient …  the τ trajectory (taulib.analysis.orthogonality)
 """
 
@@ -36,6 +39,7 @@ from taulib.analysis.formation import at_current_l0, formation_time, formed_lett
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
+from taulib.metrics.evaluate import read_ground_truth_recovery
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ ORTHOGONALITY_METRICS = (
     Metric("alive_excess_mean_max_cosine", "mean max decoder cosine among alive latents, over its random baseline", False),
     Metric("alive_near_duplicate_latent_fraction", "near-duplicate alive latents (fraction)", False),
     Metric("mean_max_cosine", "mean max decoder cosine (all latents)", False),
+)
+# against the synthetic model's known dictionary (taulib.metrics.ground_truth); absent for a language model
+GROUND_TRUTH_METRICS = (
+    Metric("gt_recovered_fraction", "share of true features recovered (decoder cosine > 0.9)", True),
+    Metric("gt_mean_max_cosine", "mean over true features of the best decoder cosine", True),
 )
 # read beside the orthogonality metrics: what else moves them
 ORTHOGONALITY_CONTEXT = ("dead_fraction", "alive_mean_max_cosine", "alive_random_mean_max_cosine", "alive_covariance_mean_max_cosine")
@@ -141,6 +150,12 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
     row["absorption_settles"] = bool(math.isfinite(settling) and settling < total)
     if settings.latent_formation is not None:
         row |= formation_summary(run_formation(arm, settings.latent_formation), start)
+    if "gt_recovered_fraction" in table:
+        for metric in GROUND_TRUTH_METRICS:
+            row[f"final_{metric.column}"] = _value(arm, final_step, metric.column)
+        recovery = read_ground_truth_recovery(arm.run_dir)
+        shares = np.where(recovery["recovery_tokens"] >= 0, recovery["recovery_tokens"] / total, 1.0)
+        row["gt_recovery_median"] = float(np.median(shares))
     return row
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,10 @@ QUESTIONS = {
     "absorption": "Absorption-reduction speed",
     "trajectory": "τ trajectory vs performance",
     "lower_bound": "The lower bound's impact",
+    "ground_truth": "Ground-truth disentanglement (synthetic model, known dictionary)",
 }
+# the ground-truth track's outputs beside the language model's (`make study` runs both; taulib.activations.synthetic)
+GROUND_TRUTH_FOLDER = "synthetic"
 # SAE Bench's absorption is meaningful on wide SAEs of large models (its authors: ~16k latents and up)
 ABSORPTION_MIN_WIDTH = 16_384
 # constant τ against plain L1: "equivalent" when the paired 90% interval of the explained-variance
@@ -95,6 +99,10 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("lower_bound", "final_ce_loss_score", "final CE-loss score", True),
         Endpoint("lower_bound", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False),
         Endpoint("lower_bound", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False),
+        # the synthetic model only (taulib.metrics.ground_truth): absent from a language model's run table
+        Endpoint("ground_truth", "final_gt_recovered_fraction", "final share of true features recovered (best decoder cosine > 0.9)", True, primary=True),
+        Endpoint("ground_truth", "final_gt_mean_max_cosine", "final mean over true features of the best decoder cosine", True),
+        Endpoint("ground_truth", "gt_recovery_median", "median share of training to a true feature's recovery step (never recovered: 1)", False),
     ]
 
 
@@ -133,6 +141,7 @@ class Report:
     matched: pd.DataFrame = field(default_factory=pd.DataFrame)  # per arm × seed × target: the frontier readings
     out_of_range: list[str] = field(default_factory=list)
     primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
+    ground_truth_source: str | None = None  # where the ground-truth verdict came from, when another study
     passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
     orthogonality_context: pd.DataFrame = field(default_factory=pd.DataFrame)  # dead fraction and baselines at matched L0
     frontier_sensitivity: str = ""  # whether reading the frontier as a parabola instead of a line changes a verdict
@@ -352,8 +361,10 @@ def build_report(
     if width < ABSORPTION_MIN_WIDTH:
         report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; absorption is computed and plotted, but draws no verdict.")
 
-    for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound"):
+    for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound", "ground_truth"):
         question_endpoints = [e for e in all_endpoints if e.question == question]
+        if question == "ground_truth" and not any(e.column in table for e in question_endpoints):
+            continue  # a language model's study: its ground truth comes from the synthetic study (with_ground_truth)
         partners = [floor_partner] if question == "lower_bound" else compared
         if question == "lower_bound" and floor_partner is None:
             continue
@@ -412,6 +423,34 @@ def frontier_sensitivity(linear: Report, curved: Report) -> str:
         f"{linear.names.get(claim.other or '', claim.other)} at L0 = {claim.numbers['l0_target']:g}, `{claim.column}`: {claim.verdict} → {verdict}" for claim, verdict in changed
     )
     return head + f". Changed (read these as unresolved): {listed}."
+
+
+def with_ground_truth(report: Report, ground_truth: Report, source: str) -> Report:
+    """A language model's report with the synthetic model's ground-truth verdict beside it: the same arms, the same
+    statistics (matched L0, paired over seeds, Holm within the question), from that study's own runs."""
+    report.claims += [claim for claim in ground_truth.claims if claim.question == "ground_truth"]
+    report.tables |= {key: frame for key, frame in ground_truth.tables.items() if key.startswith("ground_truth:")}
+    report.ground_truth_source = f"{source} (L0 targets {', '.join(f'{t:g}' for t in ground_truth.targets)}; seeds {', '.join(map(str, ground_truth.seeds))})"
+    return report
+
+
+def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings | None = None) -> Report | None:
+    """The ground-truth verdict of the synthetic study in `folder` (None when no study finished there)."""
+    from taulib.analysis.matched import run_table
+    from taulib.analysis.study_data import load_study
+
+    if not (Path(folder) / "study_summary.json").is_file():
+        return None
+    study = load_study(folder)
+    table = run_table(study, settings)
+    if "final_gt_recovered_fraction" not in table:
+        raise ValueError(f"{folder}: not a study of the synthetic model (its runs have no ground-truth metrics)")
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    # as notebooks/05_report: the plain-L1 arm is the headline, so that constant τ is its equivalence check, not a compared arm
+    headline = next((name for name, kind in kinds.items() if kind == "none" and name != reference), None)
+    return build_report(table, reference, None, headline, names, settings, kinds)
 
 
 def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:
@@ -603,8 +642,14 @@ def render_markdown(
             lines += [f"Primary endpoint: **{report.primary[key]}**.", ""]
         if key == "trajectory":
             lines += ["Primary endpoint: **Spearman ρ between the penalty ramp and final explained variance**, over distinct schedules.", ""]
+        if key == "ground_truth" and report.ground_truth_source:
+            lines += [f"From the synthetic model's study, {report.ground_truth_source}: the same arms on a stream of known sparse features.", ""]
         if not claims:
-            lines += ["No pair of arms in this study differs only in τ's floor." if key == "lower_bound" else "No data.", ""]
+            empty = {
+                "lower_bound": "No pair of arms in this study differs only in τ's floor.",
+                "ground_truth": "No ground-truth study: `make study` runs it (`python -m taulib study --profile synthetic --outputs outputs/synthetic`).",
+            }
+            lines += [empty.get(key, "No data."), ""]
             continue
         tallies = [c for c in claims if c.kind == "tally"]
         if tallies:
