@@ -53,6 +53,7 @@ analysis.matched             one row per run: what the report compares at matche
 analysis.frontier            metrics read at exactly matched L0 off each arm's frontier
 analysis.formation           time to final, formation at matched current L0, absorption speed
 analysis.latent_formation    per-latent formation and seed stability of a study's runs
+analysis.latent_contexts     what each latent fires on at every checkpoint: top held-out contexts, histogram, density (stored per run)
 analysis.orthogonality       near duplicates over training, the τ-floor ablation, τ trajectory vs outcome
 analysis.checkpoint_state    one checkpoint's details as tidy tables (what a slider redraws)
 analysis.intervals           intervals over seeds and paired differences
@@ -65,8 +66,9 @@ plots.training               metrics against tokens seen, with τ(t) and λ/τ(t
 plots.orthogonality          orthogonality figures
 plots.pareto                 metric-vs-L0 curves per arm
 plots.latent_formation       share of final latents formed over training
+plots.latent_contexts        one latent at one checkpoint: highlighted contexts, histogram, cosine to its final self; static pages
 plots.state                  one checkpoint's state, redrawn in place
-plots.widgets                ipywidgets sliders that scrub checkpoints
+plots.widgets                ipywidgets sliders that scrub checkpoints (and the latent browser)
 plots.save                   standalone HTML and PNG under outputs/figures/
 
 interop.export               a saved SAE as a SAELens folder or an SAE Bench custom SAE

@@ -25,6 +25,7 @@ STEPS = [0, 1, 3, 10, 30, 100]
 BATCH = 256
 WIDTH = 128
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+HELDOUT_TOKENS = 16 * 127  # 16 sequences of the default context (128, BOS dropped)
 ARMS = {
     "baseline": ({"kind": "none"}, 40.0, (0.30, 0.40), 10.0),
     "tightened": ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05}, 8.0, (0.30, 0.02), 10.0),
@@ -47,6 +48,7 @@ def _config(name: str, schedule: dict) -> RunConfig:
             "sae": {"width": WIDTH},
             "schedule": schedule,
             "training": {"n_tokens": STEPS[-1] * BATCH, "batch_size": BATCH, "n_checkpoints": len(STEPS)},
+            "activations": {"heldout_tokens": HELDOUT_TOKENS},
         }
     )
 
@@ -221,3 +223,63 @@ def write_synthetic_sweep(outputs: Path) -> Path:
         json.dumps({"seconds": 600.0, "extraction_seconds": 60.0, "calibration_seconds": 120.0, "profile": "default", "runs": runs})
     )
     return outputs
+
+
+# ----------------------------------------------------------------------------- checkpoints and held-out activations
+# The latent browser needs what the formulas above do not write: every checkpoint's SAE and a held-out
+# activation cache. Every token id belongs to one concept (id mod WIDTH), a held-out activation is
+# 3 × that concept's direction (orthonormal directions in D_MODEL = WIDTH dimensions), and the final
+# SAE's latent j reads and writes concept j with threshold 1: it fires exactly on concept-j tokens,
+# at 2. Earlier checkpoints mix a random direction in: latent j's direction is normalise((1 − a)·r_j +
+# a·concept_j) with a = MIX[checkpoint], threshold a, and the latents sit one slot along
+# (slot (j + 1) mod WIDTH) before the final checkpoint, so following a latent by index and by its
+# matched decoder direction differ.
+D_MODEL = WIDTH
+LAYER = 9  # the embedded model's middle block, where the default configuration reads
+MIX = [0.0, 0.2, 0.5, 0.8, 0.95, 1.0]
+
+
+def concept_directions() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return np.linalg.qr(rng.normal(size=(D_MODEL, D_MODEL)))[0].T.astype(np.float32)  # rows orthonormal
+
+
+def concept_of(token_ids: np.ndarray) -> np.ndarray:
+    return np.asarray(token_ids) % WIDTH
+
+
+def write_latent_checkpoints(outputs: Path, run_name: str, token_ids: np.ndarray) -> None:
+    """Every checkpoint's SAE of one run and the held-out cache its configuration names (token ids given)."""
+    import torch
+
+    from taulib.activations.cache import activation_spec, cache_folder, write_manifest, write_shard
+    from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
+
+    config = RunConfig.model_validate(json.loads((outputs / run_name / "config.json").read_text())["config"])
+    directions = concept_directions()
+    rng = np.random.default_rng(11)
+    random = rng.normal(size=(WIDTH, D_MODEL))
+    for index, (step, a) in enumerate(zip(STEPS, MIX, strict=True)):
+        mixed = (1 - a) * random / np.linalg.norm(random, axis=1, keepdims=True) + a * directions
+        mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
+        slots = np.arange(WIDTH) if index == len(STEPS) - 1 else (np.arange(WIDTH) + 1) % WIDTH
+        placed = np.empty_like(mixed)
+        placed[slots] = mixed
+        sae = SparseAutoencoder(D_MODEL, WIDTH)
+        with torch.no_grad():
+            sae.W_dec.copy_(torch.from_numpy(placed).float())
+            sae.W_enc.copy_(torch.from_numpy(placed.T.copy()).float())
+            sae.b_enc.fill_(-a)
+            sae.b_dec.zero_()
+        save_sae(sae, outputs / run_name / "checkpoints" / f"step_{step:07d}", SAEMetadata(D_MODEL, WIDTH, model_name=config.model.name, layer=LAYER))
+    spec = activation_spec(config, "heldout", LAYER)
+    folder = cache_folder(outputs, spec)
+    if (folder / "manifest.json").is_file():
+        return
+    ids = np.asarray(token_ids)[: spec.n_tokens]
+    if len(ids) != spec.n_tokens:
+        raise ValueError(f"{len(ids)} token ids for a held-out cache of {spec.n_tokens}")
+    activations = torch.from_numpy(3.0 * directions[concept_of(ids)]).to(torch.float16)
+    folder.mkdir(parents=True, exist_ok=True)
+    shard = write_shard(folder, 0, activations, torch.from_numpy(ids.astype(np.int64)))
+    write_manifest(folder, spec, [shard], D_MODEL, {})

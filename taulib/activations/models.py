@@ -162,6 +162,17 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return module
 
 
+def load_tokenizer(config: ModelConfig) -> Any:
+    """The model's tokenizer alone (no weights): what showing token ids as text needs."""
+    from transformers import AutoTokenizer
+
+    source, extra = _pretrained_arguments(config.name)
+    try:
+        return AutoTokenizer.from_pretrained(source, **extra)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"tokenizer of {config.name!r} could not be loaded: {error}") from None
+
+
 def load_language_model(config: ModelConfig) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
