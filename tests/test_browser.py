@@ -123,3 +123,130 @@ def test_moving_the_checkpoint_slider_redraws_the_figure(voila_notebook, tmp_pat
     assert after["y"] != before["y"]  # the first-letter F1 bars changed with the checkpoint
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+# ----------------------------------------------------------------------------- the latent browser in JupyterLab
+# the latent browser: the contexts it shows (step, latent shown, text) and its figure's checkpoint marker
+LATENT_STATE = """() => {
+  const shown = document.querySelector('.widget-html .latent-contexts');
+  const box = [...document.querySelectorAll('.widget-vbox')].find(b => b.querySelector('.latent-contexts') && b.querySelector('.js-plotly-plot'));
+  if (!shown || !box) return null;
+  const plot = box.querySelector('.js-plotly-plot');
+  if (!plot.data || plot.data.length < 3) return null;
+  return JSON.stringify({step: shown.dataset.step, shown: shown.dataset.shown, text: shown.innerText, marker: [plot.data[2].x[0], plot.data[2].y[0]]});
+}"""
+WORDS = "the river rose over the old stone bridge while children ran along the bank calling to the boats below".split()
+
+
+@pytest.fixture
+def jupyterlab_notebook(tmp_path):
+    """Notebook 06 with its parameters pointing at a synthetic study whose `tightened` run has
+    checkpoints, a held-out cache and a built context store, in a JupyterLab server (headless,
+    no token) rooted in a temporary folder on a free port."""
+    import numpy as np
+    from synthetic_study import HELDOUT_TOKENS, write_latent_checkpoints
+
+    from taulib.analysis.latent_contexts import ContextSettings, build_contexts
+    from taulib.analysis.study_data import load_study
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: the set-up (scripts/install.sh) installs Debian chromium, or set BROWSER_PATH")
+    outputs = write_synthetic_study(tmp_path / "outputs")
+    write_latent_checkpoints(outputs, "tightened", (np.arange(HELDOUT_TOKENS) * 37) % 1000 + 2)
+    # built here with words for token ids, so the notebook finds it and loads no tokenizer
+    build_contexts(load_study(outputs).arm("tightened"), outputs, ContextSettings(), token_strings=lambda ids: [f" {WORDS[i % len(WORDS)]}" for i in ids])
+    served = tmp_path / "served"
+    served.mkdir()
+    notebook = load_notebook_node(str(NOTEBOOKS_DIR / "06_latents.ipynb"))
+    parameters = {"outputs_dir": str(outputs), "figures_dir": str(tmp_path / "figures"), "save_png": False, "pages_per_list": 1}
+    nbformat.write(parameterize_notebook(notebook, parameters), served / "06.ipynb")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_PREFER_ENV_PATH": "1",
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
+        "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    log = (tmp_path / "jupyterlab.log").open("w")
+    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}api/status", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"jupyter lab did not start:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url, tmp_path
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+RUN_STARTED = "() => [...document.querySelectorAll('.jp-InputArea-prompt')].some(e => /\\[[0-9*]+\\]/.test(e.textContent))"
+
+
+def _run_all_cells(page) -> None:
+    """Run > Run All Cells, again until a cell has started: the menu entry does nothing while the
+    notebook is not yet the active panel with a connected kernel."""
+    for _ in range(6):
+        page.locator(".jp-Notebook .jp-Cell").first.click()  # make the notebook the active panel
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if page.evaluate(RUN_STARTED):
+                return
+            page.wait_for_timeout(250)
+    pytest.fail("Run All Cells did not start the notebook")
+
+
+def test_jupyterlab_runs_the_latent_notebook_and_the_checkpoint_slider_changes_the_contexts(jupyterlab_notebook):
+    from playwright.sync_api import sync_playwright
+
+    url, tmp_path = jupyterlab_notebook
+    screenshot = Path(os.environ.get("TAULIB_SCREENSHOT_DIR", tmp_path)) / "latent_browser.png"
+    state = lambda page: (s := page.evaluate(LATENT_STATE)) and json.loads(s)  # noqa: E731
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.goto(f"{url}lab/tree/06.ipynb", timeout=60_000)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel to start")
+            _run_all_cells(page)
+            try:
+                before = _wait_for(page, lambda: (s := state(page)) and s["step"] == "100" and s, 90, "the latent browser to show the final checkpoint")
+            except BaseException:
+                page.screenshot(path=str(screenshot), full_page=True)
+                print(f"screenshot: {screenshot}\n{page.locator('.jp-Notebook').inner_text()[-3000:]}")
+                raise
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            page.keyboard.press("ArrowLeft")  # one checkpoint back: step 100 → 30
+            after = _wait_for(page, lambda: (s := state(page)) and s["step"] != before["step"] and s["marker"] != before["marker"] and s, 60, "the redraw")
+            page.screenshot(path=str(screenshot), full_page=True)
+            outputs_text = page.locator(".jp-Notebook").inner_text()
+        finally:
+            browser.close()
+    assert "Traceback" not in outputs_text and "Error" not in outputs_text, outputs_text[-2000:]
+    assert before["shown"] == "0" and before["marker"] == [1, pytest.approx(1.0)]  # latent 0 is itself at the end: cosine 1
+    # at step 30 the latents sat one slot along: the browser follows latent 0's direction into slot 1
+    assert after["step"] == "30" and after["shown"] == "1"
+    assert after["marker"][0] == pytest.approx(0.3) and after["marker"][1] < 1
+    assert after["text"] != before["text"]  # the activations shown changed with the checkpoint
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")

@@ -10,7 +10,8 @@ from synthetic_study import HELDOUT_TOKENS, MIX, STEPS, WIDTH, concept_of, write
 from taulib.analysis.latent_contexts import ContextSettings, ContextStoreError, LatentContexts, build_contexts, checkpoint_contexts
 from taulib.analysis.latent_formation import FormationSettings, run_formation
 from taulib.analysis.study_data import load_study
-from taulib.plots.latent_contexts import contexts_html, latent_figure, latent_page, redraw
+from taulib.plots.latent_contexts import contexts_html, latent_figure, latent_page, pages_index, redraw
+from taulib.plots.save import save_pages
 
 SETTINGS = ContextSettings(top_k=5, before=3, after=2, histogram_log10_min=-2, histogram_log10_max=0.5, histogram_bins=10)
 
@@ -119,7 +120,14 @@ def test_the_browser_figure_and_page_show_the_checkpoint(synthetic_run):
     page = contexts_html(store.latent(7, STEPS[-1]))
     assert page.count('class="latent-context"') == 5 and "outline" in page and f'data-step="{STEPS[-1]}"' in page
     assert contexts_html(view) != page
-    assert latent_page(store, 7, [STEPS[0], STEPS[-1]]).count("plotly") > 2
+    embedded = latent_page(store, 7, [STEPS[0], STEPS[-1]])
+    assert embedded.count("Plotly.newPlot") == 2 and len(embedded) > 1_000_000  # plotly.js once, in the page
+    linked = latent_page(store, 7, [STEPS[0], STEPS[-1]], plotlyjs="directory")
+    folder = outputs / "figures"
+    written = save_pages({"latent_7": linked, "index": pages_index({"tightened": [("latent 7", "latent_7.html")]})}, folder)
+    assert [path.name for path in written] == ["plotly.min.js", "latent_7.html", "index.html"]
+    assert 'src="plotly.min.js"' in (folder / "latent_7.html").read_text() and len(linked) < 200_000
+    assert 'href="latent_7.html"' in (folder / "index.html").read_text()
 
 
 def test_bad_input_is_refused_before_any_work(synthetic_run, tmp_path):

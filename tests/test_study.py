@@ -126,6 +126,7 @@ def test_the_analysis_notebooks_run_after_the_runs_and_write_every_figure(tiny_s
     assert {name: a["status"] for name, a in analyses.items()} == {
         "03_early_concept_formation.ipynb": "ok",
         "04_orthogonality.ipynb": "ok",
+        "06_latents.ipynb": "ok",
         "05_report.ipynb": "skipped",  # the report needs a sweep; this tiny study runs its files as they are
     }, analyses
     assert "no sweep" in analyses["05_report.ipynb"]["error"]
@@ -139,6 +140,9 @@ def test_the_analysis_notebooks_run_after_the_runs_and_write_every_figure(tiny_s
         assert (outputs / "figures" / f"{figure}.html").stat().st_size > 1_000_000, figure  # plotly.js embedded
         assert (outputs / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
     assert "figures:" in result.stdout
+    # 06: a page per sampled latent, linked from one index, sharing one plotly.js
+    index = (outputs / "figures" / "06_latents.html").read_text()
+    assert index.count("<li>") >= 2 and (outputs / "figures" / "plotly.min.js").stat().st_size > 1_000_000
 
 
 def test_a_dask_cluster_of_two_workers_runs_the_same_study(repo_root, tiny_study, tmp_path):

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taulib import atomic
 from taulib.activations.cache import ActivationSet, activation_spec, cache_folder, load_cache
 from taulib.analysis.latent_formation import FormationSettings, run_formation
-from taulib.analysis.study_data import Arm
+from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
@@ -400,6 +400,31 @@ def matched_across_seeds(arm: Arm, others: list[Arm], threshold: float = 0.9, me
         worst = np.minimum(worst, match_latents(final, load_sae(_checkpoint_folder(other, max(other.steps)))[0].W_dec, method)[1])
     kept = np.flatnonzero(worst >= threshold)
     return kept[np.argsort(-worst[kept], kind="stable")].tolist()
+
+
+def other_seeds(full: StudyData, arm: Arm) -> list[Arm]:
+    """The runs of a sweep that differ from `arm` only in their seed (none outside a sweep)."""
+    if arm.l0_target is None:
+        return []
+    return [other for other in full.arms if other.arm_name == arm.arm_name and other.l0_target == arm.l0_target and other.seed != arm.seed]
+
+
+def study_contexts(
+    study: StudyData, outputs_root: str | Path, settings: ContextSettings | None = None, full: StudyData | None = None, n: int = 20
+) -> tuple[dict[str, LatentContexts], dict[str, dict[str, list[int]]], dict[str, str]]:
+    """Every run's store (built where missing), the lists of latents matched across its seeds (from
+    `full`, the whole sweep), and why a run has no store (its checkpoints are not on disk)."""
+    stores, lists, skipped = {}, {}, {}
+    for arm in study.arms:
+        try:
+            stores[arm.name] = LatentContexts(build_contexts(arm, outputs_root, settings))
+        except ContextStoreError as error:
+            skipped[arm.name] = str(error)
+            continue
+        seeds = other_seeds(full, arm) if full is not None else []
+        if seeds and all((_checkpoint_folder(other, max(other.steps)) / "sae.safetensors").is_file() for other in seeds):
+            lists[arm.name] = {"matched across seeds": matched_across_seeds(arm, seeds, method=stores[arm.name].settings.method)[:n]}
+    return stores, lists, skipped
 
 
 def sizes(folder: str | Path) -> dict[str, int]:

@@ -123,16 +123,26 @@ def redraw(figure: go.Figure, store: LatentContexts, latent: int, step: int, fol
     return view
 
 
-def latent_page(store: LatentContexts, latent: int, steps: list[int] | None = None, follow: Follow = "matched") -> str:
+def latent_page(store: LatentContexts, latent: int, steps: list[int] | None = None, follow: Follow = "matched", plotlyjs: bool | str = True) -> str:
     """A standalone HTML page for one latent: at each of `steps` (default: every checkpoint) its
-    figure and top contexts, newest first; readable without a kernel (plotly.js embedded once)."""
+    figure and top contexts, newest first; readable without a kernel. `plotlyjs`: True embeds
+    plotly.js once; "directory" links a plotly.min.js beside the page (taulib.plots.save.save_pages)."""
     import plotly.io as pio
 
     steps = steps or store.steps
     parts = []
     for index, step in enumerate(sorted(steps, reverse=True)):
         view = store.latent(latent, step, follow)
-        figure = pio.to_html(latent_figure(store, latent, step, follow), include_plotlyjs=index == 0, full_html=False)
+        figure = pio.to_html(latent_figure(store, latent, step, follow), include_plotlyjs=plotlyjs if index == 0 else False, full_html=False)
         parts.append(f"<section>{figure}{contexts_html(view)}</section><hr>")
-    title = html.escape(f"{store.manifest['run']} · latent {latent}")
+    title = html.escape(f"{store.manifest['run']} · final latent {latent}")
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body><h2>{title}</h2>{''.join(parts)}</body></html>"
+
+
+def pages_index(links: dict[str, list[tuple[str, str]]]) -> str:
+    """A page linking the latent pages: per run, (label, file name) pairs."""
+    sections = []
+    for run, entries in links.items():
+        items = "".join(f'<li><a href="{html.escape(name)}">{html.escape(label)}</a></li>' for label, name in entries)
+        sections.append(f"<h3>{html.escape(run)}</h3><ul>{items}</ul>")
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latents</title></head><body><h2>Latents over training</h2>{''.join(sections)}</body></html>"

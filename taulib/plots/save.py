@@ -12,6 +12,23 @@ import plotly.io as pio
 from taulib import atomic
 
 
+def save_pages(pages: dict[str, str], folder: str | Path) -> list[Path]:
+    """Write `<name>.html` for every page (HTML text), each atomically; pages that link plotly.js
+    from their folder (`include_plotlyjs="directory"`) get one shared plotly.min.js beside them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    if any('src="plotly.min.js"' in page for page in pages.values()):
+        from plotly.offline import get_plotlyjs
+
+        atomic.write_text(folder / "plotly.min.js", get_plotlyjs())
+        written.append(folder / "plotly.min.js")
+    for name, page in pages.items():
+        atomic.write_text(folder / f"{name}.html", page)
+        written.append(folder / f"{name}.html")
+    return written
+
+
 def save_figures(figures: dict[str, go.Figure], folder: str | Path, png: bool = True, scale: float = 1.0) -> list[Path]:
     """Write `<name>.html` and `<name>.png` for every figure; each file appears complete or not at all.
 

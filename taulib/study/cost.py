@@ -42,7 +42,7 @@ STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
 # A target's search: a first probe, usually one secant step from it (taulib.sweep.calibration); later targets
 # start from a measured slope. The bound is max_probes_per_target.
 EXPECTED_PROBES_PER_TARGET = 2.0
-ANALYSIS_NOTEBOOKS = 2  # 03 and 04; a sweep adds 05_report
+ANALYSIS_NOTEBOOKS = 3  # 03, 04 and 06; a sweep adds 05_report
 
 
 @dataclass(frozen=True)

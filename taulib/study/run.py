@@ -4,6 +4,7 @@
   02_train                    once per parameter file, into outputs/<run_name>/
   03_early_concept_formation  once, after the runs, into outputs/analysis/ (figures: outputs/figures/)
   04_orthogonality            likewise
+  06_latents                  likewise: each run's latent context store (outputs/<run>/latent_contexts/) and latent pages
   05_report                   likewise, for a sweep: writes outputs/REPORT.md
 
 With a sweep (parameters/_sweep.yaml, taulib.sweep.spec) the parameter files are the sweep's: λ is
@@ -48,7 +49,7 @@ from taulib.train.trainer import AnnealedTrainer, check_run_folder
 NOTEBOOKS_DIR = REPOSITORY_ROOT / "notebooks"
 EXTRACT_NOTEBOOK = "01_extract_activations.ipynb"
 TRAIN_NOTEBOOK = "02_train.ipynb"
-ANALYSIS_NOTEBOOKS = ("03_early_concept_formation.ipynb", "04_orthogonality.ipynb")
+ANALYSIS_NOTEBOOKS = ("03_early_concept_formation.ipynb", "04_orthogonality.ipynb", "06_latents.ipynb")
 REPORT_NOTEBOOK = "05_report.ipynb"  # needs a sweep (seeds and L0 targets)
 
 
