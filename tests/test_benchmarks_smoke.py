@@ -32,6 +32,7 @@ def scripts():
                 "matmul_kernels",
                 "gpu_path",
                 "latent_formation_cost",
+                "latent_contexts_cost",
             )
         }
     finally:
@@ -207,3 +208,13 @@ def test_latent_formation_cost_quick(scripts, tmp_path):
     assert set(measured) == {64, 256} and all(seconds["hungarian"] > 0 and seconds["max"] > 0 for seconds in measured.values())
     text = results.read_text()
     assert "<!-- BEGIN latent_formation_cost -->" in text and "| 256 |" in text
+
+
+def test_latent_contexts_cost_quick(scripts, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    measured = scripts["latent_contexts_cost"].main(["--quick", "--results", str(results)])
+    quick = measured["quick"]
+    assert quick["per_run"] == pytest.approx(3 * quick["per_checkpoint"]) and quick["contexts"] > 0 and quick["bytes"] > 0
+    assert 0.3 < quick["l0"] / (64 / 100) < 3  # each random latent fires on about 1% of tokens
+    text = results.read_text()
+    assert "<!-- BEGIN latent_contexts_cost -->" in text and "| quick | 64 | 2,048 | 3 |" in text

@@ -120,7 +120,7 @@ def checkpoint_contexts(
     fired = top_values > 0
     top_rows = torch.where(fired, top_rows, -1).T.contiguous()  # (width, k): -1 where the latent fired on fewer than k tokens
     top_values = torch.where(fired, top_values, 0.0).T.contiguous()
-    windows = _window_activations(sae, rows, top_rows, sequence_length, settings, n)
+    windows = window_activations(sae, rows, top_rows, sequence_length, settings, n)
     return {
         "top_rows": top_rows.numpy().astype(np.int32),
         "top_values": top_values.numpy().astype(np.float32),
@@ -141,7 +141,7 @@ def window_rows(top_rows: np.ndarray | torch.Tensor, sequence_length: int, befor
 
 
 @torch.no_grad()
-def _window_activations(sae: SparseAutoencoder, rows: Any, top_rows: torch.Tensor, sequence_length: int, settings: ContextSettings, n: int) -> np.ndarray:
+def window_activations(sae: SparseAutoencoder, rows: Any, top_rows: torch.Tensor, sequence_length: int, settings: ContextSettings, n: int) -> np.ndarray:
     """Each latent's own activation at the positions of its windows (NaN where there is no position)."""
     positions = window_rows(top_rows, sequence_length, settings.before, settings.after, n)  # (width, k, window)
     out = torch.full(positions.shape, float("nan"))

@@ -161,6 +161,15 @@ class Costs:
             seconds += self._get(f"ground_truth|d{d_model}|w{w}|n{n_features}", lambda: speed.ground_truth_seconds(d_model, w, n_features))
         return seconds
 
+    def latent_contexts(self, config: RunConfig, d_model: int) -> float:
+        """A run's latent context store (notebook 06): one store checkpoint per evaluated checkpoint."""
+        a, t, e = config.activations, config.training, config.evaluation
+        per_checkpoint = self._get(
+            f"latent_contexts|d{d_model}|w{config.sae.width}|n{a.heldout_tokens}|ctx{a.context_length}",
+            lambda: speed.latent_contexts_seconds(d_model, config.sae.width, a.heldout_tokens, a.context_length - 1),
+        )
+        return per_checkpoint * (len(checkpoint_steps(t.total_steps(), t.n_checkpoints)) if e.checkpoints == "all" else 1)  # the evaluated ones
+
     def notebook(self) -> float:
         return self._get("notebook", speed.notebook_seconds)
 
@@ -278,5 +287,10 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         stages.append(StageEstimate("calibration", probe_seconds, f"about {probes:.0f} probes (at most {len(sweep.arms) * targets * sweep.calibration.max_probes_per_target})"))
         stages.append(StageEstimate("runs", runs_seconds, f"{sweep.n_runs()} runs: training {_duration(training)}, evaluation {_duration(evaluation)}"))
     analyses = ANALYSIS_NOTEBOOKS + (1 if sweep is not None else 0)
-    stages.append(StageEstimate("analysis", analyses * (costs.notebook() + costs.figures()), f"{analyses} notebooks and their figures"))
+    # notebook 06 builds a context store for one run per arm (every run outside a sweep)
+    sliced = [config for _, config in runs] if sweep is None else [arm.config for arm in sweep.arms]
+    stores = sum(costs.latent_contexts(config, model_footprint(config.model).d_model) for config in sliced)
+    stages.append(
+        StageEstimate("analysis", analyses * (costs.notebook() + costs.figures()) + stores, f"{analyses} notebooks and their figures; latent context stores {_duration(stores)}")
+    )
     return StudyEstimate(stages, per_run, costs.cache.key, list(costs.cache.measured))

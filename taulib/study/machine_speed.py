@@ -29,6 +29,7 @@ MIN_SECONDS = 0.3  # each timing repeats its operation until at least this long 
 ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
 PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
 CORE_TOKENS_CAP = 4096
+LATENT_CONTEXT_TOKENS_CAP = 8192  # the context store's encoding is timed on at most this many tokens, then scaled
 FIGURES_PER_NOTEBOOK = 5  # the analysis notebooks' figures: 03 writes six, 04 four
 # the common words an absorption prompt's in-context examples are made of, for its token count
 PROMPT_WORDS = ("apple", "house", "river", "green", "table", "music", "stone", "water", "light", "dream", "chair", "money")
@@ -128,6 +129,25 @@ def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
     tokens = min(core_tokens, CORE_TOKENS_CAP)
     sae, x = _random_sae(d_model, width), torch.randn(tokens, d_model)
     return timed(lambda: reconstruction_metrics(sae, x)) / tokens
+
+
+def latent_contexts_seconds(d_model: int, width: int, heldout_tokens: int, sequence_length: int) -> float:
+    """One checkpoint of a run's latent context store (notebook 06): encoding the held-out tokens with
+    top-k and histograms (timed on at most LATENT_CONTEXT_TOKENS_CAP tokens, scaled to all), the windows
+    of context (a cost per latent, whatever the tokens) and matching to the final SAE (Hungarian)."""
+    from taulib.analysis.latent_contexts import ContextSettings, checkpoint_contexts, window_activations
+    from taulib.metrics.latent_formation import match_latents
+
+    n, settings = min(heldout_tokens, LATENT_CONTEXT_TOKENS_CAP), ContextSettings()
+    sae, x = _random_sae(d_model, width), torch.randn(n, d_model)
+    top_rows = torch.from_numpy(checkpoint_contexts(sae, x, sequence_length, settings)["top_rows"]).long()
+    whole = timed(lambda: checkpoint_contexts(sae, x, sequence_length, settings))
+    windows = timed(lambda: window_activations(sae, x, top_rows, sequence_length, settings, n))
+    other = _random_sae(d_model, width)
+    with torch.no_grad():
+        other.W_dec.copy_(torch.randn(width, d_model))
+    matching = once(lambda: match_latents(sae.W_dec, other.W_dec))
+    return max(whole - windows, 0.0) * heldout_tokens / n + windows + matching
 
 
 def orthogonality_seconds(d_model: int, width: int) -> float:
