@@ -199,14 +199,22 @@ RUN_STARTED = "() => [...document.querySelectorAll('.jp-InputArea-prompt')].some
 
 
 def _run_all_cells(page) -> None:
-    """Run > Run All Cells, again until a cell has started: the menu entry does nothing while the
-    notebook is not yet the active panel with a connected kernel."""
-    for _ in range(6):
-        page.locator(".jp-Notebook .jp-Cell").first.click()  # make the notebook the active panel
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+    """Run > Run All Cells, again until a cell has started: the entry is disabled (and its menu stays
+    open) while the notebook is not yet the active panel with a connected kernel."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            page.keyboard.press("Escape")  # a menu left open by the last try
+            page.locator(".jp-Notebook .jp-Cell").first.click(timeout=5_000)  # make the notebook the active panel
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=5_000)
+            entry = page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel", has_text="Run All Cells").first
+            entry.click(timeout=5_000)
+        except PlaywrightError:
+            continue
+        started = time.monotonic()
+        while time.monotonic() < started + 10:
             if page.evaluate(RUN_STARTED):
                 return
             page.wait_for_timeout(250)

@@ -170,3 +170,40 @@ def test_the_widget_redraws_contexts_and_marker_with_the_slider_and_latent(synth
     assert 'data-shown="9"' in browser.contexts.value and browser.figure.data[1].y[0] == pytest.approx(store.index_cosine[9, 0])
     with pytest.raises(KeyError, match="not in the study"):
         LatentBrowser(study, {"nowhere": store})
+
+
+def test_a_synthetic_model_run_shows_each_sample_alone_named_by_its_largest_true_feature(tmp_path):
+    """The ground-truth track's held-out samples are independent and have no text: a context is the sample
+    alone, its "token" the largest firing true feature (the cache's token id), and no tokenizer is loaded."""
+    import pandas as pd
+
+    from taulib.activations.cache import activation_spec, cache_folder, load_cache
+    from taulib.activations.synthetic import ensure_synthetic_activations
+    from taulib.analysis.study_data import Arm
+    from taulib.config import RunConfig
+    from taulib.sae import SAEMetadata, save_sae
+
+    config = RunConfig.model_validate(
+        {
+            "run_name": "ground_truth",
+            "model": {"name": "synthetic", "synthetic": {"d_model": 16, "n_features": 32}},
+            "activations": {"n_tokens": 512, "heldout_tokens": 512, "shard_tokens": 512},
+            "sae": {"width": 32},
+        }
+    )
+    outputs = tmp_path / "outputs"
+    ensure_synthetic_activations(config, outputs, show_progress=False)
+    steps = [0, 10]
+    for step in steps:
+        sae = perfect_sae(16)  # 32 latents: each coordinate's positive and negative half
+        save_sae(sae, outputs / "ground_truth" / "checkpoints" / f"step_{step:07d}", SAEMetadata(16, 32, model_name="synthetic", layer=0))
+    arm = Arm("ground_truth", outputs / "ground_truth", config, pd.DataFrame({"step": steps, "tokens": [0, 2560]}), pd.DataFrame())
+    store = LatentContexts(build_contexts(arm, outputs, SETTINGS, show_progress=False))
+    spec = activation_spec(config, "heldout", 0)
+    token_ids = load_cache(cache_folder(outputs, spec), spec).token_ids.numpy()
+    view = store.latent(3, steps[-1])
+    assert len(view.contexts) == SETTINGS.top_k
+    for context in view.contexts:
+        assert len(context.tokens) == 1 and context.centre == 0
+        expected = "no feature" if token_ids[context.row] < 0 else f"feature {token_ids[context.row]}"
+        assert context.tokens == [expected]

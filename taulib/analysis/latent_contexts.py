@@ -187,10 +187,17 @@ def token_strings_from_tokenizer(tokenizer: Any) -> Callable[[list[int]], list[s
     return lambda ids: tokenizer.batch_decode([[i] for i in ids], clean_up_tokenization_spaces=False)
 
 
+def synthetic_token_strings(ids: list[int]) -> list[str]:
+    """The synthetic model's "token": the sample's largest firing true feature (taulib.activations.synthetic)."""
+    return ["no feature" if i < 0 else f"feature {i}" for i in ids]
+
+
 def model_token_strings(arm: Arm) -> Callable[[list[int]], list[str]]:
-    """The run's tokenizer (only the tokenizer: no model weights are loaded)."""
+    """The run's tokenizer (only the tokenizer: no model weights are loaded); the synthetic model's feature names."""
     from taulib.activations.models import load_tokenizer
 
+    if arm.config.model.is_synthetic:
+        return synthetic_token_strings
     return token_strings_from_tokenizer(load_tokenizer(arm.config.model))
 
 
@@ -223,7 +230,8 @@ def build_contexts(
     folder.mkdir(parents=True, exist_ok=True)
     atomic.remove_stale_temporaries(folder)
     n = min(heldout.n_tokens, settings.max_tokens or heldout.n_tokens)
-    sequence_length = spec.context_length - 1  # the cache drops each sequence's BOS
+    # the cache drops each sequence's BOS; the synthetic model's samples are independent: no context around them
+    sequence_length = 1 if arm.config.model.is_synthetic else spec.context_length - 1
     token_ids = heldout.token_ids[:n].numpy().astype(np.int32)
     if not (folder / "vocabulary.json").is_file():
         unique = sorted(set(token_ids.tolist()))
