@@ -5,12 +5,15 @@ this machine at the plan's shapes (nothing here is a figure from another CPU):
 
   extraction          the extraction notebook's start and model load, then every missing cache's
                       tokens through the language model up to the layer;
-  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward;
+  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward,
+                      and the CE sequences' reference (that forward, then the blocks after the
+                      hooked one clean and zero-ablated);
   calibration         a sweep's probes (arms × targets × the probes each target is expected to take),
                       each a training run and a held-out reconstruction;
   runs                per run: its notebook's start, training steps, and every checkpoint's metrics
-                      (model-free families, plus the spliced CE/KL forwards and their shared
-                      clean/zero-ablation forwards per chunk of checkpoints, with the model load);
+                      (model-free families, plus the spliced CE/KL: the blocks after the hooked
+                      one per checkpoint, and the clean logits once per chunk of checkpoints, the
+                      same way; with the model load);
   analysis            each analysis notebook's start and its figures.
 
 Training is timed on dense steps (the early ones); a run whose SAE turns sparse takes the faster
@@ -165,10 +168,12 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     evaluation = checkpoints * costs.checkpoint(config, d_model)
     if "downstream" in e.families:
         tokens = e.ce_sequences * config.activations.context_length
-        forwards = checkpoints + 2 * math.ceil(checkpoints / DOWNSTREAM_CHUNK)  # spliced per checkpoint, clean and zero per chunk
-        # the final checkpoint's further sequences: clean, zero-ablated and spliced, for it alone
+        # only the blocks after the hooked one run (the residual there is cached with the evaluation inputs):
+        # spliced per checkpoint, the clean logits once per chunk
+        forwards = checkpoints + math.ceil(checkpoints / DOWNSTREAM_CHUNK)
+        # the final checkpoint's further sequences: clean and spliced, for it alone
         final_tokens = (e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
-        evaluation += costs.model(config, "load") + (forwards * tokens + 3 * final_tokens) * costs.model(config, "full_per_token")
+        evaluation += costs.model(config, "load") + (forwards * tokens + 2 * final_tokens) * costs.model(config, "after_layer_per_token")
     return training, evaluation
 
 
@@ -223,11 +228,14 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
                 tokens += e.probing_examples_per_class * sum(PROBING_CLASSES[t] for t in e.probing_tasks) * e.probing_context_length
                 prompt_tokens += costs.probing_texts(e.probing_tasks)
             prompt_tokens += tokens * costs.model(config, "truncated_per_token")
+            if "downstream" in e.families:  # the CE sequences' residuals, then clean and zero-ablated later blocks
+                ce_tokens = e.ce_sequences_needed() * ctx
+                prompt_tokens += ce_tokens * (costs.model(config, "truncated_per_token") + 2 * costs.model(config, "after_layer_per_token"))
             loaded_models.add(config.model.model_dump_json())
     extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())
     stages = [
         StageEstimate("extraction", extraction, f"{extracted_tokens:,} tokens to extract" if extracted_tokens else "caches already extracted"),
-        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts and probing texts" if seen_inputs else "already prepared"),
+        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts, probing texts, CE reference" if seen_inputs else "already prepared"),
     ]
 
     per_run: dict[str, float] = {}

@@ -191,13 +191,14 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
 
 
 def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
-    """Loading the language model, its forward up to the layer and its full forward with logits, per token.
+    """Loading the language model, its forward up to the layer, and the rest of its forward (the later blocks
+    and the logits: what the spliced CE/KL runs per checkpoint), per token.
 
     Timed on the model itself (it is loaded for the purpose: seconds for the study's default model)."""
     from taulib.activations.extraction import ResidualReader
     from taulib.activations.models import load_language_model
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
-    from taulib.metrics.downstream import SplicedModel
+    from taulib.metrics.downstream import SplicedModel, _per_token_losses
     from taulib.precision import resolve_autocast
 
     started = time.perf_counter()
@@ -209,13 +210,22 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     batch = 8
     ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
     truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
-    full = timed(lambda: spliced.logits(ids[:1]), max_repeats=3) / context_length
+    # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses
+    one, residual = ids[:1], spliced.residuals(ids[:1])
+    clean_probs = torch.softmax(spliced.logits_from_residual(one, residual), dim=-1)
+    entropy_term = (clean_probs * clean_probs.log()).sum(dim=-1)
+    after_layer = timed(lambda: _per_token_losses(spliced.logits_from_residual(one, residual), one, clean_probs, entropy_term), max_repeats=3) / context_length
     import random
 
     settings = AbsorptionSettings()
     prompts = [icl_prompt(word, list(PROMPT_WORDS), random.Random(i), settings) for i, word in enumerate(PROMPT_WORDS)]
     prompt_tokens = sum(len(loaded.tokenizer(prompt).input_ids) for prompt in prompts) / len(prompts)
-    return {"load": load_seconds, "truncated_per_token": truncated, "full_per_token": full, "absorption_prompt_tokens": prompt_tokens}
+    return {
+        "load": load_seconds,
+        "truncated_per_token": truncated,
+        "after_layer_per_token": after_layer,
+        "absorption_prompt_tokens": prompt_tokens,
+    }
 
 
 def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[str, float]:
@@ -240,7 +250,7 @@ def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[st
     return {
         "load": 0.0,
         "truncated_per_token": 2 * per_block * layers * per_flop,
-        "full_per_token": 2 * (footprint.n_parameters) * per_flop,
+        "after_layer_per_token": 2 * (per_block * (footprint.n_layers - layers) + embeddings) * per_flop,  # later blocks and the unembedding
         "absorption_prompt_tokens": 90.0,  # the template with ten in-context examples, as the default model tokenises it
     }
 
