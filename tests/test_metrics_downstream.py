@@ -104,7 +104,12 @@ def test_later_blocks_from_the_residual_give_the_full_forward(loaded, sequences,
     replace = lambda h: torch.where(is_bos[..., None], h, sae(h.float())[0].to(h.dtype))  # noqa: E731
     with spliced._autocast():  # the full forward's replacement runs inside the model's autocast
         replaced = replace(residual)
-    torch.testing.assert_close(spliced.logits_from_residual(sequences, replaced), spliced.logits(sequences, replace), rtol=0, atol=tolerance)
+    split = spliced.logits_from_residual(sequences, replaced)
+    torch.testing.assert_close(split, spliced.logits(sequences, replace), rtol=0, atol=tolerance)
+    unembedding = loaded.model.get_output_embeddings().weight
+    with spliced.weights_cast_once():  # bf16 weights cast once instead of by autocast at every forward: the same logits
+        assert torch.equal(spliced.logits_from_residual(sequences, replaced), split)
+    assert loaded.model.get_output_embeddings().weight is unembedding is loaded.model.get_input_embeddings().weight  # tied again
     assert isinstance(decoder_layers(loaded.model)[0], type(decoder_layers(loaded.model)[-1]))  # the real blocks are back
 
 

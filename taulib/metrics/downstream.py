@@ -26,7 +26,8 @@ drawn in), and so that two calls on disjoint sequences combine exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,36 @@ class SplicedModel(ResidualReader):
                 result = self.traced.output.save()
         return result.logits.float()
 
+    @contextlib.contextmanager
+    def weights_cast_once(self) -> Iterator[None]:
+        """Under a lower-precision autocast, the linear weights after the hooked block (the unembedding's
+        included) cast to it once for the duration, not at every forward: autocast casts them the same
+        way, so the logits are the same, without re-casting the 262k-row unembedding each time."""
+        if self.autocast is None or self.autocast == torch.float32:
+            yield
+            return
+        layers = decoder_layers(self.loaded.model)
+        later = [module for block in list(layers)[self.loaded.layer + 1 :] for module in block.modules()]
+        linears = [module for module in [*later, self.loaded.model.get_output_embeddings()] if isinstance(module, nn.Linear)]
+        saved = [(module, module.weight, module.bias) for module in linears]
+        try:
+            for module, weight, bias in saved:
+                module.weight = nn.Parameter(weight.detach().to(self.autocast), requires_grad=False)
+                if bias is not None:
+                    module.bias = nn.Parameter(bias.detach().to(self.autocast), requires_grad=False)
+        except BaseException:
+            self._restore(saved)
+            raise
+        try:
+            yield
+        finally:
+            self._restore(saved)
+
+    @staticmethod
+    def _restore(saved: list[tuple[nn.Linear, nn.Parameter, nn.Parameter | None]]) -> None:
+        for module, weight, bias in saved:  # the original parameters: the unembedding is tied to the embedding again
+            module.weight, module.bias = weight, bias
+
     def residuals(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(batch, seq, d) residual after block `layer` of unpadded sequences (the forward stops there)."""
         return self(input_ids, torch.ones_like(input_ids))
@@ -250,25 +281,31 @@ def splice_reference(model: SplicedModel, sequences: torch.Tensor, batch_size: i
     bos = model.loaded.bos_token_id
     residuals: list[torch.Tensor] = []
     sums: dict[str, list[np.ndarray]] = {key: [] for key in REFERENCE_PER_SEQUENCE}
-    for start in range(0, sequences.shape[0], batch_size):
-        ids = sequences[start : start + batch_size].to(model.device)
-        is_bos = ids == bos
-        ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
-        residual = model.residuals(ids)
-        clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
-        clean_probs = clean_log_probs.exp()
-        clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-        sums["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
-        del clean_log_probs
-        ce, kl = _per_token_losses(model.logits_from_residual(ids, torch.zeros_like(residual)), ids, clean_probs, clean_entropy_term)
-        sums["zero"].append(_row_sums(ce, ce_mask))
-        sums["kl_zero"].append(_row_sums(kl, kl_mask))
-        sums["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
-        sums["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
-        residuals.append(residual.cpu())
-        if progress is not None:
-            progress(len(ids))
+    with model.weights_cast_once():
+        for start in range(0, sequences.shape[0], batch_size):
+            _reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums)
+            if progress is not None:
+                progress(len(sequences[start : start + batch_size]))
     return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()})
+
+
+def _reference_batch(model: SplicedModel, batch: torch.Tensor, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]) -> None:
+    """One batch of `splice_reference`: its residuals and per-sequence clean and zero-ablated sums, appended."""
+    ids = batch.to(model.device)
+    is_bos = ids == bos
+    ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+    residual = model.residuals(ids)
+    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+    clean_probs = clean_log_probs.exp()
+    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+    sums["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
+    del clean_log_probs
+    ce, kl = _per_token_losses(model.logits_from_residual(ids, torch.zeros_like(residual)), ids, clean_probs, clean_entropy_term)
+    sums["zero"].append(_row_sums(ce, ce_mask))
+    sums["kl_zero"].append(_row_sums(kl, kl_mask))
+    sums["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
+    sums["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
+    residuals.append(residual.cpu())
 
 
 @torch.no_grad()
@@ -295,32 +332,45 @@ def downstream_metrics(
         reference = splice_reference(model, sequences, batch_size)
     elif not torch.equal(reference.input_ids, sequences.cpu()):
         raise ValueError("the splice reference was computed on other sequences than these")
-    bos = model.loaded.bos_token_id
     saes = [sae.to(model.device) for sae in saes]  # the splice runs where the language model runs
     per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
-    for start in range(0, sequences.shape[0], batch_size):
-        ids = sequences[start : start + batch_size].to(model.device)
-        residual = reference.residual[start : start + batch_size].to(model.device)
-        is_bos = ids == bos
-        ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
-        clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
-        clean_probs = clean_log_probs.exp()
-        clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-        del clean_log_probs
-        for first in range(0, len(saes), saes_per_forward):
-            group = range(first, min(first + saes_per_forward, len(saes)))
-            with model._autocast():  # the reconstruction as the full forward computes it, inside the model's autocast
-                spliced = torch.cat([_sae_replacement(saes[index], is_bos)(residual) for index in group])
-            logits = model.logits_from_residual(ids.repeat(len(group), 1), spliced)
-            for offset, index in enumerate(group):
-                ce, kl = _per_token_losses(logits[offset * len(ids) : (offset + 1) * len(ids)], ids, clean_probs, clean_entropy_term)
-                per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
-                per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
-                if progress is not None:
-                    progress(1)
-            del logits
+    with model.weights_cast_once():
+        for start in range(0, sequences.shape[0], batch_size):
+            _splice_batch(model, sequences[start : start + batch_size], reference.residual[start : start + batch_size], saes, saes_per_forward, per_sae, progress)
     common = dict(reference.per_sequence)
     return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
+
+
+def _splice_batch(
+    model: SplicedModel,
+    batch: torch.Tensor,
+    residual: torch.Tensor,
+    saes: list[SparseAutoencoder],
+    saes_per_forward: int,
+    per_sae: list[dict[str, list[np.ndarray]]],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """One batch of `downstream_metrics`: the clean logits from the cached residual, then every SAE's splice."""
+    ids = batch.to(model.device)
+    residual = residual.to(model.device)
+    is_bos = ids == model.loaded.bos_token_id
+    ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+    clean_probs = clean_log_probs.exp()
+    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+    del clean_log_probs
+    for first in range(0, len(saes), saes_per_forward):
+        group = range(first, min(first + saes_per_forward, len(saes)))
+        with model._autocast():  # the reconstruction as the full forward computes it, inside the model's autocast
+            spliced = torch.cat([_sae_replacement(saes[index], is_bos)(residual) for index in group])
+        logits = model.logits_from_residual(ids.repeat(len(group), 1), spliced)
+        for offset, index in enumerate(group):
+            ce, kl = _per_token_losses(logits[offset * len(ids) : (offset + 1) * len(ids)], ids, clean_probs, clean_entropy_term)
+            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
+            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
+            if progress is not None:
+                progress(1)
+        del logits
 
 
 @torch.no_grad()
