@@ -129,7 +129,7 @@ class Costs:
 
     def core(self, config: RunConfig, d_model: int) -> float:
         e, w = config.evaluation, config.sae.width
-        return e.core_tokens * self._get(f"core|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
+        return e.core_tokens * self._get(f"core_chunk|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
 
     def checkpoint(self, config: RunConfig, d_model: int) -> float:
         """One checkpoint's model-free metrics (core, orthogonality, absorption, probing)."""
@@ -143,7 +143,7 @@ class Costs:
             seconds += e.absorption_vocab_size * self._get(f"absorption|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
         if "probing" in families:
             per_example = self._get(
-                f"probing|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
+                f"probing_chunk|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
                 lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
             )
             seconds += per_example * e.probing_examples_per_class * sum(PROBING_CLASSES[task] for task in e.probing_tasks)

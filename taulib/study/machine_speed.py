@@ -118,11 +118,13 @@ def _random_sae(d_model: int, width: int) -> Any:
 
 
 def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
-    from taulib.metrics.core import reconstruction_metrics
+    """One checkpoint's core metrics per held-out token, evaluated in a chunk of checkpoints as the evaluation does."""
+    from taulib.metrics.core import reconstruction_metrics_many
+    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
 
     tokens = min(core_tokens, CORE_TOKENS_CAP)
     sae, x = _random_sae(d_model, width), torch.randn(tokens, d_model)
-    return timed(lambda: reconstruction_metrics(sae, x)) / tokens
+    return timed(lambda: reconstruction_metrics_many([sae] * DOWNSTREAM_CHUNK, x)) / (tokens * DOWNSTREAM_CHUNK)
 
 
 def orthogonality_seconds(d_model: int, width: int) -> float:
@@ -163,10 +165,13 @@ def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
 
 
 def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...]) -> float:
-    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals."""
+    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals,
+    in a chunk of checkpoints as the evaluation does."""
     import numpy as np
 
-    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing
+    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
+
+    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing_many
     from taulib.study.plan_check import PROBING_CLASSES
 
     per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
@@ -187,7 +192,7 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
     sae = _random_sae(d_model, width)
     with torch.no_grad():
         sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
-    return once(lambda: evaluate_sparse_probing(sae, data)) / examples
+    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data)) / (examples * DOWNSTREAM_CHUNK)
 
 
 def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
@@ -198,6 +203,7 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     from taulib.activations.extraction import ResidualReader
     from taulib.activations.models import load_language_model
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
+    from taulib.config import EvaluationConfig
     from taulib.metrics.downstream import SplicedModel, _per_token_losses
     from taulib.precision import resolve_autocast
 
@@ -210,11 +216,14 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     batch = 8
     ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
     truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
-    # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses
-    one, residual = ids[:1], spliced.residuals(ids[:1])
-    clean_probs = torch.softmax(spliced.logits_from_residual(one, residual), dim=-1)
-    entropy_term = (clean_probs * clean_probs.log()).sum(dim=-1)
-    after_layer = timed(lambda: _per_token_losses(spliced.logits_from_residual(one, residual), one, clean_probs, entropy_term), max_repeats=3) / context_length
+    # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses,
+    # on a batch of the evaluation's size with the weights cast once, as taulib.metrics.downstream runs them
+    rows = ids[: EvaluationConfig.model_fields["ce_batch_size"].default]
+    residual = spliced.residuals(rows)
+    with spliced.weights_cast_once():
+        clean_probs = torch.softmax(spliced.logits_from_residual(rows, residual), dim=-1)
+        entropy_term = (clean_probs * clean_probs.log()).sum(dim=-1)
+        after_layer = timed(lambda: _per_token_losses(spliced.logits_from_residual(rows, residual), rows, clean_probs, entropy_term), max_repeats=3) / rows.numel()
     import random
 
     settings = AbsorptionSettings()
