@@ -54,3 +54,44 @@ def test_preparing_the_probing_inputs_shows_a_bar_that_knows_its_total():
     settings = ProbingSettings(tasks=("sentiment",), examples_per_class=10, context_length=16, ks=(1, 2), seed=0)
     prepare_probing_data(ResidualReader(loaded, None), loaded.tokenizer, settings, progress=bar)
     assert bar.total_before_first_batch == bar.n > 20 * 2  # 20 texts of at least two tokens, counted up front, every one processed
+
+
+def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
+    """A chunk of checkpoints shares one pass over the held-out activations and the probing residuals;
+    every checkpoint's record (scalars and details) is the one it gets evaluated alone."""
+    import json
+
+    from taulib.config import RunConfig
+    from taulib.metrics.evaluate import _model_free_metrics
+    from taulib.metrics.orthogonality import covariance_factor
+    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, stratified_test_mask
+
+    d, width, generator = 16, 64, torch.Generator().manual_seed(0)
+    saes = []
+    for bias in (-0.2, -0.5, -1.0):  # three sparsities: different dead and alive latents
+        sae = SparseAutoencoder(d, width)
+        sae.initialise(generator)
+        with torch.no_grad():
+            sae.b_enc.fill_(bias)
+        saes.append(sae.requires_grad_(False))
+    heldout = torch.randn(3000, d, generator=generator) * 2 + 0.5
+    tasks = []
+    for name, classes in (("a", 2), ("b", 3)):
+        labels = [f"c{c}" for c in range(classes) for _ in range(20)]
+        is_test = stratified_test_mask(labels, 0.3, 0)
+        lengths = torch.randint(1, 9, (len(labels),), generator=generator)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        shift = torch.tensor([float(label[1]) for label in labels]).repeat_interleave(lengths)[:, None]  # classes a probe can tell apart
+        tasks.append(TaskData(name, labels, (torch.randn(int(offsets[-1]), d, generator=generator) + shift).half(), offsets, is_test, _binary_tasks(name, labels, is_test, 0)))
+    probing = ProbingData(tasks, ProbingSettings(tasks=("a", "b"), examples_per_class=20, ks=(1, 5)))
+    config = RunConfig(run_name="chunk", training={"compute_dtype": "bfloat16"}, evaluation={"core_tokens": 3000})
+    factor = covariance_factor(heldout)
+
+    # absorption runs per checkpoint either way (its probes are fitted per SAE): left out to keep the test fast
+    together = _model_free_metrics(saes, config, heldout, None, probing, factor)
+    alone = [_model_free_metrics([sae], config, heldout, None, probing, factor)[0] for sae in saes]
+    assert json.dumps(together) == json.dumps(alone)  # as the records are written (NaN included)
+    l0s = [scalars["l0"] for scalars, _ in together]
+    assert l0s[0] > l0s[1] > l0s[2] > 0  # three different SAEs, not one repeated
+    assert {"l0", "alive_mean_max_cosine", "sae_top_5_accuracy.b", "sae_top_1_accuracy"} <= set(together[0][0])
+    assert {"density_histogram", "max_cosine_histogram", "probing_tasks"} <= set(together[0][1])

@@ -1,4 +1,5 @@
-"""Spliced CE/KL through nnsight against a plain forward hook, and the perfect-reconstruction case."""
+"""Spliced CE/KL against a plain forward hook and against whole forwards spliced through nnsight, the
+later blocks run alone against the full forward, and the perfect-reconstruction case."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ from saes import perfect_sae
 
 from taulib.activations.models import decoder_layers, load_language_model
 from taulib.config import ModelConfig
-from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.downstream import SplicedModel, SpliceReference, downstream_metrics, downstream_metrics_full_forward, splice_reference
 from taulib.sae import SparseAutoencoder
 
 pytestmark = pytest.mark.model
@@ -89,3 +90,65 @@ def test_per_sequence_losses_combine_exactly_and_bootstrap_around_the_score(load
     low, high = intervals["ce_loss_score_low"], intervals["ce_loss_score_high"]
     assert low <= whole.ce_loss_score <= high
     assert low == pytest.approx(min(first.ce_loss_score, second.ce_loss_score), abs=1e-9)  # a resample of the one sequence twice
+
+
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_later_blocks_from_the_residual_give_the_full_forward(loaded, sequences, autocast):
+    """Blocks 0…layer standing in with the cached residual: the model's own masks, rotary embeddings,
+    final norm and unembedding after it, so the logits are the full forward's, clean or spliced."""
+    spliced, sae = SplicedModel(loaded, autocast), _lossy(loaded.d_model)
+    is_bos = sequences == loaded.bos_token_id
+    residual = spliced.residuals(sequences)
+    tolerance = 1e-4 if autocast is None else 2e-2  # bf16 matmuls: the same ops, rounding may differ with batch shapes
+    torch.testing.assert_close(spliced.logits_from_residual(sequences, residual), spliced.logits(sequences), rtol=0, atol=tolerance)
+    replace = lambda h: torch.where(is_bos[..., None], h, sae(h.float())[0].to(h.dtype))  # noqa: E731
+    with spliced._autocast():  # the full forward's replacement runs inside the model's autocast
+        replaced = replace(residual)
+    split = spliced.logits_from_residual(sequences, replaced)
+    torch.testing.assert_close(split, spliced.logits(sequences, replace), rtol=0, atol=tolerance)
+    unembedding = loaded.model.get_output_embeddings().weight
+    with spliced.weights_cast_once():  # bf16 weights cast once instead of by autocast at every forward: the same logits
+        assert torch.equal(spliced.logits_from_residual(sequences, replaced), split)
+    assert loaded.model.get_output_embeddings().weight is unembedding is loaded.model.get_input_embeddings().weight  # tied again
+    assert isinstance(decoder_layers(loaded.model)[0], type(decoder_layers(loaded.model)[-1]))  # the real blocks are back
+
+
+def test_sliding_window_layers_keep_their_window(loaded, sequences):
+    """Gemma 3's sliding-window blocks after the hooked one: with a window shorter than the text, the
+    split forward still matches the full one (the window is the model's own mask)."""
+    spliced = SplicedModel(loaded)
+    config = loaded.model.config
+    assert "sliding_attention" in config.layer_types[loaded.layer + 1 :]
+    unwindowed = spliced.logits(sequences)
+    saved = config.sliding_window
+    config.sliding_window = 8
+    try:
+        full = spliced.logits(sequences)
+        split = spliced.logits_from_residual(sequences, spliced.residuals(sequences))
+    finally:
+        config.sliding_window = saved
+    assert (full - unwindowed).abs().max() > 1e-2  # the shorter window did change the forward
+    torch.testing.assert_close(split, full, rtol=0, atol=1e-4)
+
+
+def test_split_forward_gives_the_full_forward_metrics(loaded, sequences, tmp_path):
+    """The evaluation's path (cached residual and clean/zero losses, later blocks only, SAEs stacked in
+    one forward) against whole forwards spliced through nnsight, per sequence and per SAE."""
+    spliced = SplicedModel(loaded)
+    saes = [_lossy(loaded.d_model), perfect_sae(loaded.d_model), _lossy(loaded.d_model).requires_grad_(False)]
+    with torch.no_grad():
+        saes[2].b_enc.fill_(-2.0)
+    expected = downstream_metrics_full_forward(spliced, sequences, saes, batch_size=2)
+    splice_reference(spliced, sequences, batch_size=1).save(tmp_path / "reference.safetensors")
+    reference = SpliceReference.load(tmp_path / "reference.safetensors")
+    # two SAEs share a forward, the third goes alone: both groupings are checked
+    got = downstream_metrics(spliced, sequences, saes, batch_size=2, reference=reference, saes_per_forward=2)
+    for new, old in zip(got, expected, strict=True):
+        assert new.as_dict() == pytest.approx(old.as_dict(), rel=1e-5, abs=1e-6)
+        for name, values in new.per_sequence.to_lists().items():
+            assert values == pytest.approx(old.per_sequence.to_lists()[name], rel=1e-5, abs=1e-5), name
+    assert got[0].ce_loss_score < 1 and got[1].ce_loss_score == pytest.approx(1.0, abs=1e-5)
+    (second,) = downstream_metrics(spliced, sequences[1:], saes[:1], batch_size=1, reference=reference.rows(1, 2))
+    assert second.per_sequence.sae == pytest.approx(expected[0].per_sequence.sae[1:], rel=1e-5)
+    with pytest.raises(ValueError, match="other sequences"):
+        downstream_metrics(spliced, sequences[:1], saes[:1], reference=reference.rows(1, 2))

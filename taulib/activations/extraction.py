@@ -35,6 +35,7 @@ class TracedBlock:
         self.layer_path = decoder_layers_path(loaded.model)
         self.device = next(loaded.model.parameters()).device
         self.autocast = getattr(torch, autocast) if autocast else None
+        self.block_returns_tuple: bool | None = None  # known after the first forward
 
     def _layer_envoy(self) -> Any:
         envoy: Any = self.traced
@@ -57,7 +58,8 @@ class ResidualReader(TracedBlock):
             with self.traced.trace(inputs) as tracer:
                 output = self._layer_envoy().output
                 # transformers 5 decoder layers return a tensor; older ones and other families a tuple
-                hidden = (output[0] if isinstance(output, tuple) else output).save()
+                self.block_returns_tuple = isinstance(output, tuple)
+                hidden = (output[0] if self.block_returns_tuple else output).save()
                 tracer.stop()
         return hidden
 

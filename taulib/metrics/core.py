@@ -7,6 +7,7 @@ never trained on. Explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,37 +41,55 @@ def reconstruction_metrics(
     """Metrics over `activations` (n, d_in) and each latent's firing density (fraction of tokens).
 
     Computed on the SAE's device, batch by batch (the activations may stay on the CPU); sums in float64."""
+    return reconstruction_metrics_many([sae], activations, batch_size, dense_threshold)[0]
+
+
+@torch.no_grad()
+def reconstruction_metrics_many(
+    saes: Sequence[SparseAutoencoder], activations: torch.Tensor, batch_size: int = 8192, dense_threshold: float = 0.1
+) -> list[tuple[ReconstructionMetrics, np.ndarray]]:
+    """`reconstruction_metrics` of several SAEs (e.g. a run's checkpoints) in one pass over the activations:
+    each batch is read, converted and summed once, then every SAE runs on it (the same operations, in
+    the same order, as one SAE at a time, so the same numbers). The SAEs share one device."""
     n = activations.shape[0]
     if n == 0:
         raise ValueError("reconstruction_metrics needs at least one activation")
-    fire_counts = torch.zeros(sae.d_sae, dtype=torch.float64)
-    active = l1 = residual = total_sq = cosine = 0.0
-    total_sum = torch.zeros(sae.d_in, dtype=torch.float64)
+    if not saes:
+        return []
+    device = saes[0].W_enc.device
+    fire_counts = [torch.zeros(sae.d_sae, dtype=torch.float64) for sae in saes]
+    active, l1, residual, cosine = ([0.0] * len(saes) for _ in range(4))
+    total_sq = 0.0
+    total_sum = torch.zeros(saes[0].d_in, dtype=torch.float64)
     for start in range(0, n, batch_size):
-        x = activations[start : start + batch_size].to(sae.W_enc.device, torch.float32)
-        x_hat, f = sae(x)
-        fired = f > 0
-        fire_counts += fired.sum(dim=0).cpu()
-        active += float(fired.sum())
-        l1 += float(f.double().sum())
-        residual += float((x - x_hat).double().pow(2).sum())
+        x = activations[start : start + batch_size].to(device, torch.float32)
         total_sq += float(x.double().pow(2).sum())
         total_sum += x.double().sum(dim=0).cpu()
-        cosine += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
+        for index, sae in enumerate(saes):
+            x_hat, f = sae(x)
+            fired = f > 0
+            fire_counts[index] += fired.sum(dim=0).cpu()
+            active[index] += float(fired.sum())
+            l1[index] += float(f.double().sum())
+            residual[index] += float((x - x_hat).double().pow(2).sum())
+            cosine[index] += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
     # Σ‖x − x̄‖² = Σ‖x‖² − n‖x̄‖², accumulated in one pass
     total_variance = total_sq - float(total_sum.pow(2).sum()) / n
-    density = (fire_counts / n).numpy()
-    metrics = ReconstructionMetrics(
-        n_tokens=n,
-        l0=active / n,
-        l1=l1 / n,
-        mse=residual / (n * sae.d_in),
-        explained_variance=1.0 - residual / total_variance,
-        cosine_similarity=cosine / n,
-        dead_fraction=float((density == 0).mean()),
-        dense_fraction=float((density > dense_threshold).mean()),
-    )
-    return metrics, density
+    results = []
+    for index, sae in enumerate(saes):
+        density = (fire_counts[index] / n).numpy()
+        metrics = ReconstructionMetrics(
+            n_tokens=n,
+            l0=active[index] / n,
+            l1=l1[index] / n,
+            mse=residual[index] / (n * sae.d_in),
+            explained_variance=1.0 - residual[index] / total_variance,
+            cosine_similarity=cosine[index] / n,
+            dead_fraction=float((density == 0).mean()),
+            dense_fraction=float((density > dense_threshold).mean()),
+        )
+        results.append((metrics, density))
+    return results
 
 
 def density_histogram(density: np.ndarray) -> dict[str, list[float] | int]:

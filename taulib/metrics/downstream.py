@@ -9,8 +9,15 @@ forward pass continues to the logits. Following SAE Bench:
 
 where "zero" replaces the whole residual stream at that layer by zeros. A perfect reconstruction
 scores 1 on both; one no better than zero-ablation scores 0. Losses are averaged over positions
-whose input token is not BOS. The clean and zero-ablated passes are run once per batch and
-shared by every SAE evaluated in the same call (e.g. all checkpoints of a run).
+whose input token is not BOS.
+
+The forward up to the hooked block, and the clean and zero-ablated losses, do not depend on the
+SAE: `splice_reference` computes them once per model, layer and held-out sequences (the evaluation
+caches it with its data). Each SAE's splice then runs only the blocks after the hooked one, the
+final norm and the unembedding, on the spliced residual (`SplicedModel.logits_from_residual`); the
+clean logits KL needs are recomputed the same way, once per batch for every SAE of the call.
+`downstream_metrics_full_forward`, whole forwards spliced through nnsight, is the reference the
+split forward is tested against.
 
 Every loss is also kept per held-out sequence (`SequenceLosses`), so that the scores' sampling
 error over the evaluation text can be bootstrapped (resampling sequences, the unit the text was
@@ -19,13 +26,20 @@ drawn in), and so that two calls on disjoint sequences combine exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
-from taulib.activations.extraction import TracedBlock
+from taulib import atomic
+from taulib.activations.extraction import ResidualReader
+from taulib.activations.models import decoder_layers
 from taulib.sae import SparseAutoencoder
 
 
@@ -103,8 +117,28 @@ class SequenceLosses:
 Replacement = Callable[[torch.Tensor], torch.Tensor]
 
 
-class SplicedModel(TracedBlock):
-    """A causal LM whose residual stream after one block can be replaced, through nnsight."""
+class _GivenResidual(nn.Module):
+    """Stands in for a decoder block up to the hooked one: whatever it is given, it returns the residual."""
+
+    def __init__(self, residual: torch.Tensor, as_tuple: bool, block: nn.Module) -> None:
+        super().__init__()
+        self.residual, self.as_tuple = residual, as_tuple
+        if hasattr(block, "attention_type"):  # some model families pick a block's attention mask by it
+            self.attention_type = block.attention_type
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return (self.residual,) if self.as_tuple else self.residual
+
+
+class SplicedModel(ResidualReader):
+    """A causal LM whose residual stream after block `layer` can be replaced.
+
+    `logits` runs the whole forward and replaces the block's output through nnsight (the reference);
+    `logits_from_residual` runs only what comes after the block, from a given residual: the model's
+    own forward with blocks 0…layer standing in (they return the residual), so the position
+    embeddings, attention masks (sliding windows included), final norm and any logit soft-capping
+    are the model's own. `residuals` (the forward up to the block) and the later blocks split the
+    full forward in two; tests/test_metrics_downstream.py checks the two against each other."""
 
     @torch.inference_mode()
     def logits(self, input_ids: torch.Tensor, replacement: Replacement | None = None) -> torch.Tensor:
@@ -122,6 +156,61 @@ class SplicedModel(TracedBlock):
                         layer.output = replacement(output)
                 result = self.traced.output.save()
         return result.logits.float()
+
+    @contextlib.contextmanager
+    def weights_cast_once(self) -> Iterator[None]:
+        """Under a lower-precision autocast, the linear weights after the hooked block (the unembedding's
+        included) cast to it once for the duration, not at every forward: autocast casts them the same
+        way, so the logits are the same, without re-casting the 262k-row unembedding each time."""
+        if self.autocast is None or self.autocast == torch.float32:
+            yield
+            return
+        layers = decoder_layers(self.loaded.model)
+        later = [module for block in list(layers)[self.loaded.layer + 1 :] for module in block.modules()]
+        linears = [module for module in [*later, self.loaded.model.get_output_embeddings()] if isinstance(module, nn.Linear)]
+        saved = [(module, module.weight, module.bias) for module in linears]
+        try:
+            for module, weight, bias in saved:
+                module.weight = nn.Parameter(weight.detach().to(self.autocast), requires_grad=False)
+                if bias is not None:
+                    module.bias = nn.Parameter(bias.detach().to(self.autocast), requires_grad=False)
+        except BaseException:
+            self._restore(saved)
+            raise
+        try:
+            yield
+        finally:
+            self._restore(saved)
+
+    @staticmethod
+    def _restore(saved: list[tuple[nn.Linear, nn.Parameter, nn.Parameter | None]]) -> None:
+        for module, weight, bias in saved:  # the original parameters: the unembedding is tied to the embedding again
+            module.weight, module.bias = weight, bias
+
+    def residuals(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, d) residual after block `layer` of unpadded sequences (the forward stops there)."""
+        return self(input_ids, torch.ones_like(input_ids))
+
+    @torch.inference_mode()
+    def logits_from_residual(self, input_ids: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """Float32 logits (batch, seq, vocab) of `input_ids` whose residual after block `layer` is `residual`."""
+        if residual.shape[:2] != input_ids.shape:
+            raise ValueError(f"residual {tuple(residual.shape)} does not match input_ids {tuple(input_ids.shape)}")
+        if self.block_returns_tuple is None:
+            self.residuals(input_ids[:1, :2])  # learns what the blocks return
+        input_ids = input_ids.to(self.device)
+        layers = decoder_layers(self.loaded.model)
+        originals = [layers[i] for i in range(self.loaded.layer + 1)]
+        residual = residual.to(self.device)
+        try:
+            for i, block in enumerate(originals):
+                layers[i] = _GivenResidual(residual, bool(self.block_returns_tuple), block)
+            with self._autocast():
+                output = self.loaded.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False)
+        finally:
+            for i, block in enumerate(originals):
+                layers[i] = block
+        return output.logits.float()
 
 
 def _per_token_losses(
@@ -143,23 +232,158 @@ def _sae_replacement(sae: SparseAutoencoder, keep_original: torch.Tensor) -> Rep
     return replace
 
 
+def _row_sums(values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    return (values.double() * mask).sum(dim=1).cpu().numpy()
+
+
+def _check_sequences(sequences: torch.Tensor) -> None:
+    if sequences.ndim != 2 or sequences.shape[1] < 2:
+        raise ValueError(f"sequences must be (n, seq ≥ 2) token ids, got shape {tuple(sequences.shape)}")
+
+
+REFERENCE_PER_SEQUENCE = ("clean", "zero", "kl_zero", "n_ce", "n_kl")  # the SequenceLosses fields every SAE shares
+
+
+@dataclass(frozen=True)
+class SpliceReference:
+    """What every SAE's splice on some held-out sequences shares, computed once per model and layer:
+    the sequences, their residual after the hooked block (where each SAE's splice starts), and per
+    sequence the clean and zero-ablated losses (as in SequenceLosses)."""
+
+    input_ids: torch.Tensor  # (n, seq)
+    residual: torch.Tensor  # (n, seq, d), in the dtype the model's forward gives it
+    per_sequence: dict[str, np.ndarray]  # REFERENCE_PER_SEQUENCE → (n,)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def rows(self, start: int, stop: int) -> SpliceReference:
+        return SpliceReference(self.input_ids[start:stop], self.residual[start:stop], {k: v[start:stop] for k, v in self.per_sequence.items()})
+
+    def save(self, path: Path) -> None:
+        tensors = {"input_ids": self.input_ids.contiguous(), "residual": self.residual.contiguous()}
+        tensors |= {key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)) for key, value in self.per_sequence.items()}
+        with atomic.atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
+
+    @classmethod
+    def load(cls, path: Path) -> SpliceReference:
+        tensors = load_file(str(path))
+        return cls(tensors["input_ids"], tensors["residual"], {key: tensors[key].numpy() for key in REFERENCE_PER_SEQUENCE})
+
+
+@torch.no_grad()
+def splice_reference(model: SplicedModel, sequences: torch.Tensor, batch_size: int = 4, progress: Callable[[int], None] | None = None) -> SpliceReference:
+    """The residuals after the hooked block and the clean and zero-ablated losses of `sequences` (n, seq),
+    token ids starting with BOS: the forward up to the block runs once here, never again per SAE.
+    `progress` is told the sequences of each batch."""
+    _check_sequences(sequences)
+    bos = model.loaded.bos_token_id
+    residuals: list[torch.Tensor] = []
+    sums: dict[str, list[np.ndarray]] = {key: [] for key in REFERENCE_PER_SEQUENCE}
+    with model.weights_cast_once():
+        for start in range(0, sequences.shape[0], batch_size):
+            _reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums)
+            if progress is not None:
+                progress(len(sequences[start : start + batch_size]))
+    return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()})
+
+
+def _reference_batch(model: SplicedModel, batch: torch.Tensor, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]) -> None:
+    """One batch of `splice_reference`: its residuals and per-sequence clean and zero-ablated sums, appended."""
+    ids = batch.to(model.device)
+    is_bos = ids == bos
+    ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+    residual = model.residuals(ids)
+    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+    clean_probs = clean_log_probs.exp()
+    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+    sums["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
+    del clean_log_probs
+    ce, kl = _per_token_losses(model.logits_from_residual(ids, torch.zeros_like(residual)), ids, clean_probs, clean_entropy_term)
+    sums["zero"].append(_row_sums(ce, ce_mask))
+    sums["kl_zero"].append(_row_sums(kl, kl_mask))
+    sums["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
+    sums["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
+    residuals.append(residual.cpu())
+
+
 @torch.no_grad()
 def downstream_metrics(
-    model: SplicedModel, sequences: torch.Tensor, saes: Sequence[SparseAutoencoder], batch_size: int = 4, progress: Callable[[int], None] | None = None
+    model: SplicedModel,
+    sequences: torch.Tensor,
+    saes: Sequence[SparseAutoencoder],
+    batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
+    reference: SpliceReference | None = None,
+    saes_per_forward: int = 1,
 ) -> list[DownstreamMetrics]:
     """CE/KL metrics of each SAE (in raw units) on `sequences` (n, seq) of token ids starting with BOS.
 
-    The SAEs are moved to the model's device (in place, as `Module.to` does)."""
-    if sequences.ndim != 2 or sequences.shape[1] < 2:
-        raise ValueError(f"sequences must be (n, seq ≥ 2) token ids, got shape {tuple(sequences.shape)}")
-    bos = model.loaded.bos_token_id
+    Per batch, the clean logits are recomputed from the cached residual and each SAE's splice runs
+    only the blocks after the hooked one, `saes_per_forward` SAEs stacked in one forward (memory:
+    that many batches of vocabulary-wide logits). `reference` (`splice_reference` of the same
+    sequences, e.g. cached with the evaluation data) is computed here when not given. The SAEs are
+    moved to the model's device (in place, as `Module.to` does)."""
+    _check_sequences(sequences)
+    if saes_per_forward < 1:
+        raise ValueError(f"saes_per_forward must be at least 1, got {saes_per_forward}")
+    if reference is None:
+        reference = splice_reference(model, sequences, batch_size)
+    elif not torch.equal(reference.input_ids, sequences.cpu()):
+        raise ValueError("the splice reference was computed on other sequences than these")
     saes = [sae.to(model.device) for sae in saes]  # the splice runs where the language model runs
+    per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
+    with model.weights_cast_once():
+        for start in range(0, sequences.shape[0], batch_size):
+            _splice_batch(model, sequences[start : start + batch_size], reference.residual[start : start + batch_size], saes, saes_per_forward, per_sae, progress)
+    common = dict(reference.per_sequence)
+    return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
+
+
+def _splice_batch(
+    model: SplicedModel,
+    batch: torch.Tensor,
+    residual: torch.Tensor,
+    saes: list[SparseAutoencoder],
+    saes_per_forward: int,
+    per_sae: list[dict[str, list[np.ndarray]]],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """One batch of `downstream_metrics`: the clean logits from the cached residual, then every SAE's splice."""
+    ids = batch.to(model.device)
+    residual = residual.to(model.device)
+    is_bos = ids == model.loaded.bos_token_id
+    ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+    clean_probs = clean_log_probs.exp()
+    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+    del clean_log_probs
+    for first in range(0, len(saes), saes_per_forward):
+        group = range(first, min(first + saes_per_forward, len(saes)))
+        with model._autocast():  # the reconstruction as the full forward computes it, inside the model's autocast
+            spliced = torch.cat([_sae_replacement(saes[index], is_bos)(residual) for index in group])
+        logits = model.logits_from_residual(ids.repeat(len(group), 1), spliced)
+        for offset, index in enumerate(group):
+            ce, kl = _per_token_losses(logits[offset * len(ids) : (offset + 1) * len(ids)], ids, clean_probs, clean_entropy_term)
+            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
+            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
+            if progress is not None:
+                progress(1)
+        del logits
+
+
+@torch.no_grad()
+def downstream_metrics_full_forward(
+    model: SplicedModel, sequences: torch.Tensor, saes: Sequence[SparseAutoencoder], batch_size: int = 4, progress: Callable[[int], None] | None = None
+) -> list[DownstreamMetrics]:
+    """The same metrics from whole forwards (clean, zero-ablated, and one per SAE, spliced through
+    nnsight): what `downstream_metrics` computes faster, kept as the reference it is tested against."""
+    _check_sequences(sequences)
+    bos = model.loaded.bos_token_id
+    saes = [sae.to(model.device) for sae in saes]
     shared: dict[str, list[np.ndarray]] = {"clean": [], "zero": [], "kl_zero": [], "n_ce": [], "n_kl": []}
     per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
-
-    def row_sums(values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-        return (values.double() * mask).sum(dim=1).cpu().numpy()
-
     for start in range(0, sequences.shape[0], batch_size):
         ids = sequences[start : start + batch_size].to(model.device)
         is_bos = ids == bos
@@ -167,15 +391,15 @@ def downstream_metrics(
         clean_log_probs = torch.log_softmax(model.logits(ids), dim=-1)
         clean_probs = clean_log_probs.exp()
         clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-        shared["clean"].append(row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
+        shared["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
         del clean_log_probs
         ce, kl = _per_token_losses(model.logits(ids, torch.zeros_like), ids, clean_probs, clean_entropy_term)
-        shared["zero"].append(row_sums(ce, ce_mask))
-        shared["kl_zero"].append(row_sums(kl, kl_mask))
+        shared["zero"].append(_row_sums(ce, ce_mask))
+        shared["kl_zero"].append(_row_sums(kl, kl_mask))
         for index, sae in enumerate(saes):
             ce, kl = _per_token_losses(model.logits(ids, _sae_replacement(sae, is_bos)), ids, clean_probs, clean_entropy_term)
-            per_sae[index]["sae"].append(row_sums(ce, ce_mask))
-            per_sae[index]["kl_sae"].append(row_sums(kl, kl_mask))
+            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
+            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
             if progress is not None:
                 progress(1)
         shared["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))

@@ -5,9 +5,11 @@
 
 The model-side inputs of the metrics (absorption prompts and probe, probing-task residuals, the
 held-out token sequences for the spliced CE) do not depend on the SAE, so they are computed once,
-by the extraction step, into outputs/activations/evaluation-<key>/. Evaluating a checkpoint then
-needs the model only for the spliced CE/KL, which runs all pending checkpoints of a run in one pass
-over the batches (the clean and zero-ablated forwards are shared).
+by the extraction step, into outputs/activations/evaluation-<key>/; so are the held-out CE
+sequences' residuals at the hooked layer and their clean and zero-ablated losses
+(`taulib.metrics.downstream.splice_reference`). Evaluating a checkpoint then needs the model only
+for the spliced CE/KL, and there only the blocks after the hooked one: all pending checkpoints of a
+run go through the batches together (the clean logits recomputed once per batch).
 
 Per run, outputs/<run>/evaluation/ holds one JSON record per checkpoint (scalars and the details
 the notebooks draw: density histogram, max-cosine histograms, per-letter absorption, per-task
@@ -38,11 +40,11 @@ from taulib.activations.synthetic import load_true_dictionary
 from taulib.config import EvaluationConfig, RunConfig
 from taulib.corpus import iter_documents, token_sequences
 from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
-from taulib.metrics.core import density_histogram, reconstruction_metrics
-from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, downstream_metrics
+from taulib.metrics.core import density_histogram, reconstruction_metrics_many
+from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, SpliceReference, downstream_metrics, splice_reference
 from taulib.metrics.ground_truth import ground_truth_metrics, recovery_steps
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
-from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing, prepare_probing_data
+from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing_many, prepare_probing_data
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
@@ -50,7 +52,10 @@ from taulib.train.trainer import read_checkpoint_index
 EVALUATION_VERSION = 2  # bump when a metric's definition changes: cached records are then recomputed
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
 PREPARATION_TIME_FILE = "preparation_time.json"
-DOWNSTREAM_CHUNK = 8  # checkpoints sharing one pass of clean/zero forwards; also the resume granularity
+# checkpoints evaluated together: one pass over the held-out, probing and CE data for all (one clean
+# recompute per CE batch); also the resume granularity
+DOWNSTREAM_CHUNK = 8
+CE_SEQUENCES_FILE, CE_REFERENCE_FILE = "ce_sequences.safetensors", "ce_reference.safetensors"
 
 
 def absorption_settings(config: RunConfig) -> AbsorptionSettings:
@@ -89,8 +94,8 @@ def evaluation_data_folder(outputs_root: Path, config: RunConfig, layer: int) ->
 
 
 def evaluation_data_complete(folder: Path, config: RunConfig) -> bool:
-    needed = {"downstream": "ce_sequences.safetensors", "absorption": "absorption_manifest.json", "probing": "probing_manifest.json"}
-    return all((folder / needed[family]).is_file() for family in config.evaluated_families() if family in needed)
+    needed = {"downstream": (CE_SEQUENCES_FILE, CE_REFERENCE_FILE), "absorption": ("absorption_manifest.json",), "probing": ("probing_manifest.json",)}
+    return all((folder / name).is_file() for family in config.evaluated_families() for name in needed.get(family, ()))
 
 
 def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root: Path, show_progress: bool = True) -> Path:
@@ -108,10 +113,12 @@ def _prepare(config: RunConfig, loaded: LoadedModel, folder: Path, show_progress
     families = config.evaluated_families()
     reader = ResidualReader(loaded, config.model.autocast)
     extra = {"key": _data_key(config, loaded.layer)}
-    if "downstream" in families and not (folder / "ce_sequences.safetensors").is_file():
+    if "downstream" in families and not (folder / CE_SEQUENCES_FILE).is_file():
         stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, config.activations.context_length, config.evaluation.ce_sequences_needed())
-        with atomic.atomic_path(folder / "ce_sequences.safetensors") as tmp:
+        with atomic.atomic_path(folder / CE_SEQUENCES_FILE) as tmp:
             save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
+    if "downstream" in families:
+        _splice_reference(config, SplicedModel(loaded, config.model.autocast), folder, show_progress)
     if "absorption" in families and not (folder / "absorption_manifest.json").is_file():
         # minutes of forward passes on a CPU: a bar with an ETA, once per model and layer
         bar = progress_bar(desc="absorption prompts", unit="tok", unit_scale=True, disable=not show_progress)
@@ -124,58 +131,75 @@ def _prepare(config: RunConfig, loaded: LoadedModel, folder: Path, show_progress
         bar.close()
 
 
+def _splice_reference(config: RunConfig, spliced: SplicedModel, folder: Path, show_progress: bool) -> SpliceReference:
+    """The CE sequences' residuals at the hooked layer and clean/zero-ablated losses: computed once, then read."""
+    path = folder / CE_REFERENCE_FILE
+    if path.is_file():
+        return SpliceReference.load(path)
+    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"]
+    bar = progress_bar(total=len(sequences), desc="CE/KL reference (clean, zero-ablated)", unit="seq", disable=not show_progress)
+    reference = splice_reference(spliced, sequences, config.evaluation.ce_batch_size, progress=bar.update)
+    bar.close()
+    reference.save(path)
+    return reference
+
+
 # ----------------------------------------------------------------------------- per checkpoint
 def _histogram(values: np.ndarray) -> list[int]:
     return np.histogram(np.clip(values, COSINE_HISTOGRAM_EDGES[0], COSINE_HISTOGRAM_EDGES[-1]), bins=COSINE_HISTOGRAM_EDGES)[0].astype(int).tolist()
 
 
 def _model_free_metrics(
-    sae: SparseAutoencoder,
+    saes: Sequence[SparseAutoencoder],
     config: RunConfig,
     heldout: torch.Tensor,
     absorption: AbsorptionData | None,
     probing: ProbingData | None,
     heldout_covariance_factor: torch.Tensor | None = None,
     true_directions: torch.Tensor | None = None,
-) -> tuple[dict, dict]:
-    """Every family but downstream: (scalar metrics, details)."""
+) -> list[tuple[dict, dict]]:
+    """Every family but downstream, per SAE: (scalar metrics, details). The SAEs (a chunk of a run's
+    checkpoints) go through the held-out activations and the probing residuals together, each batch
+    read once; every SAE's numbers are those it gets alone."""
     evaluation = config.evaluation
     families = config.evaluated_families()
-    scalars: dict[str, Any] = {}
-    details: dict[str, Any] = {}
-    alive = None  # latents that fire on the held-out tokens, known once the core metrics ran
+    results: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {}) for _ in saes]
+    alive: list[np.ndarray | None] = [None] * len(saes)  # latents that fire on the held-out tokens, known once the core metrics ran
     if "core" in families:
         # the one metric that scales with the held-out tokens runs where the SAE trained; the rest are small
         device = torch.device(config.training.device)
-        on_device = sae if device.type == "cpu" else copy.deepcopy(sae).to(device)
-        core, density = reconstruction_metrics(on_device, heldout, dense_threshold=evaluation.dense_threshold)
-        scalars |= core.as_dict()
-        details["density_histogram"] = density_histogram(density)
-        details["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
-        alive = density > 0
-    if "orthogonality" in families:
-        ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold, alive=alive, activation_covariance_factor=heldout_covariance_factor)
-        scalars |= ortho.as_dict()
-        details["cosine_histogram_edges"] = COSINE_HISTOGRAM_EDGES.tolist()
-        details["max_cosine_histogram"] = _histogram(arrays["max_cosine"])
-        details["random_max_cosine_histogram"] = _histogram(arrays["random_max_cosine"])
-        details["encoder_decoder_cosine_histogram"] = _histogram(arrays["encoder_decoder_cosine"])
-    if absorption is not None:
-        metrics, letters = evaluate_absorption(sae, absorption)
-        scalars |= metrics.as_dict()
-        details["absorption_letters"] = letters.to_dict(orient="records")
+        on_device = list(saes) if device.type == "cpu" else [copy.deepcopy(sae).to(device) for sae in saes]
+        for index, (core, density) in enumerate(reconstruction_metrics_many(on_device, heldout, dense_threshold=evaluation.dense_threshold)):
+            scalars, details = results[index]
+            scalars |= core.as_dict()
+            details["density_histogram"] = density_histogram(density)
+            details["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
+            alive[index] = density > 0
+    for index, sae in enumerate(saes):
+        scalars, details = results[index]
+        if "orthogonality" in families:
+            ortho, arrays = orthogonality_metrics(sae, evaluation.near_duplicate_threshold, alive=alive[index], activation_covariance_factor=heldout_covariance_factor)
+            scalars |= ortho.as_dict()
+            details["cosine_histogram_edges"] = COSINE_HISTOGRAM_EDGES.tolist()
+            details["max_cosine_histogram"] = _histogram(arrays["max_cosine"])
+            details["random_max_cosine_histogram"] = _histogram(arrays["random_max_cosine"])
+            details["encoder_decoder_cosine_histogram"] = _histogram(arrays["encoder_decoder_cosine"])
+        if absorption is not None:
+            metrics, letters = evaluate_absorption(sae, absorption)
+            scalars |= metrics.as_dict()
+            details["absorption_letters"] = letters.to_dict(orient="records")
+        if true_directions is not None:
+            truth, best = ground_truth_metrics(true_directions, sae.W_dec, evaluation.recovery_threshold)
+            scalars |= truth.as_dict()
+            details["gt_max_cosine"] = best.tolist()  # per true feature: its recovery step over the checkpoints
+        if skipped := config.not_applicable_families():
+            details["not_applicable"] = skipped
     if probing is not None:
         # the latents are encoded as the SAE was trained (bfloat16 matmuls or float32)
-        summary, tasks = evaluate_sparse_probing(sae, probing, autocast=config.training.compute_dtype == "bfloat16")
-        scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
-        details["probing_tasks"] = tasks.to_dict(orient="records")
-    if true_directions is not None:
-        truth, best = ground_truth_metrics(true_directions, sae.W_dec, evaluation.recovery_threshold)
-        scalars |= truth.as_dict()
-        details["gt_max_cosine"] = best.tolist()  # per true feature: its recovery step over the checkpoints
-    if skipped := config.not_applicable_families():
-        details["not_applicable"] = skipped
-    return scalars, details
+        for (scalars, details), (summary, tasks) in zip(results, evaluate_sparse_probing_many(saes, probing, autocast=config.training.compute_dtype == "bfloat16"), strict=True):
+            scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
+            details["probing_tasks"] = tasks.to_dict(orient="records")
+    return results
 
 
 def evaluation_key(config: RunConfig) -> str:
@@ -250,30 +274,27 @@ def evaluate_run(
         heldout_factor = covariance_factor(heldout) if "orthogonality" in families else None
         absorption = AbsorptionData.load(data_folder, absorption_settings(config)) if "absorption" in families else None
         probing = ProbingData.load(data_folder, probing_settings(config)) if "probing" in families else None
-        spliced = None
+        spliced = reference = None
         if "downstream" in families:
-            sequences_path = data_folder / "ce_sequences.safetensors"
+            sequences_path = data_folder / CE_SEQUENCES_FILE
             if not sequences_path.is_file():
                 raise FileNotFoundError(f"{sequences_path}: no CE sequences (run the extraction step, `python -m taulib extract`)")
-            sequences = load_file(str(sequences_path))["input_ids"]
             if model is None or model.layer != layer:
                 model = load_language_model(config.model.model_copy(update={"layer": layer}))
             spliced = SplicedModel(model, config.model.autocast)
+            reference = _splice_reference(config, spliced, data_folder, show_progress)  # inputs prepared before it existed get it here
         bar = progress_bar(total=len(pending), desc=f"evaluate {config.run_name}", unit="ckpt", disable=not show_progress)
         for chunk_start in range(0, len(pending), DOWNSTREAM_CHUNK):
             chunk = pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
-            saes, records = [], []
-            for step in chunk:
-                sae, metadata = load_sae(run_dir / "checkpoints" / f"step_{step:07d}")
-                raw = in_raw_units(sae, metadata)
-                scalars, details = _model_free_metrics(raw, config, heldout, absorption, probing, heldout_factor, true_directions)
-                saes.append(raw)
+            saes = [in_raw_units(*load_sae(run_dir / "checkpoints" / f"step_{step:07d}")) for step in chunk]
+            records = []
+            for step, (scalars, details) in zip(chunk, _model_free_metrics(saes, config, heldout, absorption, probing, heldout_factor, true_directions), strict=True):
                 entry = by_step[step]
                 head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
                 records.append({"scalars": head | scalars, "details": details})
             if spliced is not None:
                 final = index[-1]["step"]
-                for step, record, downstream in zip(chunk, records, _downstream(spliced, sequences, saes, chunk, final, config.evaluation), strict=True):
+                for step, record, downstream in zip(chunk, records, _downstream(spliced, reference, saes, chunk, final, config.evaluation), strict=True):
                     record["scalars"] |= {key: value for key, value in downstream.as_dict().items() if key != "n_tokens"}
                     record["scalars"] |= downstream.per_sequence.bootstrap_intervals(seed=step) | {"ce_tokens": downstream.n_tokens}
                     record["details"]["ce_per_sequence"] = downstream.per_sequence.to_lists()
@@ -324,15 +345,17 @@ def read_ground_truth_recovery(run_dir: str | Path) -> pd.DataFrame:
 
 
 def _downstream(
-    spliced: SplicedModel, sequences: torch.Tensor, saes: list[SparseAutoencoder], steps: list[int], final: int, evaluation: EvaluationConfig
+    spliced: SplicedModel, reference: SpliceReference, saes: list[SparseAutoencoder], steps: list[int], final: int, evaluation: EvaluationConfig
 ) -> list[DownstreamMetrics]:
-    """Every checkpoint's CE/KL on the first `ce_sequences` (one shared clean and zero-ablated pass);
+    """Every checkpoint's CE/KL on the first `ce_sequences` (one pass over their batches for all);
     the final checkpoint's on `ce_final_sequences`, the rest evaluated for it alone and combined."""
-    results = downstream_metrics(spliced, sequences[: evaluation.ce_sequences], saes, evaluation.ce_batch_size)
+    first = reference.rows(0, evaluation.ce_sequences)
+    results = downstream_metrics(spliced, first.input_ids, saes, evaluation.ce_batch_size, reference=first)
     extra = evaluation.ce_sequences_needed() - evaluation.ce_sequences
     if extra and final in steps:
         index = steps.index(final)
-        (more,) = downstream_metrics(spliced, sequences[evaluation.ce_sequences : evaluation.ce_sequences + extra], [saes[index]], evaluation.ce_batch_size)
+        rest = reference.rows(evaluation.ce_sequences, evaluation.ce_sequences + extra)
+        (more,) = downstream_metrics(spliced, rest.input_ids, [saes[index]], evaluation.ce_batch_size, reference=rest)
         results[index] = results[index].per_sequence.concat(more.per_sequence).metrics()
     return results
 

@@ -14,6 +14,7 @@ binary tasks, then over tasks, as SAE Bench does.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,17 +68,23 @@ class TaskData:
 
     def mean_pooled(self, encode: Any = None, batch_tokens: int = 16384) -> torch.Tensor:
         """(n_examples, width) mean over each example's tokens of `encode(residuals)` (identity: residuals)."""
+        return self.mean_pooled_many([encode if encode is not None else (lambda chunk: chunk)], batch_tokens)[0]
+
+    def mean_pooled_many(self, encoders: Sequence[Any], batch_tokens: int = 16384) -> list[torch.Tensor]:
+        """`mean_pooled` of each encoder, in one pass over the residuals (each chunk read and converted once)."""
         n = len(self.offsets) - 1
         owner = torch.repeat_interleave(torch.arange(n), self.offsets[1:] - self.offsets[:-1])
-        pooled: torch.Tensor | None = None
+        pooled: list[torch.Tensor | None] = [None] * len(encoders)
         for start in range(0, len(self.token_acts), batch_tokens):
             chunk = self.token_acts[start : start + batch_tokens].float()
-            values = encode(chunk) if encode is not None else chunk
-            if pooled is None:
-                pooled = torch.zeros(n, values.shape[1])
-            pooled.index_add_(0, owner[start : start + batch_tokens], values.float())
-        assert pooled is not None
-        return pooled / (self.offsets[1:] - self.offsets[:-1]).clamp_min(1)[:, None].float()
+            owners = owner[start : start + batch_tokens]
+            for index, encode in enumerate(encoders):
+                values = encode(chunk)
+                if pooled[index] is None:
+                    pooled[index] = torch.zeros(n, values.shape[1])
+                pooled[index].index_add_(0, owners, values.float())
+        counts = (self.offsets[1:] - self.offsets[:-1]).clamp_min(1)[:, None].float()
+        return [p / counts for p in pooled]  # type: ignore[operator]
 
 
 def stratified_test_mask(labels: list[str], test_fraction: float, seed: int) -> np.ndarray:
@@ -239,24 +246,32 @@ def evaluate_sparse_probing(sae: SparseAutoencoder, data: ProbingData, autocast:
 
     `autocast` encodes with bfloat16 matmuls (for an SAE trained with them); the pooled latents differ by ~0.3%.
     """
+    return evaluate_sparse_probing_many([sae], data, autocast)[0]
 
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            return sae.encode(x)
 
-    per_task: dict[str, list[float]] = {}
-    rows = []
+@torch.no_grad()
+def evaluate_sparse_probing_many(saes: Sequence[SparseAutoencoder], data: ProbingData, autocast: bool = True) -> list[tuple[dict[str, float], pd.DataFrame]]:
+    """`evaluate_sparse_probing` of several SAEs (e.g. a run's checkpoints), each task's residuals read once for all."""
+
+    def encoder(sae: SparseAutoencoder) -> Any:
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                return sae.encode(x)
+
+        return encode
+
+    per_task: list[dict[str, list[float]]] = [{} for _ in saes]
+    rows: list[list[dict[str, Any]]] = [[] for _ in saes]
     for task in data.tasks:
-        pooled = task.mean_pooled(encode)
-        accuracies, selected = _top_k_accuracies(pooled, task.binary_tasks, data.settings.ks)
-        for index, binary in enumerate(task.binary_tasks):
-            row: dict[str, Any] = {"task": task.name, "positive_class": binary.positive, "n_train": len(binary.train), "n_test": len(binary.test)}
+        for index, pooled in enumerate(task.mean_pooled_many([encoder(sae) for sae in saes])):
+            accuracies, selected = _top_k_accuracies(pooled, task.binary_tasks, data.settings.ks)
+            for position, binary in enumerate(task.binary_tasks):
+                row: dict[str, Any] = {"task": task.name, "positive_class": binary.positive, "n_train": len(binary.train), "n_test": len(binary.test)}
+                for k in data.settings.ks:
+                    row[f"top_{k}_accuracy"] = float(accuracies[k][position])
+                row["top_latents"] = selected[max(data.settings.ks)][position][:10].tolist()
+                rows[index].append(row)
             for k in data.settings.ks:
-                row[f"top_{k}_accuracy"] = float(accuracies[k][index])
-            row["top_latents"] = selected[max(data.settings.ks)][index][:10].tolist()
-            rows.append(row)
-        for k in data.settings.ks:
-            per_task.setdefault(f"sae_top_{k}_accuracy", []).append(float(accuracies[k].mean()))
-            per_task[f"sae_top_{k}_accuracy/{task.name}"] = [float(accuracies[k].mean())]
-    summary = {key: float(np.mean(values)) for key, values in per_task.items()}
-    return summary, pd.DataFrame(rows)
+                per_task[index].setdefault(f"sae_top_{k}_accuracy", []).append(float(accuracies[k].mean()))
+                per_task[index][f"sae_top_{k}_accuracy/{task.name}"] = [float(accuracies[k].mean())]
+    return [({key: float(np.mean(values)) for key, values in own.items()}, pd.DataFrame(own_rows)) for own, own_rows in zip(per_task, rows, strict=True)]

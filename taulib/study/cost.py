@@ -6,12 +6,15 @@ this machine at the plan's shapes (nothing here is a figure from another CPU):
   extraction          the extraction notebook's start and model load, then every missing cache's
                       tokens through the language model up to the layer (the synthetic model: its
                       dictionary, then every sample drawn from it);
-  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward;
+  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward,
+                      and the CE sequences' reference (that forward, then the blocks after the
+                      hooked one clean and zero-ablated);
   calibration         a sweep's probes (arms × targets × the probes each target is expected to take),
                       each a training run and a held-out reconstruction;
   runs                per run: its notebook's start, training steps, and every checkpoint's metrics
-                      (model-free families, plus the spliced CE/KL forwards and their shared
-                      clean/zero-ablation forwards per chunk of checkpoints, with the model load);
+                      (model-free families, plus the spliced CE/KL: the blocks after the hooked
+                      one per checkpoint, and the clean logits once per chunk of checkpoints, the
+                      same way; with the model load);
   analysis            each analysis notebook's start and its figures.
 
 Training is timed on dense steps (the early ones); a run whose SAE turns sparse takes the faster
@@ -138,7 +141,7 @@ class Costs:
 
     def core(self, config: RunConfig, d_model: int) -> float:
         e, w = config.evaluation, config.sae.width
-        return e.core_tokens * self._get(f"core|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
+        return e.core_tokens * self._get(f"core_chunk|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
 
     def checkpoint(self, config: RunConfig, d_model: int) -> float:
         """One checkpoint's model-free metrics (core, orthogonality, absorption, probing)."""
@@ -152,7 +155,7 @@ class Costs:
             seconds += e.absorption_vocab_size * self._get(f"absorption|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
         if "probing" in families:
             per_example = self._get(
-                f"probing|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
+                f"probing_chunk|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
                 lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
             )
             seconds += per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
@@ -189,10 +192,12 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     evaluation = checkpoints * costs.checkpoint(config, d_model)
     if "downstream" in config.evaluated_families():
         tokens = e.ce_sequences * config.activations.context_length
-        forwards = checkpoints + 2 * math.ceil(checkpoints / DOWNSTREAM_CHUNK)  # spliced per checkpoint, clean and zero per chunk
-        # the final checkpoint's further sequences: clean, zero-ablated and spliced, for it alone
+        # only the blocks after the hooked one run (the residual there is cached with the evaluation inputs):
+        # spliced per checkpoint, the clean logits once per chunk
+        forwards = checkpoints + math.ceil(checkpoints / DOWNSTREAM_CHUNK)
+        # the final checkpoint's further sequences: clean and spliced, for it alone
         final_tokens = (e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
-        evaluation += costs.model(config, "load") + (forwards * tokens + 3 * final_tokens) * costs.model(config, "full_per_token")
+        evaluation += costs.model(config, "load") + (forwards * tokens + 2 * final_tokens) * costs.model(config, "after_layer_per_token")
     return training, evaluation
 
 
@@ -254,11 +259,14 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
                 tokens += e.probing_examples_per_class * sum(PROBING_TASKS[t].n_classes for t in e.probing_tasks) * e.probing_context_length
                 prompt_tokens += costs.probing_texts(e.probing_tasks)
             prompt_tokens += tokens * costs.model(config, "truncated_per_token")
+            if "downstream" in e.families:  # the CE sequences' residuals, then clean and zero-ablated later blocks
+                ce_tokens = e.ce_sequences_needed() * ctx
+                prompt_tokens += ce_tokens * (costs.model(config, "truncated_per_token") + 2 * costs.model(config, "after_layer_per_token"))
             loaded_models.add(config.model.model_dump_json())
     extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())
     stages = [
         StageEstimate("extraction", extraction, f"{extracted_tokens:,} tokens to extract" if extracted_tokens else "caches already extracted"),
-        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts and probing texts" if seen_inputs else "already prepared"),
+        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts, probing texts, CE reference" if seen_inputs else "already prepared"),
     ]
 
     per_run: dict[str, float] = {}

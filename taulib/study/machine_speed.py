@@ -124,11 +124,13 @@ def _random_sae(d_model: int, width: int) -> Any:
 
 
 def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
-    from taulib.metrics.core import reconstruction_metrics
+    """One checkpoint's core metrics per held-out token, evaluated in a chunk of checkpoints as the evaluation does."""
+    from taulib.metrics.core import reconstruction_metrics_many
+    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
 
     tokens = min(core_tokens, CORE_TOKENS_CAP)
     sae, x = _random_sae(d_model, width), torch.randn(tokens, d_model)
-    return timed(lambda: reconstruction_metrics(sae, x)) / tokens
+    return timed(lambda: reconstruction_metrics_many([sae] * DOWNSTREAM_CHUNK, x)) / (tokens * DOWNSTREAM_CHUNK)
 
 
 def latent_contexts_seconds(d_model: int, width: int, heldout_tokens: int, sequence_length: int) -> float:
@@ -213,11 +215,13 @@ def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
 
 
 def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...]) -> float:
-    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals."""
+    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals,
+    in a chunk of checkpoints as the evaluation does."""
     import numpy as np
 
     from taulib.corpus.probing_tasks import PROBING_TASKS
-    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing
+    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
+    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing_many
 
     per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
     settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
@@ -237,17 +241,19 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
     sae = _random_sae(d_model, width)
     with torch.no_grad():
         sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
-    return once(lambda: evaluate_sparse_probing(sae, data)) / examples
+    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data)) / (examples * DOWNSTREAM_CHUNK)
 
 
 def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
-    """Loading the language model, its forward up to the layer and its full forward with logits, per token.
+    """Loading the language model, its forward up to the layer, and the rest of its forward (the later blocks
+    and the logits: what the spliced CE/KL runs per checkpoint), per token.
 
     Timed on the model itself (it is loaded for the purpose: seconds for the study's default model)."""
     from taulib.activations.extraction import ResidualReader
     from taulib.activations.models import load_language_model
+    from taulib.config import EvaluationConfig
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
-    from taulib.metrics.downstream import SplicedModel
+    from taulib.metrics.downstream import SplicedModel, _per_token_losses
     from taulib.precision import resolve_autocast
 
     started = time.perf_counter()
@@ -259,13 +265,25 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     batch = 8
     ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
     truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
-    full = timed(lambda: spliced.logits(ids[:1]), max_repeats=3) / context_length
+    # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses,
+    # on a batch of the evaluation's size with the weights cast once, as taulib.metrics.downstream runs them
+    rows = ids[: EvaluationConfig.model_fields["ce_batch_size"].default]
+    residual = spliced.residuals(rows)
+    with spliced.weights_cast_once():
+        clean_probs = torch.softmax(spliced.logits_from_residual(rows, residual), dim=-1)
+        entropy_term = (clean_probs * clean_probs.log()).sum(dim=-1)
+        after_layer = timed(lambda: _per_token_losses(spliced.logits_from_residual(rows, residual), rows, clean_probs, entropy_term), max_repeats=3) / rows.numel()
     import random
 
     settings = AbsorptionSettings()
     prompts = [icl_prompt(word, list(PROMPT_WORDS), random.Random(i), settings) for i, word in enumerate(PROMPT_WORDS)]
     prompt_tokens = sum(len(loaded.tokenizer(prompt).input_ids) for prompt in prompts) / len(prompts)
-    return {"load": load_seconds, "truncated_per_token": truncated, "full_per_token": full, "absorption_prompt_tokens": prompt_tokens}
+    return {
+        "load": load_seconds,
+        "truncated_per_token": truncated,
+        "after_layer_per_token": after_layer,
+        "absorption_prompt_tokens": prompt_tokens,
+    }
 
 
 def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[str, float]:
@@ -290,7 +308,7 @@ def model_speeds_from_matmuls(model_config: Any, context_length: int) -> dict[st
     return {
         "load": 0.0,
         "truncated_per_token": 2 * per_block * layers * per_flop,
-        "full_per_token": 2 * (footprint.n_parameters) * per_flop,
+        "after_layer_per_token": 2 * (per_block * (footprint.n_layers - layers) + embeddings) * per_flop,  # later blocks and the unembedding
         "absorption_prompt_tokens": 90.0,  # the template with ten in-context examples, as the default model tokenises it
     }
 
