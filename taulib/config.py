@@ -387,6 +387,12 @@ class SweepLabel(StrictModel):
     l0_target: float = Field(gt=0, description="the final held-out L0 its λ was calibrated for")
 
 
+
+def evaluation_default(name: str) -> Any:
+    """The default of the parameter `evaluation.<name>`: what a metric family's own settings
+    (taulib.metrics.absorption.AbsorptionSettings, taulib.metrics.probing.ProbingSettings) default to."""
+    return EvaluationConfig.model_fields[name].default
+
 class RunConfig(StrictModel):
     run_name: str = Field(description="the run and its folder outputs/<run_name>/; a parameter file may leave it out: its file name is used")
     description: str = Field("", description="what the arm is, in words (printed by the run notebook; a sweep appends its λ, L0 target and seed)")

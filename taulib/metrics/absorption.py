@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations.extraction import residuals_per_sequence
+from taulib.config import evaluation_default
 from taulib.metrics.logistic import fit_logistic_regressions
 from taulib.sae import SparseAutoencoder
 
@@ -52,8 +53,8 @@ TOP_PROJECTION_LATENTS = 10
 
 @dataclass(frozen=True)
 class AbsorptionSettings:
-    vocab_size: int = 2600  # stratified subset of the alphabetic single-token words
-    seed: int = 42
+    vocab_size: int = evaluation_default("absorption_vocab_size")  # stratified subset of the alphabetic single-token words
+    seed: int = evaluation_default("absorption_seed")
     prompt_template: str = "{word} has the first letter:"
     word_position: int = -6  # the word's token, counted from the end of the prompt
     max_icl_examples: int = 10

@@ -26,21 +26,21 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations.extraction import residuals_per_sequence
-from taulib.corpus.probing_tasks import DEFAULT_TASKS, balanced_examples
+from taulib.config import evaluation_default
+from taulib.corpus.probing_tasks import balanced_examples
 from taulib.metrics.logistic import fit_logistic_regressions
 from taulib.sae import SparseAutoencoder
-
-DEFAULT_KS = (1, 2, 5, 10, 20, 50)
 
 
 @dataclass(frozen=True)
 class ProbingSettings:
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    examples_per_class: int = 100
-    test_fraction: float = 0.2
-    context_length: int = 64  # tokens read per text, BOS included
-    ks: tuple[int, ...] = DEFAULT_KS
-    seed: int = 42
+    # the evaluation.probing_* parameters' defaults (taulib.config.EvaluationConfig)
+    tasks: tuple[str, ...] = evaluation_default("probing_tasks")
+    examples_per_class: int = evaluation_default("probing_examples_per_class")
+    test_fraction: float = evaluation_default("probing_test_fraction")
+    context_length: int = evaluation_default("probing_context_length")  # tokens read per text, BOS included
+    ks: tuple[int, ...] = evaluation_default("probing_ks")
+    seed: int = evaluation_default("probing_seed")
     disjoint_from_training: bool = True  # texts sharing a paragraph with the corpus's training split are left out
 
     def data_key(self) -> dict[str, Any]:
