@@ -45,6 +45,7 @@ from IPython.display import Markdown, display
 from taulib import atomic
 from taulib.analysis.latent_formation import stability_comparison_table, stability_comparisons, stability_table
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
+from taulib.analysis.probe_bootstrap import probe_replicates
 from taulib.analysis.report import (
     GROUND_TRUTH_FOLDER,
     build_report,
@@ -101,7 +102,10 @@ figures["05_pareto_early"]
 
 # %%
 # each run's per-sequence CE losses at its final checkpoint: the CE-loss comparisons include the text's error
-report = build_report(table, reference_arm, floor_partner, headline_arm, names, settings, kinds, final_sequence_losses(study))
+# the evaluation samples' own error: the CE sequences' and the probing test sets' (bootstraps shared by every run)
+report = build_report(
+    table, reference_arm, floor_partner, headline_arm, names, settings, kinds, final_sequence_losses(study), probing_replicates=probe_replicates(study, settings)
+)
 # the ground-truth verdict: this study's own when it is the synthetic model's, else its study's beside this one
 ground_truth_dir = Path(ground_truth_dir) if ground_truth_dir else outputs / GROUND_TRUTH_FOLDER
 ground_truth = ground_truth_report(ground_truth_dir, reference_arm, settings) if not any(c.question == "ground_truth" for c in report.claims) else None

@@ -59,6 +59,7 @@ analysis.checkpoint_state    one checkpoint's details as tidy tables (what a sli
 analysis.intervals           intervals over seeds and paired differences
 analysis.statistics          Holm correction, equivalence (TOST), permutation rank correlation
 analysis.sequence_bootstrap  paired differences whose interval includes the evaluation text's sampling error
+analysis.probe_bootstrap     paired differences whose interval includes the probing test set's sampling error
 analysis.report              the written verdict (outputs/REPORT.md)
 
 plots.style                  one colour and dash per arm

@@ -2,8 +2,7 @@
 
 bfloat16 matmuls are a 4-7x lever on CPUs with AVX512-BF16 or AMX and on CUDA GPUs, but a CPU
 without them has no bfloat16 matmul kernel worth the name: torch falls back to a reference loop
-about 200x slower than its float32 GEMM (measured 0.5 against 101-122 GFLOP/s for a 1024x640 @ 640x4096
-matmul on a 2-core AVX2-only EPYC).
+orders of magnitude slower than its float32 GEMM (benchmarks/RESULTS.md, "Figures recorded by hand").
 `auto` therefore resolves to bfloat16 where the hardware has it and to float32 elsewhere. The
 resolved value is what a run records, fingerprints and keys its caches by, so the same parameter
 file gives each machine its fast path and never mixes the two within one run.

@@ -1,6 +1,7 @@
 """A real browser (Debian chromium driven by Playwright) opens the analysis notebook served by Voila,
 moves the checkpoint slider and sees the figure redraw. Saves a screenshot of the result."""
 
+import contextlib
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -48,6 +50,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _server(name: str, arguments: list[str], cwd: Path, env: dict[str, str], ready_path: str, log_path: Path) -> Iterator[str]:
+    """`python -m <arguments>` serving on a free port (`{port}` in the arguments), yielded as its URL
+    once `ready_path` answers (any HTTP answer counts); stopped, and its log closed, on exit."""
+    port = _free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", *(a.format(port=port) for a in arguments)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}{ready_path}", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    pytest.fail(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        try:
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
 @pytest.fixture
 def voila_notebook(tmp_path):
     """Notebook 03 with its parameters pointing at a synthetic study, served by Voila on a free port."""
@@ -59,31 +91,11 @@ def voila_notebook(tmp_path):
     notebook = load_notebook_node(str(NOTEBOOKS_DIR / "03_early_concept_formation.ipynb"))  # papermill's reader adds the metadata it needs
     parameters = {"outputs_dir": str(outputs), "figures_dir": str(tmp_path / "figures"), "save_png": False, "slider_arm": "tightened"}
     nbformat.write(parameterize_notebook(notebook, parameters), served / "03.ipynb")
-    port = _free_port()
     env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
-    command = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", "03.ipynb"]
-    log = (tmp_path / "voila.log").open("w")
-    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}voila/static/none", timeout=2)  # any answer means up; no kernel is started
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"voila did not start:\n{(tmp_path / 'voila.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    arguments = ["voila", "--no-browser", "--port={port}", "--Voila.ip=127.0.0.1", "03.ipynb"]
+    # a static path: any answer means up, and no kernel is started
+    with _server("voila", arguments, served, env, "voila/static/none", tmp_path / "voila.log") as url:
+        yield url
 
 
 def _wait_for(page, predicate, timeout_s: float, what: str):
@@ -160,7 +172,6 @@ def jupyterlab_notebook(tmp_path):
     notebook = load_notebook_node(str(NOTEBOOKS_DIR / "06_latents.ipynb"))
     parameters = {"outputs_dir": str(outputs), "figures_dir": str(tmp_path / "figures"), "save_png": False, "pages_per_list": 1}
     nbformat.write(parameterize_notebook(notebook, parameters), served / "06.ipynb")
-    port = _free_port()
     env = {
         **os.environ,
         "JUPYTER_PREFER_ENV_PATH": "1",
@@ -169,30 +180,12 @@ def jupyterlab_notebook(tmp_path):
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
         "IPYTHONDIR": str(tmp_path / "ipython"),
     }
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
+    arguments = [
+        "jupyterlab", "--no-browser", "--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
-    log = (tmp_path / "jupyterlab.log").open("w")
-    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}api/status", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"jupyter lab did not start:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url, tmp_path
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with _server("jupyter lab", arguments, served, env, "api/status", tmp_path / "jupyterlab.log") as url:
+        yield url, tmp_path
 
 
 RUN_STARTED = "() => [...document.querySelectorAll('.jp-InputArea-prompt')].some(e => /\\[[0-9*]+\\]/.test(e.textContent))"

@@ -1,6 +1,7 @@
 """Sparse probing on constructed tasks: a latent that encodes the class is found and gives accuracy 1."""
 
 import numpy as np
+import pytest
 import torch
 
 from taulib.metrics.probing import BinaryTask, ProbingData, ProbingSettings, TaskData, _binary_tasks, compute_llm_baseline, evaluate_sparse_probing
@@ -72,9 +73,13 @@ def test_an_uninformative_sae_is_near_chance():
         sae.W_dec.copy_(torch.eye(16)[5:13])
         sae.b_enc.zero_()
         sae.b_dec.zero_()
-    summary, _ = evaluate_sparse_probing(sae, data, autocast=False)
+    summary, table = evaluate_sparse_probing(sae, data, autocast=False)
     assert summary["sae_top_1_accuracy"] < 0.8
     assert isinstance(data.tasks[0].binary_tasks[0], BinaryTask)
+    # each binary task's per-example record is its accuracy, over its own test set
+    for (_, row), binary in zip(table.iterrows(), data.tasks[0].binary_tasks, strict=True):
+        assert len(row["top_1_correct"]) == len(binary.test) and np.mean(row["top_1_correct"]) == row["top_1_accuracy"]
+    assert 0 < np.mean([np.mean(c) for c in table["top_1_correct"]]) == pytest.approx(summary["sae_top_1_accuracy"])
 
 
 def test_the_default_study_scores_each_binary_task_on_at_least_100_test_texts(repo_root):

@@ -40,7 +40,8 @@ import pandas as pd
 from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.matched import ORTHOGONALITY_CONTEXT, MatchedSettings
-from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference
+from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
+from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
 from taulib.analysis.study_data import StudyData
 from taulib.metrics.downstream import SequenceLosses
@@ -189,11 +190,16 @@ def _comparison(
     target: float,
     sequence_losses: dict[str, SequenceLosses] | None = None,
     shape: FrontierShape = "linear",
+    probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict:
     ours, theirs = values(reference, target, endpoint), values(other, target, endpoint)
     gap = None
     if sequence_losses and endpoint.column in TEXT_ERROR_COLUMNS:
         gap = ce_score_difference(values.table, sequence_losses, reference, other, target, shape=shape)
+    if probing_replicates and endpoint.column in PROBE_ERROR_COLUMNS:
+        points = dict(zip(values.table["run"], values.table[endpoint.column].astype(float), strict=True))
+        replicates = {run: found[endpoint.column] for run, found in probing_replicates.items()}
+        gap = replicated_difference(values.table, points, replicates, reference, other, target, endpoint.on_frontier, shape=shape, method=PROBE_METHOD)
     gap = gap if gap is not None else paired_difference(ours, theirs)
     if gap.n < len(values.seeds):
         # a missing value is an outcome (no rise, no settling, off the frontier), not a gap to close
@@ -202,7 +208,10 @@ def _comparison(
     return {"endpoint": endpoint, "other": other, "target": target, "ours": t_interval(ours), "theirs": t_interval(theirs), "gap": gap}
 
 
-_TEXT_ERROR = " (its interval includes the evaluation text's sampling error)"
+_SAMPLE_ERROR = {
+    SEQUENCE_METHOD: " (its interval includes the evaluation text's sampling error)",
+    PROBE_METHOD: " (its interval includes the probing test set's sampling error)",
+}
 
 
 def _verdict(gap: Estimate, adjusted_p: float, higher_is_better: bool) -> str:
@@ -225,7 +234,7 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
     }[verdict]
     text = (
         f"At L0 = {target:g}, {endpoint.label}: {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}; "
-        f"paired difference {gap.format()} over {gap.n} seeds{_TEXT_ERROR if gap.method == SEQUENCE_METHOD else ''}, "
+        f"paired difference {gap.format()} over {gap.n} seeds{_SAMPLE_ERROR.get(gap.method, '')}, "
         f"p = {_p(gap.p_value)}, Holm-adjusted p = {_p(adjusted_p)} "
         f"(family of {family}): {meaning}."
     )
@@ -331,13 +340,16 @@ def build_report(
     kinds: dict[str, str] | None = None,
     sequence_losses: dict[str, SequenceLosses] | None = None,
     frontier_shape: FrontierShape = "linear",
+    probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
     `kinds` maps each arm to its schedule kind (to find the constant-coefficient arms); `headline`
     is the plain-L1 arm the detailed sentences and the equivalence check compare against;
     `sequence_losses` (taulib.analysis.sequence_bootstrap.final_sequence_losses) lets the CE-loss
-    comparisons include the evaluation text's sampling error. The report is built on the linear
+    comparisons include the evaluation text's sampling error, and `probing_replicates`
+    (taulib.analysis.probe_bootstrap.probe_replicates) lets the probing endpoints' include the probing
+    test set's. The report is built on the linear
     frontier reading and checked against the quadratic one (`frontier_sensitivity`)."""
     settings = settings or MatchedSettings()
     arms = list(dict.fromkeys(table["arm"]))
@@ -369,7 +381,10 @@ def build_report(
         if question == "lower_bound" and floor_partner is None:
             continue
         items = [
-            _comparison(values, e, reference, other, target, sequence_losses, frontier_shape) for e in question_endpoints for other in partners for target in targets
+            _comparison(values, e, reference, other, target, sequence_losses, frontier_shape, probing_replicates)
+            for e in question_endpoints
+            for other in partners
+            for target in targets
         ]
         out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
         adjusted, family = _holm_by_role(items, lambda item: item["endpoint"].primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
@@ -393,7 +408,7 @@ def build_report(
             for target in targets:
                 report.claims.append(_equivalence_claim(values, arm, headline, target, names))
     if frontier_shape == "linear":
-        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, frontier_shape="quadratic")
+        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates)
         report.frontier_sensitivity = frontier_sensitivity(report, curved)
     return report
 

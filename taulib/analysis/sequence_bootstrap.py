@@ -47,6 +47,56 @@ def _scores(losses: SequenceLosses, draws: np.ndarray) -> np.ndarray:
     return (zero - ce) / (zero - clean)
 
 
+def replicated_difference(
+    runs: pd.DataFrame,
+    points: dict[str, float],
+    replicates: dict[str, np.ndarray],
+    arm: str,
+    other: str,
+    target: float,
+    on_frontier: bool = True,
+    confidence: float = CONFIDENCE,
+    shape: FrontierShape = "linear",
+    method: str = SEQUENCE_METHOD,
+) -> Estimate | None:
+    """mean over seeds of (arm − other) at L0 = `target`, with the interval and two-sided p-value of
+    the seeds' and the evaluation sample's error together. `points[run]` is a run's value,
+    `replicates[run]` the same value under every replicate of the evaluation sample (one shared draw
+    for every run). Each arm and seed is read at the target off its frontier (`on_frontier`) or from
+    its run at the target. None when a run lacks its replicates or the runs' replicate counts differ
+    (the caller falls back to the paired t interval)."""
+    involved = runs[runs["arm"].isin([arm, other])]
+    if any(name not in replicates or name not in points for name in involved["run"]) or len({len(replicates[name]) for name in involved["run"]}) != 1:
+        return None
+    readings: dict[tuple[str, int], np.ndarray] = {}  # (arm, seed) → the reading at the target, per replicate
+    point: dict[tuple[str, int], float] = {}
+    for (name, run_seed), frontier in involved.groupby(["arm", "seed"], sort=False):
+        if on_frontier:
+            weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target, shape)
+        else:
+            at_target = np.isclose(frontier["l0_target"].to_numpy(dtype=float), target)
+            weights = at_target.astype(float) if at_target.sum() == 1 else None
+        if weights is None:
+            continue
+        used = [(w, run) for w, run in zip(weights, frontier["run"], strict=True) if w != 0]
+        if not all(math.isfinite(points[run]) for _, run in used):
+            continue  # a run without a value is never read across
+        readings[(name, int(run_seed))] = sum(w * replicates[run] for w, run in used)
+        point[(name, int(run_seed))] = float(sum(w * points[run] for w, run in used))
+    seeds = sorted({s for a, s in readings if a == arm} & {s for a, s in readings if a == other})
+    if len(seeds) < 2:
+        return Estimate(math.nan, math.nan, math.nan, len(seeds), method)
+    differences = np.array([point[(arm, s)] - point[(other, s)] for s in seeds])
+    sample_variance = float(np.nanvar(np.mean([readings[(arm, s)] - readings[(other, s)] for s in seeds], axis=0), ddof=1))
+    n, value = len(seeds), float(differences.mean())
+    standard_error = math.sqrt(float(differences.var(ddof=1)) / n + sample_variance)
+    if standard_error == 0:  # nothing varies: untestable, not infinitely significant
+        return Estimate(value, value, value, n, method)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * standard_error
+    p_value = float(2 * stats.t.sf(abs(value) / standard_error, n - 1))
+    return Estimate(value, value - half, value + half, n, method, p_value)
+
+
 def ce_score_difference(
     runs: pd.DataFrame,
     losses: dict[str, SequenceLosses],
@@ -66,30 +116,10 @@ def ce_score_difference(
     if any(name not in losses for name in involved["run"]) or len({len(losses[name]) for name in involved["run"]}) != 1:
         return None
     n_sequences = len(losses[involved["run"].iloc[0]])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_sequences, (n_resamples, n_sequences))
-    readings: dict[tuple[str, int], np.ndarray] = {}  # (arm, seed) → the reading at the target, per replicate
-    point: dict[tuple[str, int], float] = {}
-    for (name, run_seed), frontier in involved.groupby(["arm", "seed"], sort=False):
-        weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target, shape)
-        if weights is None:
-            continue
-        runs_losses = [losses[run] for run in frontier["run"]]
-        readings[(name, int(run_seed))] = sum(w * _scores(run_losses, draws) for w, run_losses in zip(weights, runs_losses, strict=True))
-        point[(name, int(run_seed))] = float(sum(w * run_losses.metrics().ce_loss_score for w, run_losses in zip(weights, runs_losses, strict=True)))
-    seeds = sorted({s for a, s in readings if a == arm} & {s for a, s in readings if a == other})
-    method = SEQUENCE_METHOD
-    if len(seeds) < 2:
-        return Estimate(math.nan, math.nan, math.nan, len(seeds), method)
-    differences = np.array([point[(arm, s)] - point[(other, s)] for s in seeds])
-    text_variance = float(np.var(np.mean([readings[(arm, s)] - readings[(other, s)] for s in seeds], axis=0), ddof=1))
-    n, value = len(seeds), float(differences.mean())
-    standard_error = math.sqrt(float(differences.var(ddof=1)) / n + text_variance)
-    if standard_error == 0:  # nothing varies: untestable, not infinitely significant
-        return Estimate(value, value, value, n, method)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * standard_error
-    p_value = float(2 * stats.t.sf(abs(value) / standard_error, n - 1))
-    return Estimate(value, value - half, value + half, n, method, p_value)
+    draws = np.random.default_rng(seed).integers(0, n_sequences, (n_resamples, n_sequences))
+    points = {run: float(losses[run].metrics().ce_loss_score) for run in involved["run"]}
+    replicates = {run: _scores(losses[run], draws) for run in involved["run"]}
+    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape)
 
 
 def final_sequence_losses(study: StudyData) -> dict[str, SequenceLosses]:

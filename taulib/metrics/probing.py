@@ -201,9 +201,12 @@ def prepare_probing_data(reader: Any, tokenizer: Any, settings: ProbingSettings,
     return data
 
 
-def _top_k_accuracies(pooled: torch.Tensor, binary: list[BinaryTask], ks: tuple[int, ...]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Per k: test accuracy of each binary task, and the selected features (tasks × k)."""
-    accuracies, selected = {}, {}
+def _top_k_accuracies(
+    pooled: torch.Tensor, binary: list[BinaryTask], ks: tuple[int, ...]
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, list[np.ndarray]]]:
+    """Per k: test accuracy of each binary task, the selected features (tasks × k), and per binary
+    task whether each test example was classified correctly (what a bootstrap over the test set resamples)."""
+    accuracies, selected, correct = {}, {}, {}
     diffs = torch.stack([(pooled[b.train[b.train_labels == 1]].mean(0) - pooled[b.train[b.train_labels == 0]].mean(0)).abs() for b in binary])
     for k in ks:
         k_eff = min(k, pooled.shape[1])
@@ -219,11 +222,10 @@ def _top_k_accuracies(pooled: torch.Tensor, binary: list[BinaryTask], ks: tuple[
                 fit_logistic_regressions(pooled[b.train][:, ids[t]][None], torch.from_numpy(b.train_labels)[None], balanced=False) for t, b in enumerate(binary)
             ]
             w, c = torch.cat([f[0] for f in fits]), torch.cat([f[1] for f in fits])
-        accuracies[k] = np.array(
-            [float((((pooled[b.test][:, ids[t]] @ w[t] + c[t]) > 0).numpy().astype(int) == b.test_labels).mean()) for t, b in enumerate(binary)]
-        )
+        correct[k] = [((pooled[b.test][:, ids[t]] @ w[t] + c[t]) > 0).numpy().astype(int) == b.test_labels for t, b in enumerate(binary)]
+        accuracies[k] = np.array([float(hits.mean()) for hits in correct[k]])
         selected[k] = ids.numpy()
-    return accuracies, selected
+    return accuracies, selected, correct
 
 
 def compute_llm_baseline(data: ProbingData) -> dict[str, float]:
@@ -232,7 +234,7 @@ def compute_llm_baseline(data: ProbingData) -> dict[str, float]:
     for task in data.tasks:
         pooled = task.mean_pooled()
         ks = (*data.settings.ks, pooled.shape[1])
-        accuracies, _ = _top_k_accuracies(pooled, task.binary_tasks, ks)
+        accuracies, _, _ = _top_k_accuracies(pooled, task.binary_tasks, ks)
         for k in ks:
             key = "llm_all_dims_accuracy" if k == pooled.shape[1] else f"llm_top_{k}_accuracy"
             result.setdefault(key, []).append(float(accuracies[k].mean()))
@@ -264,12 +266,14 @@ def evaluate_sparse_probing_many(saes: Sequence[SparseAutoencoder], data: Probin
     rows: list[list[dict[str, Any]]] = [[] for _ in saes]
     for task in data.tasks:
         for index, pooled in enumerate(task.mean_pooled_many([encoder(sae) for sae in saes])):
-            accuracies, selected = _top_k_accuracies(pooled, task.binary_tasks, data.settings.ks)
+            accuracies, selected, correct = _top_k_accuracies(pooled, task.binary_tasks, data.settings.ks)
             for position, binary in enumerate(task.binary_tasks):
                 row: dict[str, Any] = {"task": task.name, "positive_class": binary.positive, "n_train": len(binary.train), "n_test": len(binary.test)}
                 for k in data.settings.ks:
                     row[f"top_{k}_accuracy"] = float(accuracies[k][position])
                 row["top_latents"] = selected[max(data.settings.ks)][position][:10].tolist()
+                if 1 in correct:  # the test examples of sae_top_1_accuracy, in the task's fixed order: what a test-set bootstrap resamples
+                    row["top_1_correct"] = correct[1][position].astype(int).tolist()
                 rows[index].append(row)
             for k in data.settings.ks:
                 per_task[index].setdefault(f"sae_top_{k}_accuracy", []).append(float(accuracies[k].mean()))
