@@ -40,7 +40,7 @@ def test_recovers_known_sparse_directions():
     data = sparse_directions_dataset(n=20_000, d=32, n_features=48, mean_active=2.0, seed=1)
     config = RunConfig.model_validate(
         {
-            "run_name": "synthetic",
+            "run_name": "sparse_directions",
             "sae": {"width": 96},
             "schedule": {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05},
             "training": {"n_tokens": 400_000, "batch_size": 512, "lr": 3e-3, "l1_coefficient": 0.1, "log_every_steps": 50},
