@@ -329,7 +329,12 @@ class EvaluationConfig(StrictModel):
     checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
     core_tokens: int = Field(16_384, gt=0, description="held-out activations for the core metrics (at most the held-out cache)")
     dense_threshold: float = Field(0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense")
-    ce_sequences: int = Field(8, gt=0, description="held-out sequences (of activations.context_length) for the spliced CE/KL of every checkpoint")
+    ce_sequences: int = Field(
+        8,
+        ge=0,
+        description="held-out sequences (of activations.context_length) for the spliced CE/KL of every checkpoint; "
+        "0: the final checkpoint's only (ce_final_sequences)",
+    )
     ce_final_sequences: int | None = Field(
         None,
         gt=0,
@@ -365,6 +370,8 @@ class EvaluationConfig(StrictModel):
     def _final_sequences_include_the_others(self) -> EvaluationConfig:
         if self.ce_final_sequences is not None and self.ce_final_sequences < self.ce_sequences:
             raise ValueError(f"ce_final_sequences ({self.ce_final_sequences}) must be at least ce_sequences ({self.ce_sequences})")
+        if self.ce_sequences_needed() == 0 and "downstream" in self.families:
+            raise ValueError("ce_sequences is 0 and ce_final_sequences is not set: no checkpoint would get its spliced CE/KL")
         return self
 
     def ce_sequences_needed(self) -> int:

@@ -12,7 +12,16 @@ import math
 import pytest
 import torch
 
-from taulib.metrics.absorption import LETTERS, AbsorptionData, AbsorptionSettings, alphabetic_tokens, evaluate_absorption, stratified_vocabulary
+from taulib.metrics.absorption import (
+    LETTERS,
+    AbsorptionData,
+    AbsorptionSettings,
+    alphabetic_tokens,
+    evaluate_absorption,
+    evaluate_absorption_many,
+    stratified_vocabulary,
+    train_linear_probes,
+)
 from taulib.sae import SparseAutoencoder
 
 D_IN, N_TRAIN, N_TEST, MAGNITUDE = 64, 40, 10, 3.0
@@ -127,3 +136,51 @@ def test_vocabulary_is_alphabetic_and_stratified():
     assert len(chosen) == 3 and len({w.strip()[0].lower() for w in chosen}) == 3  # one per letter before any second
     assert stratified_vocabulary(words, 3, seed=0) == chosen
     assert set(LETTERS) >= {w.strip()[0].lower() for w in words}
+
+
+def _lone_probe(x, labels, *, epochs, batch_size, lr, weight_decay, seed, l1_decay, end_lr=1e-5):
+    """SAE Bench's train_multi_probe loop as it is written there: one nn.Linear, a shuffling DataLoader over (x, targets)."""
+    targets = torch.nn.functional.one_hot(labels, 26).float()
+    positives = targets.sum(dim=0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(targets) - positives) / positives)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, targets), batch_size=batch_size, shuffle=True)
+        probe = torch.nn.Linear(x.shape[1], 26)
+        optimiser = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=math.exp(math.log(end_lr / lr) / epochs))
+        for _ in range(epochs):
+            for batch_x, batch_y in loader:
+                optimiser.zero_grad()
+                loss = loss_fn(probe(batch_x), batch_y) + l1_decay * probe.weight.abs().sum(dim=-1).mean()
+                loss.backward()
+                optimiser.step()
+            scheduler.step()
+    return probe.weight.detach(), probe.bias.detach()
+
+
+def test_probes_trained_together_are_the_probes_trained_alone():
+    """A chunk's k-sparse L1 probes are trained stacked: same initialisation, batch order and per-probe Adam,
+    so each equals its lone training up to rounding, and the random state outside is untouched."""
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(130) % 26
+    xs = torch.rand(3, 130, 40, generator=generator) * (torch.rand(3, 1, 40, generator=generator) > 0.5)
+    settings = dict(epochs=5, batch_size=32, lr=1e-2, weight_decay=1e-6, seed=7, l1_decay=0.01)
+    before = torch.random.get_rng_state()
+    weights, biases = train_linear_probes(xs, labels, **settings)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for index in range(3):
+        weight, bias = _lone_probe(xs[index], labels, **settings)
+        torch.testing.assert_close(weights[index], weight, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(biases[index], bias, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(weights[0], weights[1])  # different inputs, different probes
+
+
+def test_absorption_of_a_chunk_is_each_checkpoints_own():
+    sae, data = _constructed()
+    other = SparseAutoencoder(D_IN, sae.W_dec.shape[0])
+    other.initialise(torch.Generator().manual_seed(3))
+    together = evaluate_absorption_many([sae, other], data)
+    for (metrics, table), alone in zip(together, (evaluate_absorption(sae, data), evaluate_absorption(other, data)), strict=True):
+        assert metrics.as_dict() == pytest.approx(alone[0].as_dict(), nan_ok=True, rel=1e-6)
+        assert table["split_latents"].tolist() == alone[1]["split_latents"].tolist()

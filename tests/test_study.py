@@ -289,11 +289,14 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
         "l1_coefficient_effective",
     ):
         assert column in table, column
-    assert table["ce_loss_score"].between(-1, 1.0001).all() and table["kl_div_score"].between(-1, 1.0001).all()
+    # as in the default study, only the final checkpoint is spliced (ce_sequences 0), on two held-out sequences
+    # (BOS positions, at the start and between documents, are not scored),
+    # with its bootstrap interval; the others have no CE/KL rather than a number from too few tokens
+    final = table.iloc[-1]
+    assert -1 <= final["ce_loss_score"] <= 1.0001 and -1 <= final["kl_div_score"] <= 1.0001
+    assert table[["ce_loss_score", "kl_div_score", "ce_tokens"]].iloc[:-1].isna().all().all()
+    assert 2 * 120 < final["ce_tokens"] <= 2 * 127 and final["ce_loss_score_low"] <= final["ce_loss_score"] + 1e-9 <= final["ce_loss_score_high"] + 2e-9
     assert table["l0"].iloc[-1] < table["l0"].iloc[0]  # the penalty sparsifies the SAE
-    # the final checkpoint's CE/KL reads two held-out sequences, the others one; each with its bootstrap interval
-    assert table["ce_tokens"].iloc[-1] == 2 * table["ce_tokens"].iloc[0] and table["ce_tokens"].iloc[:-1].nunique() == 1
-    assert (table["ce_loss_score_low"] <= table["ce_loss_score"] + 1e-9).all() and (table["ce_loss_score"] <= table["ce_loss_score_high"] + 1e-9).all()
     assert (table["tau"].iloc[1:].diff().dropna() <= 1e-12).all()  # τ anneals downwards
     records = sorted((run_dir / "evaluation").glob("records-*/step_*.json"))
     assert len(records) == len(index)

@@ -15,9 +15,9 @@ TINY = [
     "training.batch_size=256",
     "--set",
     "training.n_checkpoints=6",
-    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and one
-    # sequence for the spliced CE/KL, two at the final checkpoint (vocabulary-wide logits are most of a
-    # tiny run's evaluation)
+    # evaluation sized for a test: a 260-word absorption vocabulary, 10 texts per probing class, and, as
+    # the default study, the spliced CE/KL at the final checkpoint only, on two sequences (vocabulary-wide
+    # logits are most of a tiny run's evaluation)
     "--set",
     "evaluation.core_tokens=1000",  # the whole held-out cache
     "--set",
@@ -25,7 +25,7 @@ TINY = [
     "--set",
     "evaluation.probing_examples_per_class=10",
     "--set",
-    "evaluation.ce_sequences=1",
+    "evaluation.ce_sequences=0",
     "--set",
     "evaluation.ce_final_sequences=2",
     "--set",

@@ -24,6 +24,7 @@ The absorption fraction is reported under SAE Bench's current (0.6.0) definition
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,25 +163,51 @@ def train_linear_probe(
     both drawing from torch's global generator seeded with `seed`), so given the same seed both
     produce the same probe; the caller's global random state is restored afterwards.
     """
+    weight, bias = train_linear_probes(x[None], labels, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, l1_decay=l1_decay, end_lr=end_lr)
+    return weight[0], bias[0]
+
+
+def train_linear_probes(
+    xs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    l1_decay: float = 0.0,
+    end_lr: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`train_linear_probe` on each of `xs` (c, n, d): c independent probes trained at once, each as it
+    would be alone. With one seed every probe draws the same initialisation and the same batch order
+    (the stream depends on n only), and Adam, its weight decay and the L1 term act per probe, so
+    stacking them changes only floating-point rounding (tests/test_metrics_absorption.py). Returns
+    (c, 26, d) weights and (c, 26) biases."""
+    count = xs.shape[0]
     targets = torch.nn.functional.one_hot(labels, len(LETTERS)).float()
     positives = targets.sum(dim=0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(targets) - positives) / positives)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=(len(targets) - positives) / positives, reduction="none")
     with torch.random.fork_rng(), torch.enable_grad():
         torch.manual_seed(seed)
-        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, targets), batch_size=batch_size, shuffle=True)
-        probe = torch.nn.Linear(x.shape[1], len(LETTERS))
-        optimiser = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+        # the shuffling loader draws as SAE Bench's over (x, targets) does: its stream depends on the length alone
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(len(labels))), batch_size=batch_size, shuffle=True)
+        first = torch.nn.Linear(xs.shape[2], len(LETTERS))
+        weight = torch.nn.Parameter(first.weight.detach().expand(count, -1, -1).clone())
+        bias = torch.nn.Parameter(first.bias.detach().expand(count, -1).clone())
+        optimiser = torch.optim.Adam([weight, bias], lr=lr, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=float(np.exp(np.log(end_lr / lr) / epochs)))
         for _ in range(epochs):
-            for batch_x, batch_y in loader:
+            for (rows,) in loader:
                 optimiser.zero_grad()
-                loss = loss_fn(probe(batch_x), batch_y)
+                logits = torch.baddbmm(bias[:, None, :], xs[:, rows], weight.transpose(1, 2))
+                loss = loss_fn(logits, targets[rows].expand(count, -1, -1)).mean(dim=(1, 2))  # each probe's own mean
                 if l1_decay:
-                    loss = loss + l1_decay * probe.weight.abs().sum(dim=-1).mean()
-                loss.backward()
+                    loss = loss + l1_decay * weight.abs().sum(dim=-1).mean(dim=-1)
+                loss.sum().backward()  # probes share no parameter: each gets its own gradient
                 optimiser.step()
             scheduler.step()
-    return probe.weight.detach().clone(), probe.bias.detach().clone()
+    return weight.detach().clone(), bias.detach().clone()
 
 
 def probe_f1_per_letter(scores: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -342,7 +369,13 @@ class KSparseProbes:
 
 def train_k_sparse_probes(train_latents: torch.Tensor, labels: torch.Tensor, settings: AbsorptionSettings) -> KSparseProbes:
     """Rank latents with an L1-penalised probe, then fit a logistic regression on each letter's top k."""
-    l1_weight, _ = train_linear_probe(
+    return train_k_sparse_probes_many(train_latents[None], labels, settings)[0]
+
+
+def train_k_sparse_probes_many(train_latents: torch.Tensor, labels: torch.Tensor, settings: AbsorptionSettings) -> list[KSparseProbes]:
+    """`train_k_sparse_probes` for each of `train_latents` (c, n, d_sae): the L1 probes trained together,
+    each k's logistic regressions of every SAE and letter fitted in one batch."""
+    l1_weights, _ = train_linear_probes(
         train_latents,
         labels,
         epochs=settings.k_sparse_epochs,
@@ -352,14 +385,17 @@ def train_k_sparse_probes(train_latents: torch.Tensor, labels: torch.Tensor, set
         seed=settings.seed,
         l1_decay=settings.k_sparse_l1_decay,
     )
-    is_letter = (labels[None, :] == torch.arange(len(LETTERS))[:, None]).long()  # (26, n)
-    latents, weights, biases = {}, {}, {}
+    count, letters = len(train_latents), len(LETTERS)
+    is_letter = (labels[None, :] == torch.arange(letters)[:, None]).long().repeat(count, 1)  # (c·26, n)
+    probes = [KSparseProbes({}, {}, {}) for _ in range(count)]
     for k in range(1, settings.max_k + 1):
-        ids = l1_weight.topk(k, dim=1).indices  # signed: latents that predict the letter, not its absence
-        features = train_latents.T[ids].permute(0, 2, 1)  # (26, n, k)
-        latents[k] = ids
-        weights[k], biases[k] = fit_logistic_regressions(features, is_letter)
-    return KSparseProbes(latents, weights, biases)
+        ids = l1_weights.topk(k, dim=2).indices  # (c, 26, k), signed: latents that predict the letter, not its absence
+        features = torch.cat([latents.T[own].permute(0, 2, 1) for latents, own in zip(train_latents, ids, strict=True)])  # (c·26, n, k)
+        weights, biases = fit_logistic_regressions(features, is_letter)
+        for index, probe in enumerate(probes):
+            rows = slice(index * letters, (index + 1) * letters)
+            probe.latents[k], probe.weights[k], probe.biases[k] = ids[index], weights[rows], biases[rows]
+    return probes
 
 
 def _split_latents(f1_by_k: dict[int, np.ndarray], probes: KSparseProbes, threshold: float) -> list[list[int]]:
@@ -422,11 +458,33 @@ def _encode(sae: SparseAutoencoder, acts: torch.Tensor, batch_size: int = 4096) 
 @torch.no_grad()
 def evaluate_absorption(sae: SparseAutoencoder, data: AbsorptionData) -> tuple[AbsorptionMetrics, pd.DataFrame]:
     """Absorption metrics of an SAE (in raw units) and the per-letter table behind them."""
-    settings = data.settings
-    train_latents, test_latents, absorption_latents = (_encode(sae, a) for a in (data.train_acts, data.test_acts, data.absorption_acts))
-    probes = train_k_sparse_probes(train_latents, data.train_labels, settings)
+    return evaluate_absorption_many([sae], data)[0]
+
+
+@torch.no_grad()
+def evaluate_absorption_many(saes: Sequence[SparseAutoencoder], data: AbsorptionData) -> list[tuple[AbsorptionMetrics, pd.DataFrame]]:
+    """`evaluate_absorption` of several SAEs (a run's checkpoints), their k-sparse probes trained together."""
+    encoded = [[_encode(sae, a) for a in (data.train_acts, data.test_acts, data.absorption_acts)] for sae in saes]
+    probes = train_k_sparse_probes_many(torch.stack([train for train, _, _ in encoded]), data.train_labels, data.settings)
     test_scores = data.probe_scores(data.test_acts)
     probe_f1 = probe_f1_per_letter(test_scores, data.test_labels)
+    return [
+        _absorption_of(sae, data, own_probes, test_latents, absorption_latents, test_scores, probe_f1)
+        for sae, (_, test_latents, absorption_latents), own_probes in zip(saes, encoded, probes, strict=True)
+    ]
+
+
+def _absorption_of(
+    sae: SparseAutoencoder,
+    data: AbsorptionData,
+    probes: KSparseProbes,
+    test_latents: torch.Tensor,
+    absorption_latents: torch.Tensor,
+    test_scores: torch.Tensor,
+    probe_f1: np.ndarray,
+) -> tuple[AbsorptionMetrics, pd.DataFrame]:
+    """One SAE's absorption from its trained k-sparse probes and latents."""
+    settings = data.settings
     f1_by_k = {}
     for k in probes.latents:
         picked = torch.gather(test_latents[:, None, :].expand(-1, len(LETTERS), -1), 2, probes.latents[k][None].expand(len(test_latents), -1, -1))

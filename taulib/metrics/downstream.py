@@ -14,10 +14,20 @@ whose input token is not BOS.
 The forward up to the hooked block, and the clean and zero-ablated losses, do not depend on the
 SAE: `splice_reference` computes them once per model, layer and held-out sequences (the evaluation
 caches it with its data). Each SAE's splice then runs only the blocks after the hooked one, the
-final norm and the unembedding, on the spliced residual (`SplicedModel.logits_from_residual`); the
-clean logits KL needs are recomputed the same way, once per batch for every SAE of the call.
+final norm and the unembedding, on the spliced residual (`SplicedModel.logits_from_residual`).
 `downstream_metrics_full_forward`, whole forwards spliced through nnsight, is the reference the
 split forward is tested against.
+
+KL needs the clean distribution at every position, too large to keep (16k positions × 262k words).
+When the logits are the unembedding's output itself (logits = h·Wᵀ + b, no soft-capping after it),
+the reference keeps two things per position instead, and no SAE's splice recomputes the clean logits:
+
+    m = Σ_v p_clean(v)·W_v  (the clean distribution's expected unembedding row, d numbers)
+    KL(p_clean ‖ p_sae) = logsumexp(logits_sae) − logsumexp(logits_clean) − (h_sae − h_clean)·m
+
+(h: the unembedding's input; the bias cancels). It is exact algebra, and 0 when the residual is left
+as it was; tests/test_metrics_downstream.py checks it against the distributions themselves. A model
+whose logits are not linear in h (Gemma 2's soft-capping) falls back to the clean logits per batch.
 
 Every loss is also kept per held-out sequence (`SequenceLosses`), so that the scores' sampling
 error over the evaluation text can be bootstrapped (resampling sequences, the unit the text was
@@ -191,9 +201,14 @@ class SplicedModel(ResidualReader):
         """(batch, seq, d) residual after block `layer` of unpadded sequences (the forward stops there)."""
         return self(input_ids, torch.ones_like(input_ids))
 
-    @torch.inference_mode()
     def logits_from_residual(self, input_ids: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """Float32 logits (batch, seq, vocab) of `input_ids` whose residual after block `layer` is `residual`."""
+        return self.head_from_residual(input_ids, residual).logits.float()
+
+    @torch.inference_mode()
+    def head_from_residual(self, input_ids: torch.Tensor, residual: torch.Tensor) -> HeadOutput:
+        """The logits in the forward's own dtype (vocabulary-wide: not copied to float32), the unembedding's
+        input, and whether the logits are its output unchanged."""
         if residual.shape[:2] != input_ids.shape:
             raise ValueError(f"residual {tuple(residual.shape)} does not match input_ids {tuple(input_ids.shape)}")
         if self.block_returns_tuple is None:
@@ -202,15 +217,32 @@ class SplicedModel(ResidualReader):
         layers = decoder_layers(self.loaded.model)
         originals = [layers[i] for i in range(self.loaded.layer + 1)]
         residual = residual.to(self.device)
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            captured["hidden"], captured["head"] = inputs[0], output
+
+        hook = self.loaded.model.get_output_embeddings().register_forward_hook(capture)
         try:
             for i, block in enumerate(originals):
                 layers[i] = _GivenResidual(residual, bool(self.block_returns_tuple), block)
             with self._autocast():
                 output = self.loaded.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False)
         finally:
+            hook.remove()
             for i, block in enumerate(originals):
                 layers[i] = block
-        return output.logits.float()
+        logits, head = output.logits, captured["head"]
+        # one position's logits tell a soft-capped (or otherwise rescaled) head apart
+        linear = head.shape == logits.shape and bool(torch.equal(head[:, :1], logits[:, :1]))
+        return HeadOutput(logits, captured["hidden"].float(), linear)
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    logits: torch.Tensor  # (batch, seq, vocab) in the forward's dtype
+    hidden: torch.Tensor  # (batch, seq, d) float32: the unembedding's input
+    linear: bool  # the logits are the unembedding's output, unchanged (no soft-capping after it)
 
 
 def _per_token_losses(
@@ -247,29 +279,36 @@ REFERENCE_PER_SEQUENCE = ("clean", "zero", "kl_zero", "n_ce", "n_kl")  # the Seq
 @dataclass(frozen=True)
 class SpliceReference:
     """What every SAE's splice on some held-out sequences shares, computed once per model and layer:
-    the sequences, their residual after the hooked block (where each SAE's splice starts), and per
-    sequence the clean and zero-ablated losses (as in SequenceLosses)."""
+    the sequences, their residual after the hooked block (where each SAE's splice starts), per
+    sequence the clean and zero-ablated losses (as in SequenceLosses), and, for a linear unembedding,
+    per position what KL needs of the clean distribution (see the module docstring; else None)."""
 
     input_ids: torch.Tensor  # (n, seq)
     residual: torch.Tensor  # (n, seq, d), in the dtype the model's forward gives it
     per_sequence: dict[str, np.ndarray]  # REFERENCE_PER_SEQUENCE → (n,)
+    head_mean: torch.Tensor | None = None  # (n, seq, d) float32: m = Σ_v p_clean(v)·W_v
+    clean_offset: torch.Tensor | None = None  # (n, seq) float64: logsumexp(logits_clean) − h_clean·m
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def rows(self, start: int, stop: int) -> SpliceReference:
-        return SpliceReference(self.input_ids[start:stop], self.residual[start:stop], {k: v[start:stop] for k, v in self.per_sequence.items()})
+        linear = {} if self.head_mean is None else {"head_mean": self.head_mean[start:stop], "clean_offset": self.clean_offset[start:stop]}
+        return SpliceReference(self.input_ids[start:stop], self.residual[start:stop], {k: v[start:stop] for k, v in self.per_sequence.items()}, **linear)
 
     def save(self, path: Path) -> None:
         tensors = {"input_ids": self.input_ids.contiguous(), "residual": self.residual.contiguous()}
         tensors |= {key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)) for key, value in self.per_sequence.items()}
+        if self.head_mean is not None:
+            tensors |= {"head_mean": self.head_mean.contiguous(), "clean_offset": self.clean_offset.contiguous()}
         with atomic.atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
 
     @classmethod
     def load(cls, path: Path) -> SpliceReference:
         tensors = load_file(str(path))
-        return cls(tensors["input_ids"], tensors["residual"], {key: tensors[key].numpy() for key in REFERENCE_PER_SEQUENCE})
+        per_sequence = {key: tensors[key].numpy() for key in REFERENCE_PER_SEQUENCE}
+        return cls(tensors["input_ids"], tensors["residual"], per_sequence, tensors.get("head_mean"), tensors.get("clean_offset"))
 
 
 @torch.no_grad()
@@ -281,31 +320,80 @@ def splice_reference(model: SplicedModel, sequences: torch.Tensor, batch_size: i
     bos = model.loaded.bos_token_id
     residuals: list[torch.Tensor] = []
     sums: dict[str, list[np.ndarray]] = {key: [] for key in REFERENCE_PER_SEQUENCE}
+    linear_parts: list[tuple[torch.Tensor, torch.Tensor] | None] = []
     with model.weights_cast_once():
         for start in range(0, sequences.shape[0], batch_size):
-            _reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums)
+            linear_parts.append(_reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums))
             if progress is not None:
                 progress(len(sequences[start : start + batch_size]))
-    return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()})
+    linear = {}
+    if all(part is not None for part in linear_parts):
+        linear = {"head_mean": torch.cat([part[0] for part in linear_parts]), "clean_offset": torch.cat([part[1] for part in linear_parts])}
+    return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()}, **linear)
 
 
-def _reference_batch(model: SplicedModel, batch: torch.Tensor, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]) -> None:
-    """One batch of `splice_reference`: its residuals and per-sequence clean and zero-ablated sums, appended."""
+def _head_weight(model: SplicedModel) -> torch.Tensor:
+    return model.loaded.model.get_output_embeddings().weight
+
+
+LOG_PARTITION_ROWS = 4  # positions per float32 copy: 4 × 262k words (4 MiB) stay in cache, ~5× faster than one vocabulary-wide pass
+
+
+def log_partition(logits: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the vocabulary (batch, seq), in float32 from logits of any dtype, a few positions at a time."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    parts = [torch.logsumexp(flat[start : start + LOG_PARTITION_ROWS].float(), dim=-1) for start in range(0, len(flat), LOG_PARTITION_ROWS)]
+    return torch.cat(parts).reshape(logits.shape[:-1])
+
+
+def _linear_kl(hidden: torch.Tensor, partition: torch.Tensor, head_mean: torch.Tensor, clean_offset: torch.Tensor) -> torch.Tensor:
+    """KL(p_clean ‖ p) per position (batch, seq) from the splice's unembedding input and log-partition and the
+    clean reference's m and offset (module docstring)."""
+    return partition.double() - (hidden.double() * head_mean.double()).sum(dim=-1) - clean_offset
+
+
+def _cross_entropy(logits: torch.Tensor, partition: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of predicting token t+1 at position t (batch, seq − 1) from the log-partition: no
+    vocabulary-wide log-softmax."""
+    return partition[:, :-1] - logits[:, :-1].gather(-1, input_ids[:, 1:, None]).squeeze(-1).float()
+
+
+def _reference_batch(
+    model: SplicedModel, batch: torch.Tensor, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One batch of `splice_reference`: its residuals and per-sequence clean and zero-ablated sums, appended;
+    returned, for a linear unembedding, the batch's m and clean offset (else None)."""
     ids = batch.to(model.device)
     is_bos = ids == bos
     ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
     residual = model.residuals(ids)
-    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+    clean = model.head_from_residual(ids, residual)
+    clean_partition = log_partition(clean.logits)
+    clean_log_probs = torch.log_softmax(clean.logits.float(), dim=-1)
     clean_probs = clean_log_probs.exp()
     clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-    sums["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
     del clean_log_probs
-    ce, kl = _per_token_losses(model.logits_from_residual(ids, torch.zeros_like(residual)), ids, clean_probs, clean_entropy_term)
+    sums["clean"].append(_row_sums(_cross_entropy(clean.logits, clean_partition, ids), ce_mask))  # as every SAE's is computed
+    linear = None
+    if clean.linear:
+        # the weights the logits were computed with (cast once, under autocast), accumulated in float32
+        weight = _head_weight(model).float()
+        head_mean = torch.stack([probs @ weight for probs in clean_probs])
+        del weight
+        clean_offset = clean_partition.double() - (clean.hidden.double() * head_mean.double()).sum(dim=-1)
+        linear = (head_mean.cpu(), clean_offset.cpu())
+    zero = model.head_from_residual(ids, torch.zeros_like(residual))
+    if linear is not None:  # the zero-ablated KL as every SAE's is computed
+        partition = log_partition(zero.logits)
+        ce, kl = _cross_entropy(zero.logits, partition, ids), _linear_kl(zero.hidden, partition, head_mean, clean_offset)
+    else:
+        ce, kl = _per_token_losses(zero.logits.float(), ids, clean_probs, clean_entropy_term)
     sums["zero"].append(_row_sums(ce, ce_mask))
     sums["kl_zero"].append(_row_sums(kl, kl_mask))
     sums["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
     sums["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
     residuals.append(residual.cpu())
+    return linear
 
 
 @torch.no_grad()
@@ -320,9 +408,9 @@ def downstream_metrics(
 ) -> list[DownstreamMetrics]:
     """CE/KL metrics of each SAE (in raw units) on `sequences` (n, seq) of token ids starting with BOS.
 
-    Per batch, the clean logits are recomputed from the cached residual and each SAE's splice runs
-    only the blocks after the hooked one, `saes_per_forward` SAEs stacked in one forward (memory:
-    that many batches of vocabulary-wide logits). `reference` (`splice_reference` of the same
+    Per batch, each SAE's splice runs only the blocks after the hooked one, `saes_per_forward` SAEs
+    stacked in one forward (memory: that many batches of vocabulary-wide logits); the clean logits are
+    recomputed from the cached residual only for a non-linear unembedding (module docstring). `reference` (`splice_reference` of the same
     sequences, e.g. cached with the evaluation data) is computed here when not given. The SAEs are
     moved to the model's device (in place, as `Module.to` does)."""
     _check_sequences(sequences)
@@ -336,7 +424,7 @@ def downstream_metrics(
     per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
     with model.weights_cast_once():
         for start in range(0, sequences.shape[0], batch_size):
-            _splice_batch(model, sequences[start : start + batch_size], reference.residual[start : start + batch_size], saes, saes_per_forward, per_sae, progress)
+            _splice_batch(model, sequences[start : start + batch_size], reference.rows(start, start + batch_size), saes, saes_per_forward, per_sae, progress)
     common = dict(reference.per_sequence)
     return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
 
@@ -344,33 +432,41 @@ def downstream_metrics(
 def _splice_batch(
     model: SplicedModel,
     batch: torch.Tensor,
-    residual: torch.Tensor,
+    reference: SpliceReference,
     saes: list[SparseAutoencoder],
     saes_per_forward: int,
     per_sae: list[dict[str, list[np.ndarray]]],
     progress: Callable[[int], None] | None,
 ) -> None:
-    """One batch of `downstream_metrics`: the clean logits from the cached residual, then every SAE's splice."""
+    """One batch of `downstream_metrics` (`reference`: its rows): every SAE's splice, and the clean logits
+    from the cached residual only when the unembedding is not linear."""
     ids = batch.to(model.device)
-    residual = residual.to(model.device)
+    residual = reference.residual.to(model.device)
     is_bos = ids == model.loaded.bos_token_id
     ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
-    clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
-    clean_probs = clean_log_probs.exp()
-    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-    del clean_log_probs
+    if reference.head_mean is None:
+        clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
+        clean_probs = clean_log_probs.exp()
+        clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+        del clean_log_probs
     for first in range(0, len(saes), saes_per_forward):
         group = range(first, min(first + saes_per_forward, len(saes)))
         with model._autocast():  # the reconstruction as the full forward computes it, inside the model's autocast
             spliced = torch.cat([_sae_replacement(saes[index], is_bos)(residual) for index in group])
-        logits = model.logits_from_residual(ids.repeat(len(group), 1), spliced)
+        head = model.head_from_residual(ids.repeat(len(group), 1), spliced)
         for offset, index in enumerate(group):
-            ce, kl = _per_token_losses(logits[offset * len(ids) : (offset + 1) * len(ids)], ids, clean_probs, clean_entropy_term)
+            rows = slice(offset * len(ids), (offset + 1) * len(ids))
+            if reference.head_mean is None:
+                ce, kl = _per_token_losses(head.logits[rows].float(), ids, clean_probs, clean_entropy_term)
+            else:
+                partition = log_partition(head.logits[rows])
+                ce = _cross_entropy(head.logits[rows], partition, ids)
+                kl = _linear_kl(head.hidden[rows], partition, reference.head_mean, reference.clean_offset)
             per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
             per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
             if progress is not None:
                 progress(1)
-        del logits
+        del head
 
 
 @torch.no_grad()

@@ -39,17 +39,18 @@ from taulib.activations.models import LoadedModel, load_language_model
 from taulib.activations.synthetic import load_true_dictionary
 from taulib.config import EvaluationConfig, RunConfig
 from taulib.corpus import iter_documents, token_sequences
-from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption, prepare_absorption_data
+from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption_many, prepare_absorption_data
 from taulib.metrics.core import density_histogram, reconstruction_metrics_many
 from taulib.metrics.downstream import DownstreamMetrics, SplicedModel, SpliceReference, downstream_metrics, splice_reference
 from taulib.metrics.ground_truth import ground_truth_metrics, recovery_steps
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, ProbingSettings, evaluate_sparse_probing_many, prepare_probing_data
+from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
 
-EVALUATION_VERSION = 2  # bump when a metric's definition changes: cached records are then recomputed
+EVALUATION_VERSION = 3  # bump when a metric's definition changes: cached records are then recomputed
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
 PREPARATION_TIME_FILE = "preparation_time.json"
 # checkpoints evaluated together: one pass over the held-out, probing and CE data for all (one clean
@@ -175,6 +176,8 @@ def _model_free_metrics(
             details["density_histogram"] = density_histogram(density)
             details["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
             alive[index] = density > 0
+    # the chunk's k-sparse probes are trained together (taulib.metrics.absorption.train_linear_probes)
+    absorbed = evaluate_absorption_many(saes, absorption) if absorption is not None else [None] * len(saes)
     for index, sae in enumerate(saes):
         scalars, details = results[index]
         if "orthogonality" in families:
@@ -184,8 +187,8 @@ def _model_free_metrics(
             details["max_cosine_histogram"] = _histogram(arrays["max_cosine"])
             details["random_max_cosine_histogram"] = _histogram(arrays["random_max_cosine"])
             details["encoder_decoder_cosine_histogram"] = _histogram(arrays["encoder_decoder_cosine"])
-        if absorption is not None:
-            metrics, letters = evaluate_absorption(sae, absorption)
+        if (own := absorbed[index]) is not None:
+            metrics, letters = own
             scalars |= metrics.as_dict()
             details["absorption_letters"] = letters.to_dict(orient="records")
         if true_directions is not None:
@@ -196,7 +199,7 @@ def _model_free_metrics(
             details["not_applicable"] = skipped
     if probing is not None:
         # the latents are encoded as the SAE was trained (bfloat16 matmuls or float32)
-        for (scalars, details), (summary, tasks) in zip(results, evaluate_sparse_probing_many(saes, probing, autocast=config.training.compute_dtype == "bfloat16"), strict=True):
+        for (scalars, details), (summary, tasks) in zip(results, evaluate_sparse_probing_many(saes, probing, autocast=resolve_compute_dtype(config.training.compute_dtype, "cpu") == "bfloat16"), strict=True):
             scalars |= {key.replace("/", "."): value for key, value in summary.items()}  # per-task keys become "metric.task" columns
             details["probing_tasks"] = tasks.to_dict(orient="records")
     return results
@@ -293,8 +296,10 @@ def evaluate_run(
                 head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
                 records.append({"scalars": head | scalars, "details": details})
             if spliced is not None:
-                final = index[-1]["step"]
-                for step, record, downstream in zip(chunk, records, _downstream(spliced, reference, saes, chunk, final, config.evaluation), strict=True):
+                downstream_by_step = _downstream(spliced, reference, saes, chunk, index[-1]["step"], config.evaluation)
+                for step, record in zip(chunk, records, strict=True):
+                    if (downstream := downstream_by_step.get(step)) is None:
+                        continue  # ce_sequences 0: only the final checkpoint is spliced
                     record["scalars"] |= {key: value for key, value in downstream.as_dict().items() if key != "n_tokens"}
                     record["scalars"] |= downstream.per_sequence.bootstrap_intervals(seed=step) | {"ce_tokens": downstream.n_tokens}
                     record["details"]["ce_per_sequence"] = downstream.per_sequence.to_lists()
@@ -346,17 +351,18 @@ def read_ground_truth_recovery(run_dir: str | Path) -> pd.DataFrame:
 
 def _downstream(
     spliced: SplicedModel, reference: SpliceReference, saes: list[SparseAutoencoder], steps: list[int], final: int, evaluation: EvaluationConfig
-) -> list[DownstreamMetrics]:
-    """Every checkpoint's CE/KL on the first `ce_sequences` (one pass over their batches for all);
-    the final checkpoint's on `ce_final_sequences`, the rest evaluated for it alone and combined."""
-    first = reference.rows(0, evaluation.ce_sequences)
-    results = downstream_metrics(spliced, first.input_ids, saes, evaluation.ce_batch_size, reference=first)
+) -> dict[int, DownstreamMetrics]:
+    """CE/KL by step: every checkpoint's on the first `ce_sequences` (one pass over their batches for all;
+    none when 0); the final checkpoint's on `ce_final_sequences`, the rest evaluated for it alone and combined."""
+    results: dict[int, DownstreamMetrics] = {}
+    if evaluation.ce_sequences:
+        first = reference.rows(0, evaluation.ce_sequences)
+        results = dict(zip(steps, downstream_metrics(spliced, first.input_ids, saes, evaluation.ce_batch_size, reference=first), strict=True))
     extra = evaluation.ce_sequences_needed() - evaluation.ce_sequences
     if extra and final in steps:
-        index = steps.index(final)
         rest = reference.rows(evaluation.ce_sequences, evaluation.ce_sequences + extra)
-        (more,) = downstream_metrics(spliced, rest.input_ids, [saes[index]], evaluation.ce_batch_size, reference=rest)
-        results[index] = results[index].per_sequence.concat(more.per_sequence).metrics()
+        (more,) = downstream_metrics(spliced, rest.input_ids, [saes[steps.index(final)]], evaluation.ce_batch_size, reference=rest)
+        results[final] = results[final].per_sequence.concat(more.per_sequence).metrics() if final in results else more
     return results
 
 

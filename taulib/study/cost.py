@@ -34,7 +34,7 @@ from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_c
 from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
 from taulib.corpus.probing_tasks import PROBING_TASKS
-from taulib.metrics.evaluate import DOWNSTREAM_CHUNK, evaluation_data_complete, evaluation_data_folder
+from taulib.metrics.evaluate import evaluation_data_complete, evaluation_data_folder
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
@@ -152,11 +152,12 @@ class Costs:
         if "orthogonality" in families:
             seconds += self._get(f"orthogonality|d{d_model}|w{w}", lambda: speed.orthogonality_seconds(d_model, w))
         if "absorption" in families:
-            seconds += e.absorption_vocab_size * self._get(f"absorption|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
+            seconds += e.absorption_vocab_size * self._get(f"absorption_chunk|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
         if "probing" in families:
+            autocast = resolve_compute_dtype(config.training.compute_dtype, "cpu") == "bfloat16"  # as taulib.metrics.evaluate encodes
             per_example = self._get(
-                f"probing_chunk|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}",
-                lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks),
+                f"probing_chunk|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}|{'bf16' if autocast else 'f32'}",
+                lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks, autocast),
             )
             seconds += per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
         if "ground_truth" in families and config.model.synthetic is not None:
@@ -191,13 +192,11 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     checkpoints = len(checkpoint_steps(steps, t.n_checkpoints)) if e.checkpoints == "all" else 1
     evaluation = checkpoints * costs.checkpoint(config, d_model)
     if "downstream" in config.evaluated_families():
-        tokens = e.ce_sequences * config.activations.context_length
-        # only the blocks after the hooked one run (the residual there is cached with the evaluation inputs):
-        # spliced per checkpoint, the clean logits once per chunk
-        forwards = checkpoints + math.ceil(checkpoints / DOWNSTREAM_CHUNK)
-        # the final checkpoint's further sequences: clean and spliced, for it alone
-        final_tokens = (e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
-        evaluation += costs.model(config, "load") + (forwards * tokens + 2 * final_tokens) * costs.model(config, "after_layer_per_token")
+        # only the blocks after the hooked one run, spliced, from the residual cached with the evaluation inputs
+        # (with the clean distribution's part of KL: taulib.metrics.downstream): every checkpoint on ce_sequences,
+        # the final one on its further sequences
+        tokens = (checkpoints * e.ce_sequences + e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
+        evaluation += costs.model(config, "load") + tokens * costs.model(config, "after_layer_per_token")
     return training, evaluation
 
 

@@ -113,6 +113,20 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str, t
         torch.set_num_threads(default_threads)
 
 
+def _reconstructing_sae(d_model: int) -> Any:
+    """An SAE of 2·d_model latents whose reconstruction is its input: relu(x) − relu(−x)."""
+    from taulib.sae import SparseAutoencoder
+
+    sae = SparseAutoencoder(d_model, 2 * d_model)
+    identity = torch.eye(d_model)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([identity, -identity], dim=1))
+        sae.W_dec.copy_(torch.cat([identity, -identity], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
 def _random_sae(d_model: int, width: int) -> Any:
     from taulib.sae import SparseAutoencoder
 
@@ -185,8 +199,10 @@ def synthetic_seconds_per_sample(config: Any) -> float:
 
 
 def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
-    """The absorption metric of one checkpoint (k-sparse probes, absorption per letter) on random residuals."""
-    from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption
+    """The absorption metric of one checkpoint (k-sparse probes, absorption per letter) on random residuals,
+    per word, evaluated in a chunk of checkpoints as the evaluation does."""
+    from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption_many
+    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
 
     n = min(words, ABSORPTION_WORDS_CAP)
     settings = AbsorptionSettings(vocab_size=max(n, 260))
@@ -211,12 +227,14 @@ def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
         settings=settings,
     )
     sae = _random_sae(d_model, width)
-    return once(lambda: evaluate_absorption(sae, data)) / n
+    return timed(lambda: evaluate_absorption_many([sae] * DOWNSTREAM_CHUNK, data), max_repeats=2) / (n * DOWNSTREAM_CHUNK)
 
 
-def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...]) -> float:
+def probing_seconds_per_example(
+    d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...], autocast: bool
+) -> float:
     """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals,
-    in a chunk of checkpoints as the evaluation does."""
+    in a chunk of checkpoints as the evaluation does (bfloat16 encoding when `autocast`)."""
     import numpy as np
 
     from taulib.corpus.probing_tasks import PROBING_TASKS
@@ -241,7 +259,7 @@ def probing_seconds_per_example(d_model: int, width: int, tasks: tuple[str, ...]
     sae = _random_sae(d_model, width)
     with torch.no_grad():
         sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
-    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data)) / (examples * DOWNSTREAM_CHUNK)
+    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data, autocast)) / (examples * DOWNSTREAM_CHUNK)
 
 
 def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
@@ -253,7 +271,7 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     from taulib.activations.models import load_language_model
     from taulib.config import EvaluationConfig
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
-    from taulib.metrics.downstream import SplicedModel, _per_token_losses
+    from taulib.metrics.downstream import SplicedModel, downstream_metrics, splice_reference
     from taulib.precision import resolve_autocast
 
     started = time.perf_counter()
@@ -266,13 +284,11 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
     truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
     # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses,
-    # on a batch of the evaluation's size with the weights cast once, as taulib.metrics.downstream runs them
+    # on a batch of the evaluation's size, as taulib.metrics.downstream runs them (its reference made first)
     rows = ids[: EvaluationConfig.model_fields["ce_batch_size"].default]
-    residual = spliced.residuals(rows)
-    with spliced.weights_cast_once():
-        clean_probs = torch.softmax(spliced.logits_from_residual(rows, residual), dim=-1)
-        entropy_term = (clean_probs * clean_probs.log()).sum(dim=-1)
-        after_layer = timed(lambda: _per_token_losses(spliced.logits_from_residual(rows, residual), rows, clean_probs, entropy_term), max_repeats=3) / rows.numel()
+    reference = splice_reference(spliced, rows, len(rows))
+    sae = _reconstructing_sae(loaded.d_model)  # logits as a trained SAE's are (a random SAE's can be extreme, and slower to exponentiate)
+    after_layer = timed(lambda: downstream_metrics(spliced, rows, [sae], len(rows), reference=reference), max_repeats=3) / rows.numel()
     import random
 
     settings = AbsorptionSettings()

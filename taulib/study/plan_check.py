@@ -171,7 +171,7 @@ def _run_needs(path: Path, config: RunConfig, model: ModelFootprint, stages: Col
         families = config.evaluated_families()
         if "downstream" in families:
             # clean and spliced logits, their log-softmax and probabilities: vocabulary-wide, per sequence of the batch
-            logits = {"CE/KL logits": min(evaluation.ce_batch_size, evaluation.ce_sequences) * acts.context_length * model.vocab_size * 4 * 4}
+            logits = {"CE/KL logits": min(evaluation.ce_batch_size, evaluation.ce_sequences_needed()) * acts.context_length * model.vocab_size * 4 * 4}
         model_side = {"language model weights": weights} | logits if "downstream" in families else {}
         host = {
             "held-out cache": acts.heldout_tokens * d * storage + min(evaluation.core_tokens, acts.heldout_tokens) * d * 4,
