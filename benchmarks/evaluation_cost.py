@@ -1,25 +1,24 @@
-"""Per-checkpoint evaluation cost, by metric family: one checkpoint at a time with whole forwards (before)
-against checkpoints together with the split forward (after), side by side on one trained run.
+"""Per-checkpoint evaluation cost, by metric family, before and after the changes that fit the default
+study in its time, side by side on one trained run of it.
 
     .venv/bin/python benchmarks/evaluation_cost.py [run folder] [outputs] [--write]
 
-Needs the run trained and the evaluation inputs prepared (`python -m taulib extract`, then `train`).
-A chunk of the run's checkpoints (taulib.metrics.evaluate.DOWNSTREAM_CHUNK, evenly spaced) is evaluated
-both ways, family by family:
+Needs a finished run and the evaluation inputs (`make study`). A chunk of the run's checkpoints
+(taulib.metrics.evaluate.DOWNSTREAM_CHUNK, evenly spaced) is evaluated both ways, family by family:
 
-* before: core, orthogonality, absorption and probing one checkpoint at a time; the spliced CE/KL with
-  whole forwards spliced through nnsight (`downstream_metrics_full_forward`: clean and zero-ablated
-  forwards once per chunk, one whole forward per checkpoint, and for the final checkpoint all three
-  again on its further sequences);
-* after: what `evaluate_run` does now: the chunk through the held-out activations and probing
-  residuals together, and CE/KL from the cached splice reference (residual at the layer, clean and
-  zero-ablated losses), running the later blocks only.
+* core and orthogonality: one checkpoint at a time (before) and the chunk together (after);
+* absorption: each checkpoint's k-sparse probes trained alone (before) and the chunk's trained
+  together (after, `evaluate_absorption_many`);
+* sparse probing: the chunk together, the latents encoded in float32 (before: what the default
+  `compute_dtype: auto` gave) and as `taulib.metrics.families.Probing.bfloat16` resolves it (after);
+* spliced CE/KL, per run and then per checkpoint: before, the split forward recomputing the clean
+  logits per batch (the path a soft-capped model still takes) under the previous defaults (4
+  sequences at every checkpoint, clean logits once per chunk, 130 at the final checkpoint); after,
+  KL from the clean distribution's expected unembedding row (`taulib.metrics.downstream`) on the
+  run's settings (by default 130 sequences at the final checkpoint only). Both are timed per
+  sequence on a sample (best of 2) and scaled to the schedule.
 
-Absorption runs per checkpoint either way (timed once). The CE/KL of a chunk is timed at one and at
-all of its checkpoints (fixed cost per chunk + cost per checkpoint), the final checkpoint's further
-sequences on a sample of them (per sequence), and both are combined for the run's own schedule
-(its checkpoint count in chunks, `ce_final_sequences`). Each CE/KL figure is the best of 2; the
-others are single timings of the whole chunk. `--write` puts the table in benchmarks/RESULTS.md.
+`--write` puts the table in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -38,19 +37,21 @@ from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import load_language_model
 from taulib.config import RunConfig
-from taulib.metrics.absorption import AbsorptionData, evaluate_absorption
+from taulib.metrics.absorption import AbsorptionData, evaluate_absorption, evaluate_absorption_many
 from taulib.metrics.core import reconstruction_metrics, reconstruction_metrics_many
-from taulib.metrics.downstream import SplicedModel, downstream_metrics, downstream_metrics_full_forward, splice_reference
-from taulib.metrics.evaluate import CE_SEQUENCES_FILE, DOWNSTREAM_CHUNK, absorption_settings, evaluation_data_folder, probing_settings
+from taulib.metrics.downstream import SplicedModel, SpliceReference, downstream_metrics, splice_reference
+from taulib.metrics.evaluate import DOWNSTREAM_CHUNK, evaluation_data_folder
+from taulib.metrics.families import CE_SEQUENCES_FILE, Absorption, Probing
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
-from taulib.metrics.probing import ProbingData, evaluate_sparse_probing, evaluate_sparse_probing_many
+from taulib.metrics.probing import ProbingData, evaluate_sparse_probing_many
 from taulib.sae import in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, markdown_table, provenance, write_section  # noqa: E402
 
-FINAL_SAMPLE_SEQUENCES = 8  # the final checkpoint's further sequences are timed on this many, then scaled
+SAMPLE_SEQUENCES = 8  # the spliced CE/KL is timed on this many sequences, then scaled
+PREVIOUS_CE_SEQUENCES, PREVIOUS_CE_FINAL_SEQUENCES = 4, 130  # the default study's CE/KL before it spliced the final checkpoint only
 
 
 def once(function: Callable[[], object]) -> float:
@@ -76,9 +77,8 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     spec = activation_spec(config, "heldout", layer)
     heldout = load_cache(cache_folder(outputs, spec), spec).activations[: e.core_tokens].float()
     factor = covariance_factor(heldout)
-    absorption = AbsorptionData.load(folder, absorption_settings(config))
-    probing = ProbingData.load(folder, probing_settings(config))
-    autocast = config.training.compute_dtype == "bfloat16"
+    absorption = AbsorptionData.load(folder, Absorption.settings(config))
+    probing = ProbingData.load(folder, Probing.settings(config))
     sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"]
     spliced = SplicedModel(load_language_model(config.model.model_copy(update={"layer": layer})), config.model.autocast)
 
@@ -92,60 +92,54 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     ortho()  # the random baselines are cached per shape: warm them as a run's first checkpoint does
     ortho_seconds = once(ortho) / k
     rows.append(["orthogonality (unchanged: per checkpoint)", ortho_seconds, ortho_seconds])
-    absorption_seconds = once(lambda: [evaluate_absorption(sae, absorption) for sae in saes]) / k
-    rows.append([f"absorption ({len(absorption.train_words) + len(absorption.test_words):,} words; unchanged: per checkpoint)", absorption_seconds, absorption_seconds])
+    absorption_before = once(lambda: [evaluate_absorption(sae, absorption) for sae in saes]) / k
+    absorption_after = once(lambda: evaluate_absorption_many(saes, absorption)) / k
+    rows.append([f"absorption ({len(absorption.train_words) + len(absorption.test_words):,} words)", absorption_before, absorption_after])
     probing_tokens = sum(len(t.token_acts) for t in probing.tasks)
-    probing_before = once(lambda: [evaluate_sparse_probing(sae, probing, autocast=autocast) for sae in saes]) / k
-    probing_after = once(lambda: evaluate_sparse_probing_many(saes, probing, autocast=autocast)) / k
-    rows.append([f"sparse probing ({probing_tokens:,} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks)", probing_before, probing_after])
+    bf16 = Probing.bfloat16(config)
+    probing_before = once(lambda: evaluate_sparse_probing_many(saes, probing, autocast=False)) / k
+    probing_after = once(lambda: evaluate_sparse_probing_many(saes, probing, autocast=bf16)) / k
+    rows.append([f"sparse probing ({probing_tokens:,} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks; float32 → {'bfloat16' if bf16 else 'float32'})", probing_before, probing_after])
 
-    # spliced CE/KL: per chunk (fixed + per checkpoint) on ce_sequences, per further sequence of the final checkpoint
-    first, extra = sequences[: e.ce_sequences], sequences[e.ce_sequences : e.ce_sequences + FINAL_SAMPLE_SEQUENCES]
-    reference_seconds = once(lambda: splice_reference(spliced, first, e.ce_batch_size))
-    reference = splice_reference(spliced, first, e.ce_batch_size)
-    extra_reference = splice_reference(spliced, extra, e.ce_batch_size)
-    downstream_metrics_full_forward(spliced, first[:1, :8], saes[:1], 1)  # warm-up (nnsight's first trace)
+    # spliced CE/KL: seconds per spliced sequence, one SAE and a chunk's, on a sample of the sequences
+    sample = sequences[:SAMPLE_SEQUENCES]
     b = e.ce_batch_size
-
-    def schedule(one: float, chunk: float, further: float) -> float:
-        """A run's CE/KL seconds per checkpoint: its chunks (fixed + per checkpoint) and the final's further sequences."""
-        per_checkpoint = (chunk - one) / (k - 1)
-        fixed = one - per_checkpoint
-        further_sequences = e.ce_sequences_needed() - e.ce_sequences
-        total = sum(fixed + size * per_checkpoint for size in chunk_sizes(len(index))) + further * further_sequences
-        return total / len(index)
-
-    before = schedule(
-        best_of(lambda: downstream_metrics_full_forward(spliced, first, saes[:1], b), 2),
-        best_of(lambda: downstream_metrics_full_forward(spliced, first, saes, b), 2),
-        best_of(lambda: downstream_metrics_full_forward(spliced, extra, saes[-1:], b), 2) / len(extra),
+    reference = splice_reference(spliced, sample, b)
+    recomputing = SpliceReference(reference.input_ids, reference.residual, reference.per_sequence)  # no expected row: the clean logits per batch
+    downstream_metrics(spliced, sample[:1], saes[:1], 1, reference=reference.rows(0, 1))  # warm-up
+    clean_and_one = best_of(lambda: downstream_metrics(spliced, sample, saes[:1], b, reference=recomputing), 2) / len(sample)
+    clean_and_chunk = best_of(lambda: downstream_metrics(spliced, sample, saes, b, reference=recomputing), 2) / len(sample)
+    per_checkpoint = (clean_and_chunk - clean_and_one) / (k - 1)
+    linear_one = best_of(lambda: downstream_metrics(spliced, sample, saes[:1], b, reference=reference), 2) / len(sample)
+    checkpoints = len(index)
+    before_run = sum(clean_and_one + (size - 1) * per_checkpoint for size in chunk_sizes(checkpoints)) * PREVIOUS_CE_SEQUENCES
+    before_run += (PREVIOUS_CE_FINAL_SEQUENCES - PREVIOUS_CE_SEQUENCES) * clean_and_one
+    after_run = (checkpoints * e.ce_sequences + e.ce_sequences_needed() - e.ce_sequences) * linear_one
+    rows.append(
+        [
+            f"CE/KL spliced (before: {PREVIOUS_CE_SEQUENCES} sequences a checkpoint, {PREVIOUS_CE_FINAL_SEQUENCES} the final; "
+            f"after: {e.ce_sequences} a checkpoint, {e.ce_sequences_needed()} the final)",
+            before_run / checkpoints,
+            after_run / checkpoints,
+        ]
     )
-    after = schedule(
-        best_of(lambda: downstream_metrics(spliced, first, saes[:1], b, reference=reference), 2),
-        best_of(lambda: downstream_metrics(spliced, first, saes, b, reference=reference), 2),
-        best_of(lambda: downstream_metrics(spliced, extra, saes[-1:], b, reference=extra_reference), 2) / len(extra),
-    )
-    ce_tokens = e.ce_sequences * config.activations.context_length
-    rows.append([f"CE/KL spliced ({ce_tokens:,} tokens a checkpoint, {e.ce_sequences_needed() * config.activations.context_length:,} the final)", before, after])
     rows.append(["**total**", sum(r[1] for r in rows), sum(r[2] for r in rows)])
-    reference_once = reference_seconds / len(first) * e.ce_sequences_needed()
 
     table = markdown_table(["family", "before: s per checkpoint", "after: s per checkpoint", "speed-up"], [[*r, f"{r[1] / r[2]:.2f}×"] for r in rows])
-    chunks = chunk_sizes(len(index))
+    chunks = chunk_sizes(checkpoints)
     notes = (
-        f"Run `{run_dir.name}`: {saes[0].d_sae:,} latents, {len(index)} checkpoints (evaluated in chunks of {', '.join(map(str, chunks))}), "
-        f"layer {layer}, model autocast {config.model.autocast}, SAE compute {config.training.compute_dtype}; "
-        f"timed on {k} of its checkpoints. CE/KL per checkpoint includes the run's share of the clean and zero-ablated work "
-        f"and of the final checkpoint's {e.ce_sequences_needed() - e.ce_sequences} further sequences "
-        f"(timed on {len(extra)}, scaled). After, the splice reference (residuals at the layer, clean and zero-ablated "
-        f"losses) is computed once per model and layer with the evaluation inputs: {reference_once:.0f} s for "
-        f"{e.ce_sequences_needed()} sequences (timed on {len(first)}, scaled), shared by every run.\n"
+        f"Run `{run_dir.name}`: {saes[0].d_sae:,} latents, {checkpoints} checkpoints (evaluated in chunks of {', '.join(map(str, chunks))}), "
+        f"layer {layer}, model autocast {config.model.autocast}, SAE compute {config.training.compute_dtype}; the model-free "
+        f"families timed on {k} of its checkpoints. CE/KL per spliced sequence of {sequences.shape[1]} tokens (timed on "
+        f"{len(sample)}, best of 2): the clean logits recomputed and one SAE {clean_and_one:.3f} s, each further SAE of a chunk "
+        f"{per_checkpoint:.3f} s; with the expected unembedding row, one SAE {linear_one:.3f} s. Per run: before {before_run:.0f} s, "
+        f"after {after_run:.0f} s.\n"
     )
     print(table)
     print(notes)
     if write:
         command = f"benchmarks/evaluation_cost.py {run_dir} {outputs} --write"
-        write_section("evaluation_cost", "Evaluation: checkpoints one at a time vs together (`benchmarks/evaluation_cost.py`)", provenance(command) + "\n" + table + "\n" + notes)
+        write_section("evaluation_cost", "Evaluation: per-checkpoint cost before and after (`benchmarks/evaluation_cost.py`)", provenance(command) + "\n" + table + "\n" + notes)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)
 sweep.calibration            calibrating λ per arm to a target L0
 sweep.runs                   sweep → calibrated parameter files, one per run
 
+metrics.families             the metric families: which model each needs, its inputs, its chunked evaluation, its cost
 metrics.evaluate             every metric family on every checkpoint of a run, cached
 metrics.core                 reconstruction: L0, explained variance, dead latents, density
 metrics.downstream           CE loss and KL with the reconstruction spliced into the model

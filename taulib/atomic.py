@@ -38,6 +38,13 @@ def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_bytes_if_changed(target: str | os.PathLike[str], data: bytes) -> None:
+    """`write_bytes`, leaving the file untouched when it already holds `data` (a re-run changes nothing it need not)."""
+    path = Path(target)
+    if not (path.is_file() and path.read_bytes() == data):
+        write_bytes(path, data)
+
+
 def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 

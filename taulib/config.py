@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
+from taulib.metrics.families import FAMILY_NAMES, FAMILY_NEEDS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
 
@@ -305,13 +306,10 @@ class TrainingConfig(StrictModel):
         return self.dead_window_tokens if self.dead_window_tokens is not None else max(1, self.n_tokens // 5)
 
 
-# the metric families of taulib.metrics.evaluate; a new family is named here and computed there
-MetricFamily = Literal["core", "downstream", "orthogonality", "absorption", "probing", "ground_truth"]
-EVALUATION_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
-# the families that need a language model, and the one that needs a known dictionary: each is recorded as not
-# applicable to the other kind of model (taulib.metrics.evaluate), never computed as a NaN
-LANGUAGE_MODEL_FAMILIES = ("downstream", "absorption", "probing")
-GROUND_TRUTH_FAMILIES = ("ground_truth",)
+# the metric families' names, and which model each needs, come from their registry (taulib.metrics.families):
+# a family the run's model cannot have is recorded as not applicable, never computed as a NaN
+MetricFamily = Literal[FAMILY_NAMES]  # type: ignore[valid-type]
+EVALUATION_FAMILIES: tuple[str, ...] = FAMILY_NAMES
 # the probing tasks' names come from their registry (taulib.corpus.probing_tasks)
 ProbingTaskName = Literal[tuple(PROBING_TASKS)]  # type: ignore[valid-type]
 
@@ -430,10 +428,10 @@ class RunConfig(StrictModel):
     def not_applicable_families(self) -> dict[str, str]:
         """The requested metric families this run's model cannot have, with the reason (recorded, not computed)."""
         if self.model.is_synthetic:
-            reason = "the synthetic model has no language model to splice into, prompt or probe"
-            return {family: reason for family in self.evaluation.families if family in LANGUAGE_MODEL_FAMILIES}
-        reason = "a language model has no known true dictionary"
-        return {family: reason for family in self.evaluation.families if family in GROUND_TRUTH_FAMILIES}
+            missing, reason = "language_model", "the synthetic model has no language model to splice into, prompt or probe"
+        else:
+            missing, reason = "known_dictionary", "a language model has no known true dictionary"
+        return {family: reason for family in self.evaluation.families if FAMILY_NEEDS[family] == missing}
 
     def evaluated_families(self) -> tuple[str, ...]:
         """The requested metric families that this run's model has."""

@@ -60,9 +60,11 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
     """A chunk of checkpoints shares one pass over the held-out activations and the probing residuals;
     every checkpoint's record (scalars and details) is the one it gets evaluated alone."""
     import json
+    from pathlib import Path
 
     from taulib.config import RunConfig
-    from taulib.metrics.evaluate import _model_free_metrics
+    from taulib.metrics.evaluate import evaluate_chunk
+    from taulib.metrics.families import RunInputs
     from taulib.metrics.orthogonality import covariance_factor
     from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, stratified_test_mask
 
@@ -84,12 +86,13 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
         shift = torch.tensor([float(label[1]) for label in labels]).repeat_interleave(lengths)[:, None]  # classes a probe can tell apart
         tasks.append(TaskData(name, labels, (torch.randn(int(offsets[-1]), d, generator=generator) + shift).half(), offsets, is_test, _binary_tasks(name, labels, is_test, 0)))
     probing = ProbingData(tasks, ProbingSettings(tasks=("a", "b"), examples_per_class=20, ks=(1, 5)))
-    config = RunConfig(run_name="chunk", training={"compute_dtype": "bfloat16"}, evaluation={"core_tokens": 3000})
-    factor = covariance_factor(heldout)
+    # absorption's chunk against its lone evaluations is tested in tests/test_metrics_absorption.py; no model here for the CE/KL
+    config = RunConfig(run_name="chunk", training={"compute_dtype": "bfloat16"}, evaluation={"core_tokens": 3000, "families": ["core", "orthogonality", "probing"]})
+    run = RunInputs(config, Path("."), 0, Path("."), Path("."), heldout)
+    states = {"core": None, "orthogonality": covariance_factor(heldout), "probing": probing}
 
-    # absorption runs per checkpoint either way (its probes are fitted per SAE): left out to keep the test fast
-    together = _model_free_metrics(saes, config, heldout, None, probing, factor)
-    alone = [_model_free_metrics([sae], config, heldout, None, probing, factor)[0] for sae in saes]
+    together = evaluate_chunk(saes, [1, 2, 3], 3, run, states)
+    alone = [evaluate_chunk([sae], [step], 3, run, states)[0] for step, sae in zip([1, 2, 3], saes, strict=True)]
     assert json.dumps(together) == json.dumps(alone)  # as the records are written (NaN included)
     l0s = [scalars["l0"] for scalars, _ in together]
     assert l0s[0] > l0s[1] > l0s[2] > 0  # three different SAEs, not one repeated

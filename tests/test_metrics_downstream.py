@@ -208,17 +208,22 @@ def test_every_checkpoint_or_the_final_only(loaded, sequences):
     """The evaluation's CE/KL by checkpoint: with ce_sequences 0 only the final checkpoint is spliced, on
     ce_final_sequences; otherwise every checkpoint on the first ce_sequences, and the final one's further
     sequences combined with them give what all of them give at once."""
-    from taulib.config import EvaluationConfig
-    from taulib.metrics.evaluate import _downstream
+    from taulib.config import EvaluationConfig, RunConfig
+    from taulib.metrics.families import Chunk, Downstream
 
     spliced = SplicedModel(loaded)
     reference = splice_reference(spliced, sequences, batch_size=1)
     saes = [_lossy(loaded.d_model), perfect_sae(loaded.d_model)]
-    final_only = _downstream(spliced, reference, saes, [10, 20], 20, EvaluationConfig(ce_sequences=0, ce_final_sequences=2, ce_batch_size=1))
+
+    def by_step(saes, steps, **evaluation):
+        config = RunConfig(run_name="ce", evaluation=EvaluationConfig(ce_batch_size=1, **evaluation))
+        return Downstream().by_step(spliced, reference, saes, Chunk(steps, 20, [], []), config)
+
+    final_only = by_step(saes, [10, 20], ce_sequences=0, ce_final_sequences=2)
     assert list(final_only) == [20] and final_only[20].n_tokens == reference.per_sequence["n_ce"].sum()
-    every = _downstream(spliced, reference, saes, [10, 20], 20, EvaluationConfig(ce_sequences=1, ce_final_sequences=2, ce_batch_size=1))
+    every = by_step(saes, [10, 20], ce_sequences=1, ce_final_sequences=2)
     assert sorted(every) == [10, 20] and every[10].n_tokens == reference.per_sequence["n_ce"][0]
     assert every[20].as_dict() == pytest.approx(final_only[20].as_dict(), rel=1e-9)
-    assert _downstream(spliced, reference, saes[:1], [10], 20, EvaluationConfig(ce_sequences=0, ce_final_sequences=2)) == {}  # a chunk without the final checkpoint
+    assert by_step(saes[:1], [10], ce_sequences=0, ce_final_sequences=2) == {}  # a chunk without the final checkpoint
     with pytest.raises(ValueError, match="no checkpoint would get"):
         EvaluationConfig(ce_sequences=0)

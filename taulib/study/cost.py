@@ -6,15 +6,15 @@ this machine at the plan's shapes (nothing here is a figure from another CPU):
   extraction          the extraction notebook's start and model load, then every missing cache's
                       tokens through the language model up to the layer (the synthetic model: its
                       dictionary, then every sample drawn from it);
-  evaluation inputs   the absorption prompts' and probing texts' tokens through the same forward,
-                      and the CE sequences' reference (that forward, then the blocks after the
-                      hooked one clean and zero-ablated);
+  evaluation inputs   each metric family's inputs prepared once per model and layer (the absorption
+                      prompts' and probing texts' tokens through the same forward, the CE sequences'
+                      reference: that forward, then the blocks after the hooked one clean and
+                      zero-ablated), priced by the family (taulib.metrics.families);
   calibration         a sweep's probes (arms × targets × the probes each target is expected to take),
                       each a training run and a held-out reconstruction;
-  runs                per run: its notebook's start, training steps, and every checkpoint's metrics
-                      (model-free families, plus the spliced CE/KL: the blocks after the hooked
-                      one per checkpoint, and the clean logits once per chunk of checkpoints, the
-                      same way; with the model load);
+  runs                per run: its notebook's start, training steps, and every family's evaluation of
+                      its checkpoints (the spliced CE/KL: the model load and the blocks after the
+                      hooked one on the spliced tokens);
   analysis            each analysis notebook's start and its figures.
 
 Training is timed on dense steps (the early ones); a run whose SAE turns sparse takes the faster
@@ -33,8 +33,8 @@ from typing import Any
 from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_complete
 from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
-from taulib.corpus.probing_tasks import PROBING_TASKS
 from taulib.metrics.evaluate import evaluation_data_complete, evaluation_data_folder
+from taulib.metrics.families import evaluated
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
@@ -139,31 +139,13 @@ class Costs:
         with training are left out): a fixed cost of preparing the probing inputs, whatever their count."""
         return self._get(f"probing_texts|{','.join(sorted(tasks))}", lambda: speed.probing_texts_seconds(tasks))
 
+    def measured(self, name: str, measure: Any) -> float:
+        """This machine's value of `name` (seconds of something), measured once by `measure`, then cached."""
+        return self._get(name, measure)
+
     def core(self, config: RunConfig, d_model: int) -> float:
         e, w = config.evaluation, config.sae.width
         return e.core_tokens * self._get(f"core_chunk|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
-
-    def checkpoint(self, config: RunConfig, d_model: int) -> float:
-        """One checkpoint's model-free metrics (core, orthogonality, absorption, probing)."""
-        e, w = config.evaluation, config.sae.width
-        families, seconds = config.evaluated_families(), 0.0
-        if "core" in families:
-            seconds += self.core(config, d_model)
-        if "orthogonality" in families:
-            seconds += self._get(f"orthogonality|d{d_model}|w{w}", lambda: speed.orthogonality_seconds(d_model, w))
-        if "absorption" in families:
-            seconds += e.absorption_vocab_size * self._get(f"absorption_chunk|d{d_model}|w{w}", lambda: speed.absorption_seconds_per_word(d_model, w, e.absorption_vocab_size))
-        if "probing" in families:
-            autocast = resolve_compute_dtype(config.training.compute_dtype, "cpu") == "bfloat16"  # as taulib.metrics.evaluate encodes
-            per_example = self._get(
-                f"probing_chunk|d{d_model}|w{w}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}|{'bf16' if autocast else 'f32'}",
-                lambda: speed.probing_seconds_per_example(d_model, w, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks, autocast),
-            )
-            seconds += per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
-        if "ground_truth" in families and config.model.synthetic is not None:
-            n_features = config.model.synthetic.n_features
-            seconds += self._get(f"ground_truth|d{d_model}|w{w}|n{n_features}", lambda: speed.ground_truth_seconds(d_model, w, n_features))
-        return seconds
 
     def latent_contexts(self, config: RunConfig, d_model: int) -> float:
         """A run's latent context store (notebook 06): one store checkpoint per evaluated checkpoint."""
@@ -190,13 +172,7 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     if not evaluate:
         return training, 0.0
     checkpoints = len(checkpoint_steps(steps, t.n_checkpoints)) if e.checkpoints == "all" else 1
-    evaluation = checkpoints * costs.checkpoint(config, d_model)
-    if "downstream" in config.evaluated_families():
-        # only the blocks after the hooked one run, spliced, from the residual cached with the evaluation inputs
-        # (with the clean distribution's part of KL: taulib.metrics.downstream): every checkpoint on ce_sequences,
-        # the final one on its further sequences
-        tokens = (checkpoints * e.ce_sequences + e.ce_sequences_needed() - e.ce_sequences) * config.activations.context_length
-        evaluation += costs.model(config, "load") + tokens * costs.model(config, "after_layer_per_token")
+    evaluation = sum(family.run_seconds(costs, config, d_model, checkpoints) for family in evaluated(config))
     return training, evaluation
 
 
@@ -223,7 +199,7 @@ def estimate_study(
 
 def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep: Sweep | None, costs: Costs) -> StudyEstimate:
     extraction = costs.notebook()
-    extracted_tokens, prompt_tokens, loaded_models = 0, 0.0, set()
+    extracted_tokens, inputs_seconds, loaded_models = 0, 0.0, set()
     seen_caches: set[Path] = set()
     seen_inputs: set[Path] = set()
     for _, config in runs:
@@ -250,22 +226,12 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         folder = evaluation_data_folder(outputs_root, config, layer)
         if folder not in seen_inputs and not evaluation_data_complete(folder, config):
             seen_inputs.add(folder)
-            e = config.evaluation
-            tokens = 0.0
-            if "absorption" in config.evaluated_families():  # train and test prompts, and a second prompt per test word
-                tokens += e.absorption_vocab_size * 1.2 * costs.model(config, "absorption_prompt_tokens")
-            if "probing" in config.evaluated_families():
-                tokens += e.probing_examples_per_class * sum(PROBING_TASKS[t].n_classes for t in e.probing_tasks) * e.probing_context_length
-                prompt_tokens += costs.probing_texts(e.probing_tasks)
-            prompt_tokens += tokens * costs.model(config, "truncated_per_token")
-            if "downstream" in e.families:  # the CE sequences' residuals, then clean and zero-ablated later blocks
-                ce_tokens = e.ce_sequences_needed() * ctx
-                prompt_tokens += ce_tokens * (costs.model(config, "truncated_per_token") + 2 * costs.model(config, "after_layer_per_token"))
+            inputs_seconds += sum(family.prepare_seconds(costs, config) for family in evaluated(config))
             loaded_models.add(config.model.model_dump_json())
     extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())
     stages = [
         StageEstimate("extraction", extraction, f"{extracted_tokens:,} tokens to extract" if extracted_tokens else "caches already extracted"),
-        StageEstimate("evaluation inputs", prompt_tokens, "absorption prompts, probing texts, CE reference" if seen_inputs else "already prepared"),
+        StageEstimate("evaluation inputs", inputs_seconds, "absorption prompts, probing texts, CE reference" if seen_inputs else "already prepared"),
     ]
 
     per_run: dict[str, float] = {}
