@@ -97,8 +97,11 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     rows.append([f"absorption ({len(absorption.train_words) + len(absorption.test_words):,} words)", absorption_before, absorption_after])
     probing_tokens = sum(len(t.token_acts) for t in probing.tasks)
     bf16 = Probing.bfloat16(config)
-    probing_before = once(lambda: evaluate_sparse_probing_many(saes, probing, autocast=False)) / k
-    probing_after = once(lambda: evaluate_sparse_probing_many(saes, probing, autocast=bf16)) / k
+    results: dict[bool, list] = {}
+    probing_before = once(lambda: results.__setitem__(False, evaluate_sparse_probing_many(saes, probing, autocast=False))) / k
+    probing_after = once(lambda: results.__setitem__(bf16, evaluate_sparse_probing_many(saes, probing, autocast=bf16))) / k
+    # what bfloat16 encoding moves: every checkpoint's top-k accuracies, against float32 (the test sets' steps are 1/n)
+    accuracy_shift = max(abs(one[0][key] - other[0][key]) for one, other in zip(results[False], results[bf16], strict=True) for key in one[0] if key.startswith("sae_top_"))
     rows.append([f"sparse probing ({probing_tokens:,} tokens, {sum(len(t.binary_tasks) for t in probing.tasks)} binary tasks; float32 → {'bfloat16' if bf16 else 'float32'})", probing_before, probing_after])
 
     # spliced CE/KL: seconds per spliced sequence, one SAE and a chunk's, on a sample of the sequences
@@ -133,7 +136,8 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
         f"families timed on {k} of its checkpoints. CE/KL per spliced sequence of {sequences.shape[1]} tokens (timed on "
         f"{len(sample)}, best of 2): the clean logits recomputed and one SAE {clean_and_one:.3f} s, each further SAE of a chunk "
         f"{per_checkpoint:.3f} s; with the expected unembedding row, one SAE {linear_one:.3f} s. Per run: before {before_run:.0f} s, "
-        f"after {after_run:.0f} s.\n"
+        f"after {after_run:.0f} s. Sparse probing encoded in bfloat16 instead of float32: the largest change of any "
+        f"checkpoint's mean top-k accuracy (k in {', '.join(map(str, e.probing_ks))}) is {accuracy_shift:.4f}.\n"
     )
     print(table)
     print(notes)

@@ -76,7 +76,8 @@ def test_comparison_numbers_match_an_independent_paired_computation(sweep):
         assert claim.numbers["family"] == family and claim.numbers["adjusted_p"] >= claim.numbers["p"]
         assert claim.verdict == "better" and claim.primary  # tightened ends 0.07 lower, seed noise 0.003
         checked += 1
-    assert checked == 3 * len(SWEEP_TARGETS)  # three other arms
+    assert checked == 2 * len(SWEEP_TARGETS)  # plain L1 and linear; the floor partner is compared under the lower bound alone
+    assert not [c for c in report.claims if c.kind == "comparison" and c.other == "higher_floor" and c.question != "lower_bound"]
 
 
 def test_every_number_in_a_claim_is_one_of_its_computed_numbers(sweep):
@@ -128,8 +129,12 @@ def test_formation_is_timed_after_warm_up_and_compared_at_current_sparsity(sweep
     tightened, linear = (table[table["arm"] == arm]["formation_sae_top_1_accuracy"] for arm in ("tightened", "linear"))
     assert tightened.max() < linear.min()
     assert (table["formation_start_position"] == 0.1).all()  # a 5-step warm-up of 100 steps: the first checkpoint after it is step 10
+    # tightened had formed by the window's start: its time is a bound (censored), so the paired t-test, which would
+    # take the bound for the value, is not run; linear's times are observed
+    assert (table[table["arm"] == "tightened"]["formation_sae_top_1_accuracy_censored"] == 1).all()
+    assert (table[table["arm"] == "linear"]["formation_sae_top_1_accuracy_censored"] == 0).all()
     primary = [c for c in report.by_question("formation") if c.primary and c.kind == "comparison" and c.other == "linear"]
-    assert primary and all(c.verdict == "better" for c in primary)
+    assert primary and all(c.verdict == "no data" and "censored time" in c.text for c in primary)
 
 
 def test_report_notebook_writes_the_report(sweep, tmp_path):
@@ -186,3 +191,62 @@ def test_a_failed_run_leaves_its_arm_in_the_report(sweep, tmp_path):
     others = {claim["other"] for claim in claims if claim.get("other")}
     assert {"baseline", "higher_floor"} <= others
     assert any(claim["question"] == "lower_bound" for claim in claims)
+
+
+def test_a_direction_the_frontier_curvature_decides_is_reported_unresolved(sweep, monkeypatch):
+    """Where the parabola reading of the frontier reverses a direction the line reading resolved, the report
+    says unresolved, in the claim, its tally and its table, and lists it (the sweep's two targets leave no
+    parabola, so the quadratic reading is made to reverse the orthogonality primary here)."""
+    import taulib.analysis.report as report_module
+
+    _, study, table, _ = sweep
+    column = "final_alive_excess_mean_max_cosine"
+    original = report_module.matched_table
+
+    def reversed_when_curved(frame, columns, shape="linear"):
+        matched = original(frame, columns, shape=shape)
+        if shape == "quadratic":
+            mine = matched["arm"] == "tightened"
+            matched.loc[mine, column] = 1.0 + 0.001 * matched.loc[mine, "seed"]  # far worse than every arm, with spread
+        return matched
+
+    monkeypatch.setattr(report_module, "matched_table", reversed_when_curved)
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    report = build_report(table, "tightened", lower_bound_partner(study, "tightened"), "baseline", names, kinds=kinds)
+    primary = [c for c in report.claims if c.kind == "comparison" and c.column == column and c.question == "orthogonality"]
+    assert primary and all(c.verdict == "unresolved" and c.numbers.get("curvature_decided") == 1 for c in primary)
+    assert all("depends on the frontier's curvature (read off a parabola: worse)" in c.text for c in primary)
+    tally = next(c for c in report.claims if c.kind == "tally" and c.question == "orthogonality" and c.primary)
+    assert tally.verdict == "unresolved" and tally.numbers["better"] == 0
+    decided = [c for c in report.claims if c.numbers.get("curvature_decided") == 1]  # the lower bound's question reads the same column
+    assert f"{len(decided)} more did not, and are reported unresolved" in report.frontier_sensitivity
+    table_cells = report.tables[f"orthogonality:{column}"].to_numpy().ravel()
+    assert all(cell.endswith("·") for cell in table_cells)
+
+
+def test_a_censored_formation_time_is_not_tested(sweep):
+    """Two arms whose formation times are observed are compared; once one seed's run never formed (its time
+    a bound at the end of training), every comparison whose reading rests on it is not tested, and says why."""
+    _, study, table, _ = sweep
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+
+    def linear_against_higher_floor(frame):
+        report = build_report(frame, "linear", None, "baseline", names, kinds=kinds)
+        return [c for c in report.claims if c.kind == "comparison" and c.column == "formation_sae_top_1_accuracy" and c.other == "higher_floor"]
+
+    table = table.copy()  # higher_floor's times made observed (some of its seeds had formed by the window's start)
+    floor, linear = table["arm"] == "higher_floor", table["arm"] == "linear"
+    table.loc[floor, "formation_sae_top_1_accuracy"] = table.loc[linear, "formation_sae_top_1_accuracy"].to_numpy() + [0.05, 0.07, 0.06, 0.05, 0.08, 0.06][: int(floor.sum())]
+    table.loc[floor, "formation_sae_top_1_accuracy_censored"] = 0.0
+    observed = linear_against_higher_floor(table)
+    assert observed and all(c.verdict in ("better", "worse", "unresolved") and c.numbers["censored"] == 0 for c in observed)
+    censored = table.copy()
+    mine = (censored["arm"] == "linear") & (censored["seed"] == 0)
+    censored.loc[mine, "formation_sae_top_1_accuracy"] = 1.0
+    censored.loc[mine, "formation_sae_top_1_accuracy_censored"] = 1.0
+    untested = linear_against_higher_floor(censored)
+    assert untested and all(c.verdict == "no data" and c.numbers["censored"] >= 1 and "censored time" in c.text for c in untested)

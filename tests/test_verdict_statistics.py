@@ -247,14 +247,29 @@ def test_the_quadratic_frontier_reading_is_exact_on_a_parabola_where_the_line_is
 def test_frontier_sensitivity_names_every_verdict_the_curvature_changes():
     from taulib.analysis.report import Claim, Report, frontier_sensitivity
 
-    def report(verdicts: list[str]) -> Report:
-        claims = [
-            Claim("reconstruction", "", {"l0_target": t}, v, "comparison", "plain", "final_explained_variance", primary=True)
-            for t, v in zip([20.0, 50.0], verdicts, strict=True)
-        ]
-        return Report("tightened", "plain", {"tightened": "tightened", "plain": "plain L1"}, [20.0, 50.0], SEEDS, claims)
+    claims = [
+        Claim("reconstruction", "", {"l0_target": t}, v, "comparison", "plain", "final_explained_variance", primary=True)
+        for t, v in zip([20.0, 50.0, 100.0], ["better", "unresolved", "worse"], strict=True)
+    ]
+    report = Report("tightened", "plain", {"tightened": "tightened", "plain": "plain L1"}, [20.0, 50.0, 100.0], SEEDS, claims)
+    same = frontier_sensitivity(report, [])
+    assert "2 resolved directions of 3 tested comparisons (2 primary) hold" in same and "decides none" in same
+    downgraded = Claim("reconstruction", "", {"l0_target": 50.0}, "better", "comparison", "plain", "final_explained_variance", primary=True)
+    flipped = frontier_sensitivity(report, [(downgraded, "unresolved")])
+    assert "1 more did not, and are reported unresolved: plain L1 at L0 = 50, `final_explained_variance`: better → unresolved" in flipped
 
-    same = frontier_sensitivity(report(["better", "unresolved"]), report(["better", "unresolved"]))
-    assert "2 of 2 tested verdicts (2 of 2 primary) are unchanged" in same and "decides none" in same
-    flipped = frontier_sensitivity(report(["better", "unresolved"]), report(["unresolved", "unresolved"]))
-    assert "1 of 2 tested verdicts (1 of 2 primary)" in flipped and "plain L1 at L0 = 20, `final_explained_variance`: better → unresolved" in flipped
+
+def test_a_direction_the_curvature_decides_is_reported_unresolved(monkeypatch):
+    """A comparison resolved on the line between the bracketing runs but not on the parabola through three
+    runs is no verdict: the claim, its tally and its table say unresolved, and the sensitivity line names it."""
+    import taulib.analysis.report as report_module
+    from taulib.analysis.report import _curvature_decided
+
+    claim = report_module.Claim(
+        "reconstruction", "At L0 = 50, final explained variance: …, p = 0.001, Holm-adjusted p = 0.003 (family of 5): tightened is higher, which is better.",
+        {"l0_target": 50.0}, "better", "comparison", "plain", "final_explained_variance", primary=True,
+    )
+    decided = _curvature_decided(claim, "unresolved")
+    assert decided.verdict == "unresolved" and decided.numbers["curvature_decided"] == 1
+    assert decided.text.endswith("not resolved: the direction depends on the frontier's curvature (read off a parabola: unresolved) (inconclusive).")
+    assert "Holm-adjusted p = 0.003" in decided.text  # the numbers stay, the direction goes

@@ -73,6 +73,17 @@ def formation_time(
     return float(t[index - 1] + (fraction - p0) / (p1 - p0) * (t[index] - t[index - 1]))
 
 
+def formation_censored(tokens: np.ndarray, values: np.ndarray, start_tokens: float, formed: float) -> bool:
+    """Whether a `formation_time` is censored rather than observed: the window's first checkpoint (formed
+    before the window, or already at its level there) or the run's last (never formed). A censored time
+    is a bound, not a measurement: a t-test on it would treat the bound as the value."""
+    tokens, _ = _finite(tokens, values)
+    window = tokens[tokens >= start_tokens]
+    if not math.isfinite(formed) or len(window) == 0:
+        return False
+    return formed == float(window[0]) or formed == float(tokens[-1])
+
+
 def at_current_l0(tokens: np.ndarray, l0: np.ndarray, values: np.ndarray, level: float, start_tokens: float = 0.0) -> tuple[float, float]:
     """(tokens, value) where a run's current L0 first falls through `level` after `start_tokens`,
     both interpolated linearly in log L0 between the two checkpoints around the passage.

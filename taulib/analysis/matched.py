@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.formation import at_current_l0, formation_time, formed_letter_absorption
+from taulib.analysis.formation import at_current_l0, formation_censored, formation_time, formed_letter_absorption
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
@@ -72,6 +72,8 @@ GROUND_TRUTH_METRICS = (
     Metric("gt_recovered_fraction", "share of true features recovered (decoder cosine > 0.9)", True),
     Metric("gt_mean_max_cosine", "mean over true features of the best decoder cosine", True),
 )
+# a time column's companion: 1 where the time is censored (formed before the window, or never), 0 where observed
+CENSORED_SUFFIX = "_censored"
 # read beside the orthogonality metrics: what else moves them
 ORTHOGONALITY_CONTEXT = ("dead_fraction", "alive_mean_max_cosine", "alive_random_mean_max_cosine", "alive_covariance_mean_max_cosine")
 
@@ -142,11 +144,13 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
         direction = 1 if metric.higher_is_better else -1
         formed = formation_time(tokens, values, start, direction, settings.fraction, settings.formation_min_change)
         row[f"formation_{metric.column}"] = formed / total
+        row[f"formation_{metric.column}{CENSORED_SUFFIX}"] = float(formation_censored(tokens, values, start, formed))
         row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
     letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
     settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if letters else math.nan
     row["absorption_letters_formed"] = len(letters)
     row["absorption_settling"] = settling / total
+    row[f"absorption_settling{CENSORED_SUFFIX}"] = float(formation_censored(tokens, formed_absorption, start, settling)) if letters else math.nan
     row["absorption_settles"] = bool(math.isfinite(settling) and settling < total)
     if settings.latent_formation is not None:
         row |= formation_summary(run_formation(arm, settings.latent_formation), start)

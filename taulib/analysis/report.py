@@ -11,7 +11,10 @@ something other than the schedule):
 3. **Corrected.** Holm's adjustment within each question: the primary endpoint's comparisons (arms ×
    targets) as one family, the secondary endpoints' as another, so the primary verdict is not
    diluted; a direction is claimed only where the adjusted p-value is below 0.05, else the
-   difference is unresolved, whatever its point estimate. A comparison with a seed missing its
+   difference is unresolved, whatever its point estimate. Error is controlled per question (said
+   in the report). The floor partner (cosine 0.3 → 0.1) is compared under the lower bound's
+   question only, so no contrast is tested in two families. A direction that the frontier read as
+   a parabola does not reproduce is unresolved. A comparison with a seed missing its
    value, or with no spread between seeds, is not tested ("no data"): the remaining seeds would be
    selected on the outcome, and a zero variance is no evidence.
 4. **One primary endpoint per question** (`ENDPOINTS`), named in the report; the rest are secondary.
@@ -39,7 +42,7 @@ import pandas as pd
 
 from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
-from taulib.analysis.matched import ORTHOGONALITY_CONTEXT, MatchedSettings
+from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, MatchedSettings
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
@@ -205,7 +208,21 @@ def _comparison(
         # a missing value is an outcome (no rise, no settling, off the frontier), not a gap to close
         # by testing the seeds that remain: those are selected on the result
         gap = replace(gap, p_value=math.nan)
-    return {"endpoint": endpoint, "other": other, "target": target, "ours": t_interval(ours), "theirs": t_interval(theirs), "gap": gap}
+    censored = _censored_readings(values, endpoint, reference, other, target)
+    if censored:
+        # a censored time is a bound (formed before the window, or never): a t-test would take the bound for the value
+        gap = replace(gap, p_value=math.nan)
+    return {"endpoint": endpoint, "other": other, "target": target, "ours": t_interval(ours), "theirs": t_interval(theirs), "gap": gap, "censored": censored}
+
+
+def _censored_readings(values: _Values, endpoint: Endpoint, reference: str, other: str, target: float) -> int:
+    """How many of the two arms' seed readings of a time endpoint rest on a censored run (read off the
+    frontier, any run with weight in the reading counts); 0 for an endpoint that is not a time."""
+    flag = replace(endpoint, column=endpoint.column + CENSORED_SUFFIX)
+    if flag.column not in values.table:
+        return 0
+    readings = np.concatenate([values(reference, target, flag), values(other, target, flag)])
+    return int(np.sum(np.abs(readings[np.isfinite(readings)]) > 1e-9))
 
 
 _SAMPLE_ERROR = {
@@ -226,11 +243,14 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
     endpoint: Endpoint = item["endpoint"]
     gap, ours, theirs, target = item["gap"], item["ours"], item["theirs"], item["target"]
     verdict = _verdict(gap, adjusted_p, endpoint.higher_is_better)
+    censored = item.get("censored", 0)
     meaning = {
         "better": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is better",
         "worse": f"{names[reference]} is {'higher' if gap.value > 0 else 'lower'}, which is worse",
         "unresolved": "not resolved after correction (inconclusive)",
-        "no data": "not testable: a seed without a value, or no spread between seeds (inconclusive)",
+        "no data": f"not testable: {censored} of the seed readings rest on a censored time (formed before the window, or never) (inconclusive)"
+        if censored
+        else "not testable: a seed without a value, or no spread between seeds (inconclusive)",
     }[verdict]
     text = (
         f"At L0 = {target:g}, {endpoint.label}: {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}; "
@@ -239,7 +259,7 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
         f"(family of {family}): {meaning}."
     )
     numbers = {"l0_target": target, **_numbers("reference", ours), **_numbers("other", theirs), **_numbers("difference", gap)}
-    numbers |= {"pairs": gap.n, "p": gap.p_value, "adjusted_p": adjusted_p, "family": family}
+    numbers |= {"pairs": gap.n, "p": gap.p_value, "adjusted_p": adjusted_p, "family": family, "censored": censored}
     return Claim(endpoint.question, text, numbers, verdict, "comparison", item["other"], endpoint.column, endpoint.primary)
 
 
@@ -262,7 +282,7 @@ def tally_claim(question: str, label: str, claims: list[Claim], reference_name: 
     text = (
         f"{label}{' (primary endpoint)' if primary else ''}: over {total} comparisons (arms × L0 targets, Holm-corrected), {reference_name} was better in "
         f"{counts['better']}, worse in {counts['worse']}, and unresolved in {counts['unresolved']}"
-        + (f"; {counts['no data']} had too few complete seed pairs to test." if counts["no data"] else ".")
+        + (f"; {counts['no data']} could not be tested (a seed without a value, a censored time, or no spread)." if counts["no data"] else ".")
     )
     if counts["better"] == 0 and counts["worse"] == 0:
         overall = "unresolved"
@@ -324,9 +344,11 @@ def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
 
 
 def _schedule_points(table: pd.DataFrame, matched: pd.DataFrame, arms: list[str], target: float, outcome: str) -> tuple[np.ndarray, np.ndarray]:
-    """One point per schedule: its penalty ramp and the matched outcome, each the mean over its seeds."""
+    """One point per schedule: its penalty ramp and the matched outcome, each the mean over its seeds; a schedule
+    with a seed unmatched has no point (a mean over the matched seeds alone would be selected on the outcome)."""
     ramp = table.groupby("arm")[TRAJECTORY_AXIS].mean()
-    cell = matched[np.isclose(matched["l0_target"], target)].groupby("arm")[outcome].mean() if outcome in matched else pd.Series(dtype=float)
+    complete_mean = lambda values: values.mean() if values.notna().all() else math.nan  # noqa: E731
+    cell = matched[np.isclose(matched["l0_target"], target)].groupby("arm")[outcome].agg(complete_mean) if outcome in matched else pd.Series(dtype=float)
     return np.array([ramp.get(arm, math.nan) for arm in arms]), np.array([cell.get(arm, math.nan) for arm in arms])
 
 
@@ -362,13 +384,22 @@ def build_report(
     targets = sorted(float(t) for t in table["l0_target"].dropna().unique())
     seeds = sorted(int(s) for s in table["seed"].unique())
     all_endpoints = endpoints(settings)
-    frontier_columns = sorted({e.column for e in all_endpoints if e.on_frontier} | {c for c, _ in TRAJECTORY_OUTCOMES} | set(CONTEXT_COLUMNS))
+    frontier_columns = {e.column for e in all_endpoints if e.on_frontier} | {c for c, _ in TRAJECTORY_OUTCOMES} | set(CONTEXT_COLUMNS)
+    frontier_columns = sorted(frontier_columns | {c + CENSORED_SUFFIX for c in frontier_columns})  # a censored run taints any reading it weighs in
     matched = matched_table(table, [c for c in frontier_columns if c in table], shape=frontier_shape)
     report = Report(reference, headline, names, targets, seeds, matched=matched)
     report.primary = {e.question: e.label for e in all_endpoints if e.primary}
     values = _Values(table, matched, seeds)
     equivalents = constant_coefficient_arms(table, kinds, headline)
-    compared = [arm for arm in arms if arm != reference and arm not in equivalents]
+    # the floor partner is compared under the lower bound's question alone: one contrast, one Holm family
+    compared = [arm for arm in arms if arm not in (reference, floor_partner) and arm not in equivalents]
+    # a verdict the frontier's curvature decides is no verdict: read the frontier as a parabola too, and
+    # every direction that changes there is reported unresolved (frontier_sensitivity lists them)
+    curved = None
+    if frontier_shape == "linear":
+        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates)
+    curved_verdicts = {_verdict_key(c): c.verdict for c in curved.claims if c.kind == "comparison"} if curved is not None else {}
+    changed: list[tuple[Claim, str]] = []
     width = int(table["width"].min()) if "width" in table else 0
     if width < ABSORPTION_MIN_WIDTH:
         report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; absorption is computed and plotted, but draws no verdict.")
@@ -392,6 +423,11 @@ def build_report(
             _out_of_range_claim(item["endpoint"], item["other"], item["target"], width) if out_of_range else _comparison_claim(item, p, size, reference, names)
             for item, p, size in zip(items, adjusted, family, strict=True)
         ]
+        for index, claim in enumerate(claims):
+            other_verdict = curved_verdicts.get(_verdict_key(claim))
+            if claim.verdict in ("better", "worse") and other_verdict in ("better", "worse", "unresolved") and other_verdict != claim.verdict:
+                changed.append((claim, other_verdict))
+                claims[index] = _curvature_decided(claim, other_verdict)
         report.claims += claims
         for endpoint in question_endpoints:
             own = [c for c in claims if c.column == endpoint.column]
@@ -407,9 +443,8 @@ def build_report(
         for arm in equivalents:
             for target in targets:
                 report.claims.append(_equivalence_claim(values, arm, headline, target, names))
-    if frontier_shape == "linear":
-        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates)
-        report.frontier_sensitivity = frontier_sensitivity(report, curved)
+    if curved is not None:
+        report.frontier_sensitivity = frontier_sensitivity(report, changed)
     return report
 
 
@@ -417,27 +452,28 @@ def _verdict_key(claim: Claim) -> tuple:
     return (claim.question, claim.column, claim.other, claim.numbers.get("l0_target"))
 
 
-def frontier_sensitivity(linear: Report, curved: Report) -> str:
-    """Which comparison verdicts change when every matched value is read off a parabola through the
-    three nearest runs (in log L0) instead of the line between the two bracketing runs."""
-    compared = {_verdict_key(c): c for c in linear.claims if c.kind == "comparison" and c.verdict not in ("out of range", "no data")}
-    changed = [
-        (claim, other.verdict)
-        for claim in compared.values()
-        for other in curved.claims
-        if other.kind == "comparison" and _verdict_key(other) == _verdict_key(claim) and other.verdict != claim.verdict
-    ]
-    primary = [c for c in compared.values() if c.primary]
+def _curvature_decided(claim: Claim, curved_verdict: str) -> Claim:
+    """A direction that the parabola reading does not reproduce: unresolved, saying why."""
+    text = claim.text.rsplit(": ", 1)[0] + f": not resolved: the direction depends on the frontier's curvature (read off a parabola: {curved_verdict}) (inconclusive)."
+    return replace(claim, text=text, verdict="unresolved", numbers=claim.numbers | {"curvature_decided": 1})
+
+
+def frontier_sensitivity(linear: Report, changed: list[tuple[Claim, str]]) -> str:
+    """Which directions change when every matched value is read off a parabola through the three nearest
+    runs (in log L0) instead of the line between the two bracketing runs: those are reported unresolved."""
+    tested = [c for c in linear.claims if c.kind == "comparison" and c.verdict not in ("out of range", "no data")]
+    resolved = [c for c in tested if c.verdict in ("better", "worse")]
     head = (
         f"Read off a parabola through the three nearest runs (in log L0) instead of the line between the two that bracket the target, "
-        f"{len(compared) - len(changed)} of {len(compared)} tested verdicts ({len(primary) - sum(c.primary for c, _ in changed)} of {len(primary)} primary) are unchanged"
+        f"{len(resolved)} resolved direction{'s' if len(resolved) != 1 else ''} of {len(tested)} tested comparisons "
+        f"({sum(c.primary for c in resolved)} primary) hold"
     )
     if not changed:
         return head + ": the frontier's curvature decides none of them."
     listed = "; ".join(
         f"{linear.names.get(claim.other or '', claim.other)} at L0 = {claim.numbers['l0_target']:g}, `{claim.column}`: {claim.verdict} → {verdict}" for claim, verdict in changed
     )
-    return head + f". Changed (read these as unresolved): {listed}."
+    return head + f"; {len(changed)} more did not, and are reported unresolved: {listed}."
 
 
 def with_ground_truth(report: Report, ground_truth: Report, source: str) -> Report:
@@ -507,11 +543,20 @@ def _trajectory_claims(table: pd.DataFrame, matched: pd.DataFrame, arms: list[st
 
 
 def _equivalence_claim(values: _Values, arm: str, headline: str, target: float, names: dict[str, str]) -> Claim:
-    check = equivalence(values(arm, target, "final_explained_variance"), values(headline, target, "final_explained_variance"), EQUIVALENCE_MARGIN)
-    verdict = "equivalent" if check.equivalent else "not shown equivalent"
+    ours, theirs = values(arm, target, "final_explained_variance"), values(headline, target, "final_explained_variance")
+    check = equivalence(ours, theirs, EQUIVALENCE_MARGIN)
+    identical = check.difference.n == len(values.seeds) and bool(np.all(ours == theirs))
+    if identical:  # the same computation, seed for seed (calibration gave both the same λ/τ): equivalence by identity
+        verdict, outcome = "equivalent", "identical in every seed"
+    elif check.difference.n < len(values.seeds) or not check.difference.high - check.difference.low > 1e-12:
+        # as the comparisons: a missing seed is selected on the outcome, and a zero-width interval is no evidence
+        verdict, outcome = "no data", "not testable (a seed without a value, or no spread between seeds)"
+    else:
+        verdict = "equivalent" if check.equivalent else "not shown equivalent"
+        outcome = f"{verdict} within ±{EQUIVALENCE_MARGIN:g}"
     text = (
         f"At L0 = {target:g}, {names[arm]} against {names[headline]} (the same penalty, λ/τ constant), final explained variance: "
-        f"paired difference {check.difference.format()} (90% interval, {check.difference.n} seeds): {verdict} within ±{EQUIVALENCE_MARGIN:g}."
+        f"paired difference {check.difference.format()} (90% interval, {check.difference.n} seeds): {outcome}."
     )
     numbers = {"l0_target": target, **_numbers("difference", check.difference), "pairs": check.difference.n, "margin": EQUIVALENCE_MARGIN}
     return Claim("reconstruction", text, numbers, verdict, "equivalence", headline, "final_explained_variance")
@@ -625,7 +670,9 @@ def render_markdown(
         "(interpolated in log L0); differences are paired over seeds (arms share a seed's initialisation and batch order), "
         "with 95% paired t intervals; p-values are Holm-corrected within each question, the primary endpoint's tests (arms × targets) "
         "as one family and the secondary endpoints' as another; a direction is claimed only where the "
-        f"corrected p is below {ALPHA:g}, else the difference is unresolved. Each question names one primary endpoint. "
+        f"corrected p is below {ALPHA:g}, else the difference is unresolved. Error is controlled per question, not across them: "
+        "with six questions, a false primary verdict somewhere in the report is more likely than 5%. Each question names one primary endpoint. "
+        "A direction that changes when the frontier is read as a parabola instead of a line is reported unresolved. "
         "A comparison with a seed missing its value (no rise, no settling, off the frontier) or with no spread between seeds is not tested. "
         "Constant τ is plain L1 with λ/τ: it is an equivalence check, left out of tallies and correlations.",
         "",

@@ -409,10 +409,11 @@ def downstream_metrics(
     """CE/KL metrics of each SAE (in raw units) on `sequences` (n, seq) of token ids starting with BOS.
 
     Per batch, each SAE's splice runs only the blocks after the hooked one, `saes_per_forward` SAEs
-    stacked in one forward (memory: that many batches of vocabulary-wide logits); the clean logits are
-    recomputed from the cached residual only for a non-linear unembedding (module docstring). `reference` (`splice_reference` of the same
-    sequences, e.g. cached with the evaluation data) is computed here when not given. The SAEs are
-    moved to the model's device (in place, as `Module.to` does)."""
+    stacked in one forward (memory: that many batches of vocabulary-wide logits); the clean logits
+    are recomputed from the cached residual only for a non-linear unembedding (module docstring).
+    `reference` (`splice_reference` of the same sequences, e.g. cached with the evaluation data) is
+    computed here when not given. The SAEs are moved to the model's device (in place, as
+    `Module.to` does)."""
     _check_sequences(sequences)
     if saes_per_forward < 1:
         raise ValueError(f"saes_per_forward must be at least 1, got {saes_per_forward}")
@@ -454,6 +455,8 @@ def _splice_batch(
         with model._autocast():  # the reconstruction as the full forward computes it, inside the model's autocast
             spliced = torch.cat([_sae_replacement(saes[index], is_bos)(residual) for index in group])
         head = model.head_from_residual(ids.repeat(len(group), 1), spliced)
+        if reference.head_mean is not None and not head.linear:
+            raise ValueError("the splice reference assumes logits linear in the unembedding's input, and this model's are not")
         for offset, index in enumerate(group):
             rows = slice(offset * len(ids), (offset + 1) * len(ids))
             if reference.head_mean is None:
