@@ -273,3 +273,20 @@ def test_a_direction_the_curvature_decides_is_reported_unresolved(monkeypatch):
     assert decided.verdict == "unresolved" and decided.numbers["curvature_decided"] == 1
     assert decided.text.endswith("not resolved: the direction depends on the frontier's curvature (read off a parabola: unresolved) (inconclusive).")
     assert "Holm-adjusted p = 0.003" in decided.text  # the numbers stay, the direction goes
+
+
+@pytest.mark.parametrize("shape", ["linear", "quadratic"])
+def test_bootstrap_weights_read_the_frontier_as_the_matched_table_does(shape):
+    """The CE and probing intervals read each replicate with weights over the runs; with a run missing its
+    value they must give the matched table's own reading (the same runs, the same parabola or line)."""
+    from taulib.analysis.sequence_bootstrap import frontier_weights
+
+    l0s = np.array([12.0, 21.0, 48.0, 95.0])
+    values = np.array([0.70, math.nan, 0.86, 0.91])
+    for target in (20.0, 50.0, 90.0):
+        reading = read_at_l0(l0s, values, target, shape=shape).value
+        weights = frontier_weights(l0s, target, shape, np.isfinite(values))
+        if math.isnan(reading):
+            assert weights is None
+        else:
+            assert weights is not None and weights[1] == 0 and float(np.nansum(weights * np.nan_to_num(values))) == pytest.approx(reading)

@@ -177,6 +177,8 @@ class _Values:
         column, on_frontier = (endpoint.column, endpoint.on_frontier) if isinstance(endpoint, Endpoint) else (endpoint, True)
         source = self.matched if on_frontier else self.table
         cell = source[(source["arm"] == arm) & np.isclose(source["l0_target"], target)]
+        if cell["seed"].duplicated().any():
+            raise ValueError(f"arm {arm!r} has two rows for one seed at L0 = {target:g}: each seed must be one run per target")
         by_seed = dict(zip(cell["seed"].astype(int), cell[column].astype(float), strict=True)) if column in cell else {}
         return np.array([by_seed.get(seed, math.nan) for seed in self.seeds], dtype=float)
 

@@ -32,12 +32,18 @@ N_RESAMPLES = 2000
 SEQUENCE_METHOD = "paired t + sequence bootstrap"
 
 
-def frontier_weights(l0s: np.ndarray, target: float, shape: FrontierShape = "linear") -> np.ndarray | None:
+def frontier_weights(l0s: np.ndarray, target: float, shape: FrontierShape = "linear", finite: np.ndarray | None = None) -> np.ndarray | None:
     """The weights w with reading = Σ w_k value_k at `target` (both readings are linear in the values);
-    None where the target is unmatched."""
-    basis = np.eye(len(l0s))
-    weights = np.array([read_at_l0(l0s, basis[k], target, shape=shape).value for k in range(len(l0s))])
-    return None if not np.all(np.isfinite(weights)) else weights
+    None where the target is unmatched. `finite` marks the runs that have a value: the others are read
+    as the frontier reads a missing value (taulib.analysis.frontier.read_at_l0), so the weights give
+    exactly the matched table's reading."""
+    finite = np.ones(len(l0s), dtype=bool) if finite is None else np.asarray(finite, dtype=bool)
+    weights = np.zeros(len(l0s))
+    for k in np.flatnonzero(finite):
+        unit = np.where(finite, 0.0, np.nan)
+        unit[k] = 1.0
+        weights[k] = read_at_l0(l0s, unit, target, shape=shape).value
+    return None if not finite.any() or not np.all(np.isfinite(weights)) else weights
 
 
 def _scores(losses: SequenceLosses, draws: np.ndarray) -> np.ndarray:
@@ -72,7 +78,8 @@ def replicated_difference(
     point: dict[tuple[str, int], float] = {}
     for (name, run_seed), frontier in involved.groupby(["arm", "seed"], sort=False):
         if on_frontier:
-            weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target, shape)
+            finite = np.array([math.isfinite(points[run]) for run in frontier["run"]])
+            weights = frontier_weights(frontier["final_l0"].to_numpy(dtype=float), target, shape, finite)
         else:
             at_target = np.isclose(frontier["l0_target"].to_numpy(dtype=float), target)
             weights = at_target.astype(float) if at_target.sum() == 1 else None
