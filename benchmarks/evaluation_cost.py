@@ -143,7 +143,7 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     print(notes)
     if write:
         command = f"benchmarks/evaluation_cost.py {run_dir} {outputs} --write"
-        write_section("evaluation_cost", "Evaluation: per-checkpoint cost before and after (`benchmarks/evaluation_cost.py`)", provenance(command) + "\n" + table + "\n" + notes)
+        write_section("evaluation_cost", "Evaluation: checkpoints one at a time vs together (`benchmarks/evaluation_cost.py`)", provenance(command) + "\n" + table + "\n" + notes)
 
 
 if __name__ == "__main__":
