@@ -337,6 +337,8 @@ def notebook_seconds() -> float:
 
     cell = (
         "import plotly.graph_objects\nimport taulib.study.run, taulib.metrics.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
+        # the families' metric modules load lazily (taulib.metrics.families): every notebook still imports them
+        "import taulib.metrics.downstream, taulib.metrics.absorption, taulib.metrics.probing, taulib.activations.models\n"
         "import taulib.analysis.report, taulib.analysis.latent_formation, taulib.plots.training, taulib.plots.state, taulib.plots.widgets\n"
     )
     with tempfile.TemporaryDirectory() as folder:
