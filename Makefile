@@ -20,15 +20,13 @@ study: setup
 
 # two pytest workers, each file on one of them (its module fixtures built once): much of the suite
 # waits on single-threaded work (imports, notebook kernels, plotting), which the other worker fills.
-# Then the tests that compare wall times (marked solo) run alone, on an otherwise idle machine.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not solo"
-	$(BIN)/python -m pytest -m solo
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# the edit-test loop: the suite without the real language model, notebooks and wall-time comparisons
+# the edit-test loop: the suite without the real language model and the notebooks
 test-fast: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not model and not notebook and not solo"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not model and not notebook"
 
 # taulib's absorption and core metrics against SAE Bench's own code (its own environment, ~2.8 GB more)
 saebench-check: setup

@@ -253,7 +253,7 @@ class TrainingConfig(StrictModel):
     )
     log_every_steps: int = Field(10, gt=0, description="a row of the training log (the run's metrics.csv) every this many steps")
     n_checkpoints: int = Field(
-        32, ge=1, description="analysis checkpoints, initialisation and the final step included: about half evenly spaced, the rest log-spaced (dense early)"
+        32, ge=1, description="analysis checkpoints: initialisation, then from the learning-rate warm-up's end to the final step about half evenly spaced, the rest log-spaced (dense just after the warm-up)"
     )
     resume_every_steps: int = Field(250, gt=0, description="how often resumable trainer state is saved")
     dead_window_tokens: int | None = Field(

@@ -1,7 +1,6 @@
 """The metric-family registry is the one list: the config's names, what each needs, the evaluation order."""
 
 import pytest
-
 from pydantic import ValidationError
 
 from taulib.config import EvaluationConfig, RunConfig

@@ -10,6 +10,7 @@ import sys
 import pytest
 from tiny_study import TINY
 
+from taulib.study.cost import STAGES
 from taulib.study.machine_speed import CACHE_ENV
 from taulib.study.run import ANALYSIS_NOTEBOOKS
 
@@ -84,27 +85,25 @@ def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(t
     assert "diverges" in result.stdout and "failed" in result.stdout
 
 
-@pytest.mark.solo  # the actual stages must run under the load the machine was timed under: alone
-def test_the_wall_time_estimated_before_the_study_is_within_a_factor_of_two_per_stage(tiny_study):
-    """The study prints and records its estimate (taulib.study.cost) before any stage runs; here it is set
-    against what each stage then took. Compared: extraction, the evaluation inputs, the runs that
-    finished and the analysis notebooks, each seconds long even in this tiny study. Not compared: the λ
-    calibration (this study has no sweep: both are 0), and the diverging run, which fails within its
-    first steps, as no estimate made beforehand can know."""
+def test_the_wall_time_estimate_is_printed_before_any_stage_and_recorded_beside_each_stage(tiny_study):
+    """The study prints and records its estimate (taulib.study.cost) before any stage runs, and then
+    records beside it what each stage took. How close the two are is a measurement, not a test:
+    benchmarks/estimate_accuracy.py runs this tiny study on an idle machine and reports the ratios
+    (benchmarks/RESULTS.md)."""
     _, outputs, result = tiny_study
-    assert "wall time, estimated for this machine" in result.stdout
+    estimate_at = result.stdout.find("wall time, estimated for this machine")
+    assert estimate_at >= 0, result.stdout[-3000:]
+    assert estimate_at < result.stdout.find("baseline_plain_l1"), "the estimate comes before the first run"
     summary = json.loads((outputs / "study_summary.json").read_text())
     stages = summary["stages"]
-    assert stages["calibration"] == {"estimated": 0.0, "actual": 0.0}
-    finished = [run for run in summary["runs"] if run["status"] == "ok"]
-    compared = {
-        stage: (stages[stage]["estimated"], stages[stage]["actual"]) for stage in ("extraction", "evaluation inputs", "analysis")
-    } | {"runs that finished": (sum(run["estimated_seconds"] for run in finished), sum(run["seconds"] for run in finished))}
-    report = ", ".join(f"{stage}: {estimated:.1f} s estimated, {actual:.1f} s actual" for stage, (estimated, actual) in compared.items())
-    for stage, (estimated, actual) in compared.items():
-        assert actual >= 1.0, f"{stage} took under a second: too short to compare ({report})"
-        assert 0.5 <= estimated / actual <= 2.0, f"{stage} is off by more than a factor of 2 ({report})"
-    print(report)
+    assert set(stages) == set(STAGES)
+    assert stages["calibration"] == {"estimated": 0.0, "actual": 0.0}  # no sweep: nothing to calibrate
+    for stage in ("extraction", "evaluation inputs", "runs", "analysis"):
+        assert stages[stage]["estimated"] > 0 and stages[stage]["actual"] > 0, (stage, stages[stage])
+    runs = {run["run_name"]: run for run in summary["runs"]}
+    assert all(run["estimated_seconds"] > 0 for run in runs.values())
+    # the stage's estimate is its runs' estimates summed, the failed run's included (it was planned)
+    assert stages["runs"]["estimated"] == pytest.approx(sum(run["estimated_seconds"] for run in runs.values()))
 
 
 ANALYSIS_FIGURES = (

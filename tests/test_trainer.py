@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,7 @@ import torch
 from taulib.activations.synthetic import mean_max_cosine, sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.sae import load_sae
-from taulib.train.trainer import METRIC_COLUMNS, AnnealedTrainer, RunMismatchError, checkpoint_steps, read_checkpoint_index
+from taulib.train.trainer import METRIC_COLUMNS, AnnealedTrainer, RunMismatchError, checkpoint_steps, read_checkpoint_index, training_checkpoint_steps
 
 
 def _config(**training):
@@ -34,6 +36,38 @@ def test_checkpoints_mix_log_and_even_spacing_and_include_ends():
     assert checkpoint_steps(489, 17)[:3] == [0, 1, 2]
     # exactly as many as asked, or every step of a run shorter than that
     assert all(len(checkpoint_steps(total, n)) == min(n, total + 1) for total in range(2, 300) for n in range(2, 40))
+
+
+def test_checkpoints_skip_the_warmup_and_start_their_log_half_at_its_end():
+    """The default study's shape: 489 steps, a 24-step warm-up, 17 checkpoints. Only initialisation lies
+    inside the warm-up; the log-spaced half starts at its end, so 16 checkpoints span the part of
+    training where a time to formation is read."""
+    steps = checkpoint_steps(489, 17, 24)
+    assert len(steps) == 17 and steps[:2] == [0, 24] and steps[-1] == 489
+    assert not [s for s in steps if 0 < s < 24]
+    after = np.array(steps[1:], dtype=float)
+    assert steps[2] - steps[1] <= 489 / 40 and sum(s <= 0.2 * 489 for s in steps[1:]) >= 4  # dense just after the warm-up
+    assert np.diff(after).max() <= (489 - 24) / 8 + 1  # the even half: no gap wider than 1/8 of the window
+    assert all(
+        len(checkpoint_steps(total, n, warmup)) == min(n, total + 1)
+        for total in range(2, 200)
+        for n in range(2, 30)
+        for warmup in (1, total // 20, total // 4)
+    )
+    assert checkpoint_steps(489, 17, 0) == checkpoint_steps(489, 17)  # no warm-up: from the first step
+
+
+def test_a_run_checkpointed_on_another_grid_is_refused_before_anything_is_written(tmp_path):
+    data = sparse_directions_dataset(n=2_000, d=12, n_features=16, mean_active=2.0)
+    AnnealedTrainer(_config(n_tokens=20_000), data.activations, tmp_path, show_progress=False).train()
+    index = tmp_path / "checkpoints" / "index.json"
+    saved = json.loads(index.read_text())
+    saved[1]["step"] = 1  # inside the warm-up: where an earlier grid put checkpoints
+    index.write_text(json.dumps(saved))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="checkpointed at steps .* move the run folder away"):
+        AnnealedTrainer(_config(n_tokens=20_000), data.activations, tmp_path, show_progress=False).train()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_recovers_known_sparse_directions():
@@ -65,7 +99,8 @@ def test_run_folder_contents_and_metrics(tmp_path):
     assert np.allclose(metrics["l1_coefficient_effective"], 0.04 / metrics["tau"])
     assert metrics["tokens"].iloc[-1] == 120 * 500
     index = read_checkpoint_index(tmp_path)
-    assert [e["step"] for e in index] == checkpoint_steps(120, 8)
+    assert [e["step"] for e in index] == training_checkpoint_steps(_config().training) == checkpoint_steps(120, 8, 6)
+    assert [e["step"] for e in index][:2] == [0, 6]  # initialisation, then the 5% warm-up's end
     for entry in index:
         _, meta = load_sae(tmp_path / "checkpoints" / f"step_{entry['step']:07d}")
         assert meta.extra["step"] == entry["step"]

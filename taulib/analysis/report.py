@@ -642,7 +642,7 @@ def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_po
         "model": f"{example.model.name}, residual stream after block {layer}",
         "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {int(table['checkpoints'].max())} checkpoints",
         "checkpoint grid": (
-            f"half log-spaced, half evenly spaced; formation is timed from the first checkpoint after warm-up (at most {start:.1%} of training), "
+            f"the initialisation, then from the warm-up's end half log-spaced, half evenly spaced; formation is timed from the first checkpoint after warm-up (at most {start:.1%} of training), "
             f"and after it no two checkpoints are more than {resolution:.1%} of training apart: times are resolved to that"
         ),
         "early Pareto figure": f"the checkpoint nearest {early_position:.0%} of training (arms differ in sparsity there; it is not compared)",

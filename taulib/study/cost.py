@@ -39,7 +39,7 @@ from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
 from taulib.sweep.spec import Sweep
-from taulib.train.trainer import checkpoint_steps
+from taulib.train.trainer import training_checkpoint_steps
 
 STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
 # A target's search: a first probe, usually one secant step from it (taulib.sweep.calibration); later targets
@@ -154,7 +154,7 @@ class Costs:
             f"latent_contexts|d{d_model}|w{config.sae.width}|n{a.heldout_tokens}|ctx{a.context_length}",
             lambda: speed.latent_contexts_seconds(d_model, config.sae.width, a.heldout_tokens, a.context_length - 1),
         )
-        return per_checkpoint * (len(checkpoint_steps(t.total_steps(), t.n_checkpoints)) if e.checkpoints == "all" else 1)  # the evaluated ones
+        return per_checkpoint * (len(training_checkpoint_steps(t)) if e.checkpoints == "all" else 1)  # the evaluated ones
 
     def notebook(self) -> float:
         return self._get("notebook", speed.notebook_seconds)
@@ -171,7 +171,7 @@ def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, eva
     training = steps * costs.step(config, d_model) if train else 0.0
     if not evaluate:
         return training, 0.0
-    checkpoints = len(checkpoint_steps(steps, t.n_checkpoints)) if e.checkpoints == "all" else 1
+    checkpoints = len(training_checkpoint_steps(t)) if e.checkpoints == "all" else 1
     evaluation = sum(family.run_seconds(costs, config, d_model, checkpoints) for family in evaluated(config))
     return training, evaluation
 

@@ -34,7 +34,7 @@ from taulib.config import ConfigError, RunConfig
 from taulib.corpus.probing_tasks import PROBING_TASKS
 from taulib.metrics.absorption import AbsorptionSettings
 from taulib.sweep.spec import Sweep
-from taulib.train.trainer import checkpoint_steps
+from taulib.train.trainer import training_checkpoint_steps
 
 STAGES = ("extract", "train", "evaluate")
 FLOAT32_MAX = 3.4028234663852886e38
@@ -201,7 +201,7 @@ def _evaluation_input_bytes(config: RunConfig, d_model: int) -> int:
 def _run_folder_bytes(config: RunConfig, d_model: int) -> int:
     """Checkpoints, the final SAE and the resumable trainer state (SAE and Adam moments), float32."""
     sae = 4 * sae_parameters(d_model, config.sae.width)
-    checkpoints = len(checkpoint_steps(config.training.total_steps(), config.training.n_checkpoints))
+    checkpoints = len(training_checkpoint_steps(config.training))
     return (checkpoints + 1) * sae + 3 * sae
 
 

@@ -3,7 +3,7 @@
 Everything a run writes lives in its folder:
   config.json                 the fully resolved run configuration (and its fingerprint)
   metrics.csv                 one row every `log_every_steps` steps (see METRIC_COLUMNS)
-  checkpoints/step_NNNNNNN/   SAE snapshots for the analyses (checkpoint_steps: half evenly, half log-spaced)
+  checkpoints/step_NNNNNNN/   SAE snapshots for the analyses (checkpoint_steps: 0, then from the warm-up's end half evenly, half log-spaced)
   checkpoints/index.json      step, tokens seen and τ of every snapshot
   final/                      the SAE after the last step
   trainer_state.safetensors   everything needed to resume bit-identically (weights, Adam, data order)
@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations.cache import MappedActivations
-from taulib.config import RunConfig
+from taulib.config import RunConfig, TrainingConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
@@ -49,33 +49,49 @@ def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     return float(1.0 - residual / total)
 
 
-def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
+def checkpoint_steps(total_steps: int, n_checkpoints: int, warmup_steps: int = 0) -> list[int]:
     """`n_checkpoints` optimiser steps in [0, total] (fewer only when the run has fewer steps): 0
-    (initialisation), about half of the rest evenly spaced (so that a curve crossing a level late in
-    training is resolved to ~2/n of the run) and the others log-spaced (dense early, where a fresh
-    SAE changes fastest), total included. Where the two grids coincide, log-spaced steps are added."""
+    (initialisation), then the rest from the learning-rate warm-up's end (`warmup_steps`; the first
+    step of a run without one) to the end: about half of them evenly spaced (so that a curve crossing
+    a level late in training is resolved to ~2/n of the run) and the others log-spaced (dense just
+    after the warm-up, where a fresh SAE changes fastest), total included. Inside the warm-up the
+    weights have barely moved, so no checkpoint is spent there. Where the grids coincide, log-spaced
+    steps are added."""
     n = min(n_checkpoints, total_steps + 1)
+    start = min(max(warmup_steps, 1), total_steps)
     if n <= 2 or total_steps <= 1:
         return sorted({0, total_steps})
     n_linear = (n - 1) // 2
-    linear = np.round(np.linspace(0, total_steps, n_linear + 1)[1:]).astype(int)
+    linear = np.round(np.linspace(min(warmup_steps, total_steps), total_steps, n_linear + 1)[1:]).astype(int)
     steps: set[int] = set()
     for n_log in range(n - 1 - n_linear, total_steps + 1):
-        logarithmic = np.round(np.geomspace(1, total_steps, n_log)).astype(int) if n_log > 1 else np.array([total_steps])
+        logarithmic = np.round(np.geomspace(start, total_steps, n_log)).astype(int) if n_log > 1 else np.array([total_steps])
         steps = {0, *map(int, linear), *map(int, logarithmic), total_steps}
         if len(steps) >= n:
             break
-    missing = [step for step in range(total_steps + 1) if step not in steps][: max(n - len(steps), 0)]  # short runs: fill in
-    ordered = sorted(steps | set(missing))
+    # short runs: fill in, after the warm-up first
+    candidates = [step for step in range(start, total_steps + 1) if step not in steps] + [step for step in range(1, start) if step not in steps]
+    ordered = sorted(steps | set(candidates[: max(n - len(steps), 0)]))
     while len(ordered) > n:  # one log step too many: drop the one nearest (by ratio) to its predecessor
         interior = [i for i in range(2, len(ordered) - 1) if ordered[i] not in linear]
         ordered.pop(min(interior, key=lambda i: ordered[i] / ordered[i - 1]))
     return ordered
 
 
+def warmup_steps(total_steps: int, training: TrainingConfig) -> int:
+    """The learning-rate warm-up's length in optimiser steps (learning_rate ramps over exactly these)."""
+    return int(training.lr_warmup_fraction * total_steps)
+
+
+def training_checkpoint_steps(training: TrainingConfig) -> list[int]:
+    """The steps a run with these training settings saves (and the study evaluates)."""
+    total = training.total_steps()
+    return checkpoint_steps(total, training.n_checkpoints, warmup_steps(total, training))
+
+
 def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
     training = config.training
-    warmup = int(training.lr_warmup_fraction * total_steps)
+    warmup = warmup_steps(total_steps, training)
     decay = int(training.lr_decay_fraction * total_steps)
     if warmup and step < warmup:
         return training.lr * (step + 1) / warmup
@@ -195,7 +211,7 @@ class AnnealedTrainer:
         self.schedule = config.schedule.to_schedule()
         self.total_steps = config.training.total_steps()
         self.batch_size = config.training.batch_size
-        self.checkpoints = checkpoint_steps(self.total_steps, config.training.n_checkpoints)
+        self.checkpoints = training_checkpoint_steps(config.training)
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
         # the dtype of the SAE's matmuls (autocast-like: weights, Adam state and biases stay float32)
         self.compute_dtype = torch.bfloat16 if config.training.compute_dtype == "bfloat16" else torch.float32
@@ -213,6 +229,19 @@ class AnnealedTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_json(path, record)
         atomic.write_json(self.run_dir / "environment.json", environment_record())
+
+    def _check_checkpoint_grid(self) -> None:
+        """A run folder checkpointed on another grid (an earlier version of checkpoint_steps) would be
+        compared step by step with runs on this one: refused, before anything is written."""
+        path = self.run_dir / "checkpoints" / "index.json"
+        if not path.is_file():
+            return
+        saved = [entry["step"] for entry in atomic.read_json(path)]
+        if not set(saved) <= set(self.checkpoints):
+            raise ValueError(
+                f"{self.run_dir}: checkpointed at steps {saved}, but this version of taulib checkpoints this "
+                f"configuration at {self.checkpoints}; move the run folder away to train it again"
+            )
 
     def _metadata(self, input_scale: float, extra: dict[str, Any]) -> SAEMetadata:
         return SAEMetadata(
@@ -281,6 +310,7 @@ class AnnealedTrainer:
         """
         summary_path = self.run_dir / "summary.json"
         self._check_or_write_config()
+        self._check_checkpoint_grid()
         if summary_path.is_file():
             return atomic.read_json(summary_path)
         if self.config.training.threads:
