@@ -94,6 +94,20 @@ class SparseAutoencoder(nn.Module):
 
 
 @torch.no_grad()
+def identity_sae(d: int) -> SparseAutoencoder:
+    """An SAE that reconstructs its input exactly: f = (ReLU(x), ReLU(−x)), x̂ = ReLU(x) − ReLU(−x) = x,
+    with unit decoder rows (latent i fires where x_i > 0, latent d + i where x_i < 0). A known answer
+    for the metrics, and a stand-in whose splice leaves the model's logits as they are."""
+    sae = SparseAutoencoder(d, 2 * d)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
 def in_raw_units(sae: SparseAutoencoder, metadata: SAEMetadata) -> SparseAutoencoder:
     """The same SAE acting on raw model activations, with input_scale folded into the weights.
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from taulib.sae import SAEMetadata, SparseAutoencoder, load_sae, save_sae
+from taulib.sae import SAEMetadata, SparseAutoencoder, identity_sae, load_sae, save_sae
 from taulib.train.loss import sae_loss
 from taulib.train.trainer import explained_variance
 
@@ -77,3 +77,12 @@ def test_save_load_round_trip(tmp_path):
 def test_load_refuses_a_folder_without_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="sae.safetensors"):
         load_sae(tmp_path)
+
+
+def test_the_identity_sae_reconstructs_exactly_with_one_latent_per_sign():
+    x = torch.randn(50, 6)
+    sae = identity_sae(6)
+    reconstruction, latents = sae(x)[:2]
+    assert torch.allclose(reconstruction, x, atol=1e-6)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(12))
+    assert torch.equal(latents[:, :6] > 0, x > 0) and torch.equal(latents[:, 6:] > 0, x < 0)

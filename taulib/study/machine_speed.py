@@ -113,20 +113,6 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str, t
         torch.set_num_threads(default_threads)
 
 
-def _reconstructing_sae(d_model: int) -> Any:
-    """An SAE of 2·d_model latents whose reconstruction is its input: relu(x) − relu(−x)."""
-    from taulib.sae import SparseAutoencoder
-
-    sae = SparseAutoencoder(d_model, 2 * d_model)
-    identity = torch.eye(d_model)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([identity, -identity], dim=1))
-        sae.W_dec.copy_(torch.cat([identity, -identity], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
-
-
 def _random_sae(d_model: int, width: int) -> Any:
     from taulib.sae import SparseAutoencoder
 
@@ -273,6 +259,7 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
     from taulib.metrics.downstream import SplicedModel, downstream_metrics, splice_reference
     from taulib.precision import resolve_autocast
+    from taulib.sae import identity_sae
 
     started = time.perf_counter()
     loaded = load_language_model(model_config)
@@ -287,7 +274,7 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     # on a batch of the evaluation's size, as taulib.metrics.downstream runs them (its reference made first)
     rows = ids[: EvaluationConfig.model_fields["ce_batch_size"].default]
     reference = splice_reference(spliced, rows, len(rows))
-    sae = _reconstructing_sae(loaded.d_model)  # logits as a trained SAE's are (a random SAE's can be extreme, and slower to exponentiate)
+    sae = identity_sae(loaded.d_model)  # logits as a trained SAE's are (a random SAE's can be extreme, and slower to exponentiate)
     after_layer = timed(lambda: downstream_metrics(spliced, rows, [sae], len(rows), reference=reference), max_repeats=3) / rows.numel()
     import random
 
