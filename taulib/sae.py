@@ -93,7 +93,6 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.grad.addcmul_(parallel, self.W_dec, value=-1.0)
 
 
-@torch.no_grad()
 def identity_sae(d: int) -> SparseAutoencoder:
     """An SAE that reconstructs its input exactly: f = (ReLU(x), ReLU(−x)), x̂ = ReLU(x) − ReLU(−x) = x,
     with unit decoder rows (latent i fires where x_i > 0, latent d + i where x_i < 0). A known answer
@@ -108,6 +107,7 @@ def identity_sae(d: int) -> SparseAutoencoder:
     return sae
 
 
+@torch.no_grad()
 def in_raw_units(sae: SparseAutoencoder, metadata: SAEMetadata) -> SparseAutoencoder:
     """The same SAE acting on raw model activations, with input_scale folded into the weights.
 

@@ -40,6 +40,7 @@ from taulib.analysis.latent_formation import FormationSettings, formation_summar
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
 from taulib.metrics.evaluate import read_ground_truth_recovery
+from taulib.train.trainer import warmup_steps
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,11 @@ def _value(arm: Arm, step: int, column: str) -> float:
 def warmup_end_tokens(arm: Arm) -> float:
     """Tokens at the end of the learning-rate warm-up, or of an L1 warm-up's ramp if longer."""
     training = arm.config.training
-    fraction = training.lr_warmup_fraction
+    total = training.total_steps()
+    steps = warmup_steps(total, training)
     if arm.config.schedule.kind == "l1_warmup":
-        fraction = max(fraction, arm.config.schedule.anneal_fraction)
-    return float(int(fraction * training.total_steps()) * training.batch_size)
+        steps = max(steps, int(arm.config.schedule.anneal_fraction * total))
+    return float(steps * training.batch_size)
 
 
 def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]:
