@@ -344,6 +344,11 @@ class EvaluationConfig(StrictModel):
     recovery_threshold: float = Field(
         0.9, gt=0, lt=1, description="ground_truth: a true feature is recovered when some decoder direction has cosine above this with it"
     )
+    absorption_checkpoints: Literal["all", "final"] = Field(
+        "all",
+        description="absorption at every evaluated checkpoint (its reduction speed), or at the final one only: below "
+        "~16k latents absorption is out of its valid range and its speed draws no verdict (docs/method.md, \"Cost\")",
+    )
     absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
     absorption_seed: int = Field(42, ge=0, description="seed of the absorption vocabulary's sample and its probes")
     probing_tasks: tuple[ProbingTaskName, ...] = Field(DEFAULT_TASKS, min_length=1, description="sparse-probing tasks (taulib.corpus.probing_tasks)")

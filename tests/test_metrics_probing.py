@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from taulib.metrics.probing import BinaryTask, ProbingData, ProbingSettings, TaskData, _binary_tasks, compute_llm_baseline, evaluate_sparse_probing
+from taulib.metrics.probing import (
+    BinaryTask,
+    ProbingData,
+    ProbingSettings,
+    TaskData,
+    _binary_tasks,
+    compute_llm_baseline,
+    evaluate_sparse_probing,
+    evaluate_sparse_probing_many,
+)
 from taulib.sae import SparseAutoencoder
 
 CLASSES = ["red", "green", "blue"]
@@ -44,6 +53,40 @@ def test_mean_pooling_matches_a_loop():
     pooled = task.mean_pooled()
     for i in (0, 17, 119):
         assert torch.allclose(pooled[i], task.token_acts[task.offsets[i] : task.offsets[i + 1]].float().mean(0), atol=1e-6)
+
+
+def test_the_bfloat16_encoder_pools_exactly_what_sae_encode_under_autocast_gives(monkeypatch):
+    # the probing encoder inlines sae.encode under bfloat16 autocast (for speed): the same numbers, bit for bit
+    task = _task()
+    generator = torch.Generator().manual_seed(3)
+    saes = [SparseAutoencoder(16, 32) for _ in range(2)]
+    for sae in saes:
+        sae.initialise(generator, data_mean=task.token_acts.float().mean(0))
+        with torch.no_grad():
+            sae.b_enc.uniform_(-0.5, 0.5, generator=generator)
+
+    def autocast_encode(sae):
+        def encode(x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return sae.encode(x)
+
+        return encode
+
+    expected = task.mean_pooled_many([autocast_encode(sae) for sae in saes])
+    data = ProbingData([task], ProbingSettings(tasks=("colours",), ks=(1, 2)))
+    seen = []
+    original = TaskData.mean_pooled_many
+
+    def recording(self, encoders, batch_tokens=16384):
+        pooled = original(self, encoders, batch_tokens)
+        seen.extend(pooled)
+        return pooled
+
+    monkeypatch.setattr(TaskData, "mean_pooled_many", recording)
+    evaluate_sparse_probing_many(saes, data, autocast=True)
+    assert len(seen) == 2
+    for got, want in zip(seen, expected, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_class_latents_are_selected_and_separate_perfectly():

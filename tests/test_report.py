@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from synthetic_study import SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
@@ -13,7 +14,7 @@ from synthetic_study import SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metric
 from taulib.analysis.intervals import Estimate
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.orthogonality import lower_bound_pairs
-from taulib.analysis.report import build_report, endpoints
+from taulib.analysis.report import _identity_claim, build_report, endpoints, identity_arms
 from taulib.analysis.study_data import load_study
 from taulib.study.run import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
 
@@ -250,3 +251,30 @@ def test_a_censored_formation_time_is_not_tested(sweep):
     censored.loc[mine, "formation_sae_top_1_accuracy_censored"] = 1.0
     untested = linear_against_higher_floor(censored)
     assert untested and all(c.verdict == "no data" and c.numbers["censored"] >= 1 and "censored time" in c.text for c in untested)
+
+
+def _identity_table(difference: float = 0.0):
+    """Plain L1 over two targets × two seeds, and one identity run of constant τ at (50, seed 0)."""
+    rows = [
+        {"arm": "plain", "l0_target": t, "seed": s, "l1_coefficient": 0.6459, "final_explained_variance": 0.7 + t / 1000 + s / 100, "final_l0": t * 1.01, "early_l0": 300.0}
+        for t in (20.0, 50.0)
+        for s in (0, 1)
+    ]
+    twin = dict(rows[2])  # plain at L0 50, seed 0
+    rows.append(twin | {"arm": "constant", "l1_coefficient": 0.19377, "final_explained_variance": twin["final_explained_variance"] + difference})
+    return pd.DataFrame(rows)
+
+
+def test_a_constant_arm_with_one_run_is_an_identity_check_against_its_plain_l1_twin():
+    kinds = {"plain": "none", "constant": "constant"}
+    same = _identity_table()
+    assert identity_arms(same, kinds, "plain") == ["constant"]
+    claim = _identity_claim(same, "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
+    assert claim.verdict == "equivalent" and claim.kind == "equivalence" and "identical in all 3" in claim.text
+    assert claim.numbers["runs"] == 1 and claim.numbers["differing"] == 0
+    off = _identity_claim(_identity_table(1e-6), "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
+    assert off.verdict == "not shown equivalent" and "final_explained_variance" in off.text
+    assert off.numbers["max_difference_final_explained_variance"] == pytest.approx(1e-6)
+    # swept like the others (as many runs as plain L1): the paired equivalence test instead, not this
+    full = same[same["arm"] == "plain"].assign(arm="constant")
+    assert identity_arms(pd.concat([same[same["arm"] == "plain"], full], ignore_index=True), kinds, "plain") == []

@@ -183,6 +183,7 @@ def test_a_sweep_study_calibrates_runs_and_reports_on_a_dask_cluster(repo_root, 
     sweep_params.mkdir()
     for name in ("_study.yaml", "baseline_plain_l1.yaml", "cosine_0.3_to_0.05_tightened.yaml"):
         shutil.copy(params / name, sweep_params)
+    shutil.copy(repo_root / "parameters" / "constant_0.3.yaml", sweep_params)
     (sweep_params / "_sweep.yaml").write_text("l0_targets: [10]\nseeds: [0, 1]\ncalibration: {tolerance: 0.2}\n")
     sweep_outputs = tmp_path / "outputs"
     shutil.copytree(outputs / "activations", sweep_outputs / "activations")
@@ -190,7 +191,9 @@ def test_a_sweep_study_calibrates_runs_and_reports_on_a_dask_cluster(repo_root, 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     plan = json.loads((sweep_outputs / "sweeps" / "plan.json").read_text())
-    assert len(plan["runs"]) == 2 * 1 * 2  # arms × targets × seeds
+    assert len(plan["runs"]) == 2 * 1 * 2 + 1  # arms × targets × seeds, and constant τ's identity run
+    assert plan["identities"] == {"constant_0.3": "baseline_plain_l1"}
+    assert not (sweep_outputs / "sweeps" / "calibration" / "constant_0.3.json").exists()  # not calibrated
     for arm in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
         calibration = json.loads((sweep_outputs / "sweeps" / "calibration" / f"{arm}.json").read_text())
         for target in calibration["targets"]:  # each target reached within the tolerance, or flagged
@@ -206,6 +209,9 @@ def test_a_sweep_study_calibrates_runs_and_reports_on_a_dask_cluster(repo_root, 
     report = (sweep_outputs / "REPORT.md").read_text()
     claims = json.loads((sweep_outputs / "report_claims.json").read_text())
     assert "## Early concept formation" in report and claims and all(claim["numbers"] for claim in claims)
+    # the identity run reproduces plain L1's seed-0 run: every evaluated number the same
+    (identity,) = [claim for claim in claims if claim["kind"] == "equivalence"]
+    assert identity["verdict"] == "equivalent" and "identical in all" in identity["text"] and identity["numbers"]["runs"] == 1
     assert (sweep_outputs / "figures" / "05_pareto_final.png").read_bytes()[:4] == b"\x89PNG"
 
 

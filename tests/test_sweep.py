@@ -9,6 +9,7 @@ import pytest
 
 from taulib.cli import main
 from taulib.config import ConfigError, load_run_config
+from taulib.sweep.runs import plan_runs
 from taulib.sweep.spec import load_sweep, run_config, run_name, write_parameter_file
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
@@ -85,8 +86,63 @@ def test_unknown_profile_lists_the_known_ones(folder):
 def test_sweep_command_prints_the_plan(folder, capsys):
     assert main(["sweep", "--parameters", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "runs: 63 evaluated" in out and "seeds: 0, 1, 2" in out
+    assert "runs: 55 evaluated" in out and "seeds: 0, 1, 2" in out
+    assert "constant_0.3 is baseline_plain_l1 with λ·τ: one identity run" in out
     assert main(["sweep", "--parameters", str(folder), "--profile", "nope"]) == 2
     assert "no profile 'nope'" in capsys.readouterr().err
     (folder / "_sweep.yaml").unlink()
     assert main(["sweep", "--parameters", str(folder), "--profile", "full"]) == 2  # a profile without a sweep is refused
+
+
+class _Chosen:
+    def __init__(self, l1_coefficient: float) -> None:
+        self.l1_coefficient = l1_coefficient
+
+
+class _Calibration:
+    """What plan_runs reads of a calibration: the λ chosen for each target."""
+
+    def __init__(self, by_target: dict[float, float]) -> None:
+        self.by_target = by_target
+
+    def target(self, target: float) -> _Chosen:
+        return _Chosen(self.by_target[target])
+
+
+def test_a_constant_tau_arm_is_one_identity_run_of_the_plain_l1_arm(folder, tmp_path):
+    sweep = load_sweep(folder)
+    assert sweep.identities == {"constant_0.3": "baseline_plain_l1"}
+    assert "constant_0.3" not in [arm.name for arm in sweep.calibrated_arms()]
+    per_arm = len(sweep.l0_targets) * len(sweep.seeds)
+    assert sweep.n_runs() == (len(sweep.arms) - 1) * per_arm + 1
+    calibrations = {arm.name: _Calibration({t: 0.6459 * (i + 1) for i, t in enumerate(sweep.l0_targets)}) for arm in sweep.calibrated_arms()}
+    planned = plan_runs(sweep, calibrations, tmp_path / "outputs")
+    assert len(planned) == sweep.n_runs()
+    identity = [run.config for run in planned if run.config.sweep.arm == "constant_0.3"]
+    assert len(identity) == 1
+    (config,) = identity
+    middle = sweep.l0_targets[len(sweep.l0_targets) // 2]
+    plain = calibrations["baseline_plain_l1"].target(middle).l1_coefficient
+    assert (config.sweep.l0_target, config.seed) == (middle, sweep.calibration_seed)
+    assert config.training.l1_coefficient == float(f"{0.3 * plain:.6g}")
+    assert config.run_name == f"constant_0.3__lam{config.training.l1_coefficient:.6g}__seed0"
+    assert load_run_config(planned[[run.config for run in planned].index(config)].parameter_file) == config
+
+
+def test_a_constant_arm_that_differs_in_more_than_its_schedule_is_swept_like_the_others(folder):
+    text = (folder / "constant_0.3.yaml").read_text()
+    (folder / "constant_0.3.yaml").write_text(text + "sae: {width: 512}\n")
+    sweep = load_sweep(folder)
+    assert sweep.identities == {} and sweep.n_runs() == len(sweep.arms) * len(sweep.l0_targets) * len(sweep.seeds)
+
+
+def test_the_identity_lambda_keeps_lambda_over_tau_in_float32_for_every_calibrated_lambda():
+    """λ_plain has 4 significant figures and τ one or two: τ·λ_plain to 6 figures, divided by τ again,
+    is λ_plain in float32 (what the trainer multiplies by), though not always in float64."""
+    import numpy as np
+
+    from taulib.sweep.spec import IDENTITY_DIGITS
+
+    lambdas = [float(f"{m * 10.0**e:.4g}") for m in range(1000, 10000, 7) for e in range(-4, 1)]
+    for tau in (0.05, 0.1, 0.3, 0.5, 0.7):
+        assert all(np.float32(float(f"{tau * lam:.{IDENTITY_DIGITS}g}") / tau) == np.float32(lam) for lam in lambdas)

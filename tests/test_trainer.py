@@ -197,3 +197,25 @@ def test_sparse_step_changes_the_kernels_not_the_result(tmp_path):
     assert summaries["sparse"]["final"]["explained_variance"] == pytest.approx(summaries["dense"]["final"]["explained_variance"], abs=1e-4)
     dense_metrics, sparse_metrics = (pd.read_csv(tmp_path / label / "metrics.csv") for label in ("dense", "sparse"))
     assert np.allclose(dense_metrics["l0"], sparse_metrics["l0"], atol=0.05)
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_constant_tau_at_lambda_times_tau_trains_the_plain_l1_run_bit_for_bit(tmp_path, compute_dtype):
+    """Why a sweep gives a constant-τ arm one identity run instead of a calibration of its own
+    (taulib.sweep.spec): λ/τ·‖f‖₁ with τ constant is plain L1 at λ/τ, and at the identity run's λ the
+    trainer computes the very same thing, step for step, in either compute precision."""
+    from taulib.sweep.spec import SweepArm, identity_l1_coefficient
+
+    data = sparse_directions_dataset(n=5_000, d=12, n_features=16, mean_active=2.0)
+    base = _config(compute_dtype=compute_dtype, n_tokens=20_000).to_dict()
+    plain_lambda = 0.6459  # a calibrated λ (4 significant figures)
+    constant = RunConfig.model_validate({**base, "schedule": {"kind": "constant", "tau_initial": 0.3}})
+    identity_lambda = identity_l1_coefficient(SweepArm("constant", tmp_path / "constant.yaml", constant), plain_lambda)
+    assert identity_lambda == 0.19377
+    runs = {}
+    for name, schedule, lam in (("plain", {"kind": "none"}, plain_lambda), ("constant", constant.schedule.model_dump(), identity_lambda)):
+        config = RunConfig.model_validate({**base, "schedule": schedule, "training": {**base["training"], "l1_coefficient": lam}})
+        AnnealedTrainer(config, data.activations, tmp_path / name, show_progress=False).train()
+        runs[name] = load_sae(tmp_path / name / "final")[0].state_dict()
+    for key, tensor in runs["plain"].items():
+        assert torch.equal(tensor, runs["constant"][key]), key

@@ -160,8 +160,14 @@ def test_runs_whose_absorption_never_settles_are_counted_not_dropped():
         }
     )
     claim = settling_claim(table, MatchedSettings())
-    assert claim.numbers == {"runs": 4, "settled": 1, "never_settled": 2, "without_letters": 1, "min_k1_f1": 0.5}
+    assert claim.numbers == {"runs": 4, "settled": 1, "never_settled": 2, "without_letters": 1, "not_timed": 0, "min_k1_f1": 0.5}
     assert "2 never settled" in claim.text and "1 had no such letter" in claim.text
+    # runs whose absorption was measured at the final checkpoint only are not "never settled": they were not timed
+    untimed = pd.concat([table, table.assign(absorption_settles=False, absorption_settling=math.nan)], ignore_index=True)
+    untimed["absorption_speed_measured"] = [True] * 4 + [False] * 4
+    claim = settling_claim(untimed, MatchedSettings())
+    assert claim.numbers == {"runs": 8, "settled": 1, "never_settled": 2, "without_letters": 1, "not_timed": 4, "min_k1_f1": 0.5}
+    assert "4 runs measured absorption at the final checkpoint only" in claim.text
 
 
 def test_the_ce_score_interval_includes_the_evaluation_texts_error():

@@ -149,10 +149,15 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
         row[f"formation_{metric.column}{CENSORED_SUFFIX}"] = float(formation_censored(tokens, values, start, formed))
         row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
     letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
-    settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if letters else math.nan
+    # absorption evaluated at the final checkpoint only (evaluation.absorption_checkpoints): its level, no speed to read
+    final_only = "absorption" in arm.config.evaluated_families() and arm.config.evaluation.absorption_checkpoints == "final"
+    speed_measured = not final_only
+    timed = bool(letters) and speed_measured
+    settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if timed else math.nan
     row["absorption_letters_formed"] = len(letters)
+    row["absorption_speed_measured"] = speed_measured
     row["absorption_settling"] = settling / total
-    row[f"absorption_settling{CENSORED_SUFFIX}"] = float(formation_censored(tokens, formed_absorption, start, settling)) if letters else math.nan
+    row[f"absorption_settling{CENSORED_SUFFIX}"] = float(formation_censored(tokens, formed_absorption, start, settling)) if timed else math.nan
     row["absorption_settles"] = bool(math.isfinite(settling) and settling < total)
     if settings.latent_formation is not None:
         row |= formation_summary(run_formation(arm, settings.latent_formation), start)
@@ -186,6 +191,7 @@ FORMATION_COLUMNS = (
     "current_l0_position",
     *(f"current_{metric.column}" for metric in FORMATION_METRICS),
     "absorption_letters_formed",
+    "absorption_speed_measured",
     "absorption_settling",
     "absorption_settles",
 )

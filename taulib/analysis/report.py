@@ -168,6 +168,44 @@ def constant_coefficient_arms(table: pd.DataFrame, kinds: dict[str, str], headli
     return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in CONSTANT_COEFFICIENT_KINDS and arm != headline]
 
 
+def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str) -> list[str]:
+    """Constant-coefficient arms with fewer runs than the headline arm: a sweep's identity runs (taulib.sweep.spec)."""
+    runs = table["arm"].value_counts()
+    return [arm for arm in constant_coefficient_arms(table, kinds, headline) if runs[arm] < runs.get(headline, 0)]
+
+
+def _identity_claim(table: pd.DataFrame, arm: str, headline: str, names: dict[str, str]) -> Claim:
+    """Each run of an identity arm against the headline run of the same L0 target and seed: the same loss
+    (λ/τ equal), so every final and early metric must be the same number; the largest difference otherwise."""
+    columns = sorted(c for c in table.columns if c.startswith(("final_", "early_")) and pd.api.types.is_numeric_dtype(table[c]))
+    compared, differences, texts = 0, {}, []
+    for _, run in table[table["arm"] == arm].iterrows():
+        twin = table[(table["arm"] == headline) & np.isclose(table["l0_target"], run["l0_target"]) & (table["seed"] == run["seed"])]
+        if len(twin) != 1:
+            continue
+        compared += 1
+        other = twin.iloc[0]
+        for column in columns:
+            a, b = float(run[column]), float(other[column])
+            if not (a == b or (math.isnan(a) and math.isnan(b))):
+                differences[column] = max(differences.get(column, 0.0), abs(a - b))
+        texts.append(f"L0 target {run['l0_target']:g}, seed {int(run['seed'])}: λ = {run['l1_coefficient']:.6g} against {other['l1_coefficient']:.6g}")
+    if compared == 0:
+        verdict, outcome = "no data", "not testable (no plain-L1 run of the same target and seed)"
+    elif not differences:
+        verdict, outcome = "equivalent", f"identical in all {len(columns)} final and early metrics"
+    else:
+        verdict = "not shown equivalent"
+        largest = ", ".join(f"{column} by {value:.2g}" for column, value in sorted(differences.items(), key=lambda item: -item[1])[:3])
+        outcome = f"not identical: {len(differences)} of {len(columns)} metrics differ ({largest})"
+    text = (
+        f"{names[arm]} against {names[headline]} (the same penalty λ/τ, one identity run instead of a calibrated sweep; "
+        f"{'; '.join(texts) or 'no pair'}): {outcome}."
+    )
+    numbers = {"runs": compared, "metrics": len(columns), "differing": len(differences), "max_difference_final_explained_variance": differences.get("final_explained_variance", 0.0)}
+    return Claim("reconstruction", text, numbers, verdict, "equivalence", headline, "final_explained_variance")
+
+
 class _Values:
     """Per arm, target and endpoint: the values over the study's seeds, aligned by seed (NaN where missing)."""
 
@@ -333,8 +371,11 @@ def passage_table(table: pd.DataFrame, names: dict[str, str], settings: MatchedS
 def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
     """How many runs' absorption settled, never settled, or had no letter latent to measure: counted, never dropped."""
     runs = len(table)
-    without = int((table["absorption_letters_formed"] == 0).sum())
-    measured = table[table["absorption_letters_formed"] > 0]
+    # runs evaluated with absorption at the final checkpoint only have no speed: counted apart, never as "never settled"
+    timed = table[table["absorption_speed_measured"].astype(bool)] if "absorption_speed_measured" in table else table
+    untimed = runs - len(timed)
+    without = int((timed["absorption_letters_formed"] == 0).sum())
+    measured = timed[timed["absorption_letters_formed"] > 0]
     settled = int(measured["absorption_settles"].sum())
     never = len(measured) - settled
     text = (
@@ -342,7 +383,9 @@ def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
         f"{never} never settled (absorption did not fall after warm-up) and {without} had no such letter; runs that never settle "
         "stay in this count and out of the means."
     )
-    numbers = {"runs": runs, "settled": settled, "never_settled": never, "without_letters": without, "min_k1_f1": settings.absorption_min_k1_f1}
+    if untimed:
+        text += f" {untimed} runs measured absorption at the final checkpoint only (evaluation.absorption_checkpoints): no speed to time."
+    numbers = {"runs": runs, "settled": settled, "never_settled": never, "without_letters": without, "not_timed": untimed, "min_k1_f1": settings.absorption_min_k1_f1}
     return Claim("absorption", text, numbers, "unresolved" if never or without else "no data", "count")
 
 
@@ -377,6 +420,13 @@ def build_report(
     test set's. The report is built on the linear
     frontier reading and checked against the quadratic one (`frontier_sensitivity`)."""
     settings = settings or MatchedSettings()
+    # an identity arm's one run (taulib.sweep.spec) is checked against its plain-L1 twin, then leaves the table:
+    # it has no frontier of its own to match on
+    identity_claims = []
+    if headline is not None:
+        for arm in identity_arms(table, kinds or {}, headline):
+            identity_claims.append(_identity_claim(table, arm, headline, {a: a for a in table["arm"]} | (names or {})))
+            table = table[table["arm"] != arm]
     arms = list(dict.fromkeys(table["arm"]))
     if reference not in arms:
         raise ValueError(f"reference arm {reference!r} is not in the study; arms: {', '.join(arms)}")
@@ -405,7 +455,9 @@ def build_report(
     changed: list[tuple[Claim, str]] = []
     width = int(table["width"].min()) if "width" in table else 0
     if width < ABSORPTION_MIN_WIDTH:
-        report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; absorption is computed and plotted, but draws no verdict.")
+        timed = "absorption_speed_measured" not in table or bool(table["absorption_speed_measured"].astype(bool).any())
+        measured = "absorption is computed and plotted" if timed else "absorption is measured at the final checkpoint only (evaluation.absorption_checkpoints), its speed not at all"
+        report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; {measured}, and draws no verdict.")
 
     for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound", "ground_truth"):
         question_endpoints = [e for e in all_endpoints if e.question == question]
@@ -446,6 +498,7 @@ def build_report(
         for arm in equivalents:
             for target in targets:
                 report.claims.append(_equivalence_claim(values, arm, headline, target, names))
+    report.claims += identity_claims
     if curved is not None:
         report.frontier_sensitivity = frontier_sensitivity(report, changed)
     return report
@@ -630,6 +683,15 @@ def wall_time_line(summary: dict) -> str:
     )
 
 
+def _runs_line(table: pd.DataFrame, study: StudyData) -> str:
+    """How many runs, as arms × targets × seeds, and the arms with fewer (identity runs, failures)."""
+    counts = table["arm"].value_counts()
+    full = len(study.l0_targets) * len(study.seeds)
+    fewer = [f"{arm}: {counts.get(arm, 0)}" for arm in study.arm_names if counts.get(arm, 0) < full]
+    swept = len(study.arm_names) - len(fewer)
+    return f"{len(table)} ({swept} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds" + (f"; fewer: {', '.join(fewer)}" if fewer else "") + ")"
+
+
 def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_position: float) -> dict[str, str]:
     """The report's header lines: what was run, on what, and how finely the checkpoints resolve time."""
     example = study.arms[0].config
@@ -639,7 +701,7 @@ def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_po
     return {
         "source": f"`{study.outputs_root}`",
         "profile": str(summary.get("profile") or "default"),
-        "runs": f"{len(table)} ({len(study.arm_names)} arms × {len(study.l0_targets)} L0 targets × {len(study.seeds)} seeds)",
+        "runs": _runs_line(table, study),
         "model": f"{example.model.name}, residual stream after block {layer}",
         "SAE": f"{example.sae.width:,} latents, {example.training.n_tokens:,} training tokens, batch {example.training.batch_size}, {int(table['checkpoints'].max())} checkpoints",
         "checkpoint grid": (

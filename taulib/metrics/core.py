@@ -67,10 +67,10 @@ def reconstruction_metrics_many(
         total_sum += x.double().sum(dim=0).cpu()
         for index, sae in enumerate(saes):
             x_hat, f = sae(x)
-            fired = f > 0
-            fire_counts[index] += fired.sum(dim=0).cpu()
-            active[index] += float(fired.sum())
-            l1[index] += float(f.double().sum())
+            counts = (f > 0).sum(dim=0)
+            fire_counts[index] += counts.cpu()
+            active[index] += float(counts.sum())  # from the per-latent counts: one pass over the latents, not two
+            l1[index] += float(f.sum(dtype=torch.float64))  # accumulated in float64 without a float64 copy of f
             residual[index] += float((x - x_hat).double().pow(2).sum())
             cosine[index] += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
     # Σ‖x − x̄‖² = Σ‖x‖² − n‖x̄‖², accumulated in one pass

@@ -199,8 +199,12 @@ class Absorption(Family):
     def evaluate(self, saes: list[SparseAutoencoder], state: Any, run: RunInputs, chunk: Chunk) -> None:
         from taulib.metrics.absorption import evaluate_absorption_many
 
+        every = run.config.evaluation.absorption_checkpoints == "all"
+        chosen = [index for index, step in enumerate(chunk.steps) if every or step == chunk.final_step]
+        if not chosen:
+            return  # absorption_checkpoints "final", and the final checkpoint is in another chunk
         # the chunk's k-sparse probes are trained together (taulib.metrics.absorption.train_linear_probes)
-        for index, (metrics, letters) in enumerate(evaluate_absorption_many(saes, state)):
+        for index, (metrics, letters) in zip(chosen, evaluate_absorption_many([saes[index] for index in chosen], state), strict=True):
             chunk.scalars[index] |= metrics.as_dict()
             chunk.details[index]["absorption_letters"] = letters.to_dict(orient="records")
 
@@ -209,6 +213,10 @@ class Absorption(Family):
 
         words, width = config.evaluation.absorption_vocab_size, config.sae.width
         return words * costs.measured(f"absorption_chunk|d{d_model}|w{width}", lambda: speed.absorption_seconds_per_word(d_model, width, words))
+
+    def run_seconds(self, costs: Costs, config: RunConfig, d_model: int, checkpoints: int) -> float:
+        evaluated = checkpoints if config.evaluation.absorption_checkpoints == "all" else min(checkpoints, 1)
+        return evaluated * self.checkpoint_seconds(costs, config, d_model)
 
 
 class Probing(Family):

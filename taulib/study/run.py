@@ -357,7 +357,7 @@ def calibrate(sweep: Sweep, outputs_root: Path, executor: Executor) -> dict[str,
     """λ calibration of every arm of a sweep; on a cluster each arm is a task (its probes run in order)."""
     if isinstance(executor, LocalExecutor):
         return calibrate_sweep(sweep, outputs_root)
-    per_arm = executor.map_calls(calibrate_sweep, [(dataclasses.replace(sweep, arms=(arm,)), outputs_root, False) for arm in sweep.arms])
+    per_arm = executor.map_calls(calibrate_sweep, [(dataclasses.replace(sweep, arms=(arm,)), outputs_root, False) for arm in sweep.calibrated_arms()])
     return {name: calibration for result in per_arm for name, calibration in result.items()}
 
 

@@ -21,7 +21,7 @@ from taulib.config import RunConfig
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
 from taulib.sweep.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, save_calibration
-from taulib.sweep.spec import Sweep, SweepArm, run_config, write_parameter_file
+from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_config, write_parameter_file
 from taulib.train.trainer import AnnealedTrainer, check_run_folder
 
 SWEEPS_FOLDER = "sweeps"
@@ -50,12 +50,13 @@ def final_heldout_metrics(run_dir: Path, heldout: torch.Tensor) -> tuple[float, 
 
 
 def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True) -> dict[str, ArmCalibration]:
-    """Calibrate λ for every arm and target (resuming saved probes); the probes are the seed-0 runs."""
+    """Calibrate λ for every arm and target (resuming saved probes); the probes are the seed-0 runs. An
+    identity arm (taulib.sweep.spec) is not calibrated: its λ follows from its plain-L1 arm's."""
     outputs_root = Path(outputs_root)
     folder = outputs_root / SWEEPS_FOLDER / "calibration"
     results: dict[str, ArmCalibration] = {}
     caches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for arm in sweep.arms:
+    for arm in sweep.calibrated_arms():
         config, layer = arm.config, hooked_layer(arm.config.model)
         train_spec, heldout_spec = activation_spec(config, "train", layer), activation_spec(config, "heldout", layer)
         if train_spec.key() not in caches:
@@ -87,10 +88,17 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
 
 
 def plan_runs(sweep: Sweep, calibrations: dict[str, ArmCalibration], outputs_root: Path) -> list[PlannedRun]:
-    """Write the generated parameter files: every arm × target × seed at the calibrated λ."""
+    """Write the generated parameter files: every arm × target × seed at the calibrated λ, and each identity
+    arm's one run at τ·λ of its plain-L1 arm's run (the middle target, the calibration seed)."""
     folder = Path(outputs_root) / SWEEPS_FOLDER / "parameters"
     planned = []
     for arm in sweep.arms:
+        if (reference := sweep.identities.get(arm.name)) is not None:
+            target = sweep.identity_target
+            l1_coefficient = identity_l1_coefficient(arm, calibrations[reference].target(target).l1_coefficient)
+            config = run_config(arm, l1_coefficient, sweep.calibration_seed, target, identity_of=reference)
+            planned.append(PlannedRun(write_parameter_file(folder, config, sweep), config))
+            continue
         for target in sweep.l0_targets:
             chosen = calibrations[arm.name].target(target)
             for seed in sweep.seeds:
@@ -104,6 +112,7 @@ def plan_runs(sweep: Sweep, calibrations: dict[str, ArmCalibration], outputs_roo
             "l0_targets": list(sweep.l0_targets),
             "seeds": list(sweep.seeds),
             "tolerance": sweep.calibration.tolerance,
+            "identities": dict(sweep.identities),
             "runs": [
                 {
                     "run_name": run.config.run_name,

@@ -5,6 +5,13 @@ at its own L0. The sweep compares the arms at equal sparsity instead: for every 
 file of the folder: its schedule), every L0 target and every seed it makes one run whose λ was
 calibrated (taulib.sweep.calibration) so that the arm's final held-out L0 lands near the target.
 
+An arm whose τ never moves (a constant schedule) is the plain-L1 arm (τ ≡ 1) with λ·τ: the same
+loss, λ/τ·‖f‖₁, step for step. When the sweep has that plain-L1 arm and the two differ in nothing
+else, the constant arm is not calibrated and swept again: it gets one *identity run* (the middle
+L0 target, the calibration seed, λ = τ·λ_plain), which the report compares with the plain-L1 run
+it must reproduce (taulib.analysis.report, the equivalence check). Nine runs of the same
+computation would measure nothing but the rounding of λ.
+
 The file expands to the parameter files papermill runs (`outputs/sweeps/parameters/*.yaml`):
 fully resolved, one per run, named `<arm>__lam<λ>__seed<seed>`. A run is named by its λ, not its
 target, because calibration probes are trained before anyone knows which target they will hit;
@@ -16,7 +23,7 @@ and the complete sweep live in the same file.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +120,26 @@ class Sweep:
     seeds: tuple[int, ...]
     calibration: CalibrationSettings
     overrides: dict[str, Any]  # profile parameters, then the command line's, applied to every arm
+    # arm → the plain-L1 arm it reproduces with λ·τ (module docstring): one identity run, no calibration
+    identities: dict[str, str] = field(default_factory=dict)
 
     @property
     def calibration_seed(self) -> int:
         return self.seeds[0]  # probes are trained with the first seed and kept as its runs
 
+    @property
+    def identity_target(self) -> float:
+        """The L0 target of the identity runs: the middle one."""
+        return self.l0_targets[len(self.l0_targets) // 2]
+
+    def calibrated_arms(self) -> tuple[SweepArm, ...]:
+        return tuple(arm for arm in self.arms if arm.name not in self.identities)
+
+    def runs_of(self, arm: SweepArm) -> int:
+        return 1 if arm.name in self.identities else len(self.l0_targets) * len(self.seeds)
+
     def n_runs(self) -> int:
-        return len(self.arms) * len(self.l0_targets) * len(self.seeds)
+        return sum(self.runs_of(arm) for arm in self.arms)
 
     def arm(self, name: str) -> SweepArm:
         for arm in self.arms:
@@ -159,31 +179,69 @@ def load_sweep(
         seeds=chosen.seeds or sweep.seeds,
         calibration=sweep.calibration,
         overrides=merged,
+        identities=identity_arms(arms),
     )
 
 
+def _computation(config: RunConfig) -> dict[str, Any]:
+    """What a run computes besides its schedule and λ (labels aside)."""
+    data = config.result_defining_dict()
+    for key in ("run_name", "description", "sweep", "schedule"):
+        data.pop(key, None)
+    data["training"].pop("l1_coefficient")
+    return data
+
+
+def identity_arms(arms: tuple[SweepArm, ...]) -> dict[str, str]:
+    """Constant-τ arms that are the sweep's plain-L1 arm (schedule `none`) with λ·τ, each mapped to it:
+    the same configuration in everything but the schedule and λ (module docstring)."""
+    plain = [arm for arm in arms if arm.config.schedule.kind == "none"]
+    if not plain:
+        return {}
+    reference = plain[0]
+    return {
+        arm.name: reference.name
+        for arm in arms
+        if arm.config.schedule.kind == "constant" and _computation(arm.config) == _computation(reference.config)
+    }
+
+
+def identity_l1_coefficient(arm: SweepArm, reference_l1_coefficient: float) -> float:
+    """λ of an identity run: τ·λ_plain, to the significant figures that keep λ/τ equal to λ_plain."""
+    return round_lambda(arm.config.schedule.to_schedule().tau_final * reference_l1_coefficient, IDENTITY_DIGITS)
+
+
 # ----------------------------------------------------------------------------- the runs
-def round_lambda(value: float) -> float:
-    """λ to 4 significant figures: the value trained is the value in the run's name."""
+LAMBDA_DIGITS = 4  # significant figures of a calibrated λ
+IDENTITY_DIGITS = 6  # of an identity run's λ = τ·λ_plain (τ = 0.3 times a 4-figure λ needs 5)
+
+
+def round_lambda(value: float, digits: int = LAMBDA_DIGITS) -> float:
+    """λ to `digits` significant figures: the value trained is the value in the run's name."""
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"λ must be a positive finite number, got {value!r}")
-    return float(f"{value:.4g}")
+    return float(f"{value:.{digits}g}")
 
 
-def run_name(arm: str, l1_coefficient: float, seed: int) -> str:
-    return f"{arm}__lam{round_lambda(l1_coefficient):.4g}__seed{seed}"
+def run_name(arm: str, l1_coefficient: float, seed: int, digits: int = LAMBDA_DIGITS) -> str:
+    return f"{arm}__lam{round_lambda(l1_coefficient, digits):.{digits}g}__seed{seed}"
 
 
-def run_config(arm: SweepArm, l1_coefficient: float, seed: int, l0_target: float) -> RunConfig:
-    """The arm's configuration at a calibrated λ and a seed, labelled with its place in the sweep."""
-    value = round_lambda(l1_coefficient)
+def run_config(arm: SweepArm, l1_coefficient: float, seed: int, l0_target: float, identity_of: str | None = None) -> RunConfig:
+    """The arm's configuration at a calibrated λ and a seed, labelled with its place in the sweep; an identity
+    run (`identity_of`: the plain-L1 arm it reproduces) keeps λ = τ·λ_plain to IDENTITY_DIGITS."""
+    digits = LAMBDA_DIGITS if identity_of is None else IDENTITY_DIGITS
+    value = round_lambda(l1_coefficient, digits)
     data = arm.config.to_dict()
-    data["run_name"] = run_name(arm.name, value, seed)
+    data["run_name"] = run_name(arm.name, value, seed, digits)
     data["seed"] = seed
     data["training"]["l1_coefficient"] = value
     data["sweep"] = {"arm": arm.name, "l0_target": float(l0_target)}
     base = arm.config.description or arm.name
-    data["description"] = f"{base} λ = {value:.4g} (calibrated for final L0 ≈ {l0_target:g}), seed {seed}."
+    if identity_of is None:
+        data["description"] = f"{base} λ = {value:.{digits}g} (calibrated for final L0 ≈ {l0_target:g}), seed {seed}."
+    else:
+        data["description"] = f"{base} λ = {value:.{digits}g} = τ·λ of {identity_of} at final L0 ≈ {l0_target:g}, seed {seed}: the identity check."
     return RunConfig.model_validate(data)
 
 
@@ -203,10 +261,14 @@ def describe(sweep: Sweep) -> str:
     lines = [
         f"sweep {sweep.source} · profile {sweep.profile!r}",
         f"arms ({len(sweep.arms)}): {', '.join(arm.name for arm in sweep.arms)}",
+        *[
+            f"{arm} is {reference} with λ·τ: one identity run (L0 target {sweep.identity_target:g}, seed {sweep.calibration_seed}), not calibrated"
+            for arm, reference in sweep.identities.items()
+        ],
         f"final held-out L0 targets: {', '.join(f'{t:g}' for t in sweep.l0_targets)} (±{sweep.calibration.tolerance:.0%})",
         f"seeds: {', '.join(map(str, sweep.seeds))} (calibration probes use seed {sweep.calibration_seed})",
         f"runs: {sweep.n_runs()} evaluated, plus the calibration probes that miss (at most "
-        f"{len(sweep.arms) * len(sweep.l0_targets) * (sweep.calibration.max_probes_per_target - 1)})",
+        f"{len(sweep.calibrated_arms()) * len(sweep.l0_targets) * (sweep.calibration.max_probes_per_target - 1)})",
     ]
     if sweep.overrides:
         lines.append(f"parameters changed in every run: {sweep.overrides}")
