@@ -658,9 +658,11 @@ def sparsity_table(report: Report, table: pd.DataFrame, tolerance: float | None)
             matched = report.matched[(report.matched["arm"] == arm) & np.isclose(report.matched["l0_target"], target)].sort_values("seed")
             reading = "".join(codes[m] for m in matched["match"])
             off = "" if tolerance is None or all(abs(cell["final_l0"] / target - 1) <= tolerance) else " (a run outside the calibration tolerance)"
-            cells[f"L0 = {target:g}"] = f"λ {cell['l1_coefficient'].iloc[0]:.4g}: {runs} [{reading}]{off}"
+            # an arm without a frontier (an identity run) is not read at the target: its exact λ instead of a reading
+            lam, read = (f"{cell['l1_coefficient'].iloc[0]:.4g}", f" [{reading}]") if reading else (f"{cell['l1_coefficient'].iloc[0]:.6g}", " (identity run, not matched)")
+            cells[f"L0 = {target:g}"] = f"λ {lam}: {runs}{read}{off}"
         rows[report.names.get(arm, arm)] = cells
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("—")
 
 
 def matching_summary(report: Report) -> str:
