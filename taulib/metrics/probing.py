@@ -262,7 +262,7 @@ def evaluate_sparse_probing_many(saes: Sequence[SparseAutoencoder], data: Probin
 
         def encode(x: torch.Tensor) -> torch.Tensor:
             # sae.encode under bfloat16 autocast, step for step (a bf16 matmul of the centred input, the bias
-            # added in float32), without autocast's float32 ReLU on a temporary: ~1.4× faster on a CPU
+            # added in float32), without autocast's float32 ReLU on a temporary (benchmarks/RESULTS.md, the default study)
             return ((x - sae.b_dec).bfloat16() @ weight).float().add_(sae.b_enc).relu_()
 
         return encode
