@@ -108,6 +108,10 @@ def test_killed_extraction_is_never_read_as_complete_and_resumes(tmp_path):
 
 @pytest.mark.model
 @pytest.mark.notebook
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_the_study_stops_cleanly_and_the_same_command_resumes(repo_root, tmp_path):
     """SIGINT once the first run is training: exit status 130, the stage and the command to resume on
     stderr, no torn file; the same command then finishes the study without extracting again."""
@@ -121,7 +125,9 @@ def test_ctrl_c_on_the_study_stops_cleanly_and_the_same_command_resumes(repo_roo
     command = [sys.executable, "-m", "taulib", "study", "--parameters", str(params), "--outputs", str(outputs), *TINY]
     # the output goes to files: a pipe nobody reads while the study runs could fill and stall it
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        process = subprocess.Popen(command, cwd=repo_root, stdout=stdout, stderr=stderr)
+        # a shell without job control starts background commands with SIGINT ignored, and the child would
+        # inherit that: the study gets the default action, as from a terminal, however the tests were started
+        process = subprocess.Popen(command, cwd=repo_root, stdout=stdout, stderr=stderr, preexec_fn=_default_sigint)
     started_training = outputs / "baseline_plain_l1" / "config.json"  # the trainer's first file
     deadline = time.time() + 900
     while not started_training.exists():

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import taulib.study.plan_check
 from taulib.cli import main
 from taulib.config import ConfigError, load_run_config
+from taulib.study.plan_check import GB, Machine
 from taulib.sweep.runs import plan_runs
 from taulib.sweep.spec import load_sweep, run_config, run_name, write_parameter_file
 
@@ -83,8 +85,11 @@ def test_unknown_profile_lists_the_known_ones(folder):
         load_sweep(folder, "huge")
 
 
-def test_sweep_command_prints_the_plan(folder, capsys):
-    assert main(["sweep", "--parameters", str(folder)]) == 0
+def test_sweep_command_prints_the_plan(folder, tmp_path, capsys, monkeypatch):
+    # the plan check sees a roomy machine, not this one: a CI disk with little free space must not fail a test of the plan's text
+    roomy = Machine(memory_available=16 * GB, disk_free=100 * GB, cpu_count=2, cuda_devices=0, mps=False)
+    monkeypatch.setattr(taulib.study.plan_check, "probe_machine", lambda outputs_root: roomy)
+    assert main(["sweep", "--parameters", str(folder), "--outputs", str(tmp_path / "outputs")]) == 0
     out = capsys.readouterr().out
     assert "runs: 55 evaluated" in out and "seeds: 0, 1, 2" in out
     assert "constant_0.3 is baseline_plain_l1 with λ·τ: one identity run" in out
