@@ -33,6 +33,7 @@ def scripts():
                 "gpu_path",
                 "latent_formation_cost",
                 "latent_contexts_cost",
+                "quality_curve",
             )
         }
     finally:
@@ -218,3 +219,21 @@ def test_latent_contexts_cost_quick(scripts, tmp_path):
     assert 0.3 < quick["l0"] / (64 / 100) < 3  # each random latent fires on about 1% of tokens
     text = results.read_text()
     assert "<!-- BEGIN latent_contexts_cost -->" in text and "| quick | 64 | 2,048 | 3 |" in text
+
+
+def test_quality_curve_chooses_lambdas_that_bracket_the_target_at_every_token_count(scripts):
+    """On a known frontier (L0 = c_t · λ^-1.75, c_t falling with training tokens as a real run's does) the
+    λ search brackets the target at every token count within three runs, then stops."""
+    choose = scripts["quality_curve"]._next_lambda
+    scale = {1: 51.2 * 0.6459**1.75, 2: 32.8 * 0.6459**1.75, 3: 23.7 * 0.6459**1.75}  # the 1,024-latent run's L0 at 0.5M, 1M, 8M tokens
+
+    def l0s(coefficient: float) -> dict[int, float]:
+        return {step: c * coefficient**-1.75 for step, c in scale.items()}
+
+    points = {0.6459: l0s(0.6459)}  # L0 51.2 > 50 at the first count only: λ must rise for it, fall for the others
+    while (coefficient := choose(points, list(scale), 50.0)) is not None:
+        assert coefficient not in points and len(points) < 3
+        points[coefficient] = l0s(coefficient)
+    for step in scale:
+        assert min(p[step] for p in points.values()) < 50 < max(p[step] for p in points.values())
+    assert choose({0.5: {1: 60.0}, 0.9: {1: 40.0}}, [1], 50.0) is None  # bracketed already
