@@ -106,12 +106,12 @@ def test_killed_extraction_is_never_read_as_complete_and_resumes(tmp_path):
     assert [s["sha256"] for s in resumed.manifest["shards"]] == [s["sha256"] for s in reference.manifest["shards"]]
 
 
-@pytest.mark.model
-@pytest.mark.notebook
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.model
+@pytest.mark.notebook
 def test_ctrl_c_on_the_study_stops_cleanly_and_the_same_command_resumes(repo_root, tmp_path):
     """SIGINT once the first run is training: exit status 130, the stage and the command to resume on
     stderr, no torn file; the same command then finishes the study without extracting again."""
