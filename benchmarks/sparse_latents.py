@@ -8,7 +8,8 @@ script times `taulib.train.gradients.loss_and_gradients` forced dense and forced
 benchmark's shapes, on the study's cached activations, for SAEs at a range of densities: a freshly
 initialised SAE whose encoder biases are shifted so that each latent fires on the chosen fraction
 of the batch's tokens. The densities at which the sparse side wins give the crossover per dtype;
-the trainer's default switch (`CPU_SPARSE_MAX_DENSITY`) is checked against it.
+the switch the trainer measures for itself on this machine (taulib.train.sparse_switch) is checked
+against it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, SKIPPED_BFLOAT16, best_of, markdown_table, provenance, time_bfloat16, write_section  # noqa: E402
 
 from taulib.sae import SparseAutoencoder  # noqa: E402
-from taulib.train.gradients import CPU_SPARSE_MAX_DENSITY, loss_and_gradients  # noqa: E402
+from taulib.train.gradients import loss_and_gradients  # noqa: E402
+from taulib.train.sparse_switch import machine_crossover, sae_at_density  # noqa: E402
 from taulib.train.trainer import activation_statistics  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -35,15 +37,6 @@ COEFFICIENT = 0.04 / 0.05  # λ/τ at the end of the tightened schedule; the coe
 def fresh_sae(x: torch.Tensor, d_sae: int, mean: torch.Tensor) -> SparseAutoencoder:
     sae = SparseAutoencoder(x.shape[1], d_sae)
     sae.initialise(torch.Generator().manual_seed(0), mean)
-    return sae
-
-
-def sae_at_density(x: torch.Tensor, d_sae: int, mean: torch.Tensor, density: float) -> SparseAutoencoder:
-    """A fresh SAE whose encoder biases are lowered so that each latent fires on `density` of the batch x."""
-    sae = fresh_sae(x, d_sae, mean)
-    with torch.no_grad():
-        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
-        sae.b_enc.sub_(torch.quantile(pre, 1 - density, dim=0))
     return sae
 
 
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for dtype_name, dtype in dtypes.items():
         for target in [*densities, None]:
-            sae = fresh_sae(x, d_sae, mean) if target is None else sae_at_density(x, d_sae, mean, target)
+            sae = fresh_sae(x, d_sae, mean) if target is None else sae_at_density(x, d_sae, target)
             density = measured_density(sae, x)
             rows.append({"dtype": dtype_name, "density": density, "l0": density * d_sae, "fresh": target is None, **measure(sae, x, dtype, repeats)})
 
@@ -119,16 +112,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     crossovers = {}
     for dtype_name, dtype in dtypes.items():
         crossovers[dtype_name] = found = crossover(rows, dtype_name)
-        default = CPU_SPARSE_MAX_DENSITY[dtype]
+        measured_switch = machine_crossover(x, d_sae, dtype)  # what the trainer runs with here (cached per machine)
         if found is None:
-            lines.append(f"- {dtype_name}: the sparse side is slower at every density measured; the trainer's default switch is {default:.0%}.")
+            lines.append(f"- {dtype_name}: the sparse side is slower at every density measured; the trainer's measured switch here is {measured_switch:.2%}.")
             continue
         # (a shifted SAE's measured density overshoots its target by a hair: 8.01% is the 8% row)
-        faster_at_default = all(r["speedup"] > 1 for r in rows if r["dtype"] == dtype_name and round(r["density"], 3) <= default)
+        faster_below_switch = all(r["speedup"] > 1 for r in rows if r["dtype"] == dtype_name and round(r["density"], 3) <= measured_switch)
         lines.append(
             f"- {dtype_name}: the sparse side is faster up to {found:.1%} density (L0 {found * d_sae:.0f} of {d_sae}). "
-            f"The trainer switches to it at ≤ {default:.0%} (`CPU_SPARSE_MAX_DENSITY`): "
-            + ("every density measured at or below it is faster sparse." if faster_at_default else "**some density below it is slower sparse.**")
+            f"The trainer switches to it at ≤ {measured_switch:.2%} (its own measurement on this machine, `taulib.train.sparse_switch`): "
+            + ("every density measured at or below it is faster sparse." if faster_below_switch else "**some density below it is slower sparse.**")
         )
     command = "benchmarks/sparse_latents.py" + (" --quick" if args.quick else "")
     command += f" --section {args.section}" if args.section != "sparse_latents" else ""

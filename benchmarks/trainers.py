@@ -29,9 +29,9 @@ from taulib.activations.models import hooked_layer
 from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig, load_run_config
 from taulib.sae import SparseAutoencoder
-from taulib.train.gradients import sparse_step_max_density
 from taulib.train.kernels import torch_blas_only
 from taulib.train.loss import sae_loss
+from taulib.train.sparse_switch import sparse_step_max_density
 from taulib.train.trainer import make_optimiser, optimiser_step
 
 L1_COEFFICIENT = 0.04  # the default study's λ; the sparsity level does not change a dense step's cost
@@ -76,8 +76,9 @@ class TaulibStep:
         self.dtype, self.coefficient = dtype, coefficient
         # False: every matmul on torch.mm, as before taulib.train.kernels routed three of them to oneDNN
         self.kernels = contextlib.nullcontext if onednn else torch_blas_only
-        # the trainer's switch to the sparse latent side (None: its CPU default for the dtype)
-        self.sparse_max_density = sparse_step_max_density(sparse_max_density, dtype, torch.device("cpu"))
+        # the trainer's switch to the sparse latent side (None: this machine's measured crossover, resolved
+        # on the first step's batch, as the trainer does)
+        self.sparse_max_density = sparse_max_density
         config = _taulib_config(d_sae, lr, "bfloat16" if dtype == torch.bfloat16 else "float32")
         self.sae = SparseAutoencoder(d_in, d_sae)
         self.sae.initialise(torch.Generator().manual_seed(seed))
@@ -86,6 +87,8 @@ class TaulibStep:
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
 
     def step(self, x: torch.Tensor) -> None:
+        if self.sparse_max_density is None:
+            self.sparse_max_density = sparse_step_max_density(None, self.dtype, x, self.sae.d_sae)
         with self.kernels():
             result = optimiser_step(self.sae, self.optimiser, x, self.coefficient, self.lr, self.dtype, self.sparse_max_density)
         self.tokens_since_fired += x.shape[0]

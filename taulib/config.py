@@ -275,8 +275,9 @@ class TrainingConfig(StrictModel):
         ge=0,
         le=1,
         description="a step's latent side runs on sparse kernels when at most this fraction of the batch's (token, latent) "
-        "activations is positive (0: always dense, 1: always sparse); None: the crossover measured on a CPU for the compute "
-        "dtype (benchmarks/sparse_latents.py), dense on other devices. Not part of the fingerprint",
+        "activations is positive (0: always dense, 1: always sparse); None: on a CPU, the crossover this machine measures for "
+        "the compute dtype and step shape (once, cached; taulib.train.sparse_switch), dense on other devices. Not part of "
+        "the fingerprint",
     )
 
     @field_validator("device")

@@ -34,6 +34,7 @@ def scripts():
                 "latent_formation_cost",
                 "latent_contexts_cost",
                 "quality_curve",
+                "ceilings",
             )
         }
     finally:
@@ -92,6 +93,28 @@ def test_extraction_speed_quick(scripts, tmp_path):
     out = scripts["extraction_speed"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
     readers = {(row["reader"], row["dtype"]) for row in out["rows"]}
     assert len(readers) == 6 and all(row["tokens_per_second"] > 0 for row in out["rows"])
+
+
+def test_ceilings_quick(scripts, tmp_path):
+    out = scripts["ceilings"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
+    assert [(row["width"], row["side"]) for row in out["training"]] == [(w, side) for w in (64, 128) for side in ("dense", "dense", "sparse")]
+    for row in out["training"]:
+        assert row["share"] == pytest.approx(row["gflops"] / out["ceiling"]) and row["tokens_per_second"] > 0
+    # the trainer takes one side at the sparse density: the sparse one exactly when the density is within its switch
+    for width in (64, 128):
+        chosen = [row["side"] for row in out["training"][1:] if row["width"] == width and row["chosen"] and row["state"].startswith("L0")]
+        switch = next(row["switch"] for row in out["training"] if row["width"] == width)
+        assert chosen == ["sparse" if 4 / width <= switch else "dense"]
+    assert out["extraction_share"] > 0 and "of the ceiling" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_extraction_flops_count_the_blocks_weights_and_attention(scripts):
+    """The tiny Gemma 3 (hidden 64, MLP 128, 2 query heads and 1 key-value head of 32), hooked after block 1:
+    per block q 64·64, k and v 64·32, o 64·64, gate, up and down 64·128 weights; attention over 16 positions."""
+    loaded = scripts["extraction_speed"].tiny_model()
+    weights_per_block = 64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 128
+    attention_per_block = 4 * 2 * 32 * (16 + 1) / 2
+    assert scripts["ceilings"].extraction_flops_per_token(loaded, 16) == 2 * (2 * weights_per_block + attention_per_block)
 
 
 @pytest.mark.model

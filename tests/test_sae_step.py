@@ -117,13 +117,3 @@ def test_the_step_goes_sparse_below_the_threshold_only(monkeypatch):
     assert calls == []
     loss_and_gradients(sae, x, 0.1, sparse_max_density=density)
     assert calls == [1]
-
-
-def test_sparse_threshold_defaults():
-    from taulib.train.gradients import CPU_SPARSE_MAX_DENSITY, sparse_step_max_density
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert sparse_step_max_density(None, torch.float32, cpu) == CPU_SPARSE_MAX_DENSITY[torch.float32]
-    assert sparse_step_max_density(None, torch.bfloat16, cpu) == CPU_SPARSE_MAX_DENSITY[torch.bfloat16]
-    assert sparse_step_max_density(None, torch.float32, cuda) == 0.0  # not measured on a GPU: dense
-    assert sparse_step_max_density(0.25, torch.float32, cuda) == 0.25

@@ -47,8 +47,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_key() -> str:
-    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+def machine_key(threads: bool = True) -> str:
+    """The cache's key for this machine: its CPU model and torch version, and the thread count unless `threads` is False."""
+    key = f"{cpu_model()} | torch {torch.__version__}"
+    return f"{key} | {torch.get_num_threads()} threads" if threads else key
 
 
 def once(operation: Callable[[], Any]) -> float:
@@ -74,9 +76,9 @@ def timed(operation: Callable[[], Any], min_seconds: float = MIN_SECONDS, max_re
 class SpeedCache:
     """The measurements of this machine, by name; a missing one is measured once and saved."""
 
-    def __init__(self, path: Path | None = None, recalibrate: bool = False) -> None:
+    def __init__(self, path: Path | None = None, recalibrate: bool = False, key: str | None = None) -> None:
         self.path = path or cache_path()
-        self.key = machine_key()
+        self.key = key or machine_key()
         stored = atomic.read_json(self.path) if self.path.is_file() else {}
         self.all: dict[str, dict[str, float]] = stored if isinstance(stored, dict) else {}
         if recalibrate:

@@ -23,6 +23,7 @@ pairs where f > 0: the decoder's forward f·W_dec, its weight gradient fᵀ·∂
 f is, so only its entries at the active pairs, a sampled matmul), and the encoder's weight gradient
 (x − b_dec)ᵀ·∂pre. Below `sparse_max_density` active pairs per (token, latent), the step computes
 them from f in compressed sparse rows: the dense encoder forward is the step's one full matmul.
+Where that pays depends on the machine; taulib.train.sparse_switch measures the crossover.
 The sparse path computes in float32 whatever the compute dtype (its cost is in indexing, not
 arithmetic); its gradients equal the dense float32 step's up to summation order.
 """
@@ -37,21 +38,8 @@ import torch
 from taulib.sae import SparseAutoencoder
 from taulib.train.kernels import latent_matmul, mm_plus_bias
 
-# The density below which the sparse latent side beats the dense matmuls on a CPU, per compute
-# dtype, at the training benchmark's shapes (benchmarks/sparse_latents.py measures the crossover:
-# float32 about 5% on AVX2 and 8-9% on AVX512; bfloat16's dense matmuls are twice as fast, so its
-# crossover is lower). The float32 switch is the lower one, so that no CPU measured runs sparse slower.
-CPU_SPARSE_MAX_DENSITY = {torch.float32: 0.05, torch.bfloat16: 0.04}
-
 # torch marks its CSR tensors as beta; the operations used here are tested against autograd
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-
-
-def sparse_step_max_density(configured: float | None, compute_dtype: torch.dtype, device: torch.device) -> float:
-    """The density threshold a run uses: the configured one, else the CPU crossover, else 0 (dense)."""
-    if configured is not None:
-        return configured
-    return CPU_SPARSE_MAX_DENSITY[compute_dtype] if device.type == "cpu" else 0.0
 
 
 @dataclass(frozen=True)

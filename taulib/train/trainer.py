@@ -32,7 +32,8 @@ from taulib.config import RunConfig, TrainingConfig
 from taulib.progress import progress_bar
 from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
-from taulib.train.gradients import StepResult, loss_and_gradients, sparse_step_max_density
+from taulib.train.gradients import StepResult, loss_and_gradients
+from taulib.train.sparse_switch import sparse_step_max_density
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -215,7 +216,7 @@ class AnnealedTrainer:
         self.order = BatchOrder(activations.shape[0], self.batch_size, config.seed)
         # the dtype of the SAE's matmuls (autocast-like: weights, Adam state and biases stay float32)
         self.compute_dtype = torch.bfloat16 if config.training.compute_dtype == "bfloat16" else torch.float32
-        self.sparse_max_density = sparse_step_max_density(config.training.sparse_step_max_density, self.compute_dtype, self.device)
+        self.sparse_max_density = 0.0  # the step's sparse switch, resolved when training starts (`train`)
         # the hooked block, recorded with every saved SAE (the config may leave it to the model's middle)
         self.layer = layer if layer is not None else (config.model.layer if config.model.layer is not None else -1)
 
@@ -265,11 +266,17 @@ class AnnealedTrainer:
                 if key in state:
                     tensors[f"adam.{name}.{key}"] = state[key].detach().reshape(-1) if key == "step" else state[key]
         tensors["tokens_since_fired"] = tokens_since_fired
-        metadata = {"step": str(step), "input_scale": repr(input_scale), "metric_rows": str(n_metric_rows), "fingerprint": self.config.fingerprint()}
+        metadata = {
+            "step": str(step),
+            "input_scale": repr(input_scale),
+            "metric_rows": str(n_metric_rows),
+            "fingerprint": self.config.fingerprint(),
+            "sparse_max_density": repr(self.sparse_max_density),
+        }
         with atomic.atomic_path(self.run_dir / STATE_FILE) as tmp:
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
-    def _load_state(self, sae: SparseAutoencoder, optimiser: torch.optim.Adam) -> tuple[int, torch.Tensor, float, int] | None:
+    def _load_state(self, sae: SparseAutoencoder, optimiser: torch.optim.Adam) -> tuple[int, torch.Tensor, float, int, float | None] | None:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
             return None
@@ -288,7 +295,9 @@ class AnnealedTrainer:
                     "exp_avg": tensors[f"adam.{name}.exp_avg"],
                     "exp_avg_sq": tensors[f"adam.{name}.exp_avg_sq"],
                 }
-        return int(metadata["step"]), tensors["tokens_since_fired"], float(metadata["input_scale"]), int(metadata["metric_rows"])
+        # the switch the run started with (absent from states saved before it was measured per machine)
+        switch = float(metadata["sparse_max_density"]) if "sparse_max_density" in metadata else None
+        return int(metadata["step"]), tensors["tokens_since_fired"], float(metadata["input_scale"]), int(metadata["metric_rows"]), switch
 
     def _write_checkpoint(self, step: int, sae: SparseAutoencoder, input_scale: float, index: list[dict[str, Any]]) -> None:
         tau = self.schedule.at_step(max(step - 1, 0), self.total_steps)
@@ -322,16 +331,22 @@ class AnnealedTrainer:
         index_path = self.run_dir / "checkpoints" / "index.json"
 
         resumed = self._load_state(sae, optimiser)
+        switch: float | None = None
         if resumed is None:
             input_scale, data_mean = activation_statistics(self.activations)
             sae.initialise(torch.Generator().manual_seed(self.config.seed), data_mean)
             start_step, tokens_since_fired, rows = 0, torch.zeros(sae.d_sae, dtype=torch.int64, device=self.device), []
             index: list[dict[str, Any]] = []
         else:
-            start_step, tokens_since_fired, input_scale, n_rows = resumed
+            start_step, tokens_since_fired, input_scale, n_rows, switch = resumed
             rows = _read_metric_rows(metrics_path, n_rows)
             index = [e for e in atomic.read_json(index_path) if e["step"] <= start_step] if index_path.is_file() else []
 
+        # the sparse switch: as configured; else the one the run started with; else this machine's
+        # crossover for the step's shape, timed on the run's first batch (taulib.train.sparse_switch)
+        if training.sparse_step_max_density is not None or switch is None:
+            switch = sparse_step_max_density(training.sparse_step_max_density, self.compute_dtype, self._batch(0, input_scale), sae.d_sae)
+        self.sparse_max_density = switch
         if start_step == 0 and 0 in self.checkpoints:
             self._write_checkpoint(0, sae, input_scale, index)
         started = time.perf_counter()
@@ -387,6 +402,7 @@ class AnnealedTrainer:
             "final": final,
             "input_scale": input_scale,
             "resumed_from_step": start_step,
+            "sparse_step_max_density": self.sparse_max_density,
             "train_seconds_this_session": elapsed,
             "tokens_per_second_this_session": trained_tokens / elapsed if elapsed > 0 else float("nan"),
         }
