@@ -13,18 +13,21 @@ AVX512-BF16 or AMX, else float32), one run measures
   dense) and at the density of the study's middle L0 target, forced dense, forced sparse, and with
   the switch the trainer measures for itself (taulib.train.sparse_switch); beside the dense step, its
   five matmuls alone on the kernels it runs them on, so what is not matmul shows;
-* extraction: taulib's reader (nnsight, stops after the hooked block) on packed corpus batches.
+* extraction: taulib's reader (nnsight, stops after the hooked block) on packed corpus batches;
+* the spliced CE/KL's forward from the hooked block's residual (the later blocks, the unembedding and
+  its log-partition), with the unembedding on torch's BLAS and on oneDNN.
 
 Throughput is counted in model FLOPs: 12·d_in·d_sae per token for a step (`common.sae_step_flops`;
 the sparse step does less arithmetic, so its figure is dense-equivalent), and for extraction
 2 × the weights of the embedding-free blocks up to the hooked one plus the attention products
-(`extraction_flops_per_token`). The activations of the step timings are the residuals the
+(`extraction_flops_per_token`), and for the splice the later blocks' plus 2 per unembedding weight. The activations of the step timings are the residuals the
 extraction timing read, divided by their input scale.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -34,13 +37,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
+from common import best_of, markdown_table, matmul_ceiling, provenance, sae_step_flops, write_section  # noqa: E402
 from extraction_speed import corpus_batches, tiny_model  # noqa: E402
 from matmul_kernels import step_matmul_seconds  # noqa: E402
 
 from taulib.activations.extraction import ResidualReader  # noqa: E402
 from taulib.activations.models import LoadedModel, decoder_layers, load_language_model  # noqa: E402
 from taulib.config import load_run_config  # noqa: E402
+from taulib.metrics.downstream import SplicedModel, log_partition  # noqa: E402
 from taulib.precision import resolve_autocast, resolve_compute_dtype  # noqa: E402
 from taulib.sae import SparseAutoencoder  # noqa: E402
 from taulib.train.sparse_switch import machine_crossover, sae_at_density  # noqa: E402
@@ -48,6 +52,7 @@ from taulib.train.trainer import activation_statistics, optimiser_step  # noqa: 
 
 DEFAULT_PARAMETERS = "parameters/cosine_0.3_to_0.05_tightened.yaml"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+SPLICE_SEQUENCES = 4  # the evaluation's CE/KL batch: 4 × 128 positions of 262k-word logits (0.5 GB in float32)
 COEFFICIENT, LR = 0.8, 1e-5  # a small learning rate keeps the timed SAE at its density over the timed steps
 
 
@@ -63,16 +68,46 @@ def cpu_class() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def extraction_flops_per_token(loaded: LoadedModel, context_length: int) -> float:
-    """Model FLOPs per token of the forward up to and including the hooked block: 2 per weight of its
-    blocks' matrices (the embedding is a lookup), plus the attention's two products, 2·2·heads·head_dim
-    per attended position, over (context_length + 1)/2 positions on average (causal)."""
-    blocks = decoder_layers(loaded.model)[: loaded.layer + 1]
-    weights = sum(p.numel() for block in blocks for p in block.parameters() if p.ndim == 2)
+def block_flops_per_token(loaded: LoadedModel, blocks: slice, context_length: int) -> float:
+    """Model FLOPs per token of the decoder blocks `blocks`: 2 per weight of their matrices, plus the
+    attention's two products, 2·2·heads·head_dim per attended position, over (context_length + 1)/2
+    positions on average (causal)."""
+    chosen = list(decoder_layers(loaded.model))[blocks]
+    weights = sum(p.numel() for block in chosen for p in block.parameters() if p.ndim == 2)
     config = getattr(loaded.model.config, "text_config", loaded.model.config)
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    attention = 4 * config.num_attention_heads * head_dim * (context_length + 1) / 2 * len(blocks)
+    attention = 4 * config.num_attention_heads * head_dim * (context_length + 1) / 2 * len(chosen)
     return 2 * weights + attention
+
+
+def extraction_flops_per_token(loaded: LoadedModel, context_length: int) -> float:
+    """The forward up to and including the hooked block (the embedding is a lookup)."""
+    return block_flops_per_token(loaded, slice(0, loaded.layer + 1), context_length)
+
+
+def splice_flops_per_token(loaded: LoadedModel, context_length: int) -> float:
+    """A splice's forward from the hooked block's output: the later blocks and the vocabulary-wide unembedding."""
+    unembedding = loaded.model.get_output_embeddings().weight
+    return block_flops_per_token(loaded, slice(loaded.layer + 1, None), context_length) + 2 * unembedding.numel()
+
+
+def time_splice(loaded: LoadedModel, batch: torch.Tensor, autocast: str | None, repeats: int) -> dict[str, float]:
+    """Tokens/s of a splice's forward from the residual (`SplicedModel.head_from_residual`, then the
+    log-partition the CE and KL need) on the clean residual, with the unembedding on torch's BLAS and
+    on oneDNN (what `downstream_metrics` runs where it applies), best of `repeats` each, alternating."""
+    model = SplicedModel(loaded, autocast)
+    residual = model.residuals(batch)
+
+    def splice() -> None:
+        log_partition(model.head_from_residual(batch, residual).logits)
+
+    seconds = {"model's own unembedding": float("inf"), "unembedding on oneDNN": float("inf")}
+    with model.weights_cast_once():
+        for _ in range(repeats + 1):  # the first round warms up
+            for name in seconds:
+                with model.unembedding_on_onednn() if "oneDNN" in name else contextlib.nullcontext():
+                    seconds[name] = min(seconds[name], best_of(splice, 1))
+    return {name: batch.numel() / value for name, value in seconds.items()}
 
 
 def time_extraction(loaded: LoadedModel, batches: list[torch.Tensor], autocast: str | None, repeats: int) -> tuple[float, torch.Tensor]:
@@ -152,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     batches = corpus_batches(loaded, context_length, batch_size, args.batches, args.quick)
     tokens_per_second, residuals = time_extraction(loaded, batches, autocast, args.repeats)
     flops_per_token = extraction_flops_per_token(loaded, context_length)
+    splice_batch = batches[0][: 2 if args.quick else SPLICE_SEQUENCES]
+    splice = time_splice(loaded, splice_batch, autocast, args.repeats)
+    splice_flops = splice_flops_per_token(loaded, context_length)
     scale, _ = activation_statistics(residuals)
     generator = torch.Generator().manual_seed(0)
     x = (residuals[torch.randperm(residuals.shape[0], generator=generator)[:batch]] / scale).contiguous()
@@ -198,9 +236,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{flops_per_token / 1e6:.0f} MFLOP per token = {extraction_gflops:.0f} GFLOP/s, **{extraction_gflops / ceiling:.0%} of the ceiling**.\n"
     )
     title = f"Training and extraction against the matmul ceiling on {'an' if machine[0] in 'AEIOU' else 'a'} {machine} CPU (`benchmarks/ceilings.py`)"
+    body += (
+        f"\n**Spliced forward** (the CE/KL's per-SAE work: blocks {loaded.layer + 1}–{loaded.n_layers - 1}, the final norm, the "
+        f"{loaded.model.get_output_embeddings().weight.shape[0]:,}-word unembedding and its log-partition, from the residual after "
+        f"block {loaded.layer}; {len(splice_batch)} sequences of {context_length} tokens, best of {args.repeats}; "
+        f"{splice_flops / 1e6:.0f} MFLOP per token):\n\n"
+    )
+    body += markdown_table(
+        ["unembedding", "ms per token", "GFLOP/s", "of the ceiling"],
+        [(name, f"{1e3 / speed:.2f}", f"{speed * splice_flops / 1e9:.0f}", f"{speed * splice_flops / 1e9 / ceiling:.0%}") for name, speed in splice.items()],
+    )
     write_section(section, title, body, *([args.results] if args.results else []))
     print(body)
-    return {"section": section, "ceiling": ceiling, "training": training, "extraction_gflops": extraction_gflops, "extraction_share": extraction_gflops / ceiling}
+    return {"section": section, "ceiling": ceiling, "training": training, "extraction_gflops": extraction_gflops, "extraction_share": extraction_gflops / ceiling, "splice": splice}
 
 
 if __name__ == "__main__":

@@ -227,3 +227,23 @@ def test_every_checkpoint_or_the_final_only(loaded, sequences):
     assert by_step(saes[:1], [10], ce_sequences=0, ce_final_sequences=2) == {}  # a chunk without the final checkpoint
     with pytest.raises(ValueError, match="no checkpoint would get"):
         EvaluationConfig(ce_sequences=0)
+
+
+def test_the_unembedding_on_onednn_gives_the_models_logits(loaded, sequences):
+    """Without autocast the split forward's unembedding runs on oneDNN (its 262k-word output is the shape
+    where it beats torch's BLAS); the logits agree to float32 rounding, and the model is left as it was."""
+    from taulib.train.kernels import ONEDNN_LINEAR
+
+    if ONEDNN_LINEAR is None:
+        pytest.skip("this torch has no oneDNN linear kernel: the unembedding stays on torch's BLAS")
+    spliced = SplicedModel(loaded)
+    head = loaded.model.get_output_embeddings()
+    residual = spliced.residuals(sequences)
+    own = spliced.head_from_residual(sequences, residual).logits
+    with spliced.unembedding_on_onednn():
+        assert "forward" in vars(head)  # replaced for the duration
+        onednn = spliced.head_from_residual(sequences, residual).logits
+    assert "forward" not in vars(head)
+    assert onednn.dtype == torch.float32 and torch.allclose(onednn, own, rtol=1e-5, atol=1e-4)
+    with SplicedModel(loaded, "bfloat16").unembedding_on_onednn():  # under autocast: the model's own
+        assert "forward" not in vars(head)

@@ -51,6 +51,7 @@ from taulib import atomic
 from taulib.activations.extraction import ResidualReader
 from taulib.activations.models import decoder_layers
 from taulib.sae import SparseAutoencoder
+from taulib.train.kernels import onednn_matmul, uses_onednn
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,30 @@ class SplicedModel(ResidualReader):
         finally:
             self._restore(saved)
 
+    @contextlib.contextmanager
+    def unembedding_on_onednn(self) -> Iterator[None]:
+        """Without autocast on a CPU, the unembedding's float32 matmul on oneDNN for the duration, where
+        taulib.train.kernels would put a product that wide (its output spans the vocabulary, the shape
+        at which oneDNN beats torch's BLAS: benchmarks/RESULTS.md, "Training and extraction against the
+        matmul ceiling"); elsewhere, and for inputs of another dtype, the model's own. The same products,
+        summed in another order: the logits agree to float32 rounding (tested)."""
+        head = self.loaded.model.get_output_embeddings()
+        if self.autocast is not None or type(head) is not nn.Linear or not uses_onednn(head.weight[:1], head.weight.t()):
+            yield
+            return
+
+        def forward(hidden: torch.Tensor) -> torch.Tensor:
+            if hidden.dtype != torch.float32 or head.weight.dtype != torch.float32:
+                return nn.Linear.forward(head, hidden)
+            flat = onednn_matmul(hidden.reshape(-1, hidden.shape[-1]), head.weight.t(), head.bias)
+            return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
+
+        head.forward = forward
+        try:
+            yield
+        finally:
+            del head.forward
+
     @staticmethod
     def _restore(saved: list[tuple[nn.Linear, nn.Parameter, nn.Parameter | None]]) -> None:
         for module, weight, bias in saved:  # the original parameters: the unembedding is tied to the embedding again
@@ -321,7 +346,7 @@ def splice_reference(model: SplicedModel, sequences: torch.Tensor, batch_size: i
     residuals: list[torch.Tensor] = []
     sums: dict[str, list[np.ndarray]] = {key: [] for key in REFERENCE_PER_SEQUENCE}
     linear_parts: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-    with model.weights_cast_once():
+    with model.weights_cast_once(), model.unembedding_on_onednn():
         for start in range(0, sequences.shape[0], batch_size):
             linear_parts.append(_reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums))
             if progress is not None:
@@ -423,7 +448,7 @@ def downstream_metrics(
         raise ValueError("the splice reference was computed on other sequences than these")
     saes = [sae.to(model.device) for sae in saes]  # the splice runs where the language model runs
     per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
-    with model.weights_cast_once():
+    with model.weights_cast_once(), model.unembedding_on_onednn():
         for start in range(0, sequences.shape[0], batch_size):
             _splice_batch(model, sequences[start : start + batch_size], reference.rows(start, start + batch_size), saes, saes_per_forward, per_sae, progress)
     common = dict(reference.per_sequence)
