@@ -146,8 +146,16 @@ def time_training(x: torch.Tensor, width: int, dtype: torch.dtype, l0: float, st
     density = l0 / width
     rows = [
         {"state": f"initialisation ({fresh_density:.0%} active)", "side": "dense", "seconds": median_step_seconds(fresh, x, dtype, 0.0, steps)},
-        {"state": f"L0 {l0:g} ({density:.2%} active)", "side": "dense", "seconds": median_step_seconds(sae_at_density(x, width, density), x, dtype, 0.0, steps)},
-        {"state": f"L0 {l0:g} ({density:.2%} active)", "side": "sparse", "seconds": median_step_seconds(sae_at_density(x, width, density), x, dtype, 1.0, steps)},
+        {
+            "state": f"L0 {l0:g} ({density:.2%} active)",
+            "side": "dense",
+            "seconds": median_step_seconds(sae_at_density(x, width, density), x, dtype, 0.0, steps),
+        },
+        {
+            "state": f"L0 {l0:g} ({density:.2%} active)",
+            "side": "sparse",
+            "seconds": median_step_seconds(sae_at_density(x, width, density), x, dtype, 1.0, steps),
+        },
     ]
     chosen = "sparse" if density <= switch else "dense"
     for row in rows:
@@ -225,9 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"**Training step** (batch {batch}, d_in {x.shape[1]}; median of {args.steps} steps; GFLOP/s counts 12·d_in·d_sae per token, "
         "dense-equivalent for the sparse side; the trainer's sparse switch is its own measurement on this machine):\n\n"
     )
-    body += markdown_table(
-        ["latents", "state", "side", "ms per step", "tokens/s", "GFLOP/s", "of the ceiling", "the five matmuls alone, ms"], table
-    )
+    body += markdown_table(["latents", "state", "side", "ms per step", "tokens/s", "GFLOP/s", "of the ceiling", "the five matmuls alone, ms"], table)
     switches = ", ".join(f"{width:,} latents ≤ {next(r['switch'] for r in training if r['width'] == width):.2%}" for width in widths)
     body += f"\nThe trainer's measured switch to the sparse side: {switches} active.\n\n"
     body += (
@@ -248,7 +254,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     write_section(section, title, body, *([args.results] if args.results else []))
     print(body)
-    return {"section": section, "ceiling": ceiling, "training": training, "extraction_gflops": extraction_gflops, "extraction_share": extraction_gflops / ceiling, "splice": splice}
+    return {
+        "section": section,
+        "ceiling": ceiling,
+        "training": training,
+        "extraction_gflops": extraction_gflops,
+        "extraction_share": extraction_gflops / ceiling,
+        "splice": splice,
+    }
 
 
 if __name__ == "__main__":

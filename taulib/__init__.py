@@ -26,6 +26,7 @@ activations.synthetic        the synthetic model: a residual stream of known spa
 train.trainer                the annealed trainer: schedule, checkpoints, resume, training log
 train.gradients              one step's loss and gradients, written out by hand
 train.kernels                the step's matmul kernels (oneDNN on a CPU)
+train.sparse_switch          where the step switches to its sparse side: the crossover, measured per machine
 train.loss                   the objective with autograd: the reference the hand-written step is checked against
 
 sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)

@@ -181,8 +181,9 @@ def test_soft_capped_logits_fall_back_to_the_clean_distribution(loaded, sequence
         expected = downstream_metrics_full_forward(spliced, sequences, saes, batch_size=2)
     finally:
         config.final_logit_softcapping = saved
+    # float32 sums over 262k words in another order (the split forward's unembedding runs on oneDNN, the whole one on torch's BLAS)
     for new, old in zip(got, expected, strict=True):
-        assert new.as_dict() == pytest.approx(old.as_dict(), rel=1e-5, abs=1e-6)
+        assert new.as_dict() == pytest.approx(old.as_dict(), rel=1e-4, abs=1e-6)
     assert got[1].kl_div_with_sae == pytest.approx(0.0, abs=1e-6)
 
 
@@ -195,9 +196,11 @@ def test_linear_kl_is_the_kl_of_the_distributions(loaded, sequences):
     lossy = _lossy(loaded.d_model)
     with torch.no_grad():
         replaced = lossy(residual.float())[0]
-    clean = spliced.head_from_residual(sequences, residual)
-    for changed, expect_zero in ((replaced, False), (residual, True)):
-        head = spliced.head_from_residual(sequences, changed)
+    # the logits on the kernels the reference and the evaluation use (`downstream_metrics`)
+    with spliced.unembedding_on_onednn():
+        clean = spliced.head_from_residual(sequences, residual)
+        heads = [spliced.head_from_residual(sequences, changed) for changed in (replaced, residual)]
+    for head, expect_zero in zip(heads, (False, True), strict=True):
         direct = torch.nn.functional.kl_div(torch.log_softmax(head.logits.double(), -1), torch.log_softmax(clean.logits.double(), -1), log_target=True, reduction="none").sum(-1)
         identity = _linear_kl(head.hidden, log_partition(head.logits), reference.head_mean, reference.clean_offset)
         torch.testing.assert_close(identity, direct, rtol=1e-4, atol=1e-5)

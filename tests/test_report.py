@@ -253,15 +253,27 @@ def test_a_censored_formation_time_is_not_tested(sweep):
     assert untested and all(c.verdict == "no data" and c.numbers["censored"] >= 1 and "censored time" in c.text for c in untested)
 
 
-def _identity_table(difference: float = 0.0):
-    """Plain L1 over two targets × two seeds, and one identity run of constant τ at (50, seed 0)."""
+def _identity_table(difference: float = 0.0, penalty: float = 1.446):
+    """Plain L1 over two targets × two seeds (λ = 1.446), and one identity run of constant τ = 0.3 at (50, seed 0),
+    its λ 0.4338 = 0.3 × 1.446, its final λ/τ `penalty`."""
     rows = [
-        {"arm": "plain", "l0_target": t, "seed": s, "l1_coefficient": 0.6459, "final_explained_variance": 0.7 + t / 1000 + s / 100, "final_l0": t * 1.01, "early_l0": 300.0}
+        {
+            "arm": "plain",
+            "l0_target": t,
+            "seed": s,
+            "l1_coefficient": 1.446,
+            "final_explained_variance": 0.7 + t / 1000 + s / 100,
+            "final_l0": t * 1.01,
+            "early_l0": 300.0,
+            "final_l1_coefficient": 1.446,
+        }
         for t in (20.0, 50.0)
         for s in (0, 1)
     ]
     twin = dict(rows[2])  # plain at L0 50, seed 0
-    rows.append(twin | {"arm": "constant", "l1_coefficient": 0.19377, "final_explained_variance": twin["final_explained_variance"] + difference})
+    rows.append(
+        twin | {"arm": "constant", "l1_coefficient": 0.4338, "final_explained_variance": twin["final_explained_variance"] + difference, "final_l1_coefficient": penalty}
+    )
     return pd.DataFrame(rows)
 
 
@@ -270,8 +282,14 @@ def test_a_constant_arm_with_one_run_is_an_identity_check_against_its_plain_l1_t
     same = _identity_table()
     assert identity_arms(same, kinds, "plain") == ["constant"]
     claim = _identity_claim(same, "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
-    assert claim.verdict == "equivalent" and claim.kind == "equivalence" and "identical in all 3" in claim.text
+    assert claim.verdict == "equivalent" and claim.kind == "equivalence" and "identical in all 4" in claim.text
     assert claim.numbers["runs"] == 1 and claim.numbers["differing"] == 0
+    # the identity run's λ/τ as the trainer computes it: 0.4338 / 0.3 is 1.4460000000000002, one ulp from 1.446
+    assert 0.4338 / 0.3 != 1.446
+    rounded = _identity_claim(_identity_table(penalty=0.4338 / 0.3), "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
+    assert rounded.verdict == "equivalent"
+    other_penalty = _identity_claim(_identity_table(penalty=1.4461), "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
+    assert other_penalty.verdict == "not shown equivalent" and "final_l1_coefficient" in other_penalty.text
     off = _identity_claim(_identity_table(1e-6), "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
     assert off.verdict == "not shown equivalent" and "final_explained_variance" in off.text
     assert off.numbers["max_difference_final_explained_variance"] == pytest.approx(1e-6)

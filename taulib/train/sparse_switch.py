@@ -2,12 +2,12 @@
 
 Below some density of active (token, latent) pairs the step's sparse latent side
 (taulib.train.gradients) beats its dense matmuls. Where that crossover lies depends on the machine
-far more than on the SAE: on the CPUs measured it was about 5% in float32 with AVX2, 8% in float32
-and 4% in bfloat16 with AVX512-BF16, and below 0.8% in bfloat16 with AMX, whose dense bfloat16
-matmuls are fast enough that the sparse side lost even at the study's final sparsity
-(benchmarks/RESULTS.md, "Sparse latents"). A fixed table therefore made some machine slower, so the
-crossover is timed here, once per machine, compute dtype and step shape, on the run's own
-activations, and cached with the machine's other speeds (taulib.study.machine_speed).
+and the step's shape: over the CPUs and widths measured it ranged from below 1% (bfloat16 on AMX,
+whose dense matmuls are fast enough that the sparse side lost even at the study's final sparsity)
+to 8% (benchmarks/RESULTS.md, "Sparse latents" and "Training and extraction against the matmul
+ceiling"). A fixed table therefore made some machine slower, so the crossover is timed here, once
+per machine, compute dtype and step shape, on the run's own activations, and cached with the
+machine's other speeds (taulib.study.machine_speed).
 
 The timing: a freshly initialised SAE whose encoder biases are lowered so that each latent fires on
 a chosen fraction of the batch, one dense step, then sparse steps at rising densities until the
