@@ -201,6 +201,7 @@ class SplicedModel(ResidualReader):
         matmul ceiling"); elsewhere, and for inputs of another dtype, the model's own. The same products,
         summed in another order: the logits agree to float32 rounding (tested)."""
         head = self.loaded.model.get_output_embeddings()
+        # (the weight's first row stands in for the input: uses_onednn reads only its device and dtype)
         if self.autocast is not None or type(head) is not nn.Linear or not uses_onednn(head.weight[:1], head.weight.t()):
             yield
             return

@@ -2,10 +2,9 @@
 
 Below some density of active (token, latent) pairs the step's sparse latent side
 (taulib.train.gradients) beats its dense matmuls. Where that crossover lies depends on the machine
-and the step's shape: over the CPUs and widths measured it ranged from below 1% (bfloat16 on AMX,
-whose dense matmuls are fast enough that the sparse side lost even at the study's final sparsity)
-to 8% (benchmarks/RESULTS.md, "Sparse latents" and "Training and extraction against the matmul
-ceiling"). A fixed table therefore made some machine slower, so the crossover is timed here, once
+and the step's shape: on AMX, whose dense bfloat16 matmuls are fast, the sparse side lost even at
+the study's final sparsity, where on other CPUs it won well above it (benchmarks/RESULTS.md,
+"Sparse latents" and "Training and extraction against the matmul ceiling"). A fixed table therefore made some machine slower, so the crossover is timed here, once
 per machine, compute dtype and step shape, on the run's own activations, and cached with the
 machine's other speeds (taulib.study.machine_speed).
 
@@ -20,15 +19,14 @@ bit for bit even if the cache is measured again in between.
 
 from __future__ import annotations
 
-import statistics
-import time
+import math
 from collections.abc import Callable
 
 import torch
 
 from taulib.sae import SparseAutoencoder
 
-# the densities tried, in rising order: the crossovers measured so far lie between 0.5% and 8%
+# the densities tried, in rising order: they span the crossovers measured so far (benchmarks/RESULTS.md)
 DENSITY_LADDER = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16)
 TIMING_REPEATS = 5  # timed steps per side and density (their median), after one warm-up step
 # λ/τ at the end of the tightened schedule: the coefficient changes the gradients' values, not their cost
@@ -51,15 +49,10 @@ def sae_at_density(x: torch.Tensor, d_sae: int, density: float) -> SparseAutoenc
 
 def step_seconds(sae: SparseAutoencoder, x: torch.Tensor, compute_dtype: torch.dtype, sparse_max_density: float) -> float:
     """The median of TIMING_REPEATS calls of the step's loss and gradients, after a warm-up call."""
+    from taulib.study.machine_speed import timed
     from taulib.train.gradients import loss_and_gradients
 
-    loss_and_gradients(sae, x, _COEFFICIENT, compute_dtype, sparse_max_density)
-    times = []
-    for _ in range(TIMING_REPEATS):
-        started = time.perf_counter()
-        loss_and_gradients(sae, x, _COEFFICIENT, compute_dtype, sparse_max_density)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return timed(lambda: loss_and_gradients(sae, x, _COEFFICIENT, compute_dtype, sparse_max_density), min_seconds=math.inf, max_repeats=TIMING_REPEATS)
 
 
 def measure_crossover(x: torch.Tensor, d_sae: int, compute_dtype: torch.dtype, timer: StepTimer = step_seconds) -> float:
