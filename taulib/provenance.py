@@ -26,6 +26,14 @@ def git_commit(start: Path | None = None) -> str | None:
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's "Model name"), which every measured figure is quoted with."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment_record() -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:
@@ -38,6 +46,7 @@ def environment_record() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
     }

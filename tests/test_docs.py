@@ -93,3 +93,14 @@ def test_parameters_page_lists_every_parameter_with_a_description():
     # the sweep file's keys are listed too, and a type's `|` does not split its table cell
     assert "| `calibration.tolerance` | `float` | `0.15` |" in page
     assert "| `model.layer` | `int \\| None` | `None` |" in page
+
+
+def test_readme_ground_truth_findings_are_generated_from_the_kept_report():
+    """README quotes the kept ground-truth report (docs/findings/ground_truth, made by
+    `benchmarks/ground_truth_track.py --keep docs/findings/ground_truth`) word for word."""
+    from taulib.groundtruth.report import readme_block
+
+    kept = DOCS / "findings" / "ground_truth"
+    assert (kept / "REPORT.md").is_file() and (kept / "provenance.json").is_file()
+    block = readme_block(kept, "docs/findings/ground_truth/REPORT.md")
+    assert block in README.read_text(), "README's ground-truth findings differ from the kept report: run benchmarks/ground_truth_track.py --keep docs/findings/ground_truth"

@@ -11,7 +11,6 @@ atomically, so a second `taulib sweep` or `study` on the same machine measures n
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from taulib import atomic
+from taulib.provenance import cpu_model
 
 CACHE_ENV = "TAULIB_CACHE_DIR"
 CACHE_FILE = "machine_speed.json"
@@ -38,13 +38,6 @@ PROMPT_WORDS = ("apple", "house", "river", "green", "table", "music", "stone", "
 def cache_path() -> Path:
     root = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else Path.home() / ".cache" / "taulib"
     return root / CACHE_FILE
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
 
 
 def machine_key(threads: bool = True) -> str:

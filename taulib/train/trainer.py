@@ -90,8 +90,7 @@ def training_checkpoint_steps(training: TrainingConfig) -> list[int]:
     return checkpoint_steps(total, training.n_checkpoints, warmup_steps(total, training))
 
 
-def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
-    training = config.training
+def learning_rate(step: int, total_steps: int, training: TrainingConfig) -> float:
     warmup = warmup_steps(total_steps, training)
     decay = int(training.lr_decay_fraction * total_steps)
     if warmup and step < warmup:
@@ -101,8 +100,7 @@ def learning_rate(step: int, total_steps: int, config: RunConfig) -> float:
     return training.lr
 
 
-def make_optimiser(sae: SparseAutoencoder, config: RunConfig) -> torch.optim.Adam:
-    training = config.training
+def make_optimiser(sae: SparseAutoencoder, training: TrainingConfig) -> torch.optim.Adam:
     # fused: one pass over each parameter's weights, gradient and moments instead of several
     return torch.optim.Adam(sae.parameters(), lr=training.lr, betas=(training.adam_beta1, training.adam_beta2), fused=True)
 
@@ -326,7 +324,7 @@ class AnnealedTrainer:
             torch.set_num_threads(self.config.training.threads)
         training = self.config.training
         sae = SparseAutoencoder(self.activations.shape[1], self.config.sae.width).to(self.device)
-        optimiser = make_optimiser(sae, self.config)
+        optimiser = make_optimiser(sae, self.config.training)
         metrics_path = self.run_dir / "metrics.csv"
         index_path = self.run_dir / "checkpoints" / "index.json"
 
@@ -355,7 +353,7 @@ class AnnealedTrainer:
         for step in range(start_step, stop_step):
             tau = self.schedule.at_step(step, self.total_steps)
             coefficient = training.l1_coefficient / tau
-            lr = learning_rate(step, self.total_steps, self.config)
+            lr = learning_rate(step, self.total_steps, training)
             x = self._batch(step, input_scale)
             terms = optimiser_step(sae, optimiser, x, coefficient, lr, self.compute_dtype, self.sparse_max_density)
             tokens_since_fired += self.batch_size

@@ -1,0 +1,131 @@
+"""The ground-truth track end to end on a tiny design: runs, resume, refusals, report, A/A control."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from taulib.cli import main
+from taulib.config import ConfigError
+from taulib.groundtruth import track
+from taulib.groundtruth.analysis import load_runs
+from taulib.groundtruth.report import REPORT_FILE, SUMMARY_FILE, write_report
+
+PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
+# seconds, not minutes: 24 features in 16 dimensions, budgets of 32 and 64 steps
+TINY = {
+    "world": {"d_model": 16, "n_features": 24, "n_parents": 2, "children_per_parent": 3, "n_rare": 2, "mean_active_features": 3.0},
+    "world_seeds": [0, 1],
+    "training_seeds": [0, 1, 2],
+    "budgets": [4096, 8192],
+    "batch_size": 128,
+    "n_checkpoints": 5,
+    "heldout_samples": 2048,
+    "l0_targets": [3.0, 4.5],
+    "workers": 2,
+}
+
+
+def calibration_of(record: dict) -> track.Calibration:
+    return {
+        arm: {int(b): {float(t): c for t, c in by_target.items()} for b, by_target in by_budget.items()} for arm, by_budget in record["calibration"].items()
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("ground_truth")
+    record = track.run_track(PARAMETERS, root, TINY, show_progress=False)
+    return root, record
+
+
+def test_the_track_trains_every_arm_budget_and_grid_point_of_every_replicate(tiny):
+    root, record = tiny
+    config = track.load_track_config(PARAMETERS / track.TRACK_FILE, TINY)
+    arms, identities = track.track_arms(PARAMETERS, config)
+    names = {arm.name for arm in arms}
+    # the study's arm files (constant τ is plain L1 at λ·τ: not trained), the A/A arm, the families' new members
+    assert {track.PLAIN, track.AGAIN, track.TIGHTENED, track.WARMUP, "cosine_0.1_to_0.05", "cosine_0.3_to_0.02"} <= names
+    assert "constant_0.3" not in names and identities["constant_0.3"] == track.PLAIN
+    assert identities["cosine_0.05_to_0.05"] == track.PLAIN and identities["cosine_0.3_to_0.05"] == track.TIGHTENED
+    assert identities["cosine_0.5_to_0.05"] == "cosine_0.5_to_0.05_wider" and identities["cosine_0.3_to_0.1"] == "cosine_0.3_to_0.1_higher_floor"
+    calibration = calibration_of(record)
+    specs = track.run_specs(config, arms, calibration)
+    assert all(spec.path(root).is_file() for spec in specs)
+    budget_runs = [s for s in specs if s.arm.name == track.TIGHTENED]
+    assert {s.budget for s in budget_runs} == {4096, 8192}
+    assert {s.budget for s in specs if s.arm.name == "linear_0.3_to_0.05"} == {8192}
+    run = json.loads(specs[0].path(root).read_text())
+    assert [c["step"] for c in run["checkpoints"]][0] == 0 and len(run["checkpoints"]) == 5
+    # every arm calibrated at each of its budgets: on the first replicate each target lies between two runs
+    runs = load_runs(root)
+    for (arm, budget), frontier in runs[runs["replicate"] == "w0_s0"].groupby(["arm", "budget"]):
+        assert budget in calibration[arm]
+        for target in config.l0_targets:
+            l0s = frontier["final_l0"]
+            assert l0s.min() <= target <= l0s.max(), (arm, budget, target, sorted(l0s))
+
+
+def test_a_finished_track_resumes_without_training_and_a_lost_run_is_trained_again_identically(tiny):
+    root, record = tiny
+    config = track.load_track_config(PARAMETERS / track.TRACK_FILE, TINY)
+    arms, _ = track.track_arms(PARAMETERS, config)
+    specs = track.run_specs(config, arms, calibration_of(record))
+    times = {spec.path(root): spec.path(root).stat().st_mtime_ns for spec in specs}
+    lost = specs[7].path(root)
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    # in this process, one worker: the run is retrained the same as in the worker pool
+    track.run_track(PARAMETERS, root, TINY | {"workers": 1}, show_progress=False)
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in times.items() if path != lost)
+    after = json.loads(lost.read_text())
+    before.pop("seconds"), after.pop("seconds")
+    assert after == before
+
+
+def test_the_report_leads_with_the_verdicts_and_the_a_a_control_is_unresolved(tiny):
+    root, _ = tiny
+    report = write_report(root, png=False)
+    text = (root / REPORT_FILE).read_text()
+    assert text.index("## Verdicts") < text.index("## Per arm")
+    assert "Early concept formation" in text and "Absorption-reduction speed" in text
+    summary = json.loads((root / SUMMARY_FILE).read_text())
+    assert summary["aa_unresolved_everywhere"] is True
+    assert all(row["verdict"] == "unresolved" for row in summary["aa"])
+    assert len(summary["aa"]) > 0 and any(row["p"] is not None for row in summary["aa"])  # tested, not empty
+    # every contrast pairs replicates: 2 worlds × 3 seeds
+    assert max(c.estimate.n for c in report.contrasts) == 6
+    assert {p.proxy for p in report.proxies} == {"formation_time", "seed_stability", "max_decoder_cosine"}
+    assert (root / "figures" / "ground_truth_mcc.html").is_file()
+
+
+def test_a_folder_of_another_design_is_refused_before_anything_is_written(tiny):
+    root, _ = tiny
+    before = {path: path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match="lr"):
+        track.run_track(PARAMETERS, root, TINY | {"lr": 0.02}, show_progress=False)
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"budgets": [8192, 4096]}, "budgets"),
+        ({"tau_initial_family": [0.02, 0.3]}, "tau_initial_family"),
+        ({"tau_final_family": [0.5]}, "tau_final_family"),
+        ({"budget_arms": ["no_such_arm"]}, "budget_arms"),
+        ({"world": {"n_features": 8, "n_parents": 4}}, "world"),
+        ({"l0_targets": [0.0]}, "l0_targets"),
+        ({"typo": 1}, "typo"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field_before_any_work(tmp_path, capsys, settings, field):
+    root = tmp_path / "gt"
+    arguments = ["groundtruth", "--parameters", str(PARAMETERS), "--outputs", str(root), "--quiet", "--no-png"]
+    for key, value in settings.items():
+        arguments += ["--set", f"{key}={json.dumps(value)}"]
+    assert main(arguments) == 2
+    assert field in capsys.readouterr().err
+    assert not root.exists()
