@@ -23,22 +23,26 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPOSITORY, markdown_table, provenance, write_section  # noqa: E402
+from common import REPOSITORY, RESULTS, markdown_table, provenance, write_section  # noqa: E402
 
 from taulib import atomic  # noqa: E402
 from taulib.groundtruth.report import PROVENANCE_FILE, REPORT_FILE, SUMMARY_FILE, primary_table, readme_block, replace_readme_block  # noqa: E402
 from taulib.provenance import cpu_model, git_commit  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outputs", type=Path, default=None, help="the track's folder (default: a fresh temporary one, removed after)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the track's REPORT.md, summary.json and figures here")
     parser.add_argument("--no-write", action="store_true", help="print, do not update benchmarks/RESULTS.md")
-    args = parser.parse_args()
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a key of _ground_truth.yaml (the smoke test's tiny design)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")
+    parser.add_argument("--readme", type=Path, default=REPOSITORY / "README.md", help="the README whose ground-truth findings --keep regenerates")
+    args = parser.parse_args(argv)
     outputs = args.outputs or Path(tempfile.mkdtemp(prefix="taulib-ground-truth-"))
     commit = git_commit(REPOSITORY)
     command = [sys.executable, "-m", "taulib", "groundtruth", "--parameters", str(REPOSITORY / "parameters"), "--outputs", str(outputs), "--quiet"]
+    command += [part for pair in args.overrides for part in ("--set", pair)]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPOSITORY)
     seconds = time.perf_counter() - started
@@ -48,9 +52,9 @@ def main() -> None:
     primary = [row for row in summary["contrasts"] if row["family"].endswith(": primary")]
     body = "\n\n".join(
         [
-            provenance(" ".join(["benchmarks/ground_truth_track.py", *sys.argv[1:]])),
+            provenance(" ".join(["benchmarks/ground_truth_track.py", *(sys.argv[1:] if argv is None else argv)])),
             f"`python -m taulib groundtruth` from an empty folder: **{seconds / 60:.1f} min** wall time for {summary['runs']} grid runs "
-            f"and {len(run_seconds) - summary['runs']} calibration probes ({record['config']['workers']} one-thread workers); training and scoring "
+            f"and {len(run_seconds) - summary['runs']} calibration probes ({record['workers']} one-thread workers); training and scoring "
             f"summed over runs {sum(run_seconds) / 60:.1f} min (mean {sum(run_seconds) / len(run_seconds):.1f} s, longest {max(run_seconds):.1f} s). "
             "Plain L1's calibrated final effective coefficients λ/τ_final (budget: L0 target → coefficient): "
             + "; ".join(
@@ -82,19 +86,20 @@ def main() -> None:
         stamp = {
             "commit": commit,
             "cpu": cpu_model(),
-            "command": " ".join(["benchmarks/ground_truth_track.py", *sys.argv[1:]]),
+            "command": " ".join(["benchmarks/ground_truth_track.py", *(sys.argv[1:] if argv is None else argv)]),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "minutes": round(seconds / 60, 1),
         }
         atomic.write_json(args.keep / PROVENANCE_FILE, stamp)
         header = f"> Kept report: made at commit {stamp['commit']} on {stamp['cpu']}, {stamp['date']}, by `{stamp['command']}` ({stamp['minutes']} min).\n\n"
         atomic.write_text(args.keep / REPORT_FILE, header + (outputs / REPORT_FILE).read_text(encoding="utf-8"))
-        link = Path(os.path.relpath(args.keep.resolve() / REPORT_FILE, REPOSITORY)).as_posix()
-        replace_readme_block(REPOSITORY / "README.md", readme_block(args.keep, link))
+        link = Path(os.path.relpath(args.keep.resolve() / REPORT_FILE, args.readme.resolve().parent)).as_posix()
+        replace_readme_block(args.readme, readme_block(args.keep, link))
     if not args.no_write:
-        write_section("ground_truth_track", "The hierarchical ground-truth track (`benchmarks/ground_truth_track.py`)", body)
+        write_section("ground_truth_track", "The hierarchical ground-truth track (`benchmarks/ground_truth_track.py`)", body, args.results)
     if args.outputs is None:
         shutil.rmtree(outputs, ignore_errors=True)
+    return {"seconds": seconds, "summary": summary, "body": body}
 
 
 if __name__ == "__main__":

@@ -137,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             record = run_track(args.parameters, args.outputs, _parse_overrides(args.overrides), show_progress=not args.quiet)
         except ConfigError as error:
             return _refuse(error)
+        except KeyboardInterrupt:
+            print(
+                f"\ntaulib: interrupted. Every finished run is kept (each is written whole or not at all); the same command "
+                f"resumes where it stopped:\n  {shlex.join(['python', '-m', 'taulib', *argv])}",
+                file=sys.stderr,
+            )
+            return 130
         report = write_report(args.outputs, png=not args.no_png)
         print(f"ground truth: {len(report.runs)} runs in {record['seconds_this_session'] / 60:.1f} min; report: {args.outputs / REPORT_FILE}")
         return 0

@@ -29,7 +29,7 @@ EMBEDDED_MODEL = "embedded:gemma-3-270m"
 # not a language model: activations drawn from a known sparse dictionary (taulib.activations.synthetic), the
 # ground-truth track of the study; configured by model.synthetic
 SYNTHETIC_MODEL = "synthetic"
-RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "study", "sweeps", "synthetic"})  # "synthetic": the ground-truth study
+RESERVED_RUN_NAMES = frozenset({"activations", "analysis", "figures", "ground_truth", "study", "sweeps", "synthetic"})  # the ground-truth track and the flat synthetic study
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:\d+)?")
 # Where and by which kernels a run executes, not what it computes: left out of its fingerprint, so a

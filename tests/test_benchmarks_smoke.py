@@ -35,6 +35,7 @@ def scripts():
                 "latent_contexts_cost",
                 "quality_curve",
                 "ceilings",
+                "ground_truth_track",
             )
         }
     finally:
@@ -260,3 +261,25 @@ def test_quality_curve_chooses_lambdas_that_bracket_the_target_at_every_token_co
     for step in scale:
         assert min(p[step] for p in points.values()) < 50 < max(p[step] for p in points.values())
     assert choose({0.5: {1: 60.0}, 0.9: {1: 40.0}}, [1], 50.0) is None  # bracketed already
+
+
+def test_ground_truth_track_quick_keeps_its_report_and_writes_readme_from_it(scripts, tmp_path):
+    """The benchmark on a tiny design: RESULTS gets its section; --keep writes the kept report with its stamp and
+    README's ground-truth block is generated from it."""
+    from taulib.groundtruth.report import README_BEGIN, README_END, readme_block
+
+    tiny = ['world={"d_model": 16, "n_features": 24, "n_parents": 2, "children_per_parent": 3, "n_rare": 2, "mean_active_features": 3.0}']
+    tiny += ["world_seeds=[0, 1]", "training_seeds=[0, 1, 2]", "budgets=[4096]", "batch_size=128", "n_checkpoints=5", "heldout_samples=1024"]
+    tiny += ["l0_targets=[3.0, 4.5]", "workers=1", "tau_initial_family=[0.3]", "tau_final_family=[0.05]"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_BEGIN}\n{README_END}\n\nafter\n")
+    results = tmp_path / "RESULTS.md"
+    kept = tmp_path / "findings"
+    arguments = ["--results", str(results), "--readme", str(readme), "--keep", str(kept), "--outputs", str(tmp_path / "gt")]
+    out = scripts["ground_truth_track"].main(arguments + [part for pair in tiny for part in ("--set", pair)])
+    assert "ground_truth_track" in results.read_text() and out["summary"]["runs"] > 0
+    stamp = json.loads((kept / "provenance.json").read_text())
+    assert set(stamp) >= {"commit", "cpu", "command", "date"}
+    assert (kept / "REPORT.md").read_text().startswith("> Kept report: made at commit")
+    text = readme.read_text()
+    assert readme_block(kept, "findings/REPORT.md") in text and text.endswith("after\n")

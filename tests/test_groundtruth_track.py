@@ -129,3 +129,17 @@ def test_bad_settings_are_refused_naming_the_field_before_any_work(tmp_path, cap
     assert main(arguments) == 2
     assert field in capsys.readouterr().err
     assert not root.exists()
+
+
+@pytest.mark.parametrize("width_ratio", [0.5, 2.0])
+def test_the_track_runs_narrower_and_wider_than_the_truth(tmp_path, width_ratio):
+    """Fewer latents than features leave features unmatched (MCC counts them as 0); more leave latents unmatched."""
+    settings = TINY | {"world_seeds": [0], "training_seeds": [0, 1], "budgets": [4096], "workers": 1, "width_ratio": width_ratio}
+    settings |= {"budget_arms": [track.PLAIN, track.AGAIN, track.TIGHTENED, track.WARMUP], "tau_initial_family": [0.3], "tau_final_family": [0.05]}
+    track.run_track(PARAMETERS, tmp_path, settings, show_progress=False)
+    report = write_report(tmp_path, png=False)
+    width = round(width_ratio * TINY["world"]["n_features"])
+    assert (report.runs["final_alive_latents"] <= width).all()
+    if width_ratio < 1:
+        assert (report.runs["final_mcc"] <= width / TINY["world"]["n_features"] + 1e-9).all()
+    assert report.table["match"].isin(["bracketed", "near", "unmatched"]).all()

@@ -73,17 +73,25 @@ def _fmt(estimate: Estimate, digits: int = 3) -> str:
 
 
 def headline(report: TrackReport, question: str) -> str:
-    """One sentence per question from its primary family only."""
+    """One sentence per question from its primary family only: per reference arm, the (budget, target) cells where
+    tightened is resolved better or worse, each with its difference and interval; the rest unresolved."""
     primary = [c for c in report.contrasts if c.family == f"{question}: primary"]
-    resolved = [c for c in primary if c.verdict != "unresolved"]
     tested = [c for c in primary if math.isfinite(c.estimate.p_value)]
-    if not resolved:
+    if not any(c.verdict != "unresolved" for c in primary):
         return f"unresolved: none of the {len(tested)} primary contrasts (tightened against plain L1 and against the L1 warm-up, every budget and target) is resolved after Holm."
-    parts = [
-        f"tightened is **{c.verdict}** than {_short(c.reference)} at budget {c.budget:,}, L0 {c.target:g} (difference {_fmt(c.estimate)}, Holm p {c.adjusted_p:.3g})"
-        for c in resolved
-    ]
-    return f"{len(resolved)} of {len(tested)} primary contrasts resolved: " + "; ".join(parts) + "."
+    parts = []
+    for reference in dict.fromkeys(c.reference for c in primary):
+        cells = [c for c in primary if c.reference == reference]
+        said = []
+        for verdict in ("better", "worse"):
+            chosen = [c for c in cells if c.verdict == verdict]
+            if chosen:
+                where = ", ".join(f"{c.budget:,} samples at L0 {c.target:g}: {_fmt(c.estimate)}" for c in chosen)
+                said.append(f"**{verdict}** in {len(chosen)} ({where})")
+        unresolved = sum(c.verdict == "unresolved" for c in cells)
+        said.append(f"unresolved in {unresolved}" if unresolved else "")
+        parts.append(f"against {_short(reference)}, tightened is " + ", ".join(p for p in said if p) + f" of {len(cells)} budget × target cells")
+    return "; ".join(parts) + " (difference [95% CI], tightened minus the reference)."
 
 
 def primary_table(rows: list[dict[str, Any]]) -> list[str]:

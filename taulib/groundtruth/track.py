@@ -307,7 +307,7 @@ def train_and_score(config: TrackConfig, spec: RunSpec, data: ReplicateData, dec
         if step + 1 in steps:
             checkpoint(step + 1, tau)
     if not all(math.isfinite(row["l0"]) and math.isfinite(row["mcc"]) for row in rows):
-        raise FloatingPointError(f"{spec.path(Path('.'))}: non-finite endpoints")
+        raise FloatingPointError(f"{spec.arm.name}, {spec.replicate}, budget {spec.budget}, coefficient {spec.coefficient:.4g}: non-finite endpoints")
     tokens = [row["tokens"] for row in rows]
     budget, warmup_tokens = spec.budget, warmup * config.batch_size
     recovered_at = recovery_steps(tokens, np.stack(matched), gt.RECOVERY_COSINE)
@@ -528,6 +528,7 @@ def run_track(parameters: Path, root: Path, overrides: dict[str, Any] | None = N
             arm: {str(b): {f"{t:g}": c for t, c in by_target.items()} for b, by_target in by_budget.items()} for arm, by_budget in calibration.items()
         },
         "seconds_this_session": time.perf_counter() - started,
+        "workers": config.workers,
     }
     atomic.write_json(root / "track.json", record)
     return record
