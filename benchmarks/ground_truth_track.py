@@ -27,7 +27,7 @@ from common import REPOSITORY, RESULTS, markdown_table, provenance, write_sectio
 
 from taulib import atomic  # noqa: E402
 from taulib.groundtruth.report import PROVENANCE_FILE, REPORT_FILE, SUMMARY_FILE, primary_table, readme_block, replace_readme_block  # noqa: E402
-from taulib.provenance import cpu_model, git_commit  # noqa: E402
+from taulib.provenance import cpu_kind, git_commit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--outputs", type=Path, default=None, help="the track's folder (default: a fresh temporary one, removed after)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the track's REPORT.md, summary.json and figures here")
     parser.add_argument("--no-write", action="store_true", help="print, do not update benchmarks/RESULTS.md")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a key of _ground_truth.yaml (the smoke test's tiny design)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a key of _ground_truth.yaml (the smoke test's tiny design)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to update")
     parser.add_argument("--readme", type=Path, default=REPOSITORY / "README.md", help="the README whose ground-truth findings --keep regenerates")
     args = parser.parse_args(argv)
@@ -74,7 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
                 ],
             ),
             "The language model's proxies against the truth (full-budget runs; partial Spearman on log final L0, cluster bootstrap over replicates):",
-            markdown_table(["proxy", "truth", "ρ", "partial ρ", "low", "high", "tracks"], [tuple(p.values()) for p in summary["proxies"]]),
+            markdown_table(
+                ["proxy", "truth", "ρ", "partial ρ", "low", "high", "tracks"],
+                [tuple(p[key] for key in ("proxy", "truth", "rho", "partial_rho", "low", "high", "tracks")) for p in summary["proxies"]],
+            ),
         ]
     )
     print(body)
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.copytree(outputs / "figures", args.keep / "figures", dirs_exist_ok=True)
         stamp = {
             "commit": commit,
-            "cpu": cpu_model(),
+            "cpu": cpu_kind(),
             "command": " ".join(["benchmarks/ground_truth_track.py", *(sys.argv[1:] if argv is None else argv)]),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "minutes": round(seconds / 60, 1),

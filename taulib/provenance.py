@@ -34,6 +34,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_kind() -> str:
+    """The CPU's model with the bfloat16 features that set which precision runs fast (model names alone do not
+    tell the AMD EPYC kinds apart): e.g. "AMD EPYC (avx512_bf16; no amx_bf16)"."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = set(next((line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags")), []))
+    present = [flag for flag in ("avx2", "avx512_bf16", "amx_bf16") if flag in flags]
+    absent = [flag for flag in ("avx512_bf16", "amx_bf16") if flag not in flags]
+    return f"{cpu_model()} ({', '.join(present) or 'no avx2'}{'; no ' + ', '.join(absent) if absent else ''})"
+
+
 def environment_record() -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:

@@ -278,6 +278,7 @@ def test_ground_truth_track_quick_keeps_its_report_and_writes_readme_from_it(scr
     arguments = ["--results", str(results), "--readme", str(readme), "--keep", str(kept), "--outputs", str(tmp_path / "gt")]
     out = scripts["ground_truth_track"].main(arguments + [part for pair in tiny for part in ("--set", pair)])
     assert "ground_truth_track" in results.read_text() and out["summary"]["runs"] > 0
+    assert "| formation_time | recovery_time |" in results.read_text()  # the proxy table's columns in their order
     stamp = json.loads((kept / "provenance.json").read_text())
     assert set(stamp) >= {"commit", "cpu", "command", "date"}
     assert (kept / "REPORT.md").read_text().startswith("> Kept report: made at commit")

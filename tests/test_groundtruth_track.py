@@ -11,7 +11,7 @@ from taulib.cli import main
 from taulib.config import ConfigError
 from taulib.groundtruth import track
 from taulib.groundtruth.analysis import load_runs
-from taulib.groundtruth.report import REPORT_FILE, SUMMARY_FILE, write_report
+from taulib.groundtruth.report import REPORT_FILE, SUMMARY_FILE, lead_section, write_report
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
 # seconds, not minutes: 24 features in 16 dimensions, budgets of 32 and 64 steps
@@ -99,6 +99,19 @@ def test_the_report_leads_with_the_verdicts_and_the_a_a_control_is_unresolved(ti
     assert max(c.estimate.n for c in report.contrasts) == 6
     assert {p.proxy for p in report.proxies} == {"formation_time", "seed_stability", "max_decoder_cosine"}
     assert (root / "figures" / "ground_truth_mcc.html").is_file()
+
+
+def test_the_lead_section_of_the_language_models_report_quotes_the_primary_contrasts_with_intervals(tiny):
+    root, _ = tiny
+    write_report(root, png=False)
+    lead = lead_section(root, "ground_truth/REPORT.md")
+    summary = json.loads((root / SUMMARY_FILE).read_text())
+    assert lead.startswith("## Ground truth first") and "(ground_truth/REPORT.md)" in lead
+    primary = [row for row in summary["contrasts"] if row["family"].endswith(": primary")]
+    assert len(primary) == 2 * 2 * 2 * 2  # two questions × two references × two budgets × two targets
+    assert all(f"| {row['budget']:,} | {row['l0_target']:g} |" in lead for row in primary)
+    assert f"of {summary['aa_tested']} contrasts" in lead
+    assert lead_section(root / "nothing here") is None
 
 
 def test_a_folder_of_another_design_is_refused_before_anything_is_written(tiny):

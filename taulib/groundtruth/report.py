@@ -23,7 +23,7 @@ from taulib.analysis.statistics import ALPHA
 from taulib.groundtruth import analysis as gta
 from taulib.groundtruth.endpoints import FEATURE_TYPES
 from taulib.groundtruth.track import AGAIN, PLAIN, TIGHTENED, WARMUP
-from taulib.provenance import cpu_model
+from taulib.provenance import cpu_kind
 
 REPORT_FILE = "REPORT.md"
 SUMMARY_FILE = "summary.json"
@@ -121,7 +121,7 @@ def lead_section(root: Path, report_link: str | None = None) -> str | None:
         "read at matched final L0, paired over replicates (world × training seed), Holm within each question.",
         "",
     ]
-    lines += [f"- **{gta.QUESTIONS[question]}** {text}" for question, text in summary["headlines"].items()]
+    lines += [f"- **{text}** {summary['headlines'][question]}" for question, text in gta.QUESTIONS.items()]
     tested, resolved = summary["aa_tested"], sum(row["verdict"] != "unresolved" for row in summary["aa"])
     state = (
         "not tested (no matched cell)" if not tested else f"**resolved on {resolved}** (a difference where there is none)" if resolved else "unresolved on all"
@@ -232,7 +232,7 @@ def markdown(report: TrackReport, level: int = 1) -> str:
     lines.append(
         f"{len(report.runs)} grid runs (plus the calibration probes of the first replicate); wall time of the last session "
         + (f"{seconds / 60:.1f} min" if seconds else "n/a")
-        + f" on {cpu_model()}."
+        + f" on {cpu_kind()}."
         + (f" Training and scoring, summed over runs: {runs_seconds / 60:.1f} min." if math.isfinite(runs_seconds) else "")
     )
     return "\n".join(lines) + "\n"
@@ -331,12 +331,12 @@ def readme_block(kept: Path, link: str) -> str:
     stamp = atomic.read_json(kept / PROVENANCE_FILE)
     lines = [
         README_BEGIN,
-        f"**Ground truth first** ([the kept report]({link}): commit {stamp['commit']}, {stamp['cpu']}, {stamp['date']}, "
+        f"**Ground truth first** ([the kept report]({link}): commit {stamp['commit'][:10]}, {stamp['cpu']}, {stamp['date']}, "
         f"`{stamp['command']}`). The arms on hierarchical worlds of known features, read at matched final L0, paired over "
         "replicates (world × training seed), Holm within each question:",
         "",
     ]
-    lines += [f"- **{gta.QUESTIONS[question]}** {text}" for question, text in summary["headlines"].items()]
+    lines += [f"- **{text}** {summary['headlines'][question]}" for question, text in gta.QUESTIONS.items()]
     resolved = sum(row["verdict"] != "unresolved" for row in summary["aa"])
     lines.append(
         "- **A/A control** (plain L1 against its own second calibration): "
