@@ -6,7 +6,7 @@ Runs `python -m taulib groundtruth` (as `make study` does) into a fresh folder o
 RESULTS.md the wall time (calibration, runs and report together), the per-run training-and-scoring seconds, and from
 the track's own summary.json and REPORT.md: the verdicts of the primary contrasts, the A/A control, the
 dose-response readings and the proxy checks. With --keep DIR the track's REPORT.md, summary.json, track.json
-and figures are copied to DIR with a provenance.json (commit, CPU, command, date), and README's ground-truth
+and figures (PNG) are copied to DIR with a provenance.json (commit, CPU, command, date), and README's ground-truth
 findings are generated from them (`--keep docs/findings/ground_truth`: the kept report README quotes).
 """
 
@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.keep.mkdir(parents=True, exist_ok=True)
         for name in (SUMMARY_FILE, "track.json"):
             shutil.copy2(outputs / name, args.keep / name)
-        shutil.copytree(outputs / "figures", args.keep / "figures", dirs_exist_ok=True)
+        (args.keep / "figures").mkdir(exist_ok=True)
+        for figure in (outputs / "figures").glob("*.png"):  # the PNGs: each HTML page embeds plotly.js (MBs)
+            shutil.copy2(figure, args.keep / "figures" / figure.name)
         stamp = {
             "commit": commit,
             "cpu": cpu_kind(),
