@@ -36,21 +36,13 @@ from scipy import stats
 from taulib import atomic
 from taulib.analysis.frontier import read_at_l0
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
+from taulib.analysis.report import Endpoint  # the language model's report's endpoint: the same concept
 from taulib.analysis.statistics import ALPHA, holm
 from taulib.groundtruth.endpoints import FEATURE_TYPES
 from taulib.groundtruth.track import AGAIN, FAMILY_FLOOR_TAU, FAMILY_START_TAU, PLAIN, TIGHTENED, WARMUP, family_name, load_decoder
 from taulib.metrics.latent_formation import match_latents
 
 CURRENT_L0_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # where along training absorption is also read at matched *current* L0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    question: str  # "formation" | "absorption"
-    column: str
-    label: str
-    higher_is_better: bool
-    primary: bool = False
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
