@@ -260,7 +260,7 @@ def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tm
     with pytest.raises(ValueError, match="not a study of the synthetic model"):
         ground_truth_report(language, "tightened")
     alone = render_markdown(report, {}, {}, sparsity_table(report, table, 0.15), "-")
-    assert "No ground-truth study: `make study` runs it" in alone
+    assert "The flat synthetic world's sweep (no hierarchy) did not run" in alone
 
     truth = write_synthetic_sweep(tmp_path / "truth")
     _add_ground_truth(truth, {"baseline": 0.6, "tightened": 0.8, "higher_floor": 0.6, "linear": 0.6})

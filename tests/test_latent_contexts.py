@@ -185,7 +185,7 @@ def test_a_synthetic_model_run_shows_each_sample_alone_named_by_its_largest_true
 
     config = RunConfig.model_validate(
         {
-            "run_name": "ground_truth",
+            "run_name": "synthetic_run",
             "model": {"name": "synthetic", "synthetic": {"d_model": 16, "n_features": 32}},
             "activations": {"n_tokens": 512, "heldout_tokens": 512, "shard_tokens": 512},
             "sae": {"width": 32},
@@ -196,8 +196,8 @@ def test_a_synthetic_model_run_shows_each_sample_alone_named_by_its_largest_true
     steps = [0, 10]
     for step in steps:
         sae = perfect_sae(16)  # 32 latents: each coordinate's positive and negative half
-        save_sae(sae, outputs / "ground_truth" / "checkpoints" / f"step_{step:07d}", SAEMetadata(16, 32, model_name="synthetic", layer=0))
-    arm = Arm("ground_truth", outputs / "ground_truth", config, pd.DataFrame({"step": steps, "tokens": [0, 2560]}), pd.DataFrame())
+        save_sae(sae, outputs / "synthetic_run" / "checkpoints" / f"step_{step:07d}", SAEMetadata(16, 32, model_name="synthetic", layer=0))
+    arm = Arm("synthetic_run", outputs / "synthetic_run", config, pd.DataFrame({"step": steps, "tokens": [0, 2560]}), pd.DataFrame())
     store = LatentContexts(build_contexts(arm, outputs, SETTINGS, show_progress=False))
     spec = activation_spec(config, "heldout", 0)
     token_ids = load_cache(cache_folder(outputs, spec), spec).token_ids.numpy()
