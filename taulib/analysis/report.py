@@ -788,8 +788,8 @@ def render_markdown(
         if not claims:
             empty = {
                 "lower_bound": "No pair of arms in this study differs only in τ's floor.",
-                "ground_truth": "The flat synthetic world's sweep (no hierarchy) did not run; the hierarchical ground-truth track leads this report "
-                "(`python -m taulib groundtruth`). The flat world's sweep: `python -m taulib study --profile synthetic --outputs outputs/synthetic`.",
+                "ground_truth": "The flat synthetic world's sweep (no hierarchy) did not run; the hierarchical ground-truth track's verdicts open this "
+                "report when it has run (`python -m taulib groundtruth`). The flat world's sweep: `python -m taulib study --profile synthetic --outputs outputs/synthetic`.",
             }
             lines += [empty.get(key, "No data."), ""]
             continue
