@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,15 +139,25 @@ def test_formation_is_timed_after_warm_up_and_compared_at_current_sparsity(sweep
     assert primary and all(c.verdict == "no data" and "censored time" in c.text for c in primary)
 
 
+KEPT_GROUND_TRUTH = Path(__file__).resolve().parents[1] / "docs" / "findings" / "ground_truth"
+
+
 def test_report_notebook_writes_the_report(sweep, tmp_path):
     outputs, _, _, report = sweep
     notebook = tmp_path / "05_report.ipynb"
     execute_notebook(
         NOTEBOOKS_DIR / REPORT_NOTEBOOK,
         notebook,
-        {"outputs_dir": str(outputs), "figures_dir": str(outputs / "figures"), "save_png": False, "reference_arm": "tightened"},
+        {
+            "outputs_dir": str(outputs),
+            "figures_dir": str(outputs / "figures"),
+            "save_png": False,
+            "reference_arm": "tightened",
+            "ground_truth_track_dir": str(KEPT_GROUND_TRUTH),  # the kept track's summary: its verdicts open the report
+        },
     )
     text = (outputs / "REPORT.md").read_text()
+    assert text.index("## Ground truth first") < text.index("## The language model") < text.index("## Matched sparsity")
     for title in (
         "Matched sparsity",
         "Out of range at this scale",
