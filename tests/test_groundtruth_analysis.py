@@ -33,6 +33,8 @@ def test_an_endpoint_is_read_at_the_target_off_the_arms_frontier_and_unmatched_o
     assert by_target.loc[40.0, "match"] == "unmatched" and math.isnan(by_target.loc[40.0, "mcc_area"])
     # absorption at matched current L0: read off each run's checkpoint L0 (twice its final L0 here)
     assert by_target.loc[8.0, "absorption_current_0.5"] == pytest.approx(0.5)
+    # and each arm's current L0 along training, at the matched final L0 (twice it here)
+    assert by_target.loc[8.0, "l0_current_0.5"] == pytest.approx(16.0)
 
 
 def constructed_table(effect: float, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:

@@ -43,6 +43,9 @@ from taulib.groundtruth.track import AGAIN, FAMILY_FLOOR_TAU, FAMILY_START_TAU, 
 from taulib.metrics.latent_formation import match_latents
 
 CURRENT_L0_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # where along training absorption is also read at matched *current* L0
+# what is read at matched current L0 as well. Not MCC: its A/A control resolved there (runs' current L0 are not
+# calibrated, so a reading spans runs far apart), and tightened's runs are never that sparse before ¾ of training
+CURRENT_MEASURES = ("absorption",)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -87,7 +90,8 @@ def load_runs(root: Path) -> pd.DataFrame:
         tokens = np.array([c["tokens"] for c in checkpoints], dtype=float)
         for q in CURRENT_L0_FRACTIONS:
             k = int(np.argmin(np.abs(tokens - q * record["budget"])))
-            row[f"l0_current_{q:g}"], row[f"absorption_at_{q:g}"] = checkpoints[k]["l0"], checkpoints[k]["absorption"]
+            row[f"l0_current_{q:g}"] = checkpoints[k]["l0"]
+            row |= {f"{measure}_at_{q:g}": checkpoints[k][measure] for measure in CURRENT_MEASURES}
         row["path"] = str(path)
         rows.append(row)
     if not rows:
@@ -116,9 +120,10 @@ def seed_stability(runs: pd.DataFrame) -> pd.Series:
 def matched(runs: pd.DataFrame, targets: Sequence[float]) -> pd.DataFrame:
     """One row per (arm, replicate, budget, target): every endpoint read at the target off that frontier; the
     absorption at matched *current* L0 read off the checkpoint's own L0 frontier."""
-    columns = [e.column for e in ENDPOINTS if e.column in runs and not e.column.startswith("absorption_current_")]
+    columns = [e.column for e in ENDPOINTS if e.column in runs and "_current_" not in e.column]
     by_type = [f"final_{kind}_{feature}" for kind in ("recall", "f1") for feature in FEATURE_TYPES]
-    extra = ("formation_time", "seed_stability", "max_decoder_cosine", "final_splits", "final_l0", "final_explained_variance", *by_type)
+    current_l0 = tuple(f"l0_current_{q:g}" for q in CURRENT_L0_FRACTIONS[:-1])  # each arm's sparsity along training, at matched final L0
+    extra = (*current_l0, "formation_time", "seed_stability", "max_decoder_cosine", "final_splits", "final_l0", "final_explained_variance", *by_type)
     columns += [c for c in extra if c in runs]
     rows = []
     for (arm, replicate, budget), frontier in runs.groupby(["arm", "replicate", "budget"], sort=False):
@@ -130,7 +135,8 @@ def matched(runs: pd.DataFrame, targets: Sequence[float]) -> pd.DataFrame:
                 row[column] = read_at_l0(l0s, frontier[column].to_numpy(dtype=float), target).value
             for q in CURRENT_L0_FRACTIONS[:-1]:
                 current = frontier[f"l0_current_{q:g}"].to_numpy(dtype=float)
-                row[f"absorption_current_{q:g}"] = read_at_l0(current, frontier[f"absorption_at_{q:g}"].to_numpy(dtype=float), target).value
+                for measure in CURRENT_MEASURES:
+                    row[f"{measure}_current_{q:g}"] = read_at_l0(current, frontier[f"{measure}_at_{q:g}"].to_numpy(dtype=float), target).value
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -72,6 +72,30 @@ def _fmt(estimate: Estimate, digits: int = 3) -> str:
     return estimate.format(digits)
 
 
+def current_l0_rows(report: TrackReport) -> list[dict[str, Any]]:
+    """Each primary arm's current L0 a quarter, half and three quarters into training, at the full budget and the first
+    L0 target (read at matched final L0; mean over replicates): how far apart in sparsity the arms train."""
+    cell = report.table[(report.table["budget"] == max(report.budgets)) & np.isclose(report.table["l0_target"], report.targets[0])]
+    rows = []
+    for arm in (PLAIN, TIGHTENED, WARMUP):
+        mine = cell[cell["arm"] == arm]
+        rows.append(
+            {"arm": arm, "l0_target": report.targets[0]} | {f"{q:g}": float(np.nanmean(mine[f"l0_current_{q:g}"])) for q in gta.CURRENT_L0_FRACTIONS[:-1]}
+        )
+    return rows
+
+
+def sparsity_sentence(rows: list[dict[str, Any]]) -> str:
+    """What the speed verdicts compare: arms matched in *final* L0 that train at different sparsity."""
+    fractions = [key for key in rows[0] if key not in ("arm", "l0_target")]
+    listed = "; ".join(f"{_short(row['arm'])} " + ", ".join(f"{row[q]:.0f}" for q in fractions) for row in rows)
+    return (
+        f"These verdicts compare arms matched in *final* L0; along training they are not: at final L0 {rows[0]['l0_target']:g} (full budget), "
+        f"the current L0 {', '.join(f'{float(q):.0%}' for q in fractions)} into training is {listed}. A faster rise of MCC under annealing is "
+        "formation while the SAE is far denser than plain L1's, not at equal sparsity; at matched current L0 the arms' runs seldom overlap."
+    )
+
+
 def headline(report: TrackReport, question: str) -> str:
     """One sentence per question from its primary family only: per reference arm, the (budget, target) cells where
     tightened is resolved better or worse, each with its difference and interval; the rest unresolved."""
@@ -127,7 +151,8 @@ def lead_section(root: Path, report_link: str | None = None) -> str | None:
         "not tested (no matched cell)" if not tested else f"**resolved on {resolved}** (a difference where there is none)" if resolved else "unresolved on all"
     )
     lines.append(f"- **A/A control** (plain L1 against its own second calibration): {state} of {tested} contrasts.")
-    lines += ["", *primary_table([row for row in summary["contrasts"] if row["family"].endswith(": primary")]), ""]
+    lines += ["", *primary_table([row for row in summary["contrasts"] if row["family"].endswith(": primary")])]
+    lines += ["", sparsity_sentence(summary["current_l0"]), ""]
     return "\n".join(lines)
 
 
@@ -172,6 +197,7 @@ def markdown(report: TrackReport, level: int = 1) -> str:
         + f" ({len(aa_tested)} contrasts tested)."
     )
     lines += ["", *primary_table([_finite(c.row()) for c in report.contrasts if c.family.endswith(": primary")])]
+    lines += ["", sparsity_sentence(current_l0_rows(report))]
     lines += ["", f"{h}# Per arm, budget and target (mean over replicates [95% t interval])", ""]
     labels = {e.column: e.label for e in gta.ENDPOINTS} | {"final_explained_variance": "final explained variance"}
     lines += [f"- `{c}`: {labels.get(c, c)}" for c in SUMMARY_COLUMNS]
@@ -272,6 +298,7 @@ def write_report(root: Path, png: bool = True) -> TrackReport:
         "aa": [c.row() for c in report.aa],
         "aa_unresolved_everywhere": any(math.isfinite(c.estimate.p_value) for c in report.aa) and all(c.verdict == "unresolved" for c in report.aa),
         "aa_tested": sum(math.isfinite(c.estimate.p_value) for c in report.aa),
+        "current_l0": current_l0_rows(report),
         "dose_response": [
             {
                 "family": d.family,
@@ -346,6 +373,7 @@ def readme_block(kept: Path, link: str) -> str:
             else f"resolved on {resolved} of {summary['aa_tested']} contrasts."
         )
     )
+    lines.append(f"- **Sparsity along training**: {sparsity_sentence(summary['current_l0'])}")
     tracking = [f"{p['proxy']} → {p['truth']}: {'tracks' if p['tracks'] else 'does not track'}" for p in summary["proxies"]]
     lines.append(f"- **The language model's proxies on this ground truth**: {'; '.join(tracking)}.")
     lines.append(README_END)
