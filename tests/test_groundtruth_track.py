@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tiny_track import TINY
+
 from taulib.cli import main
 from taulib.config import ConfigError
 from taulib.groundtruth import track
@@ -14,18 +16,6 @@ from taulib.groundtruth.analysis import load_runs
 from taulib.groundtruth.report import REPORT_FILE, SUMMARY_FILE, lead_section, write_report
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
-# seconds, not minutes: 24 features in 16 dimensions, budgets of 32 and 64 steps
-TINY = {
-    "world": {"d_model": 16, "n_features": 24, "n_parents": 2, "children_per_parent": 3, "n_rare": 2, "mean_active_features": 3.0},
-    "world_seeds": [0, 1],
-    "training_seeds": [0, 1, 2],
-    "budgets": [4096, 8192],
-    "batch_size": 128,
-    "n_checkpoints": 5,
-    "heldout_samples": 2048,
-    "l0_targets": [3.0, 4.5],
-    "workers": 2,
-}
 
 
 def calibration_of(record: dict) -> track.Calibration:

@@ -39,6 +39,7 @@ from taulib import atomic
 from taulib.activations.cache import ActivationSet, activation_spec, cache_folder, load_cache
 from taulib.analysis.latent_formation import FormationSettings, run_formation
 from taulib.analysis.study_data import Arm, StudyData
+from taulib.config import ModelConfig
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
@@ -194,11 +195,16 @@ def synthetic_token_strings(ids: list[int]) -> list[str]:
 
 def model_token_strings(arm: Arm) -> Callable[[list[int]], list[str]]:
     """The run's tokenizer (only the tokenizer: no model weights are loaded); the synthetic model's feature names."""
+    return token_strings_of(arm.config.model)
+
+
+def token_strings_of(model: ModelConfig) -> Callable[[list[int]], list[str]]:
+    """The model's tokenizer (only the tokenizer: no weights are loaded); the synthetic model's feature names."""
     from taulib.activations.models import load_tokenizer
 
-    if arm.config.model.is_synthetic:
+    if model.is_synthetic:
         return synthetic_token_strings
-    return token_strings_from_tokenizer(load_tokenizer(arm.config.model))
+    return token_strings_from_tokenizer(load_tokenizer(model))
 
 
 def build_contexts(
@@ -283,6 +289,29 @@ def build_contexts(
 
 
 # ----------------------------------------------------------------------------- reading a store
+def latent_contexts(
+    data: dict[str, np.ndarray], latent: int, token_ids: np.ndarray, vocabulary: dict[int, str], sequence_length: int, before: int, after: int
+) -> list[Context]:
+    """One latent's top contexts from a checkpoint's arrays (`checkpoint_contexts`), best first, each with its
+    window of tokens (their text from `vocabulary`, `<id>` for an id it lacks) and the latent's activation there."""
+    windows = window_rows(data["top_rows"][latent], sequence_length, before, after, len(token_ids)).numpy()
+    contexts = []
+    for rank, row in enumerate(data["top_rows"][latent]):
+        if row < 0:
+            break
+        kept = windows[rank] >= 0
+        contexts.append(
+            Context(
+                tokens=[vocabulary.get(int(token_ids[r]), f"<{int(token_ids[r])}>") for r in windows[rank][kept]],
+                values=[float(v) for v in data["window_values"][latent, rank][kept]],
+                centre=int(np.flatnonzero(windows[rank][kept] == row)[0]),
+                value=float(data["top_values"][latent, rank]),
+                row=int(row),
+            )
+        )
+    return contexts
+
+
 
 
 @dataclass(frozen=True)
@@ -355,21 +384,9 @@ class LatentContexts:
         column = self.steps.index(step)
         shown = int(self.partner[latent, column]) if follow == "matched" else latent
         data = self._checkpoint(step)
-        windows = window_rows(data["top_rows"][shown], self.manifest["sequence_length"], self.settings.before, self.settings.after, len(self.token_ids)).numpy()
-        contexts = []
-        for rank, row in enumerate(data["top_rows"][shown]):
-            if row < 0:
-                break
-            kept = windows[rank] >= 0
-            contexts.append(
-                Context(
-                    tokens=[self.vocabulary.get(int(self.token_ids[r]), f"<{int(self.token_ids[r])}>") for r in windows[rank][kept]],
-                    values=[float(v) for v in data["window_values"][shown, rank][kept]],
-                    centre=int(np.flatnonzero(windows[rank][kept] == row)[0]),
-                    value=float(data["top_values"][shown, rank]),
-                    row=int(row),
-                )
-            )
+        contexts = latent_contexts(
+            data, shown, self.token_ids, self.vocabulary, self.manifest["sequence_length"], self.settings.before, self.settings.after
+        )
         final_decoder_cosine = (self.matched_cosine if follow == "matched" else self.index_cosine)[latent, column]
         return LatentView(
             latent=latent,

@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -278,9 +278,15 @@ def _score(sae: SparseAutoencoder, truth: gt.Truth) -> tuple[gt.CheckpointEndpoi
     return gt.score_checkpoint(truth, latents, reconstruction, sae.W_dec)
 
 
-def train_and_score(config: TrackConfig, spec: RunSpec, data: ReplicateData, decoder_target: Path | None = None) -> dict[str, Any]:
+CheckpointHook = Callable[[dict[str, Any], SparseAutoencoder, gt.Matching], None]
+
+
+def train_and_score(
+    config: TrackConfig, spec: RunSpec, data: ReplicateData, decoder_target: Path | None = None, on_checkpoint: CheckpointHook | None = None
+) -> dict[str, Any]:
     """Train one run on the replicate's samples, scoring every checkpoint against the truth; its record. With a
-    `decoder_target`, the language-model proxies too, and the final decoder written there."""
+    `decoder_target`, the language-model proxies too, and the final decoder written there. `on_checkpoint` sees
+    each checkpoint's row, the SAE and the matching as they are scored (the playground draws from it)."""
     with_proxies = decoder_target is not None
     started = time.perf_counter()
     training = training_settings(config, spec.budget)
@@ -298,6 +304,8 @@ def train_and_score(config: TrackConfig, spec: RunSpec, data: ReplicateData, dec
         matched.append(matching.cosine)
         if with_proxies:
             decoders.append(sae.W_dec.detach().clone())
+        if on_checkpoint is not None:
+            on_checkpoint(rows[-1], sae, matching)
 
     checkpoint(0, spec.arm.schedule.at_step(0, total))
     for step in range(total):
@@ -401,7 +409,7 @@ def calibrate(config: TrackConfig, arm: TrackArm, budget: int, start: float, roo
         for _ in range(config.calibration_probes):
             if any(abs(l0 / target - 1) < CALIBRATION_TOLERANCE for _, l0 in probes):
                 break
-            coefficient = _next_coefficient(probes, target, start)
+            coefficient = next_coefficient(probes, target, start)
             record = run_one(config, RunSpec(arm, world_seed, training_seed, budget, coefficient, -1), root)
             probes.append((coefficient, record["summary"]["final_l0"]))
         found[target] = min(probes, key=lambda p: abs(math.log(max(p[1], 1e-9) / target)))[0]
@@ -410,7 +418,7 @@ def calibrate(config: TrackConfig, arm: TrackArm, budget: int, start: float, roo
     return found
 
 
-def _next_coefficient(probes: list[tuple[float, float]], target: float, start: float) -> float:
+def next_coefficient(probes: list[tuple[float, float]], target: float, start: float) -> float:
     """The next probe: inside a bracket (one probe above the target L0, one below), the secant in log L0 against
     log coefficient, kept to the bracket's inner 80%; without one, the slope of the two nearest probes (−1 from one,
     clamped to [−3, −0.3]), each step at most STEP_FACTOR (L0 falls as the coefficient rises; an L0 of 0 is a probe
