@@ -3,6 +3,7 @@ moves the checkpoint slider and sees the figure redraw. Saves a screenshot of th
 
 import contextlib
 import json
+import re
 import os
 import socket
 import subprocess
@@ -251,3 +252,130 @@ def test_jupyterlab_runs_the_latent_notebook_and_the_checkpoint_slider_changes_t
     assert after["text"] != before["text"]  # the activations shown changed with the checkpoint
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+# ----------------------------------------------------------------------------- the τ playground in JupyterLab
+# every plotly figure on the page: its title, its first trace's y and its number of traces
+PLOTS_STATE = """() => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')].filter(p => p.layout && p.data).map(p => ({
+  title: (p.layout.title && p.layout.title.text) || '', y: Array.from((p.data[0] && p.data[0].y) || []), traces: p.data.length})))"""
+
+
+@pytest.fixture
+def playground_notebook(tmp_path):
+    """Notebook 07 on the tiny ground-truth design, beside a tiny track of it, in a JupyterLab server; keep writes
+    into a copy of the parameter folder."""
+    import shutil
+
+    from tiny_track import ONE_REPLICATE
+
+    from taulib.groundtruth import track
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: the set-up (scripts/install.sh) installs Debian chromium, or set BROWSER_PATH")
+    parameters = tmp_path / "parameters"
+    shutil.copytree(NOTEBOOKS_DIR.parent / "parameters", parameters)
+    track.run_track(parameters, tmp_path / "ground_truth", ONE_REPLICATE | {"workers": 1}, show_progress=False)
+    served = tmp_path / "served"
+    served.mkdir()
+    notebook = load_notebook_node(str(NOTEBOOKS_DIR / "07_tau_playground.ipynb"))
+    values = {
+        "parameters_dir": str(parameters),
+        "track_dir": str(tmp_path / "ground_truth"),
+        "kept_track_dir": None,
+        "outputs_dir": str(tmp_path / "outputs"),
+        "design_overrides": ONE_REPLICATE,
+        "playground_settings": {"target_l0": 4.0, "budget": 8192},
+    }
+    nbformat.write(parameterize_notebook(notebook, values), served / "07.ipynb")
+    env = {
+        **os.environ,
+        "JUPYTER_PREFER_ENV_PATH": "1",
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    arguments = [
+        "jupyterlab", "--no-browser", "--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
+        "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    with _server("jupyter lab", arguments, served, env, "api/status", tmp_path / "jupyterlab.log") as url:
+        yield url, tmp_path, parameters
+
+
+def _button(page, label: str):
+    return page.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).first
+
+
+def _plot(page, prefix: str) -> dict | None:
+    """The figure whose title starts with `prefix` (None until one does)."""
+    return next((p for p in json.loads(page.evaluate(PLOTS_STATE)) if p["title"].startswith(prefix)), None)
+
+
+def test_jupyterlab_playground_redraws_trains_scrubs_keeps_and_refuses_a_rising_tau(playground_notebook):
+    from playwright.sync_api import sync_playwright
+
+    from taulib.config import load_run_config
+
+    url, tmp_path, parameters = playground_notebook
+    screenshots = Path(os.environ.get("TAULIB_SCREENSHOT_DIR", tmp_path))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.goto(f"{url}lab/tree/07.ipynb", timeout=60_000)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel to start")
+            _run_all_cells(page)
+            try:
+                curve = _wait_for(page, lambda: _plot(page, "cosine: tau_initial 0.3, tau_final 0.05"), 90, "the schedule's curves")
+            except BaseException:
+                page.screenshot(path=str(screenshots / "playground.png"), full_page=True)
+                print(f"screenshot: {screenshots / 'playground.png'}\n{page.locator('.jp-Notebook').inner_text()[-3000:]}")
+                raise
+            slider = lambda label: page.locator(".widget-slider", has=page.locator("label", has_text=label)).locator(".noUi-handle").first  # noqa: E731
+            # τ_final one step down: the τ curve redraws, ending lower
+            slider("τ_final").focus()
+            page.keyboard.press("ArrowLeft")
+            moved = _wait_for(page, lambda: (p := _plot(page, "cosine: tau_initial 0.3, tau_final")) and p["y"] != curve["y"] and p, 30, "the τ curve to redraw")
+            assert moved["y"][0] == pytest.approx(0.3) and moved["y"][-1] < curve["y"][-1]
+            page.screenshot(path=str(screenshots / "playground_schedule.png"), full_page=True)
+
+            # train: the metric figure fills, checkpoint by checkpoint, and the track's arms are drawn beside it
+            _button(page, "train").click()
+            trained = _wait_for(page, lambda: (p := _plot(page, "cosine at λ")) and p["traces"] > 9 and p, 120, "the run and the arms beside it")
+            assert len(trained["y"]) == 5  # L0 at every checkpoint of the tiny design
+            dictionary = _wait_for(page, lambda: _plot(page, "step "), 30, "the dictionary view")
+            page.screenshot(path=str(screenshots / "playground_trained.png"), full_page=True)
+
+            # one checkpoint back: the dictionary view redraws
+            slider("checkpoint").focus()
+            page.keyboard.press("ArrowLeft")
+            scrubbed = _wait_for(page, lambda: (p := _plot(page, "step ")) and p["title"] != dictionary["title"] and p, 30, "the dictionary view to redraw")
+            page.screenshot(path=str(screenshots / "playground_checkpoint.png"), full_page=True)
+
+            # keep: an arm file the study accepts
+            name = page.locator(".widget-text", has=page.locator("label", has_text="arm name")).locator("input")
+            name.fill("cosine_0.3_to_0.04_playground")
+            _button(page, "keep").click()
+            _wait_for(page, lambda: "kept as" in page.locator(".jp-Notebook").inner_text(), 30, "the kept message")
+
+            # a rising τ: refused with the study's message, in the curves' place and when kept
+            slider("τ_final").focus()
+            page.keyboard.press("End")
+            _wait_for(page, lambda: _plot(page, "refused"), 30, "the refusal")
+            name.fill("rising")
+            _button(page, "keep").click()
+            refusals = lambda: page.locator(".playground-message[data-ok='false']", has_text="anneals τ downwards").count()  # noqa: E731
+            _wait_for(page, lambda: refusals() >= 2, 30, "the keep refusal")
+            page.screenshot(path=str(screenshots / "playground_refused.png"), full_page=True)
+            outputs_text = page.locator(".jp-Notebook").inner_text()
+        finally:
+            browser.close()
+    assert "Traceback" not in outputs_text, outputs_text[-2000:]
+    assert scrubbed["title"].startswith("step ") and dictionary["title"] != scrubbed["title"]
+    kept = load_run_config(parameters / "cosine_0.3_to_0.04_playground.yaml")
+    assert kept.schedule.model_dump() == {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.04, "anneal_fraction": 1.0}  # one step down from 0.05
+    assert not (parameters / "rising.yaml").exists()
+    print(f"screenshots: {screenshots}")

@@ -266,3 +266,35 @@ def test_the_widgets_redraw_refuse_train_scrub_and_keep(tiny_track, parameter_co
     assert playground.similarity_plot.layout.title.text != final_title and playground.similarity_plot.layout.title.text.startswith(f"step {run.steps[1]:,}")
     playground.keep_name.value = "tightened_again"
     assert playground.keep() == parameter_copy / "tightened_again.yaml"
+
+
+# ----------------------------------------------------------------------------- the notebook, headless
+@pytest.mark.notebook
+def test_papermill_runs_the_playground_notebook_headless_training_both_sections(tiny_track, synthetic_cache, tmp_path):
+    import nbformat
+
+    from taulib.study.run import NOTEBOOKS_DIR, execute_notebook
+
+    outputs, _ = synthetic_cache
+    executed = tmp_path / "07.ipynb"
+    parameters = {
+        "parameters_dir": str(PARAMETERS),
+        "track_dir": str(tiny_track),
+        "kept_track_dir": None,
+        "outputs_dir": str(outputs),
+        "design_overrides": ONE_REPLICATE,
+        "playground_settings": {"target_l0": 4.0, "budget": 8192},
+        "language_model_settings": {"n_tokens": 16_384, "heldout_tokens": 2048},
+        "language_model_profile": "synthetic",
+        "train_now": True,
+        "figures_dir": str(tmp_path / "figures"),
+        "save_png": False,
+    }
+    execute_notebook(NOTEBOOKS_DIR / "07_tau_playground.ipynb", executed, parameters)
+    text = "\n".join(
+        output.get("text", "") for cell in nbformat.read(executed, as_version=4).cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+    )
+    assert "trained in" in text and "compared with the track's runs of replicate w0_s0 at 8,192 samples" in text
+    assert "on 16,384 tokens" in text
+    for name in ("07_playground_schedule", "07_playground_training", "07_playground_dictionary", "07_playground_language_model"):
+        assert (tmp_path / "figures" / f"{name}.html").is_file(), name

@@ -30,6 +30,17 @@ LANGUAGE_MODEL_TOKENS = (16_384, 32_768, 65_536, 131_072, 262_144)
 WIDE = {"width": "420px"}
 
 
+# round values on a log scale, so that a kept arm file says τ 0.3, not 0.301995 (a log slider's nearest step)
+TAU_GRID = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+LAMBDA_GRID = tuple(round(m * 10.0**e, 6) for e in range(-4, 1) for m in (1, 1.5, 2, 3, 5, 7)) + (10.0,)
+
+
+def _log_slider(label: str, grid: tuple[float, ...], value: float, style: dict[str, str]) -> widgets.SelectionSlider:
+    """A slider over `grid`, with `value` added when it is not on it (a settings file's own value is kept exactly)."""
+    options = sorted({*grid, float(value)})
+    return widgets.SelectionSlider(options=[(f"{v:g}", v) for v in options], value=float(value), description=label, continuous_update=True, style=style, layout=WIDE)
+
+
 def _message(text: str, ok: bool = True) -> str:
     colour = "#117733" if ok else "#CC3311"
     return f'<pre class="playground-message" data-ok="{str(ok).lower()}" style="color: {colour}; white-space: pre-wrap; margin: 2px 0;">{html.escape(text)}</pre>'
@@ -41,12 +52,12 @@ class ScheduleControls:
     def __init__(self, schedule: dict[str, Any], target_l0: float | None, l1_coefficient: float) -> None:
         style = {"description_width": "110px"}
         self.kind = widgets.Dropdown(options=SCHEDULE_KINDS, value=schedule["kind"], description="kind", style=style)
-        self.tau_initial = widgets.FloatLogSlider(schedule.get("tau_initial", 0.3), base=10, min=-2, max=0, step=0.01, description="τ_initial", readout_format=".3g", style=style, layout=WIDE)
-        self.tau_final = widgets.FloatLogSlider(schedule.get("tau_final", 0.05), base=10, min=-2, max=0, step=0.01, description="τ_final", readout_format=".3g", style=style, layout=WIDE)
+        self.tau_initial = _log_slider("τ_initial", TAU_GRID, schedule.get("tau_initial", 0.3), style)
+        self.tau_final = _log_slider("τ_final", TAU_GRID, schedule.get("tau_final", 0.05), style)
         self.anneal_fraction = widgets.FloatSlider(schedule.get("anneal_fraction", 1.0), min=0.05, max=1.0, step=0.05, description="anneal fraction", style=style, layout=WIDE)
         self.sparsity = widgets.ToggleButtons(options=["target L0", "λ"], value="target L0" if target_l0 is not None else "λ", description="sparsity", style=style)
         self.target_l0 = widgets.FloatSlider(target_l0 or 8.0, min=1.0, max=128.0, step=0.5, description="target L0", style=style, layout=WIDE)
-        self.l1_coefficient = widgets.FloatLogSlider(l1_coefficient, base=10, min=-4, max=1, step=0.01, description="λ", readout_format=".3g", style=style, layout=WIDE)
+        self.l1_coefficient = _log_slider("λ", LAMBDA_GRID, l1_coefficient, style)
         self.kind.observe(lambda _: self._enable(), names="value")
         self.sparsity.observe(lambda _: self._enable(), names="value")
         self._enable()
