@@ -39,5 +39,5 @@ saebench-check: setup
 BENCH_LOCK ?= /tmp/taulib-cpu.lock
 bench: setup
 	PYTHON=$(PYTHON) bash scripts/install_bench.sh
-	for script in training_speed extraction_speed scaling sparse_latents matmul_kernels latent_formation_cost ceilings ground_truth_track; do flock $(BENCH_LOCK) .venv-bench/bin/python benchmarks/$$script.py || exit 1; done
+	for script in training_speed extraction_speed scaling sparse_latents matmul_kernels latent_formation_cost ceilings ground_truth_track playground; do flock $(BENCH_LOCK) .venv-bench/bin/python benchmarks/$$script.py || exit 1; done
 	[ ! -f outputs/study_summary.json ] || $(BIN)/python benchmarks/study_stages.py outputs

@@ -66,13 +66,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     again = [_timed(playground.train) for _ in range(args.repeats)]
     probes = len(playground.run.probes)
     playground.controls.sparsity.value = "λ"
-    playground.controls.l1_coefficient.options = sorted({*playground.controls.l1_coefficient.options, (f"{run.l1_coefficient:g}", run.l1_coefficient)}, key=lambda o: o[1])
+    playground.controls.l1_coefficient.options = sorted(
+        {*playground.controls.l1_coefficient.options, (f"{run.l1_coefficient:g}", run.l1_coefficient)}, key=lambda o: o[1]
+    )
     playground.controls.l1_coefficient.value = run.l1_coefficient
     given = [_timed(playground.train) for _ in range(args.repeats)]
     taus = [t for t in TAU_GRID if t < 0.3][: 10 * args.repeats]
     schedule_redraws = [_timed(lambda t=t: setattr(playground.controls.tau_final, "value", t)) for t in taus]
     steps = playground.run.steps
-    checkpoint_redraws = [_timed(lambda s=s: setattr(playground.checkpoint, "value", s)) for s in (steps * (1 + 10 * args.repeats // len(steps)))[: 10 * args.repeats]]
+    checkpoint_redraws = [
+        _timed(lambda s=s: setattr(playground.checkpoint, "value", s)) for s in (steps * (1 + 10 * args.repeats // len(steps)))[: 10 * args.repeats]
+    ]
     measured = {
         "build_s": built,
         "first_run_s": first,

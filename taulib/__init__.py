@@ -36,6 +36,14 @@ groundtruth.track            the ground-truth track's design and runs: worlds ×
 groundtruth.analysis         its verdicts: matched L0, paired contrasts, Holm per question, A/A, dose-response, proxies
 groundtruth.report           its REPORT.md, summary and figures
 
+playground.world_runs        a playground run on the ground-truth world: one schedule, trained as the track trains, every checkpoint kept
+playground.sparsity          λ for a target L0: probes that are whole runs, the nearest kept
+playground.controls          the schedule controls → an arm file's schedule mapping, validated by the study's rules
+playground.comparison        the track's own runs at the nearest L0 beside a playground run
+playground.keep              a playground schedule written as an arm file, once the folder with it passes the study's checks
+playground.language_model    a short playground run on the study's cached language-model activations, and a latent's contexts
+playground.ui                the playground's widgets (notebook 07)
+
 sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)
 sweep.calibration            calibrating λ per arm to a target L0
 sweep.runs                   sweep → calibrated parameter files, one per run
@@ -79,6 +87,7 @@ plots.latent_formation       share of final latents formed over training
 plots.latent_contexts        one latent at one checkpoint: highlighted contexts, histogram, cosine to its final self; static pages
 plots.state                  one checkpoint's state, redrawn in place
 plots.widgets                ipywidgets sliders that scrub checkpoints (and the latent browser)
+plots.playground             the τ playground's figures: schedule curves, a run as it trains beside the arms, the dictionary at a checkpoint
 plots.save                   standalone HTML and PNG under outputs/figures/
 
 interop.export               a saved SAE as a SAELens folder or an SAE Bench custom SAE

@@ -36,6 +36,7 @@ def scripts():
                 "quality_curve",
                 "ceilings",
                 "ground_truth_track",
+                "playground",
             )
         }
     finally:
@@ -284,3 +285,11 @@ def test_ground_truth_track_quick_keeps_its_report_and_writes_readme_from_it(scr
     assert (kept / "REPORT.md").read_text().startswith("> Kept report: made at commit")
     text = readme.read_text()
     assert readme_block(kept, "findings/REPORT.md") in text and text.endswith("after\n")
+
+
+def test_playground_quick_times_a_run_and_the_redraws(scripts, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    measured = scripts["playground"].main(["--quick", "--results", str(results)])
+    assert measured["first_run_s"] > 0 and measured["lambda_run_s"] > 0 and measured["checkpoint_redraw_s"] > 0 and measured["probes"] >= 1
+    text = results.read_text()
+    assert "<!-- BEGIN playground -->" in text and "a default run under 20 s" in text

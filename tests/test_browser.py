@@ -347,12 +347,14 @@ def test_jupyterlab_playground_redraws_trains_scrubs_keeps_and_refuses_a_rising_
             trained = _wait_for(page, lambda: (p := _plot(page, "cosine at λ")) and p["traces"] > 9 and p, 120, "the run and the arms beside it")
             assert len(trained["y"]) == 5  # L0 at every checkpoint of the tiny design
             dictionary = _wait_for(page, lambda: _plot(page, "step "), 30, "the dictionary view")
+            page.locator(".js-plotly-plot").nth(1).scroll_into_view_if_needed()
             page.screenshot(path=str(screenshots / "playground_trained.png"), full_page=True)
 
             # one checkpoint back: the dictionary view redraws
             slider("checkpoint").focus()
             page.keyboard.press("ArrowLeft")
             scrubbed = _wait_for(page, lambda: (p := _plot(page, "step ")) and p["title"] != dictionary["title"] and p, 30, "the dictionary view to redraw")
+            page.locator(".js-plotly-plot").nth(2).scroll_into_view_if_needed()
             page.screenshot(path=str(screenshots / "playground_checkpoint.png"), full_page=True)
 
             # keep: an arm file the study accepts
@@ -369,6 +371,7 @@ def test_jupyterlab_playground_redraws_trains_scrubs_keeps_and_refuses_a_rising_
             _button(page, "keep").click()
             refusals = lambda: page.locator(".playground-message[data-ok='false']", has_text="anneals τ downwards").count()  # noqa: E731
             _wait_for(page, lambda: refusals() >= 2, 30, "the keep refusal")
+            page.locator(".playground-message[data-ok='false']").last.scroll_into_view_if_needed()
             page.screenshot(path=str(screenshots / "playground_refused.png"), full_page=True)
             outputs_text = page.locator(".jp-Notebook").inner_text()
         finally:

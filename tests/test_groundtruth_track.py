@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tiny_track import TINY
 
 from taulib.cli import main

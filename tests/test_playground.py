@@ -111,6 +111,9 @@ def test_each_arm_is_shown_at_its_run_nearest_the_playground_runs_final_l0(tiny_
     other = world_runs.load_design(PARAMETERS, ONE_REPLICATE | {"lr": 0.02})
     refused = comparison.nearest_arm_runs(tiny_track, world_runs.PlaygroundRun(run.settings, other, run.l1_coefficient, run.record, run.checkpoints))
     assert refused.runs == [] and "differs in: lr" in refused.note
+    longer = world_runs.run_design(design, run.settings.model_copy(update={"budget": 16_384}))  # drawn for 16,384 samples: other data
+    moved = world_runs.PlaygroundRun(run.settings, longer, run.l1_coefficient, run.record, run.checkpoints)
+    assert comparison.nearest_arm_runs(tiny_track, moved).runs == [] and "not the same data" in comparison.nearest_arm_runs(tiny_track, moved).note
     unseen = world_runs.PlaygroundRun(run.settings.model_copy(update={"training_seed": 5}), run.design, run.l1_coefficient, run.record, run.checkpoints)
     assert comparison.nearest_arm_runs(tiny_track, unseen).runs == []
     assert "no ground-truth track" in comparison.nearest_arm_runs(tiny_track / "nowhere", run).note
@@ -144,10 +147,25 @@ def test_a_kept_schedule_is_an_arm_file_that_the_sweep_and_the_track_accept(para
     assert "exponential_0.3_to_0.02" in [arm.name for arm in arms]
 
 
+def test_a_kept_arm_is_described_as_the_folders_arms_are_and_a_twin_schedule_is_named(parameter_copy):
+    assert keep.describe_schedule(schedule_mapping("cosine", 0.3, 0.02, 1.0)) == "Cosine τ 0.3 → 0.02 over all of training (kept from the τ playground)."
+    assert (
+        keep.describe_schedule(schedule_mapping("l1_warmup", 1, 1, 0.1))
+        == "L1 warm-up: λ ramps linearly from 0 over the first 10% of training, then held (kept from the τ playground)."
+    )
+    assert keep.describe_schedule(schedule_mapping("constant", 0.2, 0.05, 1.0)) == "Constant τ = 0.2 (kept from the τ playground)."
+    assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.05, 1.0), parameter_copy) == [TIGHTENED]
+    assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.04, 1.0), parameter_copy) == []
+
+
 @pytest.mark.parametrize(
     ("schedule", "name", "message"),
     [
-        ({"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.5}, "rising", "kind 'cosine' anneals τ downwards: tau_final \\(0.5\\) must be <= tau_initial \\(0.3\\)"),
+        (
+            {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.5},
+            "rising",
+            "kind 'cosine' anneals τ downwards: tau_final \\(0.5\\) must be <= tau_initial \\(0.3\\)",
+        ),
         ({"kind": "none", "tau_initial": 0.3}, "plain_with_tau", "kind 'none' is plain L1"),
         (schedule_mapping("cosine", 0.3, 0.05, 1.0), "ground_truth", "reserved"),
         (schedule_mapping("cosine", 0.3, 0.05, 1.0), "_base", "not starting with '_'"),
@@ -266,6 +284,7 @@ def test_the_widgets_redraw_refuse_train_scrub_and_keep(tiny_track, parameter_co
     assert playground.similarity_plot.layout.title.text != final_title and playground.similarity_plot.layout.title.text.startswith(f"step {run.steps[1]:,}")
     playground.keep_name.value = "tightened_again"
     assert playground.keep() == parameter_copy / "tightened_again.yaml"
+    assert f"also {TIGHTENED}&#x27;s, so the study trains it twice" in playground.keep_message.value  # HTML-escaped
 
 
 # ----------------------------------------------------------------------------- the notebook, headless

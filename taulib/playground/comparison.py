@@ -17,6 +17,7 @@ from typing import Any
 from taulib import atomic
 from taulib.groundtruth import track
 from taulib.playground.sparsity import log_distance
+from taulib.playground import world_runs
 from taulib.playground.world_runs import PlaygroundRun, design_differences, read_track_record
 
 
@@ -57,6 +58,8 @@ def nearest_arm_runs(track_dir: str | Path, run: PlaygroundRun, roles: tuple[str
             f"the track has no replicate {replicate} at budget {settings.budget:,} (world seeds {config['world_seeds']}, "
             f"training seeds {config['training_seeds']}, budgets {config['budgets']})",
         )
+    if not world_runs.same_samples(config, run.design):
+        return Comparison([], f"the track's samples are drawn for {max(config['budgets']):,}, this run's for {max(run.design.budgets):,}: not the same data")
     found = []
     for arm in record["arms"]:
         if arm["role"] not in roles:

@@ -20,6 +20,7 @@ import yaml
 from taulib import atomic
 from taulib.config import ConfigError, discover_parameter_files, load_study_configs
 from taulib.groundtruth import track
+from taulib.playground.controls import validated_schedule
 from taulib.sweep.spec import SWEEP_FILE, load_sweep
 
 SHARED_BASE = "_study.yaml"  # what every arm file of the default folder inherits
@@ -34,6 +35,28 @@ def arm_file_text(schedule: dict[str, Any], description: str, base: str | None =
     data["description"] = description
     data["schedule"] = dict(schedule)
     return "# kept from the τ playground (notebooks/07_tau_playground)\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def describe_schedule(schedule: dict[str, Any]) -> str:
+    """An arm file's description of a schedule mapping, in the words of the folder's other arm files."""
+    fraction = schedule.get("anneal_fraction", 1.0)
+    span = "over all of training" if fraction == 1.0 else f"over the first {fraction:.0%} of training, then held"
+    kind = schedule.get("kind")
+    if kind == "none":
+        text = "Plain L1, τ ≡ 1"
+    elif kind == "constant":
+        text = f"Constant τ = {schedule.get('tau_initial', 1.0):g}"
+    elif kind == "l1_warmup":
+        text = f"L1 warm-up: λ ramps linearly from 0 {span}"
+    else:
+        text = f"{str(kind).capitalize()} τ {schedule.get('tau_initial', 1.0):g} → {schedule.get('tau_final', 1.0):g} {span}"
+    return f"{text} (kept from the τ playground)."
+
+
+def same_schedule(schedule: dict[str, Any], parameters_dir: str | Path) -> list[str]:
+    """The folder's arm files whose schedule is this one (the study would train it twice)."""
+    wanted = validated_schedule(schedule)
+    return [config.run_name for _, config in load_study_configs(discover_parameter_files(parameters_dir)) if config.schedule == wanted]
 
 
 def validate_folder(folder: Path) -> None:
@@ -58,7 +81,7 @@ def keep_schedule(schedule: dict[str, Any], name: str, parameters_dir: str | Pat
     if target.exists() and not overwrite:
         raise ConfigError(f"{target} exists already; choose another name (or keep with overwrite)")
     base = SHARED_BASE if (folder / SHARED_BASE).is_file() else None
-    text = arm_file_text(schedule, description or f"kept from the τ playground: {schedule}", base)
+    text = arm_file_text(schedule, description or describe_schedule(schedule), base)
     with tempfile.TemporaryDirectory(prefix="taulib-keep-") as scratch:
         trial = Path(scratch) / folder.name
         trial.mkdir()

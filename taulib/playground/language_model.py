@@ -74,7 +74,9 @@ class LanguageModelData:
     data_mean: torch.Tensor
 
 
-def load_language_model_data(parameters_dir: str | Path, outputs_root: str | Path, settings: LanguageModelSettings, overrides: dict[str, Any] | None = None) -> LanguageModelData:
+def load_language_model_data(
+    parameters_dir: str | Path, outputs_root: str | Path, settings: LanguageModelSettings, overrides: dict[str, Any] | None = None
+) -> LanguageModelData:
     """The study's caches for the parameter folder's first arm file; a clear error when they are not there yet
     or hold fewer tokens than asked for."""
     config = load_run_config(discover_parameter_files(parameters_dir)[0], overrides)

@@ -18,7 +18,7 @@ from taulib.playground import comparison as compare
 from taulib.playground import language_model as lm
 from taulib.playground import world_runs as wr
 from taulib.playground.controls import CONTROLS_OF_KIND, schedule_mapping, validated_schedule
-from taulib.playground.keep import keep_schedule
+from taulib.playground.keep import keep_schedule, same_schedule
 from taulib.plots import playground as plots
 from taulib.plots.latent_contexts import contexts_html
 from taulib.plots.style import tokens_label
@@ -38,12 +38,16 @@ LAMBDA_GRID = tuple(round(m * 10.0**e, 6) for e in range(-4, 1) for m in (1, 1.5
 def _log_slider(label: str, grid: tuple[float, ...], value: float, style: dict[str, str]) -> widgets.SelectionSlider:
     """A slider over `grid`, with `value` added when it is not on it (a settings file's own value is kept exactly)."""
     options = sorted({*grid, float(value)})
-    return widgets.SelectionSlider(options=[(f"{v:g}", v) for v in options], value=float(value), description=label, continuous_update=True, style=style, layout=WIDE)
+    return widgets.SelectionSlider(
+        options=[(f"{v:g}", v) for v in options], value=float(value), description=label, continuous_update=True, style=style, layout=WIDE
+    )
 
 
 def _message(text: str, ok: bool = True) -> str:
     colour = "#117733" if ok else "#CC3311"
-    return f'<pre class="playground-message" data-ok="{str(ok).lower()}" style="color: {colour}; white-space: pre-wrap; margin: 2px 0;">{html.escape(text)}</pre>'
+    return (
+        f'<pre class="playground-message" data-ok="{str(ok).lower()}" style="color: {colour}; white-space: pre-wrap; margin: 2px 0;">{html.escape(text)}</pre>'
+    )
 
 
 class ScheduleControls:
@@ -54,8 +58,12 @@ class ScheduleControls:
         self.kind = widgets.Dropdown(options=SCHEDULE_KINDS, value=schedule["kind"], description="kind", style=style)
         self.tau_initial = _log_slider("τ_initial", TAU_GRID, schedule.get("tau_initial", 0.3), style)
         self.tau_final = _log_slider("τ_final", TAU_GRID, schedule.get("tau_final", 0.05), style)
-        self.anneal_fraction = widgets.FloatSlider(schedule.get("anneal_fraction", 1.0), min=0.05, max=1.0, step=0.05, description="anneal fraction", style=style, layout=WIDE)
-        self.sparsity = widgets.ToggleButtons(options=["target L0", "λ"], value="target L0" if target_l0 is not None else "λ", description="sparsity", style=style)
+        self.anneal_fraction = widgets.FloatSlider(
+            schedule.get("anneal_fraction", 1.0), min=0.05, max=1.0, step=0.05, description="anneal fraction", style=style, layout=WIDE
+        )
+        self.sparsity = widgets.ToggleButtons(
+            options=["target L0", "λ"], value="target L0" if target_l0 is not None else "λ", description="sparsity", style=style
+        )
         self.target_l0 = widgets.FloatSlider(target_l0 or 8.0, min=1.0, max=128.0, step=0.5, description="target L0", style=style, layout=WIDE)
         self.l1_coefficient = _log_slider("λ", LAMBDA_GRID, l1_coefficient, style)
         self.kind.observe(lambda _: self._enable(), names="value")
@@ -90,7 +98,14 @@ class ScheduleControls:
             control.observe(lambda _: callback(), names="value")
 
     def box(self) -> widgets.Widget:
-        return widgets.VBox([widgets.HBox([self.kind, self.sparsity]), widgets.HBox([self.tau_initial, self.target_l0]), widgets.HBox([self.tau_final, self.l1_coefficient]), self.anneal_fraction])
+        return widgets.VBox(
+            [
+                widgets.HBox([self.kind, self.sparsity]),
+                widgets.HBox([self.tau_initial, self.target_l0]),
+                widgets.HBox([self.tau_final, self.l1_coefficient]),
+                self.anneal_fraction,
+            ]
+        )
 
 
 class Playground:
@@ -133,7 +148,9 @@ class Playground:
         self.progress = widgets.Output()
         self.status = widgets.HTML()
         self.training_plot = go.FigureWidget(plots.training_figure())
-        self.checkpoint = widgets.SelectionSlider(options=[("—", 0)], value=0, description="checkpoint", continuous_update=False, disabled=True, layout={"width": "800px"})
+        self.checkpoint = widgets.SelectionSlider(
+            options=[("—", 0)], value=0, description="checkpoint", continuous_update=False, disabled=True, layout={"width": "800px"}
+        )
         self.similarity_plot = go.FigureWidget(plots.similarity_figure())
         self.keep_name = widgets.Text(description="arm name", placeholder="e.g. cosine_0.3_to_0.02_lower_floor", style=style, layout=WIDE)
         self.keep_button = widgets.Button(description="keep", icon="save")
@@ -235,7 +252,9 @@ class Playground:
         self.progress.clear_output()
         self.status.value = _message("training …")
         try:
-            run = wr.train_on_world(settings, design, on_checkpoint=on_checkpoint, on_probe=on_probe, start_coefficient=self._start_coefficient(design, settings))
+            run = wr.train_on_world(
+                settings, design, on_checkpoint=on_checkpoint, on_probe=on_probe, start_coefficient=self._start_coefficient(design, settings)
+            )
         except (ConfigError, FloatingPointError) as error:
             self.status.value = _message(str(error), ok=False)
             return None
@@ -284,18 +303,25 @@ class Playground:
             self.keep_message.value = _message("give the arm a name first", ok=False)
             return None
         try:
+            twins = same_schedule(self.controls.mapping(), self.parameters_dir)
+        except ConfigError:
+            twins = []  # keep_schedule refuses it below, with the study's message
+        try:
             path = keep_schedule(self.controls.mapping(), name, self.parameters_dir)
         except ConfigError as error:
             self.keep_message.value = _message(str(error), ok=False)
             return None
-        self.keep_message.value = _message(f"kept as {path}: `python -m taulib sweep` lists it, and the study and the ground-truth track run it")
+        note = f"; its schedule is also {', '.join(twins)}'s, so the study trains it twice" if twins else ""
+        self.keep_message.value = _message(f"kept as {path}: `python -m taulib sweep` lists it, and the study and the ground-truth track run it{note}")
         return path
 
 
 class LanguageModelPlayground:
     """The same schedule controls on the study's cached language-model activations: a short run, then any latent's contexts."""
 
-    def __init__(self, parameters_dir: str | Path, outputs_dir: str | Path, overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, parameters_dir: str | Path, outputs_dir: str | Path, overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> None:
         self.parameters_dir, self.outputs_dir, self.overrides = Path(parameters_dir), Path(outputs_dir), overrides
         initial = lm.language_model_settings(settings or {})
         self.initial = initial
@@ -304,7 +330,12 @@ class LanguageModelPlayground:
         self.summary = ""
         self.controls = ScheduleControls(initial.schedule.model_dump(), initial.target_l0, initial.l1_coefficient or 0.02)
         style = {"description_width": "110px"}
-        self.n_tokens = widgets.Dropdown(options=[(f"{n:,} tokens", n) for n in sorted({*LANGUAGE_MODEL_TOKENS, initial.n_tokens})], value=initial.n_tokens, description="budget", style=style)
+        self.n_tokens = widgets.Dropdown(
+            options=[(f"{n:,} tokens", n) for n in sorted({*LANGUAGE_MODEL_TOKENS, initial.n_tokens})],
+            value=initial.n_tokens,
+            description="budget",
+            style=style,
+        )
         self.train_button = widgets.Button(description="train on the language model", button_style="primary", icon="play", layout={"width": "240px"})
         self.progress = widgets.Output()
         self.status = widgets.HTML()
@@ -334,7 +365,11 @@ class LanguageModelPlayground:
             self.summary = str(error)
             self.status.value = _message(self.summary, ok=False)
             return None
-        data = self.data if self.data.train.shape[0] == settings.n_tokens else lm.LanguageModelData(**{**self.data.__dict__, "train": self.data.train[: settings.n_tokens]})
+        data = (
+            self.data
+            if self.data.train.shape[0] == settings.n_tokens
+            else lm.LanguageModelData(**{**self.data.__dict__, "train": self.data.train[: settings.n_tokens]})
+        )
         total = settings.n_tokens // data.config.training.batch_size
         state: dict[str, Any] = {"bar": None, "last": 0}
 
@@ -364,7 +399,9 @@ class LanguageModelPlayground:
             self.train_button.disabled = False
         self.run = run
         final = run.rows[-1]
-        summary = f"λ {run.l1_coefficient:.3g}: final L0 {final['l0']:.3g}, explained variance {final['explained_variance']:.3f}, dead {final['dead_share']:.1%}"
+        summary = (
+            f"λ {run.l1_coefficient:.3g}: final L0 {final['l0']:.3g}, explained variance {final['explained_variance']:.3f}, dead {final['dead_share']:.1%}"
+        )
         self.plot.layout.title.text = summary
         self.summary = f"trained in {run.seconds:.1f} s on {settings.n_tokens:,} tokens: {summary}"
         self.status.value = _message(self.summary)

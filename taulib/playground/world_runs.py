@@ -34,7 +34,8 @@ from taulib.sae import SparseAutoencoder
 PLAYGROUND_ARM = "playground"
 TIGHTENED_SCHEDULE = {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05}  # the study's question: the default
 # what makes two runs of the same replicate and budget comparable (the rest of a track's design chooses which runs exist)
-RUN_DEFINING = ("world", "width_ratio", "batch_size", "lr", "lr_warmup_fraction", "lr_decay_fraction", "n_checkpoints", "heldout_samples", "budgets")
+# (and the largest budget, for which the training samples are drawn: `same_samples`)
+RUN_DEFINING = ("world", "width_ratio", "batch_size", "lr", "lr_warmup_fraction", "lr_decay_fraction", "n_checkpoints", "heldout_samples")
 
 
 class PlaygroundSettings(StrictModel):
@@ -182,6 +183,11 @@ def design_differences(track_config: dict[str, Any], design: track.TrackConfig) 
     """The run-defining keys in which a track's recorded design (its track.json "config") differs from `design`."""
     ours = design.model_dump(mode="json")
     return [key for key in RUN_DEFINING if track_config.get(key) != ours.get(key)]
+
+
+def same_samples(track_config: dict[str, Any], design: track.TrackConfig) -> bool:
+    """Whether a track's replicates trained on the samples this design draws (both drawn for the same largest budget)."""
+    return max(track_config["budgets"]) == max(design.budgets)
 
 
 def read_track_record(track_dir: str | Path) -> dict[str, Any] | None:

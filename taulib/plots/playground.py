@@ -19,9 +19,17 @@ from taulib.plots.style import DASH_BY_KIND, PALETTE, finish, tokens_label
 from taulib.schedules import TauSchedule
 
 SCHEDULE_POINTS = 201
+FIGURE_WIDTH = 1050  # the width of a JupyterLab notebook's output area on a laptop screen
 PLAYGROUND_COLOUR = "#000000"
 # the training figure's panels and the playground's traces in them: (trace name, row key, panel)
-TRAINING_PANELS = ("L0 (held out)", "explained variance", "MCC (mean matched cosine)", "true features recovered (cos > 0.9), by type", "ground-truth absorption", "firing F1 of recovered features")
+TRAINING_PANELS = (
+    "L0 (held out)",
+    "explained variance",
+    "MCC (mean matched cosine)",
+    "true features recovered (cos > 0.9), by type",
+    "ground-truth absorption",
+    "firing F1 of recovered features",
+)
 PLAYGROUND_TRACES: tuple[tuple[str, str, int], ...] = (
     ("L0", "l0", 0),
     ("explained variance", "explained_variance", 1),
@@ -51,7 +59,7 @@ def schedule_figure() -> go.Figure:
         figure.add_trace(go.Scatter(x=[], y=[], mode="lines", line={"color": PLAYGROUND_COLOUR, "width": 3}, showlegend=False), row=1, col=column)
         figure.update_xaxes(title_text="share of training", range=[0, 1], row=1, col=column)
         figure.update_yaxes(type="log", row=1, col=column)
-    return finish(figure, "τ schedule", height=320, width=1100)
+    return finish(figure, "τ schedule", height=320, width=FIGURE_WIDTH)
 
 
 def draw_schedule(figure: go.Figure, schedule: TauSchedule | None, total_steps: int, title: str) -> None:
@@ -79,7 +87,9 @@ def training_figure() -> go.Figure:
     for panel in range(len(TRAINING_PANELS)):
         figure.update_xaxes(title_text="training samples", **_cell(panel))
     figure.update_yaxes(type="log", **_cell(0))
-    return finish(figure, "press train", height=640, width=1300)
+    finish(figure, "press train", height=700, width=FIGURE_WIDTH)
+    figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0})
+    return figure
 
 
 def reset_training(figure: go.Figure, title: str) -> None:
@@ -148,14 +158,24 @@ def latent_order(view: CheckpointView, features: np.ndarray) -> np.ndarray:
 
 
 def similarity_figure() -> go.Figure:
-    figure = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.08, subplot_titles=("decoder rows against true directions (cosine)", "absorption by parent"))
-    figure.add_trace(go.Heatmap(z=[[0.0]], zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, colorbar={"title": "cos", "x": 0.56, "len": 0.9}), row=1, col=1)
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.6, 0.4],
+        horizontal_spacing=0.2,
+        subplot_titles=("decoder rows against true directions (cosine)", "absorption by parent"),
+    )
+    figure.add_trace(
+        go.Heatmap(z=[[0.0]], zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, colorbar={"title": "cos", "x": 0.5, "len": 0.9, "thickness": 14}),
+        row=1,
+        col=1,
+    )
     figure.add_trace(go.Bar(x=[], y=[], marker={"color": PALETTE[1]}, showlegend=False), row=1, col=2)
     figure.update_xaxes(title_text="SAE latents, in the order of their matched true feature", row=1, col=1)
     figure.update_yaxes(title_text="true features: each parent, then its children; independent; rare", autorange="reversed", row=1, col=1)
     figure.update_xaxes(title_text="parent feature", type="category", row=1, col=2)
-    figure.update_yaxes(title_text="share of its co-firing samples absorbed", range=[0, 1], row=1, col=2)
-    return finish(figure, "", height=560, width=1300)
+    figure.update_yaxes(title_text="share of co-firing samples absorbed", range=[0, 1], row=1, col=2)
+    return finish(figure, "", height=560, width=FIGURE_WIDTH)
 
 
 def draw_similarity(figure: go.Figure, run: PlaygroundRun, step: int) -> None:
@@ -186,7 +206,7 @@ def language_model_figure() -> go.Figure:
         figure.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", line={"color": PLAYGROUND_COLOUR, "width": 3}, showlegend=False), row=1, col=column)
         figure.update_xaxes(title_text="training tokens", row=1, col=column)
     figure.update_yaxes(type="log", row=1, col=1)
-    return finish(figure, "press train", height=340, width=1100)
+    return finish(figure, "press train", height=340, width=FIGURE_WIDTH)
 
 
 def append_language_model_row(figure: go.Figure, row: dict[str, float], title: str | None = None) -> None:
