@@ -2,13 +2,15 @@
 
     flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/playground.py
     .venv/bin/python benchmarks/playground.py --quick --results /tmp/results.md   # seconds
+    flock /tmp/taulib-cpu.lock .venv/bin/python benchmarks/playground.py --browser   # and as a user sees it, in JupyterLab
 
 Timed in this process, as the notebook's kernel runs them (the browser's drawing of the figure comes on top):
 - the default run: `Playground.train()` with the controls' defaults (tightened annealing, target L0 8, 262,144
   samples on the ground-truth track's default world; λ's search starting from the kept report's calibration), the
   first in a fresh process (the world and its samples are drawn then) and again (they are kept);
 - the same with λ given (one run, no probes);
-- a redraw of the schedule's curves when a slider moves, and of the dictionary view when the checkpoint slider moves.
+- a redraw of the schedule's curves when a slider moves, and of the dictionary view when the checkpoint slider moves;
+- the language-model section's default run, when the study's activation cache is there (`make study` or notebook 01).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs after the first, and redraws of each kind ×10")
     parser.add_argument("--track-dir", type=Path, default=REPOSITORY / "outputs" / "ground_truth", help="a track to compare with (skipped when absent)")
     parser.add_argument("--quick", action="store_true", help="a tiny world and budget, one repeat (a smoke test)")
+    parser.add_argument("--browser", action="store_true", help="also time the same in JupyterLab in Debian chromium, as a user sees it")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.repeats <= 0:
@@ -86,9 +89,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "schedule_redraw_s": max(schedule_redraws),
         "checkpoint_redraw_s": max(checkpoint_redraws),
     }
+    if args.browser:
+        import tempfile  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory(prefix="taulib-playground-") as scratch:
+            measured |= _in_the_browser(args, Path(scratch))
+    language_model_rows = _language_model(args)
+    measured |= {f"language_model_{key}": value for key, value in language_model_rows.items() if isinstance(value, float)}
     world = run.design.world
     print(", ".join(f"{key} {value:.3g}" for key, value in measured.items()), flush=True)
-    command = "python benchmarks/playground.py" + (" --quick" if args.quick else "")
+    command = "python benchmarks/playground.py" + (" --quick" if args.quick else "") + (" --browser" if args.browser else "")
     body = provenance(command, ("torch", "plotly", "ipywidgets")) + "\n"
     body += (
         f"The playground's default ({world.n_features} true features in {world.d_model} dimensions, {run.settings.budget:,} samples, "
@@ -106,8 +116,179 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             [f"dictionary view redrawn as the checkpoint slider moves (slowest of {len(checkpoint_redraws)})", measured["checkpoint_redraw_s"]],
         ],
     )
+    if args.browser:
+        body += "\n\nIn JupyterLab (Debian chromium driven by Playwright, the notebook served on this machine), from the key press or click to the figure redrawn in the page, polled every 20 ms:\n\n"
+        body += markdown_table(
+            ["what", "median (s)", "slowest (s)"],
+            [
+                ["schedule curves redrawn as τ_final moves one step (6 moves)", *_median_max(measured, "schedule")],
+                [
+                    f"**train** pressed until the run, the arms beside it and the dictionary view are drawn ({args.repeats} runs)",
+                    *_median_max(measured, "train"),
+                ],
+                ["dictionary view redrawn as the checkpoint slider moves one step (4 moves)", *_median_max(measured, "checkpoint")],
+            ],
+        )
+    if "skipped" in language_model_rows:
+        body += f"\n\nThe language-model section: not timed ({language_model_rows['skipped']}).\n"
+    else:
+        body += (
+            f"\n\nThe language-model section's default ({language_model_rows['tokens']:,} tokens of the study's cache, "
+            f"{language_model_rows['width']:,} latents, λ {language_model_rows['l1']:g}: final L0 {language_model_rows['final_l0']:.3g}, "
+            f"explained variance {language_model_rows['explained_variance']:.3f}):\n\n"
+        )
+        body += markdown_table(
+            ["what", "seconds"],
+            [
+                ["loading and scaling the cached activations", language_model_rows["load_s"]],
+                ["the run, checkpoints scored", language_model_rows["run_s"]],
+                ["the top contexts of every latent, then one latent's view", language_model_rows["contexts_s"]],
+            ],
+        )
     write_section("playground", "The τ playground: a run and a redraw on this CPU (`benchmarks/playground.py`)", body, args.results)
     return measured
+
+
+def _in_the_browser(args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    """The same controls moved in JupyterLab (Debian chromium driven by Playwright, the suite's browser test's
+    helpers): seconds from a key press or click to the figure redrawn in the page, as a user sees it."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    import nbformat  # noqa: PLC0415
+    from papermill.iorw import load_notebook_node  # noqa: PLC0415
+    from papermill.parameterize import parameterize_notebook  # noqa: PLC0415
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    sys.path.insert(0, str(REPOSITORY / "tests"))
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, PLOTS_STATE, _button, _run_all_cells, _server, _wait_for  # noqa: PLC0415
+
+    if not CHROMIUM.is_file():
+        raise SystemExit(f"--browser: {CHROMIUM} not found (scripts/install.sh installs Debian chromium, or set BROWSER_PATH)")
+    served = folder / "served"
+    served.mkdir(parents=True)
+    values = {
+        "parameters_dir": str(REPOSITORY / "parameters"),
+        "track_dir": str(args.track_dir),
+        "kept_track_dir": str(REPOSITORY / "docs" / "findings" / "ground_truth"),
+    }
+    if args.quick:
+        values |= {"design_overrides": QUICK_DESIGN, "playground_settings": {"budget": 8192, "target_l0": 4.0}}
+    notebook = load_notebook_node(str(REPOSITORY / "notebooks" / "07_tau_playground.ipynb"))
+    nbformat.write(parameterize_notebook(notebook, values), served / "07.ipynb")
+    env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"} | {
+        key: str(folder / name)
+        for key, name in (
+            ("JUPYTER_CONFIG_DIR", "config"),
+            ("JUPYTER_RUNTIME_DIR", "runtime"),
+            ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+            ("IPYTHONDIR", "ipython"),
+        )
+    }
+    arguments = [
+        "jupyterlab",
+        "--no-browser",
+        "--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={served}",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--allow-root",
+        "--LabApp.news_url=None",
+    ]
+    plots = lambda page: json.loads(page.evaluate(PLOTS_STATE))  # noqa: E731
+    titled = lambda page, prefix: next((p for p in plots(page) if p["title"].startswith(prefix)), None)  # noqa: E731
+
+    def timed(page, action, changed, what: str) -> float:
+        """Seconds from `action` until `changed()` holds, polled every 20 ms (the resolution of these figures)."""
+        started = time.perf_counter()
+        action()
+        while not changed():
+            if time.perf_counter() - started > 120:
+                raise TimeoutError(f"120 s without {what}")
+            page.wait_for_timeout(20)
+        return time.perf_counter() - started
+
+    measured: dict[str, list[float]] = {"schedule": [], "train": [], "checkpoint": []}
+    with _server("jupyter lab", arguments, served, env, "api/status", folder / "jupyterlab.log") as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.goto(f"{url}lab/tree/07.ipynb", timeout=60_000)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel")
+            _run_all_cells(page)
+            _wait_for(page, lambda: titled(page, "cosine: tau_initial 0.3"), 120, "the schedule's curves")
+            handle = lambda label: page.locator(".widget-slider", has=page.locator("label", has_text=label)).locator(".noUi-handle").first  # noqa: E731
+            for key in ["ArrowLeft"] * 3 + ["ArrowRight"] * 3:
+                before = titled(page, "cosine: tau_initial 0.3")["title"]
+                handle("τ_final").focus()
+                measured["schedule"].append(
+                    timed(
+                        page,
+                        lambda key=key: page.keyboard.press(key),
+                        lambda before=before: titled(page, "cosine: tau_initial 0.3")["title"] != before,
+                        "τ redrawn",
+                    )
+                )
+            for _ in range(args.repeats):
+                seen = {"training": False}
+
+                def finished(seen=seen) -> bool:
+                    seen["training"] = seen["training"] or titled(page, "training:") is not None
+                    return seen["training"] and titled(page, "cosine at λ") is not None and titled(page, "step ") is not None
+
+                measured["train"].append(timed(page, lambda: _button(page, "train").click(), finished, "the run"))
+            for _ in range(4):
+                before = titled(page, "step ")["title"]
+                handle("checkpoint").focus()
+                measured["checkpoint"].append(
+                    timed(
+                        page, lambda: page.keyboard.press("ArrowLeft"), lambda before=before: titled(page, "step ")["title"] != before, "the dictionary redrawn"
+                    )
+                )
+        finally:
+            browser.close()
+    print({key: [round(v, 3) for v in values] for key, values in measured.items()}, flush=True)
+    return {
+        **{f"browser_{key}_median_s": statistics.median(values) for key, values in measured.items()},
+        **{f"browser_{key}_max_s": max(values) for key, values in measured.items()},
+    }
+
+
+def _median_max(measured: dict[str, float], key: str) -> list[float]:
+    return [measured[f"browser_{key}_median_s"], measured[f"browser_{key}_max_s"]]
+
+
+def _language_model(args: argparse.Namespace) -> dict[str, float | int | str]:
+    """The language-model section's default run on the study's cache, when `make study` (or notebook 01) made one."""
+    from taulib.config import ConfigError  # noqa: PLC0415
+    from taulib.playground import language_model as lm  # noqa: PLC0415
+
+    if args.quick:
+        return {"skipped": "--quick"}
+    settings = lm.language_model_settings({})
+    started = time.perf_counter()
+    try:
+        data = lm.load_language_model_data(REPOSITORY / "parameters", REPOSITORY / "outputs", settings)
+    except ConfigError as error:
+        return {"skipped": str(error).splitlines()[0]}
+    loaded = time.perf_counter() - started
+    run = lm.train_on_cache(settings, data)
+    started = time.perf_counter()
+    run.latent(run.most_active(1)[0])
+    contexts = time.perf_counter() - started
+    final = run.rows[-1]
+    return {
+        "load_s": loaded,
+        "run_s": run.seconds,
+        "contexts_s": contexts,
+        "tokens": settings.n_tokens,
+        "width": run.sae.d_sae,
+        "l1": run.l1_coefficient,
+        "final_l0": final["l0"],
+        "explained_variance": final["explained_variance"],
+    }
 
 
 if __name__ == "__main__":

@@ -287,9 +287,11 @@ def test_ground_truth_track_quick_keeps_its_report_and_writes_readme_from_it(scr
     assert readme_block(kept, "findings/REPORT.md") in text and text.endswith("after\n")
 
 
-def test_playground_quick_times_a_run_and_the_redraws(scripts, tmp_path):
+@pytest.mark.notebook
+def test_playground_quick_times_a_run_and_the_redraws_in_the_kernel_and_in_jupyterlab(scripts, tmp_path):
     results = tmp_path / "RESULTS.md"
-    measured = scripts["playground"].main(["--quick", "--results", str(results)])
+    measured = scripts["playground"].main(["--quick", "--browser", "--results", str(results)])
+    assert all(measured[f"browser_{key}_max_s"] >= measured[f"browser_{key}_median_s"] > 0 for key in ("schedule", "train", "checkpoint"))
     assert measured["first_run_s"] > 0 and measured["lambda_run_s"] > 0 and measured["checkpoint_redraw_s"] > 0 and measured["probes"] >= 1
     text = results.read_text()
-    assert "<!-- BEGIN playground -->" in text and "a default run under 20 s" in text
+    assert "<!-- BEGIN playground -->" in text and "a default run under 20 s" in text and "In JupyterLab" in text
