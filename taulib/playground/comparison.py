@@ -16,8 +16,8 @@ from typing import Any
 
 from taulib import atomic
 from taulib.groundtruth import track
-from taulib.playground.sparsity import log_distance
 from taulib.playground import world_runs
+from taulib.playground.sparsity import log_distance
 from taulib.playground.world_runs import PlaygroundRun, design_differences, read_track_record
 
 

@@ -72,6 +72,7 @@ class LanguageModelData:
     heldout_token_ids: np.ndarray
     sequence_length: int  # held-out rows per sequence (the cache drops each sequence's first token)
     data_mean: torch.Tensor
+    vocabulary: dict[int, str] = field(default_factory=dict)  # the held-out token ids' text, filled once (a tokenizer takes seconds to load)
 
 
 def load_language_model_data(
@@ -106,7 +107,6 @@ class LanguageModelRun:
     seconds: float
     probes: list[tuple[float, float]] = field(default_factory=list)  # every probe's (λ, final L0)
     _contexts: dict[str, np.ndarray] | None = None
-    _vocabulary: dict[int, str] | None = None
 
     @property
     def final_l0(self) -> float:
@@ -126,10 +126,10 @@ class LanguageModelRun:
         if not 0 <= latent < self.sae.d_sae:
             raise IndexError(f"latent {latent} out of range: the SAE has {self.sae.d_sae} latents")
         data, settings = self._context_arrays(), ContextSettings()
-        if self._vocabulary is None:
+        if not self.data.vocabulary:
             unique = sorted(set(self.data.heldout_token_ids.tolist()))
-            self._vocabulary = dict(zip(unique, (token_strings or token_strings_of(self.data.config.model))(unique), strict=True))
-        contexts = latent_contexts(data, latent, self.data.heldout_token_ids, self._vocabulary, self.data.sequence_length, settings.before, settings.after)
+            self.data.vocabulary.update(zip(unique, (token_strings or token_strings_of(self.data.config.model))(unique), strict=True))
+        contexts = latent_contexts(data, latent, self.data.heldout_token_ids, self.data.vocabulary, self.data.sequence_length, settings.before, settings.after)
         return LatentView(
             latent=latent,
             step=int(self.rows[-1]["step"]),

@@ -5,6 +5,7 @@ controls on the language model's cached activations."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from pathlib import Path
@@ -365,11 +366,7 @@ class LanguageModelPlayground:
             self.summary = str(error)
             self.status.value = _message(self.summary, ok=False)
             return None
-        data = (
-            self.data
-            if self.data.train.shape[0] == settings.n_tokens
-            else lm.LanguageModelData(**{**self.data.__dict__, "train": self.data.train[: settings.n_tokens]})
-        )
+        data = self.data if self.data.train.shape[0] == settings.n_tokens else dataclasses.replace(self.data, train=self.data.train[: settings.n_tokens])
         total = settings.n_tokens // data.config.training.batch_size
         state: dict[str, Any] = {"bar": None, "last": 0}
 
