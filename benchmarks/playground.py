@@ -154,7 +154,6 @@ def _in_the_browser(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     """The same controls moved in JupyterLab (Debian chromium driven by Playwright, the suite's browser test's
     helpers): seconds from a key press or click to the figure redrawn in the page, as a user sees it."""
     import json  # noqa: PLC0415
-    import os  # noqa: PLC0415
 
     import nbformat  # noqa: PLC0415
     from papermill.iorw import load_notebook_node  # noqa: PLC0415
@@ -162,7 +161,7 @@ def _in_the_browser(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     sys.path.insert(0, str(REPOSITORY / "tests"))
-    from test_browser import CHROMIUM, CHROMIUM_FLAGS, PLOTS_STATE, _button, _run_all_cells, _server, _wait_for  # noqa: PLC0415
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, PLOTS_STATE, _button, _wait_for, jupyterlab_server, open_and_run_all  # noqa: PLC0415
 
     if not CHROMIUM.is_file():
         raise SystemExit(f"--browser: {CHROMIUM} not found (scripts/install.sh installs Debian chromium, or set BROWSER_PATH)")
@@ -177,26 +176,6 @@ def _in_the_browser(args: argparse.Namespace, folder: Path) -> dict[str, float]:
         values |= {"design_overrides": QUICK_DESIGN, "playground_settings": {"budget": 8192, "target_l0": 4.0}}
     notebook = load_notebook_node(str(REPOSITORY / "notebooks" / "07_tau_playground.ipynb"))
     nbformat.write(parameterize_notebook(notebook, values), served / "07.ipynb")
-    env = {**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"} | {
-        key: str(folder / name)
-        for key, name in (
-            ("JUPYTER_CONFIG_DIR", "config"),
-            ("JUPYTER_RUNTIME_DIR", "runtime"),
-            ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
-            ("IPYTHONDIR", "ipython"),
-        )
-    }
-    arguments = [
-        "jupyterlab",
-        "--no-browser",
-        "--port={port}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={served}",
-        "--IdentityProvider.token=",
-        "--ServerApp.password=",
-        "--allow-root",
-        "--LabApp.news_url=None",
-    ]
     # every code cell has its execution count: Run All has finished
     RUN_FINISHED = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].every(e => /\\[[0-9]+\\]/.test(e.textContent))"  # noqa: N806
     plots = lambda page: json.loads(page.evaluate(PLOTS_STATE))  # noqa: E731
@@ -213,14 +192,11 @@ def _in_the_browser(args: argparse.Namespace, folder: Path) -> dict[str, float]:
         return time.perf_counter() - started
 
     measured: dict[str, list[float]] = {"schedule": [], "train": [], "checkpoint": []}
-    with _server("jupyter lab", arguments, served, env, "api/status", folder / "jupyterlab.log") as url, sync_playwright() as playwright:
+    with jupyterlab_server(served, folder) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            page.goto(f"{url}lab/tree/07.ipynb", timeout=60_000)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel")
-            _run_all_cells(page)
+            open_and_run_all(page, url, "07.ipynb")
             _wait_for(page, lambda: titled(page, "cosine: tau_initial 0.3"), 120, "the schedule's curves")
             # every cell run: a busy kernel would answer the first move late, whatever the playground costs
             _wait_for(page, lambda: page.evaluate(RUN_FINISHED), 120, "the notebook's last cell")

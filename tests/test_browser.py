@@ -3,8 +3,8 @@ moves the checkpoint slider and sees the figure redraw. Saves a screenshot of th
 
 import contextlib
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -173,20 +173,27 @@ def jupyterlab_notebook(tmp_path):
     notebook = load_notebook_node(str(NOTEBOOKS_DIR / "06_latents.ipynb"))
     parameters = {"outputs_dir": str(outputs), "figures_dir": str(tmp_path / "figures"), "save_png": False, "pages_per_list": 1}
     nbformat.write(parameterize_notebook(notebook, parameters), served / "06.ipynb")
+    with jupyterlab_server(served, tmp_path) as url:
+        yield url, tmp_path
+
+
+@contextlib.contextmanager
+def jupyterlab_server(served: Path, scratch: Path) -> Iterator[str]:
+    """JupyterLab (headless, no token) rooted in `served` on a free port, its configuration and log under `scratch`; its URL."""
     env = {
         **os.environ,
         "JUPYTER_PREFER_ENV_PATH": "1",
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
-        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "JUPYTER_CONFIG_DIR": str(scratch / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(scratch / "jupyter-runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(scratch / "jupyter-workspaces"),
+        "IPYTHONDIR": str(scratch / "ipython"),
     }
     arguments = [
         "jupyterlab", "--no-browser", "--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
-    with _server("jupyter lab", arguments, served, env, "api/status", tmp_path / "jupyterlab.log") as url:
-        yield url, tmp_path
+    with _server("jupyter lab", arguments, served, env, "api/status", scratch / "jupyterlab.log") as url:
+        yield url
 
 
 RUN_STARTED = "() => [...document.querySelectorAll('.jp-InputArea-prompt')].some(e => /\\[[0-9*]+\\]/.test(e.textContent))"
@@ -215,6 +222,14 @@ def _run_all_cells(page) -> None:
     pytest.fail("Run All Cells did not start the notebook")
 
 
+def open_and_run_all(page, url: str, notebook: str) -> None:
+    """Open `notebook` in the JupyterLab at `url`, wait for its kernel, and run all its cells."""
+    page.goto(f"{url}lab/tree/{notebook}", timeout=60_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel to start")
+    _run_all_cells(page)
+
+
 def test_jupyterlab_runs_the_latent_notebook_and_the_checkpoint_slider_changes_the_contexts(jupyterlab_notebook):
     from playwright.sync_api import sync_playwright
 
@@ -225,10 +240,7 @@ def test_jupyterlab_runs_the_latent_notebook_and_the_checkpoint_slider_changes_t
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            page.goto(f"{url}lab/tree/06.ipynb", timeout=60_000)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel to start")
-            _run_all_cells(page)
+            open_and_run_all(page, url, "06.ipynb")
             try:
                 before = _wait_for(page, lambda: (s := state(page)) and s["step"] == "100" and s, 90, "the latent browser to show the final checkpoint")
             except BaseException:
@@ -287,19 +299,7 @@ def playground_notebook(tmp_path):
         "playground_settings": {"target_l0": 4.0, "budget": 8192},
     }
     nbformat.write(parameterize_notebook(notebook, values), served / "07.ipynb")
-    env = {
-        **os.environ,
-        "JUPYTER_PREFER_ENV_PATH": "1",
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "jupyter-workspaces"),
-        "IPYTHONDIR": str(tmp_path / "ipython"),
-    }
-    arguments = [
-        "jupyterlab", "--no-browser", "--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={served}",
-        "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    with _server("jupyter lab", arguments, served, env, "api/status", tmp_path / "jupyterlab.log") as url:
+    with jupyterlab_server(served, tmp_path) as url:
         yield url, tmp_path, parameters
 
 
@@ -324,10 +324,7 @@ def test_jupyterlab_playground_redraws_trains_scrubs_keeps_and_refuses_a_rising_
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            page.goto(f"{url}lab/tree/07.ipynb", timeout=60_000)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            _wait_for(page, lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 60, "the kernel to start")
-            _run_all_cells(page)
+            open_and_run_all(page, url, "07.ipynb")
             try:
                 curve = _wait_for(page, lambda: _plot(page, "cosine: tau_initial 0.3, tau_final 0.05"), 90, "the schedule's curves")
             except BaseException:

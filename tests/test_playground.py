@@ -279,6 +279,8 @@ def test_the_widgets_redraw_refuse_train_scrub_and_keep(tiny_track, parameter_co
     assert run is not None and not playground.train_button.disabled
     assert list(playground.training_plot.data[2].y) == pytest.approx([row["mcc"] for row in run.record["checkpoints"]])
     assert len(playground.training_plot.data) > len(plots.PLAYGROUND_TRACES)  # the arms drawn beside it
+    plots.reset_training(playground.training_plot, "training: again")  # a new run starts: the last run's arms go
+    assert len(playground.training_plot.data) == len(plots.PLAYGROUND_TRACES) and not playground.training_plot.data[0].x
     final_title = playground.similarity_plot.layout.title.text
     playground.checkpoint.value = run.steps[1]
     assert playground.similarity_plot.layout.title.text != final_title and playground.similarity_plot.layout.title.text.startswith(f"step {run.steps[1]:,}")

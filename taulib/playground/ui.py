@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,41 @@ def _message(text: str, ok: bool = True) -> str:
     return (
         f'<pre class="playground-message" data-ok="{str(ok).lower()}" style="color: {colour}; white-space: pre-wrap; margin: 2px 0;">{html.escape(text)}</pre>'
     )
+
+
+class ProbeProgress:
+    """One progress bar (with its ETA) per probe in `output`, the figure reset as each probe starts, and the
+    button disabled while training runs: what both playgrounds show while a run trains."""
+
+    def __init__(self, output: widgets.Output, button: widgets.Button, total_steps: int, reset: Callable[[str], None]) -> None:
+        self.output, self.button, self.total_steps, self.reset = output, button, total_steps, reset
+        self.bar: Any = None
+        self.last_step = 0
+
+    def start(self, label: str) -> None:
+        self.close()
+        self.reset(f"training: {label}")
+        with self.output:
+            self.bar = progress_bar(total=self.total_steps, desc=label, unit="step")
+        self.last_step = 0
+
+    def advance(self, step: int) -> None:
+        self.bar.update(step - self.last_step)
+        self.last_step = step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> ProbeProgress:
+        self.output.clear_output()
+        self.button.disabled = True
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+        self.button.disabled = False
 
 
 class ScheduleControls:
@@ -230,39 +266,28 @@ class Playground:
         except ConfigError as error:
             self.status.value = _message(str(error), ok=False)
             return None
-        self.train_button.disabled = True
-        self.checkpoint.disabled = True
-        total = settings.budget // design.batch_size
-        state: dict[str, Any] = {"bar": None, "last": 0}
         started = time.perf_counter()
+        progress = ProbeProgress(
+            self.progress, self.train_button, settings.budget // design.batch_size, lambda title: plots.reset_training(self.training_plot, title)
+        )
 
         def on_probe(number: int, l1: float) -> None:
-            if state["bar"] is not None:
-                state["bar"].close()
-            label = f"probe {number} of ≤{design.calibration_probes}, λ {l1:.3g}" if settings.target_l0 is not None else f"λ {l1:.3g}"
-            plots.reset_training(self.training_plot, f"training: {label}")
-            with self.progress:
-                state["bar"] = progress_bar(total=total, desc=label, unit="step")
-            state["last"] = 0
+            progress.start(f"probe {number} of ≤{design.calibration_probes}, λ {l1:.3g}" if settings.target_l0 is not None else f"λ {l1:.3g}")
 
         def on_checkpoint(view: wr.CheckpointView) -> None:
-            state["bar"].update(view.step - state["last"])
-            state["last"] = view.step
+            progress.advance(view.step)
             plots.append_checkpoint(self.training_plot, view.row)
 
-        self.progress.clear_output()
         self.status.value = _message("training …")
+        self.checkpoint.disabled = True
         try:
-            run = wr.train_on_world(
-                settings, design, on_checkpoint=on_checkpoint, on_probe=on_probe, start_coefficient=self._start_coefficient(design, settings)
-            )
+            with progress:
+                run = wr.train_on_world(
+                    settings, design, on_checkpoint=on_checkpoint, on_probe=on_probe, start_coefficient=self._start_coefficient(design, settings)
+                )
         except (ConfigError, FloatingPointError) as error:
             self.status.value = _message(str(error), ok=False)
             return None
-        finally:
-            if state["bar"] is not None:
-                state["bar"].close()
-            self.train_button.disabled = False
         self.run = run
         seconds = time.perf_counter() - started
         final = run.record["summary"]
@@ -367,33 +392,23 @@ class LanguageModelPlayground:
             self.status.value = _message(self.summary, ok=False)
             return None
         data = self.data if self.data.train.shape[0] == settings.n_tokens else dataclasses.replace(self.data, train=self.data.train[: settings.n_tokens])
-        total = settings.n_tokens // data.config.training.batch_size
-        state: dict[str, Any] = {"bar": None, "last": 0}
+        progress = ProbeProgress(
+            self.progress, self.train_button, settings.n_tokens // data.config.training.batch_size, lambda title: plots.reset_language_model(self.plot, title)
+        )
 
         def on_probe(number: int, l1: float) -> None:
-            if state["bar"] is not None:
-                state["bar"].close()
-            plots.reset_language_model(self.plot, f"training: λ {l1:.3g}" + (f" (probe {number})" if settings.target_l0 is not None else ""))
-            with self.progress:
-                state["bar"] = progress_bar(total=total, desc=f"λ {l1:.3g}", unit="step")
-            state["last"] = 0
+            progress.start(f"λ {l1:.3g}" + (f" (probe {number} of ≤{settings.max_probes})" if settings.target_l0 is not None else ""))
 
         def on_checkpoint(row: dict[str, float]) -> None:
-            state["bar"].update(int(row["step"]) - state["last"])
-            state["last"] = int(row["step"])
+            progress.advance(int(row["step"]))
             plots.append_language_model_row(self.plot, row)
 
-        self.progress.clear_output()
-        self.train_button.disabled = True
         try:
-            run = lm.train_on_cache(settings, data, on_checkpoint=on_checkpoint, on_probe=on_probe)
+            with progress:
+                run = lm.train_on_cache(settings, data, on_checkpoint=on_checkpoint, on_probe=on_probe)
         except (ConfigError, FloatingPointError) as error:
             self.status.value = _message(str(error), ok=False)
             return None
-        finally:
-            if state["bar"] is not None:
-                state["bar"].close()
-            self.train_button.disabled = False
         self.run = run
         final = run.rows[-1]
         summary = (

@@ -93,8 +93,10 @@ def training_figure() -> go.Figure:
 
 
 def reset_training(figure: go.Figure, title: str) -> None:
+    """Empty curves for a new run; the arms drawn beside the last run go (they were chosen at its L0)."""
     with figure.batch_update():
-        for trace in figure.data[: len(PLAYGROUND_TRACES)]:
+        figure.data = figure.data[: len(PLAYGROUND_TRACES)]
+        for trace in figure.data:
             trace.x, trace.y = [], []
         figure.layout.title.text = title
 
