@@ -268,6 +268,7 @@ def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tm
     truth_table = run_table(load_study(truth))
     # shares of training 0.03, 0.03, 0.1, 0.1, 0.1, 0.3, 0.3 and 1 (never) three times: the median is (0.1 + 0.3) / 2
     assert truth_table["gt_recovery_median"].to_numpy() == pytest.approx(np.full(len(truth_table), 0.2))
+    assert (truth_table["gt_recovery_median_censored"] == 0).all()  # 3 of 11 never recovered: the median is observed
     primary = [c for c in ground_truth.claims if c.question == "ground_truth" and c.kind == "comparison" and c.primary]
     assert len(primary) == 3 * len(SWEEP_TARGETS)  # three other arms × targets, one Holm family
     for claim in primary:

@@ -16,6 +16,7 @@ from taulib.analysis.latent_formation import (
     compare_stability,
     formation_by_frequency,
     formation_summary,
+    median_is_censored,
     run_formation,
     seed_stability,
     stability_comparison_table,
@@ -108,6 +109,7 @@ def test_run_formation_is_cached_and_summarised_on_the_training_axis(tmp_path):
     assert summary["latent_formation_median"] == pytest.approx(0.5)  # step 20 of 40
     assert summary["latents_formed_by_50%"] == 1.0 and summary["latents_formed_by_25%"] == 0.0
     assert summary["latents_never_formed"] == 0.0 and summary["init_share_at_threshold"] == 0.0
+    assert summary["latent_formation_median_censored"] == 0.0  # every latent formed: the median is a time
     assert summary["random_share_at_threshold"] == 0.0 and summary["formation_start_position"] == 0.25
     assert math.isnan(formation_summary(None)["latent_formation_median"])
 
@@ -187,6 +189,7 @@ def test_formation_is_split_by_final_firing_frequency(tmp_path):
     assert bands["never_formed"].tolist() == pytest.approx([1.0, 0.0, 0.0])
     assert bands.loc["rarest third", "density_high"] < bands.loc["middle third", "density_low"]
     summary = formation_summary(record)
+    assert summary["latents_never_formed"] == pytest.approx(1 / 3) and summary["latent_formation_median_censored"] == 0.0  # a third censored: below the median
     assert summary["latent_formation_median_rarest"] == 1.0 and summary["latent_formation_median_commonest"] == 0.25
     assert formation_by_frequency(None).empty
 
@@ -249,3 +252,16 @@ def test_stability_over_training_and_its_figure(tmp_path):
     pw_mcc = {trace.name: list(trace.y) for trace in figure.data if trace.xaxis == "x"}
     assert pw_mcc == {arm: table.loc[table["arm"] == arm, "pw_mcc"].tolist() for arm in ("stable", "unstable")}
     assert stability_figure(study, stability_over_training(study, 99.0)).data == ()  # no runs at that target: an empty figure
+
+
+@pytest.mark.parametrize(
+    ("censored", "expected"),
+    [([], False), ([False, False, True], False), ([False, True], True), ([True, True, False], True), ([False, False, True, True], True)],
+)
+def test_a_median_is_censored_once_half_the_times_are(censored, expected):
+    """Times censored at one fixed end: with fewer than half censored, every censored one lies above the median,
+    which is then exact; with half or more, the median is (or averages in) the end itself, a bound."""
+    assert median_is_censored(np.array(censored, dtype=bool)) is expected
+    times = np.where(censored, 1.0, np.linspace(0.1, 0.5, len(censored)))
+    if len(censored) and not expected:  # the exact median: what the true times, however late the censored ones, give
+        assert np.median(times) == np.median(np.where(censored, 7.0, times))

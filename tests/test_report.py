@@ -264,6 +264,38 @@ def test_a_censored_formation_time_is_not_tested(sweep):
     assert untested and all(c.verdict == "no data" and c.numbers["censored"] >= 1 and "censored time" in c.text for c in untested)
 
 
+def test_a_censored_median_formation_is_not_tested_and_a_time_endpoint_needs_its_censoring_flag(sweep):
+    """The median latent's formation time is a time: once half a run's latents never formed, its median is the end of
+    training, a bound, and a comparison resting on it is not tested. A time endpoint whose flag is missing is an error."""
+    _, study, table, _ = sweep
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    timed = [e.column for e in endpoints(MatchedSettings()) if e.time and e.column in table]
+    assert "latent_formation_median" in timed and all(f"{column}_censored" in table for column in timed)  # every time with its flag
+
+    def linear_against_higher_floor(frame):
+        report = build_report(frame, "linear", None, "baseline", names, kinds=kinds)
+        return [c for c in report.claims if c.kind == "comparison" and c.column == "latent_formation_median" and c.other == "higher_floor"]
+
+    table = table.copy()
+    floor, linear = table["arm"] == "higher_floor", table["arm"] == "linear"
+    table.loc[linear, "latent_formation_median"] = 0.4 + 0.01 * np.arange(int(linear.sum()))
+    table.loc[floor, "latent_formation_median"] = 0.6 + 0.01 * np.arange(int(floor.sum()))[::-1]
+    table.loc[floor | linear, "latent_formation_median_censored"] = 0.0
+    observed = linear_against_higher_floor(table)
+    assert observed and all(c.verdict in ("better", "worse", "unresolved") and c.numbers["censored"] == 0 for c in observed)
+    assert any(c.verdict == "better" for c in observed)  # 0.2 earlier on every seed: resolved
+    censored = table.copy()
+    mine = (censored["arm"] == "higher_floor") & (censored["seed"] == 1)
+    censored.loc[mine, "latent_formation_median"] = 1.0
+    censored.loc[mine, "latent_formation_median_censored"] = 1.0
+    untested = linear_against_higher_floor(censored)
+    assert untested and all(c.verdict == "no data" and c.numbers["censored"] >= 1 and "censored time" in c.text for c in untested)
+    with pytest.raises(ValueError, match="'latent_formation_median' has no 'latent_formation_median_censored'"):
+        build_report(table.drop(columns="latent_formation_median_censored"), "linear", None, "baseline", names, kinds=kinds)
+
+
 def _identity_table(difference: float = 0.0, penalty: float = 1.446):
     """Plain L1 over two targets × two seeds (λ = 1.446), and one identity run of constant τ = 0.3 at (50, seed 0),
     its λ 0.4338 = 0.3 × 1.446, its final λ/τ `penalty`."""

@@ -103,10 +103,11 @@ def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[s
 def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) -> dict[str, float]:
     """Per-run numbers, on the share-of-training axis, over the final latents that say something
     about formation (alive at the end, moved away from their initial direction): the median
-    formation time, a latent never formed before the end counted at 1 (censored, not dropped); the
+    formation time, a latent never formed before the end counted at 1 (censored, not dropped; the median itself
+    censored, `latent_formation_median_censored`, when half of them or more never formed); the
     share formed by 10/25/50% of training; the share never formed; and what was left out and the
     nulls beside them. `start_tokens` (the end of warm-up) is reported with them."""
-    keys = ["latent_formation_median", "latents_never_formed", "latents_considered", "init_share_at_threshold", "random_share_at_threshold"]
+    keys = ["latent_formation_median", "latent_formation_median_censored", "latents_never_formed", "latents_considered", "init_share_at_threshold", "random_share_at_threshold"]
     keys += [f"latents_formed_by_{share:.0%}" for share in SHARES_BY]
     keys += [f"latent_formation_median_{_band_key(band)}" for band in (FREQUENCY_BANDS[0], FREQUENCY_BANDS[-1])]
     if record is None:
@@ -122,12 +123,23 @@ def formation_summary(record: dict[str, Any] | None, start_tokens: float = 0.0) 
     if not considered.any():
         return dict.fromkeys(keys, math.nan) | summary
     times = formed[considered]  # formed only at the final checkpoint: never formed before the end, censored at 1
-    summary |= {"latent_formation_median": float(np.median(times)), "latents_never_formed": float((times >= 1.0).mean())}
+    summary |= {
+        "latent_formation_median": float(np.median(times)),
+        "latent_formation_median_censored": float(median_is_censored(times >= 1.0)),
+        "latents_never_formed": float((times >= 1.0).mean()),
+    }
     summary |= {f"latents_formed_by_{share:.0%}": float((times <= share).mean()) for share in SHARES_BY}
     bands = formation_by_frequency(record)
     for band in (FREQUENCY_BANDS[0], FREQUENCY_BANDS[-1]):
         summary[f"latent_formation_median_{_band_key(band)}"] = float(bands.loc[band, "median_formation"]) if band in bands.index else math.nan
     return summary
+
+
+def median_is_censored(censored: np.ndarray) -> bool:
+    """Whether the median of times censored at the end (`censored`: the end stands in for the time) is itself
+    censored: when half of them or more are, the median is (or averages in) the stand-in, a bound and not a time.
+    With fewer, every censored time lies above the median and it is the exact median (censoring at one fixed end)."""
+    return bool(len(censored) and np.mean(censored) >= 0.5)
 
 
 def _band_key(band: str) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from taulib.analysis.formation import at_current_l0, formation_censored, formation_time, formed_letter_absorption
-from taulib.analysis.latent_formation import FormationSettings, formation_summary, run_formation
+from taulib.analysis.latent_formation import FormationSettings, formation_summary, median_is_censored, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
 from taulib.analysis.study_data import Arm, StudyData, StudyDataError
 from taulib.metrics.evaluate import read_ground_truth_recovery
@@ -167,6 +167,7 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
         recovery = read_ground_truth_recovery(arm.run_dir)
         shares = np.where(recovery["recovery_tokens"] >= 0, recovery["recovery_tokens"] / total, 1.0)
         row["gt_recovery_median"] = float(np.median(shares))
+        row[f"gt_recovery_median{CENSORED_SUFFIX}"] = float(median_is_censored(recovery["recovery_tokens"] < 0))
     return row
 
 

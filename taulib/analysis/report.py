@@ -80,6 +80,10 @@ class Endpoint:
     higher_is_better: bool
     primary: bool = False
     on_frontier: bool = True  # read at the exact L0 target off the frontier; False: matched by construction
+    # a time to an event, which a run may not reach (or reach before it is measured): its censoring flag,
+    # `<column>_censored` (taulib.analysis.matched), must be in the run table beside it, and a comparison
+    # that any censored run weighs in is not tested (`_censored_readings`)
+    time: bool = False
 
 
 def endpoints(settings: MatchedSettings) -> list[Endpoint]:
@@ -89,25 +93,25 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
     return [
         Endpoint("reconstruction", "final_explained_variance", "final explained variance", True, primary=True),
         Endpoint("reconstruction", "final_ce_loss_score", "final CE-loss score", True),
-        Endpoint("formation", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, primary=True),
-        Endpoint("formation", "formation_k1_f1", f"share of training to {fraction} of the post-warm-up rise of first-letter k=1 F1", False),
+        Endpoint("formation", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, primary=True, time=True),
+        Endpoint("formation", "formation_k1_f1", f"share of training to {fraction} of the post-warm-up rise of first-letter k=1 F1", False, time=True),
         Endpoint("formation", "current_sae_top_1_accuracy", f"sparse-probing top-1 accuracy {current}", True, on_frontier=False),
         Endpoint("formation", "current_k1_f1", f"first-letter k=1 F1 {current}", True, on_frontier=False),
-        Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False),
+        Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False, time=True),
         Endpoint("formation", "latents_formed_by_25%", "share of final latents formed by 25% of training", True),
         Endpoint("formation", "latents_never_formed", "share of final latents not formed before the end", False),
         Endpoint("orthogonality", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False, primary=True),
         Endpoint("orthogonality", "final_alive_near_duplicate_latent_fraction", "final near-duplicate alive latents (fraction)", False),
         Endpoint("orthogonality", "final_mean_max_cosine", "final mean max decoder cosine (all latents, dead included)", False),
-        Endpoint("absorption", "absorption_settling", f"share of training to {fraction} of the post-warm-up fall of absorption (letters with a letter latent)", False, primary=True),
+        Endpoint("absorption", "absorption_settling", f"share of training to {fraction} of the post-warm-up fall of absorption (letters with a letter latent)", False, primary=True, time=True),
         Endpoint("lower_bound", "final_explained_variance", "final explained variance", True, primary=True),
         Endpoint("lower_bound", "final_ce_loss_score", "final CE-loss score", True),
         Endpoint("lower_bound", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False),
-        Endpoint("lower_bound", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False),
+        Endpoint("lower_bound", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, time=True),
         # the synthetic model only (taulib.metrics.ground_truth): absent from a language model's run table
         Endpoint("ground_truth", "final_gt_recovered_fraction", "final share of true features recovered (best decoder cosine > 0.9)", True, primary=True),
         Endpoint("ground_truth", "final_gt_mean_max_cosine", "final mean over true features of the best decoder cosine", True),
-        Endpoint("ground_truth", "gt_recovery_median", "median share of training to a true feature's recovery step (never recovered: 1)", False),
+        Endpoint("ground_truth", "gt_recovery_median", "median share of training to a true feature's recovery step (never recovered: 1)", False, time=True),
     ]
 
 
@@ -267,9 +271,14 @@ def _comparison(
 
 def _censored_readings(values: _Values, endpoint: Endpoint, reference: str, other: str, target: float) -> int:
     """How many of the two arms' seed readings of a time endpoint rest on a censored run (read off the
-    frontier, any run with weight in the reading counts); 0 for an endpoint that is not a time."""
+    frontier, any run with weight in the reading counts); 0 for an endpoint that is not a time. A time
+    endpoint measured without its censoring flag is an error, not an uncensored time."""
+    if not endpoint.time:
+        return 0
     flag = replace(endpoint, column=endpoint.column + CENSORED_SUFFIX)
     if flag.column not in values.table:
+        if endpoint.column in values.table:
+            raise ValueError(f"the time endpoint {endpoint.column!r} has no {flag.column!r} beside it: its censored runs cannot be told apart")
         return 0
     readings = np.concatenate([values(reference, target, flag), values(other, target, flag)])
     return int(np.sum(np.abs(readings[np.isfinite(readings)]) > 1e-9))
