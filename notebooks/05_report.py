@@ -34,7 +34,7 @@ reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
 headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
 early_position = 0.1  # the early Pareto figure: the checkpoint nearest this fraction of training
 fraction_of_final = 0.9  # formation: the share of the change from the end of warm-up to the end
-current_l0_multiple = 2.0  # formation at matched current sparsity: where current L0 = this × the target
+current_l0_multiple = 2.0  # formation at matched current sparsity: where the current L0 is this × the target
 absorption_min_k1_f1 = 0.5  # absorption speed: letters whose best single latent reaches this F1
 
 # %%

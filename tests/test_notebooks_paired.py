@@ -28,3 +28,18 @@ def test_pair_in_sync_and_clean(script):
             assert cell.outputs == [] and cell.execution_count is None, f"{notebook_path.name} has stored outputs"
     parameter_cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(parameter_cells) == 1, "exactly one cell tagged 'parameters' for papermill"
+
+
+@pytest.mark.parametrize("script", PAIRS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_of_the_parameters_cell(script, caplog):
+    """papermill parses the parameters cell line by line; a line it cannot read (an '=' in a comment) logs a warning for
+    every run and drops the parameter from those it knows, so it reports a passed value as unknown."""
+    from papermill.translators import PythonTranslator
+
+    notebook = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    with caplog.at_level("WARNING", logger="papermill"):
+        found = [parameter.name for parameter in PythonTranslator.inspect(cell)]
+    assert not [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assigned = [line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line and not line.lstrip().startswith("#")]
+    assert found == assigned

@@ -74,6 +74,24 @@ def test_each_run_writes_its_notebook_and_artefacts(tiny_study):
     assert leftovers == [], "no temporary or partial files after a completed study"
 
 
+def test_the_closing_table_shows_each_runs_final_held_out_figures(tiny_study):
+    """Not the last training batch's (summary.json): the final checkpoint's on held-out tokens, as the report reads them."""
+    import pandas as pd
+
+    _, outputs, result = tiny_study
+    recorded = {run["run_name"]: run for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
+    for run in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+        last = pd.read_csv(outputs / run / "evaluation" / "metrics.csv").sort_values("step").iloc[-1]
+        line = next(line for line in result.stdout.splitlines() if line.startswith(f"{run} "))
+        assert f"{last['l0']:.1f}" in line.split() and f"{last['explained_variance']:.3f}" in line.split(), line
+        assert recorded[run]["heldout"]["l0"] == pytest.approx(last["l0"]) and recorded[run]["heldout"]["step"] == last["step"]
+    assert "L0 (held out)" in result.stdout and "L0 (batch)" not in result.stdout
+    diverged = next(line for line in result.stdout.splitlines() if line.startswith("diverges "))
+    assert recorded["diverges"]["heldout"] == {} and diverged.split()[3:5] == ["-", "-"]
+    # nothing a user cannot act on, once per run: the kernel's TCP warning, papermill's unreadable parameter lines
+    assert "without encryption" not in result.stderr and "Unable to parse line" not in result.stderr
+
+
 def test_a_failing_run_exits_non_zero_keeps_its_notebook_and_spares_the_others(tiny_study):
     _, outputs, result = tiny_study
     assert result.returncode == 1, result.stderr[-3000:]

@@ -48,12 +48,18 @@ class TaskResult:
     final: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     worker: str | None = None
+    heldout: dict[str, float] = field(default_factory=dict)  # the final checkpoint's held-out figures (`heldout_final`)
 
 
 def short_error(error: BaseException) -> str:
     """The last lines of an error, joined on one line (papermill's errors carry the whole traceback)."""
     text = str(error).strip().splitlines()
     return " | ".join(line for line in text if line.strip())[-500:] if text else type(error).__name__
+
+
+# the kernel's own log at errors only: its warning that a local kernel talks over TCP without encryption, printed once per
+# run, is nothing a user of the study can act on (the kernel's output and errors still reach the notebook and the console)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
@@ -64,7 +70,14 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     partial = output.with_name(f".{output.name}.partial.ipynb")
     try:
         papermill.execute_notebook(
-            str(notebook), str(partial), parameters=parameters, kernel_name="python3", cwd=str(notebook.parent), progress_bar=False, log_output=True
+            str(notebook),
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=True,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except KeyboardInterrupt:
         # stopped mid-write, the copy may be torn; the rerun executes the notebook again
@@ -84,9 +97,24 @@ def execute_run_task(task: RunTask, threads: int | None = None) -> TaskResult:
     try:
         execute_notebook(task.template, task.output, task.parameters)
         final = atomic.read_json(task.summary).get("final", {})
-        return TaskResult("ok", time.perf_counter() - started, final, worker=_worker_name())
+        return TaskResult("ok", time.perf_counter() - started, final, worker=_worker_name(), heldout=heldout_final(task.summary.parent))
     except Exception as error:
         return TaskResult("failed", time.perf_counter() - started, error=short_error(error), worker=_worker_name())
+
+
+HELDOUT_COLUMNS = ("l0", "explained_variance", "ce_loss_score")
+
+
+def heldout_final(run_dir: Path) -> dict[str, float]:
+    """The run's last evaluated checkpoint on held-out tokens (evaluation/metrics.csv): what a run is judged by, unlike its
+    last training batch (summary.json's `final`); {} for a run not evaluated."""
+    path = run_dir / "evaluation" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    import pandas as pd  # the executor's workers need it only here
+
+    last = pd.read_csv(path).sort_values("step").iloc[-1]
+    return {"step": float(last["step"]), **{column: float(last[column]) for column in HELDOUT_COLUMNS if column in last and pd.notna(last[column])}}
 
 
 def _worker_name() -> str | None:

@@ -144,7 +144,8 @@ class RunRecord:
     seconds: float = 0.0
     notebook: str | None = None
     error: str | None = None
-    final: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)  # the last training batch's figures (summary.json)
+    heldout: dict[str, float] = field(default_factory=dict)  # the final checkpoint's, on held-out tokens: what the closing table shows
     seed: int | None = None
     sweep: dict[str, Any] | None = None  # the run's place in a sweep: arm, l0_target
     worker: str | None = None  # the Dask worker that ran it (None: this process)
@@ -338,6 +339,7 @@ def _run_stages(
     def record_result(index: int, result: TaskResult) -> None:
         record = outcome.runs[index]
         record.status, record.seconds, record.final, record.error, record.worker = result.status, result.seconds, result.final, result.error, result.worker
+        record.heldout = result.heldout
         outcome.seconds = time.perf_counter() - started
         _write_summary(outputs_root, outcome)  # a long study's progress, run by run
 
@@ -437,23 +439,24 @@ def stage_times(outputs_root: Path, outcome: StudyOutcome) -> dict[str, dict[str
 
 
 def format_summary(outcome: StudyOutcome) -> str:
-    # L0 and EV are the last training batch's (summary.json); a sweep's targets are held-out L0 (REPORT.md)
+    # L0 and EV of the final checkpoint on held-out tokens, what the report compares (a sweep's targets are held-out L0
+    # too); the last training batch's figures are noise between seeds and stay in each run's summary.json
     sweep = any(record.sweep for record in outcome.runs)
     target_header = f" {'target':>6s}" if sweep else ""
     width = max([34, *(len(record.run_name) for record in outcome.runs)])
-    lines = [f"{'run':{width}s} {'status':8s} {'minutes':>7s}{target_header} {'L0 (batch)':>10s} {'EV':>6s}  notebook / error"]
+    lines = [f"{'run':{width}s} {'status':8s} {'minutes':>7s}{target_header} {'L0 (held out)':>13s} {'EV':>6s}  notebook / error"]
     if outcome.error:
         lines.append(f"study stopped: {outcome.error}")
     for record in outcome.runs:
-        l0 = f"{record.final['l0']:.1f}" if record.final else "-"
-        ev = f"{record.final['explained_variance']:.3f}" if record.final else "-"
+        l0 = f"{record.heldout['l0']:.1f}" if "l0" in record.heldout else "-"
+        ev = f"{record.heldout['explained_variance']:.3f}" if "explained_variance" in record.heldout else "-"
         target = f" {record.sweep['l0_target']:>6g}" if record.sweep else (f" {'':>6s}" if sweep else "")
         detail = record.notebook if record.status == "ok" else f"{record.notebook or ''} {record.error or ''}".strip()
-        lines.append(f"{record.run_name:{width}s} {record.status:8s} {record.seconds / 60:7.1f}{target} {l0:>10s} {ev:>6s}  {detail}")
+        lines.append(f"{record.run_name:{width}s} {record.status:8s} {record.seconds / 60:7.1f}{target} {l0:>13s} {ev:>6s}  {detail}")
     for analysis in outcome.analyses:
         detail = analysis.notebook if analysis.status == "ok" else f"{analysis.notebook} {analysis.error or ''}".strip()
         lines.append(
-            f"{Path(analysis.notebook).stem:{width}s} {analysis.status:8s} {analysis.seconds / 60:7.1f}{' ' * len(target_header)} {'':>10s} {'':>6s}  {detail}"
+            f"{Path(analysis.notebook).stem:{width}s} {analysis.status:8s} {analysis.seconds / 60:7.1f}{' ' * len(target_header)} {'':>13s} {'':>6s}  {detail}"
         )
     if outcome.analyses and any(a.status == "ok" for a in outcome.analyses):
         lines.append(f"figures: {Path(outcome.analyses[0].notebook).parent.parent / 'figures'}")
