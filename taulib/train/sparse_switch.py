@@ -2,9 +2,10 @@
 
 Below some density of active (token, latent) pairs the step's sparse latent side
 (taulib.train.gradients) beats its dense matmuls. Where that crossover lies depends on the machine
-and the step's shape: on AMX, whose dense bfloat16 matmuls are fast, the sparse side lost even at
-the study's final sparsity, where on other CPUs it won well above it (benchmarks/RESULTS.md,
-"Sparse latents" and "Training and extraction against the matmul ceiling"). A fixed table therefore made some machine slower, so the crossover is timed here, once
+and the step's shape: it is the density at which the sparse side's gather-and-scatter costs as much
+as the dense matmuls, and the dense matmuls' speed differs between CPU kinds several times over
+(benchmarks/RESULTS.md: "Sparse latents" on an AVX512-BF16 and on an AVX2 CPU, and the matmul ceilings
+per CPU kind). A fixed table would make some machine slower, so the crossover is timed here, once
 per machine, compute dtype and step shape, on the run's own activations, and cached with the
 machine's other speeds (taulib.study.machine_speed).
 
