@@ -10,6 +10,7 @@ atomically, so a second `taulib sweep` or `study` on the same machine measures n
 
 from __future__ import annotations
 
+import fcntl
 import os
 import statistics
 import tempfile
@@ -74,17 +75,28 @@ class SpeedCache:
         self.key = key or machine_key()
         stored = atomic.read_json(self.path) if self.path.is_file() else {}
         self.all: dict[str, dict[str, float]] = stored if isinstance(stored, dict) else {}
-        if recalibrate:
-            self.all.pop(self.key, None)
+        # recalibrating: this machine's stored values are stale, unless another process measures them again meanwhile
+        self.stale: dict[str, float] = dict(self.all.pop(self.key, {})) if recalibrate else {}
         self.measured: list[str] = []  # names measured in this process (not read from the cache)
 
     def get(self, name: str, measure: Callable[[], float]) -> float:
-        values = self.all.setdefault(self.key, {})
-        if name not in values:
-            values[name] = float(measure())
-            self.measured.append(name)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(self.path, self.all)
+        """The cached value, else measured and saved. A miss is settled under a file lock, so that processes sharing
+        the cache (a study's workers) measure a value once and all use that one, and none loses another's entries."""
+        if name in self.all.get(self.key, {}):
+            return self.all[self.key][name]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            stored = atomic.read_json(self.path) if self.path.is_file() else {}
+            stored = stored if isinstance(stored, dict) else {}
+            for key, found in stored.items():  # what other processes saved meanwhile (their value wins: it is in use)
+                fresh = {n: v for n, v in found.items() if key != self.key or self.stale.get(n) != v}
+                self.all.setdefault(key, {}).update(fresh)
+            values = self.all.setdefault(self.key, {})
+            if name not in values:
+                values[name] = float(measure())
+                self.measured.append(name)
+                atomic.write_json(self.path, {**stored, self.key: values})
         return values[name]
 
 

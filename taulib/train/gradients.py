@@ -24,8 +24,9 @@ f is, so only its entries at the active pairs, a sampled matmul), and the encode
 (x − b_dec)ᵀ·∂pre. Below `sparse_max_density` active pairs per (token, latent), the step computes
 them from f in compressed sparse rows: the dense encoder forward is the step's one full matmul.
 Where that pays depends on the machine; taulib.train.sparse_switch measures the crossover.
-The sparse path computes in float32 whatever the compute dtype (its cost is in indexing, not
-arithmetic); its gradients equal the dense float32 step's up to summation order.
+The sparse kernels compute in float32 (their cost is in indexing, not arithmetic); under bfloat16 the
+sparse side rounds every operand and output where the dense step's bfloat16 matmuls do, so a run's
+precision does not change when it switches side: both equal each other up to summation order.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def loss_and_gradients(
     centred_c = centred.to(compute_dtype)
     f = latent_matmul(centred_c, W_enc, sae.b_enc, relu=True)
     if sparse_max_density > 0 and active_density(f) <= sparse_max_density:
-        return _sparse_latent_side(sae, x, centred, f, coefficient)
+        return _sparse_latent_side(sae, x, centred, f, coefficient, compute_dtype)
     f_c = f.to(compute_dtype) if low else f
     x_hat = mm_plus_bias(f_c, W_dec, sae.b_dec)
     error = x_hat - x
@@ -120,26 +121,44 @@ def loss_and_gradients(
     return StepResult(mse + coefficient * l1, mse, l1, x_hat, f, fired)
 
 
-def _sparse_latent_side(sae: SparseAutoencoder, x: torch.Tensor, centred: torch.Tensor, f: torch.Tensor, coefficient: float) -> StepResult:
-    """The rest of `loss_and_gradients` from the latents f in compressed sparse rows, in float32."""
+def _rounded(t: torch.Tensor, compute_dtype: torch.dtype) -> torch.Tensor:
+    """`t` rounded to the compute dtype and held in float32: a bfloat16 matmul's operand or output, as the sparse
+    kernels (float32 only) can take it."""
+    return t if compute_dtype == torch.float32 else t.to(compute_dtype).float()
+
+
+def _sparse_latent_side(
+    sae: SparseAutoencoder, x: torch.Tensor, centred: torch.Tensor, f: torch.Tensor, coefficient: float, compute_dtype: torch.dtype = torch.float32
+) -> StepResult:
+    """The rest of `loss_and_gradients` from the latents f in compressed sparse rows. The kernels compute in float32;
+    under bfloat16 every operand and output of the four products is rounded where the dense step's bfloat16 matmuls
+    round it (accumulation is float32 in both), so the two sides differ by summation order, not by precision."""
     batch, d_sae = f.shape
     W_enc, W_dec = sae.W_enc.detach(), sae.W_dec.detach()
-    f_rows = f.to_sparse_csr()
+    W_dec_c = _rounded(W_dec, compute_dtype)
+    f_rows = _rounded(f, compute_dtype).to_sparse_csr()  # f ≥ 0 rounds to 0 only where it is 0: the same pattern
     rows_start, latents, values = f_rows.crow_indices(), f_rows.col_indices(), f_rows.values()
 
-    x_hat = (f_rows @ W_dec).add_(sae.b_dec)
+    x_hat = _rounded(f_rows @ W_dec_c, compute_dtype).add_(sae.b_dec)
     error = x_hat - x
     mse = error.pow(2).sum(dim=-1).mean()
-    l1 = values.sum() / batch
+    l1 = f.sum() / batch  # from f itself, as the dense step sums it
 
     grad_x_hat = error.mul_(2.0 / batch)
-    grad_W_dec = f_rows.t() @ grad_x_hat
-    # ∂L/∂pre at the active pairs only: ∂x̂·W_dec[j] + c/batch (sampled_addmm adds its input's values)
-    coefficient_at_active = torch.sparse_csr_tensor(rows_start, latents, torch.full_like(values, coefficient / batch), f.shape, check_invariants=False)
-    grad_pre = torch.sparse.sampled_addmm(coefficient_at_active, grad_x_hat, W_dec.t())
+    grad_x_hat_c = _rounded(grad_x_hat, compute_dtype)
+    grad_W_dec = _rounded(f_rows.t() @ grad_x_hat_c, compute_dtype)
+    # ∂L/∂pre at the active pairs only: ∂x̂·W_dec[j], rounded as a matmul output, then + c/batch in float32
+    active = torch.sparse_csr_tensor(rows_start, latents, torch.zeros_like(values), f.shape, check_invariants=False)
+    product = torch.sparse.sampled_addmm(active, grad_x_hat_c, W_dec_c.t())
+    grad_pre = torch.sparse_csr_tensor(rows_start, latents, _rounded(product.values(), compute_dtype) + coefficient / batch, f.shape, check_invariants=False)
     grad_b_enc = torch.zeros(d_sae, device=f.device).index_add_(0, latents, grad_pre.values())
     # (x − b_dec)ᵀ·∂pre as (∂preᵀ·(x − b_dec))ᵀ: the sparse operand on the left, where the kernels want it
-    grad_W_enc = (grad_pre.t() @ centred).t().contiguous()
+    pre_c = (
+        grad_pre
+        if compute_dtype == torch.float32
+        else torch.sparse_csr_tensor(rows_start, latents, _rounded(grad_pre.values(), compute_dtype), f.shape, check_invariants=False)
+    )
+    grad_W_enc = _rounded((pre_c.t() @ _rounded(centred, compute_dtype)).t().contiguous(), compute_dtype)
     grad_b_dec = grad_x_hat.sum(dim=0) - torch.mv(W_enc, grad_b_enc)
 
     sae.W_enc.grad, sae.W_dec.grad, sae.b_enc.grad, sae.b_dec.grad = grad_W_enc, grad_W_dec, grad_b_enc, grad_b_dec

@@ -1,0 +1,57 @@
+"""The per-machine speed cache (taulib.study.machine_speed.SpeedCache): measured once, shared by the processes of a
+study without a lost entry, and measured again when asked to recalibrate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from taulib.study.machine_speed import SpeedCache
+
+# a process that misses `name`: its measurement takes a second and returns its own pid, logged where it ran
+MEASURER = """
+import os, sys, time
+from pathlib import Path
+from taulib.study.machine_speed import SpeedCache
+cache_file, name, log = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+def measure():
+    time.sleep(1.0)
+    with log.open("a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+    return float(os.getpid())
+
+print(SpeedCache(cache_file, key="this machine").get(name, measure))
+"""
+
+
+def _start(cache_file, name, log):
+    return subprocess.Popen([sys.executable, "-c", MEASURER, str(cache_file), name, str(log)], stdout=subprocess.PIPE, text=True)
+
+
+def test_processes_missing_the_same_value_measure_it_once_and_all_use_it(tmp_path):
+    cache_file, log = tmp_path / "machine_speed.json", tmp_path / "measured.log"
+    first, second = _start(cache_file, "crossover", log), _start(cache_file, "crossover", log)
+    values = {float(process.communicate(timeout=120)[0]) for process in (first, second)}
+    assert len(values) == 1  # both runs use the one measurement
+    assert len(log.read_text().split()) == 1
+    assert json.loads(cache_file.read_text())["this machine"]["crossover"] == values.pop()
+
+
+def test_processes_measuring_different_values_keep_each_others_entries(tmp_path):
+    cache_file, log = tmp_path / "machine_speed.json", tmp_path / "measured.log"
+    processes = [_start(cache_file, name, log) for name in ("a", "b", "c")]
+    for process in processes:
+        process.communicate(timeout=120)
+    assert set(json.loads(cache_file.read_text())["this machine"]) == {"a", "b", "c"}
+
+
+def test_recalibrating_measures_again_and_drops_the_stale_values(tmp_path):
+    cache_file = tmp_path / "machine_speed.json"
+    cache = SpeedCache(cache_file, key="k")
+    assert cache.get("a", lambda: 1.0) == 1.0 and cache.get("b", lambda: 2.0) == 2.0
+    assert SpeedCache(cache_file, key="k").get("a", lambda: 99.0) == 1.0  # cached: not measured
+    again = SpeedCache(cache_file, key="k", recalibrate=True)
+    assert again.get("a", lambda: 3.0) == 3.0 and again.measured == ["a"]
+    assert json.loads(cache_file.read_text())["k"] == {"a": 3.0}  # b's stale value is gone, to be measured when needed
