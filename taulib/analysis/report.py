@@ -150,6 +150,9 @@ class Report:
     matched: pd.DataFrame = field(default_factory=pd.DataFrame)  # per arm × seed × target: the frontier readings
     out_of_range: list[str] = field(default_factory=list)
     primary: dict[str, str] = field(default_factory=dict)  # question → its primary endpoint's label
+    # the declared primary contrasts: the reference against these arms (plain L1 and the L1 warm-up) on each question's
+    # primary endpoint carry its verdict, in a Holm family of their own; every other comparison is secondary
+    primary_contrasts: list[str] = field(default_factory=list)
     ground_truth_source: str | None = None  # where the ground-truth verdict came from, when another study
     passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
     orthogonality_context: pd.DataFrame = field(default_factory=pd.DataFrame)  # dead fraction and baselines at matched L0
@@ -298,7 +301,7 @@ def _verdict(gap: Estimate, adjusted_p: float, higher_is_better: bool) -> str:
     return "better" if (gap.value > 0) == higher_is_better else "worse"
 
 
-def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str, names: dict[str, str]) -> Claim:
+def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str, names: dict[str, str], primary: bool = False) -> Claim:
     endpoint: Endpoint = item["endpoint"]
     gap, ours, theirs, target = item["gap"], item["ours"], item["theirs"], item["target"]
     verdict = _verdict(gap, adjusted_p, endpoint.higher_is_better)
@@ -319,7 +322,7 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
     )
     numbers = {"l0_target": target, **_numbers("reference", ours), **_numbers("other", theirs), **_numbers("difference", gap)}
     numbers |= {"pairs": gap.n, "p": gap.p_value, "adjusted_p": adjusted_p, "family": family, "censored": censored}
-    return Claim(endpoint.question, text, numbers, verdict, "comparison", item["other"], endpoint.column, endpoint.primary)
+    return Claim(endpoint.question, text, numbers, verdict, "comparison", item["other"], endpoint.column, primary)
 
 
 def _out_of_range_claim(endpoint: Endpoint, other: str, target: float, width: int) -> Claim:
@@ -333,28 +336,21 @@ def _narrow(width: int) -> str:
 
 
 def tally_claim(question: str, label: str, claims: list[Claim], reference_name: str, primary: bool) -> Claim:
-    """How the reference fared over every compared arm and target for one endpoint, after correction."""
+    """How the reference fared over every compared arm and target for one endpoint, after correction: a count, not a
+    verdict. The comparisons share the reference's runs (one set of seeds against each arm), so they are not independent
+    pieces of evidence, and no overall direction is drawn from them; the primary contrasts carry the question's verdict."""
     counts = {verdict: sum(claim.verdict == verdict for claim in claims) for verdict in ("better", "worse", "unresolved", "no data", "out of range")}
     total = len(claims)
     if counts["out of range"] == total:
         return Claim(question, f"{label}: out of range at this scale; no verdict.", {"comparisons": total}, "out of range", "tally", column=label, primary=primary)
     text = (
-        f"{label}{' (primary endpoint)' if primary else ''}: over {total} comparisons (arms × L0 targets, Holm-corrected), {reference_name} was better in "
+        f"{label}: over {total} comparisons (arms × L0 targets, Holm-corrected), {reference_name} was better in "
         f"{counts['better']}, worse in {counts['worse']}, and unresolved in {counts['unresolved']}"
-        + (f"; {counts['no data']} could not be tested (a seed without a value, a censored time, or no spread)." if counts["no data"] else ".")
+        + (f"; {counts['no data']} could not be tested (a seed without a value, a censored time, or no spread)" if counts["no data"] else "")
+        + f". A count, not a verdict: the comparisons reuse {reference_name}'s runs."
     )
-    if counts["better"] == 0 and counts["worse"] == 0:
-        overall = "unresolved"
-        text += " No difference is resolved."
-    elif counts["worse"] == 0 and counts["better"] > total / 2:
-        overall = "better"
-    elif counts["better"] == 0 and counts["worse"] > total / 2:
-        overall = "worse"
-    else:
-        overall = "unresolved"
-        text += " The evidence is mixed or mostly unresolved: no overall verdict."
     numbers = {"comparisons": total, **{k.replace(" ", "_"): v for k, v in counts.items() if k != "out of range"}}
-    return Claim(question, text, numbers, overall, "tally", column=label, primary=primary)
+    return Claim(question, text, numbers, "count", "tally", column=label, primary=primary)
 
 
 def orthogonality_context_table(matched: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
@@ -460,6 +456,7 @@ def build_report(
     matched = matched_table(table, [c for c in frontier_columns if c in table], shape=frontier_shape)
     report = Report(reference, headline, names, targets, seeds, matched=matched)
     report.primary = {e.question: e.label for e in all_endpoints if e.primary}
+    report.primary_contrasts = primary_contrast_arms(arms, kinds, reference, headline)
     values = _Values(table, matched, seeds)
     equivalents = constant_coefficient_arms(table, kinds, headline)
     # the floor partner is compared under the lower bound's question alone: one contrast, one Holm family
@@ -491,9 +488,17 @@ def build_report(
             for target in targets
         ]
         out_of_range = question == "absorption" and width < ABSORPTION_MIN_WIDTH
-        adjusted, family = _holm_by_role(items, lambda item: item["endpoint"].primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
+        # the primary family: the question's primary endpoint in its declared contrasts (the lower bound's: its one partner)
+        contrasts = set(partners) if question == "lower_bound" else set(report.primary_contrasts)
+
+        def is_primary(item: dict, contrasts: set[str] = contrasts) -> bool:
+            return item["endpoint"].primary and item["other"] in contrasts
+
+        adjusted, family = _holm_by_role(items, is_primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
         claims = [
-            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width) if out_of_range else _comparison_claim(item, p, size, reference, names)
+            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width)
+            if out_of_range
+            else _comparison_claim(item, p, size, reference, names, is_primary(item))
             for item, p, size in zip(items, adjusted, family, strict=True)
         ]
         for index, claim in enumerate(claims):
@@ -520,6 +525,13 @@ def build_report(
     if curved is not None:
         report.frontier_sensitivity = frontier_sensitivity(report, changed)
     return report
+
+
+def primary_contrast_arms(arms: list[str], kinds: dict[str, str], reference: str, headline: str | None) -> list[str]:
+    """The arms the reference is declared to be compared with first: plain L1 (the headline) and the L1 warm-up, the
+    two practices the question is about; whichever of them the study has."""
+    warmups = [arm for arm in arms if kinds.get(arm) == "l1_warmup" and arm != reference]
+    return [arm for arm in [headline, *warmups] if arm is not None and arm in arms and arm != reference]
 
 
 def _verdict_key(claim: Claim) -> tuple:
@@ -756,13 +768,15 @@ def render_markdown(
         *([lead, "", "## The language model", ""] if lead else []),
         "How to read it: every comparison is made at exactly the L0 target, each arm and seed read off its own frontier of runs "
         "(interpolated in log L0); differences are paired over seeds (arms share a seed's initialisation and batch order), "
-        "with 95% paired t intervals; p-values are Holm-corrected within each question, the primary endpoint's tests (arms × targets) "
-        "as one family and the secondary endpoints' as another; a direction is claimed only where the "
+        "with 95% paired t intervals; p-values are Holm-corrected within each question, the primary contrasts' tests (the reference "
+        "against plain L1 and the L1 warm-up on the primary endpoint, at every target) as one family and every other comparison as "
+        "another; the primary contrasts carry the question's verdict, and the counts over all arms are a summary, not evidence "
+        "(they reuse the reference's runs); a direction is claimed only where the "
         f"corrected p is below {ALPHA:g}, else the difference is unresolved. Error is controlled per question, not across them: "
         "with six questions, a false primary verdict somewhere in the report is more likely than 5%. Each question names one primary endpoint. "
         "A direction that changes when the frontier is read as a parabola instead of a line is reported unresolved. "
         "A comparison with a seed missing its value (no rise, no settling, off the frontier) or with no spread between seeds is not tested. "
-        "Constant τ is plain L1 with λ/τ: it is an equivalence check, left out of tallies and correlations.",
+        "Constant τ is plain L1 with λ/τ: it is an equivalence check, left out of the counts and correlations.",
         "",
         f"- Reference arm: **{ref}**; compared with {', '.join(report.names[a] for a in compared)}.",
         f"- Final held-out L0 targets: {', '.join(f'{t:g}' for t in report.targets)}; seeds: {', '.join(map(str, report.seeds))}.",
@@ -802,9 +816,14 @@ def render_markdown(
             }
             lines += [empty.get(key, "No data."), ""]
             continue
+        primary = [c for c in claims if c.kind == "comparison" and c.primary]
+        if primary:
+            against = " and ".join(report.names[a] for a in dict.fromkeys(c.other for c in primary if c.other))
+            lines += [f"**The verdict: the primary contrasts**, {ref} against {against} on the primary endpoint, one Holm family:", ""]
+            lines += [f"- **{c.verdict}** ({report.names.get(c.other or '', c.other)}): {c.text}" for c in primary] + [""]
         tallies = [c for c in claims if c.kind == "tally"]
         if tallies:
-            lines += [f"**Summary**, {ref} against every compared arm:", ""] + [f"- {claim.text}" for claim in tallies] + [""]
+            lines += [f"**Counts**, {ref} against every compared arm (a summary, not evidence):", ""] + [f"- {claim.text}" for claim in tallies] + [""]
         for table_key, frame in report.tables.items():
             question, column = table_key.split(":", 1)
             if question == key:
