@@ -108,3 +108,31 @@ def test_calibration_with_the_real_trainer_on_a_tiny_dataset(tmp_path):
     # sparser targets need larger λ
     lambdas = [t.l1_coefficient for t in calibration.targets]
     assert lambdas == sorted(lambdas, reverse=True)
+
+
+def test_no_probe_becomes_the_run_of_two_targets():
+    """Where L0 barely moves with λ, one probe is the nearest to two targets: each target still gets a run of its own
+    (two targets sharing one run would be one SAE counted twice, under two run names)."""
+
+    def flat(l1_coefficient: float, target: float) -> Probe:  # L0 50 whatever λ: the nearest probe to 20 is also 50's
+        return Probe(l1_coefficient, 50.0, 0.9, f"lam{l1_coefficient:.4g}", target)
+
+    calibration = calibrate_arm(ArmCalibration("arm", 1.0, SETTINGS, "k"), (20.0, 50.0, 100.0), flat, show_progress=False)
+    runs = [result.run_name for result in calibration.targets]
+    assert len(set(runs)) == 3, runs
+    assert {probe.run_name for probe in calibration.probes} >= set(runs)
+    assert [result.within_tolerance for result in calibration.targets] == [False, True, False]
+
+
+def test_a_target_that_converges_on_another_targets_run_trains_its_own_a_step_off_it():
+    """Two targets whose one tried λ is the best for both: the second steps off it instead of reusing the run."""
+
+    def plateau(l1_coefficient: float, target: float) -> Probe:  # a plateau at L0 40 below λ 1, steep above
+        return Probe(l1_coefficient, 40.0 if l1_coefficient < 1.0 else 40.0 / l1_coefficient**6, 0.9, f"lam{l1_coefficient:.4g}", target)
+
+    settings = SETTINGS.model_copy(update={"max_probes_per_target": 1})
+    # target 30: one probe at λ 0.5, L0 40 (out of tolerance, but the nearest); target 40: the search proposes λ 0.5 again
+    calibration = calibrate_arm(ArmCalibration("arm", 1.0, settings, "k"), (30.0, 40.0), plateau, show_progress=False)
+    first, second = calibration.targets
+    assert first.l1_coefficient == 0.5 and second.l1_coefficient == pytest.approx(0.5 / 1.1, rel=1e-3)
+    assert first.run_name != second.run_name and second.within_tolerance

@@ -14,7 +14,9 @@ log L0 against log λ:
 Every step is limited to max_step_factor from the nearest probe. A probe within the tolerance of
 a target is accepted and kept as that target's seed-0 run (the probes are full-length runs, so no
 short-run bias enters). After max_probes_per_target the closest probe is taken and flagged. Any
-probe serves every target, so later targets often start from a bracket. The state is written
+probe informs every target's search, so later targets often start from a bracket, but a probe is
+one run and becomes at most one target's run: a target whose search lands on another target's run
+(a flat stretch of L0(λ)) trains one of its own, a step off it. The state is written
 after every probe, so an interrupted calibration resumes without retraining.
 """
 
@@ -32,6 +34,7 @@ from taulib.sweep.spec import CalibrationSettings, round_lambda
 
 CALIBRATION_VERSION = 1
 _MIN_L0 = 0.01  # an SAE with (almost) no active latents: log L0 stays finite, "far too sparse"
+TWIN_STEP = 1.1  # λ's step off another target's run when the search converges on it (L0 moves ~10% with it)
 
 
 @dataclass(frozen=True)
@@ -141,21 +144,27 @@ def calibrate_arm(
     """
     settings = calibration.settings
     calibration.targets = []
+    assigned: set[str] = set()  # a probe is one run: it is one target's run, never two targets'
     bar = progress_bar(total=len(targets), desc=f"calibrate λ {calibration.arm}", unit="target", disable=not show_progress)
     for target in targets:
         tried = 0
         while True:
-            hits = [p for p in calibration.probes if within_tolerance(p.l0, target, settings.tolerance)]
-            if hits or tried >= settings.max_probes_per_target:
+            free = [p for p in calibration.probes if p.run_name not in assigned]
+            hits = [p for p in free if within_tolerance(p.l0, target, settings.tolerance)]
+            if hits or (free and tried >= settings.max_probes_per_target):
                 break
             proposal = propose_lambda(calibration.probes, target, calibration.tau_final, settings)
-            if any(math.isclose(p.l1_coefficient, proposal, rel_tol=1e-9) for p in calibration.probes):
+            twin = next((p for p in calibration.probes if math.isclose(p.l1_coefficient, proposal, rel_tol=1e-9)), None)
+            if twin is not None and twin.run_name not in assigned:
                 break  # the search has converged on a λ already tried: more probes would repeat it
+            if twin is not None:  # it converged on another target's run: this target needs a run of its own, one step off it
+                proposal = round_lambda(proposal * (TWIN_STEP if twin.l0 > target else 1 / TWIN_STEP))
             calibration.probes.append(train_probe(proposal, target))
             tried += 1
             if save is not None:
                 save(calibration)
-        best = _best(calibration.probes, target)
+        best = _best([p for p in calibration.probes if p.run_name not in assigned], target)
+        assigned.add(best.run_name)
         calibration.targets.append(
             TargetResult(target, best.l1_coefficient, best.l0, best.run_name, within_tolerance(best.l0, target, settings.tolerance), tried)
         )
