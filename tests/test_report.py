@@ -209,6 +209,10 @@ def test_a_failed_run_leaves_its_arm_in_the_report(sweep, tmp_path):
     others = {claim["other"] for claim in claims if claim.get("other")}
     assert {"baseline", "higher_floor"} <= others
     assert any(claim["question"] == "lower_bound" for claim in claims)
+    # the missing runs are listed with the cells they would have fed, none of which was read across them
+    report_text = (outputs / "REPORT.md").read_text()
+    assert "Planned runs with no result (failed, removed, or never calibrated)" in report_text
+    assert report_text.count(f", seed {seed}, L0 target {target:g} (cells it would have fed: L0 {target:g}") == 2  # both arms' runs
 
 
 def test_a_direction_the_frontier_curvature_decides_is_reported_unresolved(sweep, monkeypatch):

@@ -48,6 +48,35 @@ def test_read_at_l0_interpolates_in_log_l0_and_refuses_what_it_cannot_reach():
     assert far.status == "unmatched" and math.isnan(far.value)
 
 
+def test_a_missing_middle_run_on_a_curved_frontier_is_a_gap_not_a_reading_across_it():
+    """Runs planned at L0 targets 20, 50 and 100 on a frontier curved in log L0; seed 1's middle run failed. Read across
+    the gap, the line between its 20 and 100 runs misses the curve at 50 by a seed-sized amount and would pass for a
+    difference; it is reported as a gap instead, and every other cell is read as before."""
+
+    def curved(l0: float) -> float:
+        return 0.9 - 0.04 * (math.log(l0) - math.log(50.0)) ** 2 - 0.03 * math.log(100.0 / l0)
+
+    rows = [
+        {"arm": "a", "seed": seed, "l0_target": target, "final_l0": target * 1.03, "final_explained_variance": curved(target * 1.03)}
+        for seed in SEEDS
+        for target in TARGETS
+        if not (seed == 1 and target == 50.0)
+    ]
+    across = read_at_l0([20.6, 103.0], [curved(20.6), curved(103.0)], 50.0)  # what a reading without the grid does
+    assert across.status == "bracketed" and curved(50.0) - across.value > 0.02  # the fill is off by far more than seed noise
+    gap = read_at_l0([20.6, 103.0], [curved(20.6), curved(103.0)], 50.0, slots=[20.0, 100.0], grid=TARGETS)
+    assert gap.status == "gap" and math.isnan(gap.value) and (gap.lower_l0, gap.upper_l0) == (20.6, 103.0)
+    matched = matched_table(pd.DataFrame(rows), ["final_explained_variance"])
+    cell = lambda seed, target: matched[(matched["seed"] == seed) & (matched["l0_target"] == target)].iloc[0]  # noqa: E731
+    assert cell(1, 50.0)["match"] == "gap" and math.isnan(cell(1, 50.0)["final_explained_variance"])
+    assert cell(0, 50.0)["match"] == "bracketed" and cell(0, 50.0)["final_explained_variance"] == pytest.approx(curved(50.0), abs=2e-3)
+    # at 100 the reading would also lean on the missing run (the lower bracket): a gap too, where the other seeds bracket it
+    assert cell(1, 100.0)["match"] == "gap" and cell(0, 100.0)["match"] == "bracketed"
+    from taulib.analysis.report import missing_runs
+
+    assert missing_runs(matched, TARGETS) == [("a", 1, 50.0, "L0 50, L0 100")]
+
+
 def test_an_l0_offset_inside_the_old_tolerance_produces_no_verdict():
     """Two arms on the same frontier, one landing 12% denser than every target (inside the old ±15%):
     compared run by run, the denser arm 'wins' explained variance; read off the frontier it does not."""

@@ -677,8 +677,9 @@ def markdown_table(frame: pd.DataFrame, index_label: str = "") -> str:
 
 def sparsity_table(report: Report, table: pd.DataFrame, tolerance: float | None) -> pd.DataFrame:
     """Every run's achieved final L0 by arm and target (seeds in order), its λ, and how each seed's
-    value at the target was read off the frontier (b: bracketed, n: within 2%, u: unmatched)."""
-    codes = {"bracketed": "b", "near": "n", "unmatched": "u"}
+    value at the target was read off the frontier (b: bracketed, n: within 2%, u: unmatched, g: unmatched, a planned run
+    missing between the runs around it)."""
+    codes = {"bracketed": "b", "near": "n", "unmatched": "u", "gap": "g"}
     rows = {}
     for arm, group in table.groupby("arm", sort=False):
         cells = {}
@@ -697,11 +698,34 @@ def sparsity_table(report: Report, table: pd.DataFrame, tolerance: float | None)
 
 def matching_summary(report: Report) -> str:
     counts = report.matched["match"].value_counts()
-    return (
+    summary = (
         f"Of {len(report.matched)} arm × seed × target cells, {counts.get('bracketed', 0)} were read between two runs bracketing the target, "
-        f"{counts.get('near', 0)} extrapolated from a run within {MATCH_TOLERANCE:.0%} of it, and {counts.get('unmatched', 0)} could not be matched "
-        "(left out of every comparison)."
+        f"{counts.get('near', 0)} extrapolated from a run within {MATCH_TOLERANCE:.0%} of it, and {counts.get('unmatched', 0) + counts.get('gap', 0)} "
+        "could not be matched (left out of every comparison)"
     )
+    if counts.get("gap", 0):
+        summary += f", {counts['gap']} of them because a planned run between the runs around the target is missing"
+    missing = missing_runs(report.matched, report.targets)
+    if not missing:
+        return summary + "."
+    listed = "; ".join(f"{report.names.get(arm, arm)}, seed {seed}, L0 target {target:g} (cells it would have fed: {fed})" for arm, seed, target, fed in missing)
+    return summary + f". Planned runs with no result (failed, removed, or never calibrated): {listed}."
+
+
+def missing_runs(matched: pd.DataFrame, targets: list[float]) -> list[tuple[str, int, float, str]]:
+    """Each (arm, seed, target) of the matched cells whose own run is missing, with the cells it would have fed: its
+    own target's and those now unmatched for a gap across it."""
+    found = []
+    if matched.empty or "run_l0" not in matched:
+        return found
+    for (arm, seed), cells in matched.groupby(["arm", "seed"], sort=False):
+        absent = cells[~np.isfinite(cells["run_l0"].to_numpy(dtype=float))]
+        for target in absent["l0_target"]:
+            position = targets.index(float(target)) if float(target) in targets else -1
+            near = {targets[k] for k in (position - 1, position, position + 1) if 0 <= k < len(targets)}
+            fed = cells[cells["l0_target"].isin(near) & (cells["match"] == "gap")]["l0_target"]
+            found.append((str(arm), int(seed), float(target), ", ".join(f"L0 {t:g}" for t in sorted(set(fed.tolist()) | {float(target)}))))
+    return found
 
 
 def wall_time_line(summary: dict) -> str:
