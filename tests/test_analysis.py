@@ -5,7 +5,7 @@ import pytest
 from synthetic_study import STEPS, WIDTH, write_synthetic_study
 
 from taulib.analysis.checkpoint_state import cosine_histograms, density_bins, first_letter_latents, probing_latents
-from taulib.analysis.matched import MatchedSettings, formation_table, run_row
+from taulib.analysis.matched import formation_table
 from taulib.analysis.orthogonality import (
     checkpoint_at_position,
     lower_bound_pairs,
@@ -25,10 +25,6 @@ def study(tmp_path_factory):
 def test_formation_table_is_the_reports_formation_measures_per_run(study):
     table = formation_table(study)
     assert list(table.index) == [arm.name for arm in study.arms]
-    settings = MatchedSettings(latent_formation=None)
-    for arm in study.arms:  # the very numbers the report compares
-        row = run_row(arm, settings)
-        assert table.loc[arm.name].to_dict() == pytest.approx({k: row[k] for k in table.columns if k != "arm"} | {"arm": row["arm"]}, nan_ok=True)
     column = "formation_sae_top_1_accuracy"
     # the synthetic linear arm approaches its final values with a 3× longer time constant; the two
     # cosine arms share one, and a time is a share of the change, so theirs are equal. Their accuracy

@@ -46,8 +46,24 @@ def test_an_sae_at_a_density_fires_that_share_of_each_latents_tokens():
         assert torch.allclose(per_latent, torch.full_like(per_latent, density), atol=1 / 400 + 1e-6)
 
 
-def test_the_real_timer_returns_a_ladder_density():
-    assert switch.measure_crossover(_batch(tokens=128), 64, torch.float32) in (0.0, *switch.DENSITY_LADDER)
+def test_the_real_timer_times_each_side_at_its_density_and_the_search_stops_at_the_first_loss():
+    """With the real step timer (machine-dependent seconds, so the answer is recomputed from the timings it gave): the
+    dense step is timed once, the sparse one up the ladder on SAEs at each density, until the first density it loses at."""
+    x, calls = _batch(tokens=400), []
+
+    def recording(sae, x, dtype, max_density):
+        seconds = switch.step_seconds(sae, x, dtype, max_density)
+        calls.append((max_density, float((sae.encode(x) > 0).float().mean()), seconds))
+        return seconds
+
+    crossover = switch.measure_crossover(x, 64, torch.float32, recording)
+    (dense_side, _, dense), *sparse = calls
+    assert dense_side == 0.0 and all(side == 1.0 for side, _, _ in sparse) and all(seconds > 0 for _, _, seconds in calls)
+    tried = switch.DENSITY_LADDER[: len(sparse)]
+    assert [fired for _, fired, _ in sparse] == pytest.approx(list(tried), abs=1 / 400 + 1e-6)  # each sparse step at its density
+    won = [seconds < dense for _, _, seconds in sparse]
+    assert all(won[:-1]) and (won[-1] is False or len(sparse) == len(switch.DENSITY_LADDER))  # it stopped at the first loss
+    assert crossover == (tried[-1] if won[-1] else (tried[-2] if len(tried) > 1 else 0.0))
 
 
 def test_the_crossover_is_measured_once_per_machine_dtype_and_shape(monkeypatch, tmp_path):

@@ -494,7 +494,7 @@ def build_report(
         def is_primary(item: dict, contrasts: set[str] = contrasts) -> bool:
             return item["endpoint"].primary and item["other"] in contrasts
 
-        adjusted, family = _holm_by_role(items, is_primary, lambda item: math.nan if out_of_range else item["gap"].p_value)
+        adjusted, family = _holm_by_role(items, is_primary, lambda item, skip=out_of_range: math.nan if skip else item["gap"].p_value)
         claims = [
             _out_of_range_claim(item["endpoint"], item["other"], item["target"], width)
             if out_of_range
