@@ -52,6 +52,7 @@ from taulib.analysis.report import (
     build_report,
     ground_truth_report,
     markdown_table,
+    planned_identities,
     render_markdown,
     sparsity_table,
     study_context,
@@ -106,7 +107,16 @@ figures["05_pareto_early"]
 # each run's per-sequence CE losses at its final checkpoint: the CE-loss comparisons include the text's error
 # the evaluation samples' own error: the CE sequences' and the probing test sets' (bootstraps shared by every run)
 report = build_report(
-    table, reference_arm, floor_partner, headline_arm, names, settings, kinds, final_sequence_losses(study), probing_replicates=probe_replicates(study, settings)
+    table,
+    reference_arm,
+    floor_partner,
+    headline_arm,
+    names,
+    settings,
+    kinds,
+    final_sequence_losses(study),
+    probing_replicates=probe_replicates(study, settings),
+    identities=planned_identities(outputs),  # the identity arms as the sweep planned them (outputs/sweeps/plan.json)
 )
 # the ground-truth verdict: this study's own when it is the synthetic model's, else its study's beside this one
 ground_truth_dir = Path(ground_truth_dir) if ground_truth_dir else outputs / GROUND_TRUTH_FOLDER

@@ -349,3 +349,22 @@ def test_a_constant_arm_with_one_run_is_an_identity_check_against_its_plain_l1_t
     # swept like the others (as many runs as plain L1): the paired equivalence test instead, not this
     full = same[same["arm"] == "plain"].assign(arm="constant")
     assert identity_arms(pd.concat([same[same["arm"] == "plain"], full], ignore_index=True), kinds, "plain") == []
+
+
+def test_identity_arms_are_the_ones_the_sweep_planned_not_the_ones_with_fewer_runs():
+    """A constant-τ arm that lost runs is still an arm of the comparison when the sweep did not plan it as an identity
+    check; one the sweep planned is an identity check however many runs it has. The plan (outputs/sweeps/plan.json) says."""
+    kinds = {"plain": "none", "constant": "constant"}
+    table = _identity_table()
+    assert identity_arms(table, kinds, "plain", planned={}) == []  # planned as an arm: one run left is not an identity
+    assert identity_arms(table, kinds, "plain", planned={"constant": "plain"}) == ["constant"]
+    assert identity_arms(table, kinds, "plain") == ["constant"]  # without a plan: the old rule, by run counts
+
+
+def test_the_planned_identities_are_read_from_the_sweeps_plan(tmp_path):
+    from taulib.analysis.report import planned_identities
+
+    assert planned_identities(tmp_path) is None
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "plan.json").write_text(json.dumps({"identities": {"constant_0.3": "baseline_plain_l1"}, "runs": []}))
+    assert planned_identities(tmp_path) == {"constant_0.3": "baseline_plain_l1"}

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from taulib import atomic
 from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, MatchedSettings
@@ -175,10 +176,22 @@ def constant_coefficient_arms(table: pd.DataFrame, kinds: dict[str, str], headli
     return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in CONSTANT_COEFFICIENT_KINDS and arm != headline]
 
 
-def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str) -> list[str]:
-    """Constant-coefficient arms with fewer runs than the headline arm: a sweep's identity runs (taulib.sweep.spec)."""
+def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str, planned: dict[str, str] | None = None) -> list[str]:
+    """The sweep's identity arms of the headline arm (taulib.sweep.spec): as the sweep planned them (`planned`, the
+    identities of outputs/sweeps/plan.json) — a constant arm that merely lost runs is not one. Without a plan (a study
+    made before plan.json recorded them), constant-coefficient arms with fewer runs than the headline arm."""
+    present = set(table["arm"])
+    if planned is not None:
+        return [arm for arm, twin in planned.items() if twin == headline and arm in present]
     runs = table["arm"].value_counts()
     return [arm for arm in constant_coefficient_arms(table, kinds, headline) if runs[arm] < runs.get(headline, 0)]
+
+
+def planned_identities(outputs_root: Path) -> dict[str, str] | None:
+    """The identity arms the sweep planned (outputs/sweeps/plan.json), None for a study without that record."""
+    path = Path(outputs_root) / "sweeps" / "plan.json"
+    plan = atomic.read_json(path) if path.is_file() else {}
+    return dict(plan["identities"]) if "identities" in plan else None
 
 
 PENALTY_COLUMN_MARK = "l1_coefficient"  # columns holding λ/τ (taulib.analysis.orthogonality.tau_trajectory_summary)
@@ -423,6 +436,7 @@ def build_report(
     sequence_losses: dict[str, SequenceLosses] | None = None,
     frontier_shape: FrontierShape = "linear",
     probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
+    identities: dict[str, str] | None = None,
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
@@ -432,13 +446,14 @@ def build_report(
     comparisons include the evaluation text's sampling error, and `probing_replicates`
     (taulib.analysis.probe_bootstrap.probe_replicates) lets the probing endpoints' include the probing
     test set's. The report is built on the linear
-    frontier reading and checked against the quadratic one (`frontier_sensitivity`)."""
+    frontier reading and checked against the quadratic one (`frontier_sensitivity`). `identities`: the identity arms
+    the sweep planned (`planned_identities`), the one source of which arms are identity checks."""
     settings = settings or MatchedSettings()
     # an identity arm's one run (taulib.sweep.spec) is checked against its plain-L1 twin, then leaves the table:
     # it has no frontier of its own to match on
     identity_claims = []
     if headline is not None:
-        for arm in identity_arms(table, kinds or {}, headline):
+        for arm in identity_arms(table, kinds or {}, headline, identities):
             identity_claims.append(_identity_claim(table, arm, headline, {a: a for a in table["arm"]} | (names or {})))
             table = table[table["arm"] != arm]
     arms = list(dict.fromkeys(table["arm"]))
@@ -465,7 +480,7 @@ def build_report(
     # every direction that changes there is reported unresolved (frontier_sensitivity lists them)
     curved = None
     if frontier_shape == "linear":
-        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates)
+        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates, identities)
     curved_verdicts = {_verdict_key(c): c.verdict for c in curved.claims if c.kind == "comparison"} if curved is not None else {}
     changed: list[tuple[Claim, str]] = []
     width = int(table["width"].min()) if "width" in table else 0
@@ -587,7 +602,7 @@ def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings 
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     # as notebooks/05_report: the plain-L1 arm is the headline, so that constant τ is its equivalence check, not a compared arm
     headline = next((name for name, kind in kinds.items() if kind == "none" and name != reference), None)
-    return build_report(table, reference, None, headline, names, settings, kinds)
+    return build_report(table, reference, None, headline, names, settings, kinds, identities=planned_identities(folder))
 
 
 def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:
