@@ -55,3 +55,13 @@ def test_recalibrating_measures_again_and_drops_the_stale_values(tmp_path):
     again = SpeedCache(cache_file, key="k", recalibrate=True)
     assert again.get("a", lambda: 3.0) == 3.0 and again.measured == ["a"]
     assert json.loads(cache_file.read_text())["k"] == {"a": 3.0}  # b's stale value is gone, to be measured when needed
+
+
+def test_a_measurement_may_read_other_cached_values_without_waiting_for_itself(tmp_path):
+    """A timing that needs another cached timing (the training step's needs the sparse switch's crossover) nests a miss
+    inside a miss: the lock is re-entrant in one process, and both values are saved."""
+    cache_file = tmp_path / "machine_speed.json"
+    inner = SpeedCache(cache_file, key="k")
+    outer = SpeedCache(cache_file, key="k")
+    assert outer.get("step", lambda: inner.get("crossover", lambda: 0.02) + 1.0) == 1.02
+    assert json.loads(cache_file.read_text())["k"] == {"crossover": 0.02, "step": 1.02}

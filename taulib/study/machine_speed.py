@@ -10,12 +10,13 @@ atomically, so a second `taulib sweep` or `study` on the same machine measures n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +82,50 @@ class SpeedCache:
 
     def get(self, name: str, measure: Callable[[], float]) -> float:
         """The cached value, else measured and saved. A miss is settled under a file lock, so that processes sharing
-        the cache (a study's workers) measure a value once and all use that one, and none loses another's entries."""
+        the cache (a study's workers) measure a value once and all use that one, and none loses another's entries. The
+        lock is re-entrant within a process: a measurement may itself read other cached values."""
         if name in self.all.get(self.key, {}):
             return self.all[self.key][name]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            stored = atomic.read_json(self.path) if self.path.is_file() else {}
-            stored = stored if isinstance(stored, dict) else {}
-            for key, found in stored.items():  # what other processes saved meanwhile (their value wins: it is in use)
-                fresh = {n: v for n, v in found.items() if key != self.key or self.stale.get(n) != v}
-                self.all.setdefault(key, {}).update(fresh)
+        with _cache_lock(self.path):
+            self._merge_stored()
             values = self.all.setdefault(self.key, {})
             if name not in values:
-                values[name] = float(measure())
+                value = float(measure())
+                self._merge_stored()  # what a nested measurement saved meanwhile
+                values = self.all.setdefault(self.key, {})
+                values[name] = value
                 self.measured.append(name)
-                atomic.write_json(self.path, {**stored, self.key: values})
+                stored = atomic.read_json(self.path) if self.path.is_file() else {}
+                atomic.write_json(self.path, {**(stored if isinstance(stored, dict) else {}), self.key: values})
         return values[name]
+
+    def _merge_stored(self) -> None:
+        """What other processes (or nested measurements) saved: their values win, they are in use; stale ones do not."""
+        stored = atomic.read_json(self.path) if self.path.is_file() else {}
+        for key, found in (stored if isinstance(stored, dict) else {}).items():
+            fresh = {n: v for n, v in found.items() if key != self.key or self.stale.get(n) != v}
+            self.all.setdefault(key, {}).update(fresh)
+
+
+_HELD_LOCKS: set[str] = set()  # the cache files whose lock this process holds
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock beside the cache file, shared by processes and re-entrant within one (flock on a second open
+    of the same file in one process would wait for itself)."""
+    key = str(path.resolve())
+    if key in _HELD_LOCKS:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _HELD_LOCKS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(key)
 
 
 # ----------------------------------------------------------------------------- the measurements
