@@ -51,7 +51,9 @@ from taulib.analysis.report import (
     GROUND_TRUTH_FOLDER,
     build_report,
     ground_truth_report,
+    headline_arm_of,
     markdown_table,
+    planned_aa_controls,
     planned_identities,
     render_markdown,
     sparsity_table,
@@ -78,7 +80,7 @@ table = run_table(study, settings)
 names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
 kinds = {arm.name: arm.config.schedule.kind for arm in one_per_arm.arms}
 if headline_arm is None:
-    headline_arm = next((arm.name for arm in one_per_arm.arms if arm.config.schedule.kind == "none" and arm.name != reference_arm), None)
+    headline_arm = headline_arm_of(one_per_arm.arms, reference_arm)
 floor_partner = lower_bound_partner(study, reference_arm) if reference_arm in names else None
 print(f"{len(table)} runs; arms: {', '.join(names)}; L0 targets {study.l0_targets}; seeds {study.seeds}")
 table.groupby(["arm", "l0_target"])[["final_l0", "final_explained_variance", "l1_coefficient"]].mean()
@@ -117,6 +119,7 @@ report = build_report(
     final_sequence_losses(study),
     probing_replicates=probe_replicates(study, settings),
     identities=planned_identities(outputs),  # the identity arms as the sweep planned them (outputs/sweeps/plan.json)
+    aa_controls=planned_aa_controls(outputs),  # and its A/A control
 )
 # the ground-truth verdict: this study's own when it is the synthetic model's, else its study's beside this one
 ground_truth_dir = Path(ground_truth_dir) if ground_truth_dir else outputs / GROUND_TRUTH_FOLDER

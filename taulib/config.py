@@ -396,6 +396,7 @@ class SweepLabel(StrictModel):
 
     arm: str = Field(description="the arm's parameter file (its stem) the run was generated from")
     l0_target: float = Field(gt=0, description="the final held-out L0 its λ was calibrated for")
+    aa_of: str | None = Field(None, description="the A/A control's runs: the arm they repeat, calibrated a second time on their own")
 
 
 

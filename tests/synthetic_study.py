@@ -158,9 +158,12 @@ SWEEP_SEEDS = (0, 1, 2)
 NOISE = 0.01  # standard deviation of the seed noise on explained variance and probing accuracy
 
 
+AA_ARM = "baseline_again"  # write_synthetic_sweep(aa=True): baseline's formulas again, with seed noise of its own
+
+
 def sweep_metrics(arm: str, target: float, seed: int) -> pd.DataFrame:
     """The evaluation table of one synthetic sweep run (before step/tokens/τ columns are added)."""
-    _, cosine_end, scale = SWEEP_ARMS[arm]
+    _, cosine_end, scale = SWEEP_ARMS["baseline" if arm == AA_ARM else arm]
     rng = np.random.default_rng(zlib.crc32(f"{arm}|{target}|{seed}".encode()))
     scale *= 1 + rng.normal(0, 0.05)  # seeds form a little faster or slower
     steps = np.array(STEPS)
@@ -188,15 +191,17 @@ def sweep_metrics(arm: str, target: float, seed: int) -> pd.DataFrame:
 
 
 def sweep_lambda(arm: str, target: float) -> float:
-    schedule = SWEEP_ARMS[arm][0]
-    return round(0.4 * 10 / target * schedule.get("tau_final", 1.0), 6)
+    schedule = SWEEP_ARMS["baseline" if arm == AA_ARM else arm][0]
+    return round(0.4 * 10 / target * schedule.get("tau_final", 1.0) * (1.1 if arm == AA_ARM else 1.0), 6)
 
 
-def write_synthetic_sweep(outputs: Path) -> Path:
-    """A sweep study (4 arms × 2 L0 targets × 3 seeds) as `make study` leaves it, metrics from formulas."""
+def write_synthetic_sweep(outputs: Path, aa: bool = False) -> Path:
+    """A sweep study (4 arms × 2 L0 targets × 3 seeds) as `make study` leaves it, metrics from formulas; `aa`: with
+    baseline's A/A control (AA_ARM: the same formulas, noise of its own), as the sweep plans it."""
     outputs.mkdir(parents=True, exist_ok=True)
     runs = []
-    for index, (arm, (schedule, _, _)) in enumerate(SWEEP_ARMS.items()):
+    arms = dict(SWEEP_ARMS) | ({AA_ARM: SWEEP_ARMS["baseline"]} if aa else {})
+    for index, (arm, (schedule, _, _)) in enumerate(arms.items()):
         for target in SWEEP_TARGETS:
             for seed in SWEEP_SEEDS:
                 name = f"{arm}__lam{sweep_lambda(arm, target):.4g}__seed{seed}"
@@ -204,7 +209,7 @@ def write_synthetic_sweep(outputs: Path) -> Path:
                     {
                         "run_name": name,
                         "seed": seed,
-                        "sweep": {"arm": arm, "l0_target": target},
+                        "sweep": {"arm": arm, "l0_target": target} | ({"aa_of": "baseline"} if arm == AA_ARM else {}),
                         "sae": {"width": WIDTH},
                         "schedule": schedule,
                         "training": {
@@ -218,7 +223,8 @@ def write_synthetic_sweep(outputs: Path) -> Path:
                 _write_run(outputs, config, sweep_metrics(arm, target, seed), index)
                 runs.append({"run_name": name, "status": "ok", "seed": seed, "sweep": {"arm": arm, "l0_target": target}})
     (outputs / "sweeps").mkdir(exist_ok=True)
-    (outputs / "sweeps" / "plan.json").write_text(json.dumps({"tolerance": 0.15, "runs": runs}))
+    plan = {"tolerance": 0.15, "runs": runs} | ({"aa_controls": {AA_ARM: "baseline"}} if aa else {})
+    (outputs / "sweeps" / "plan.json").write_text(json.dumps(plan))
     (outputs / "study_summary.json").write_text(
         json.dumps({"seconds": 600.0, "extraction_seconds": 60.0, "calibration_seconds": 120.0, "profile": "default", "runs": runs})
     )

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_study import SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
+from synthetic_study import AA_ARM, SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
 
 from taulib.analysis.intervals import Estimate
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.orthogonality import lower_bound_pairs
-from taulib.analysis.report import _identity_claim, build_report, endpoints, identity_arms
+from taulib.analysis.report import _identity_claim, build_report, endpoints, headline_arm_of, identity_arms, planned_aa_controls, render_markdown
 from taulib.analysis.study_data import load_study
 from taulib.study.run import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
 
@@ -368,3 +368,42 @@ def test_the_planned_identities_are_read_from_the_sweeps_plan(tmp_path):
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / "plan.json").write_text(json.dumps({"identities": {"constant_0.3": "baseline_plain_l1"}, "runs": []}))
     assert planned_identities(tmp_path) == {"constant_0.3": "baseline_plain_l1"}
+
+
+def test_the_aa_control_is_compared_with_its_arm_on_every_endpoint_and_answers_no_question(tmp_path):
+    """baseline's A/A control (the same formulas, its own seed noise, its own λ) is unresolved everywhere; it is
+    matched like an arm but is neither compared, nor an equivalence arm, nor the headline."""
+    outputs = write_synthetic_sweep(tmp_path / "aa", aa=True)
+    study = load_study(outputs)
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    assert planned_aa_controls(outputs) == {AA_ARM: "baseline"} and names[AA_ARM] == names["baseline"] + " again (A/A)"
+    assert headline_arm_of(arms, "tightened") == "baseline"
+    table = run_table(study)
+    report = build_report(table, "tightened", None, "baseline", names, kinds=kinds, aa_controls=planned_aa_controls(outputs))
+    aa = [c for c in report.claims if c.kind == "aa"]
+    measured = {e.column for e in endpoints(MatchedSettings()) if e.column in table}
+    assert {c.column for c in aa} == measured and len(aa) == len(measured) * len(SWEEP_TARGETS)
+    assert all(c.other == AA_ARM and c.verdict in ("unresolved", "no data") for c in aa)
+    tested = [c for c in aa if c.verdict == "unresolved"]
+    assert tested and all(c.numbers["family"] == len(tested) for c in tested)  # one Holm family over every A/A comparison
+    [summary] = [c for c in report.claims if c.kind == "aa_summary"]
+    assert summary.verdict == "unresolved" and f"unresolved on all {len(tested)}" in summary.text
+    assert all(c.other != AA_ARM for c in report.claims if c.kind in ("comparison", "equivalence"))
+    assert AA_ARM in set(report.matched["arm"])
+    markdown = render_markdown(report, {}, {}, pd.DataFrame(), "")
+    assert "## The A/A control" in markdown and summary.text in markdown
+
+
+def test_an_aa_control_that_differs_is_reported_loudly(sweep):
+    """The risk the control exists for: a difference where none should be. Declared as baseline's A/A control,
+    tightened (which ends with lower cosines and forms faster) is resolved, and the summary names where."""
+    _, study, table, _ = sweep
+    arms = study.one_run_per_arm().arms
+    names = {arm.name: arm.schedule_label for arm in arms}
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    report = build_report(table, "linear", None, "baseline", names, kinds=kinds, aa_controls={"tightened": "baseline"})
+    [summary] = [c for c in report.claims if c.kind == "aa_summary"]
+    assert summary.verdict == "resolved" and "RESOLVED on" in summary.text and "final_alive_excess_mean_max_cosine" in summary.text
+    assert summary.numbers["resolved"] >= 1 and not any(c.other == "tightened" for c in report.claims if c.kind == "comparison")

@@ -12,7 +12,7 @@ from taulib.cli import main
 from taulib.config import ConfigError, load_run_config
 from taulib.study.plan_check import GB, Machine
 from taulib.sweep.runs import plan_runs
-from taulib.sweep.spec import load_sweep, run_config, run_name, write_parameter_file
+from taulib.sweep.spec import AA_FIRST_PROBE_FACTOR, load_sweep, run_config, run_name, write_parameter_file
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
 
@@ -26,7 +26,8 @@ def folder(tmp_path):
 
 def test_the_repository_sweep_and_its_full_profile():
     default = load_sweep(PARAMETERS)
-    assert [arm.name for arm in default.arms] == sorted(p.stem for p in PARAMETERS.glob("[!_]*.yaml"))
+    assert [arm.name for arm in default.arms if arm.aa_of is None] == sorted(p.stem for p in PARAMETERS.glob("[!_]*.yaml"))
+    assert default.aa_controls == {"baseline_plain_l1_again": "baseline_plain_l1"}  # the A/A control (#34)
     assert len(default.l0_targets) >= 3 and len(default.seeds) >= 3
     full = load_sweep(PARAMETERS, "full")
     assert full.n_runs() > default.n_runs()
@@ -91,7 +92,8 @@ def test_sweep_command_prints_the_plan(folder, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(taulib.study.plan_check, "probe_machine", lambda outputs_root: roomy)
     assert main(["sweep", "--parameters", str(folder), "--outputs", str(tmp_path / "outputs")]) == 0
     out = capsys.readouterr().out
-    assert "runs: 55 evaluated" in out and "seeds: 0, 1, 2" in out
+    assert "runs: 64 evaluated" in out and "seeds: 0, 1, 2" in out  # 7 arms × 3 targets × 3 seeds, constant τ's one run, the A/A control's 9
+    assert "baseline_plain_l1_again is baseline_plain_l1 calibrated a second time" in out
     assert "constant_0.3 is baseline_plain_l1 with λ·τ: one identity run" in out
     assert main(["sweep", "--parameters", str(folder), "--profile", "nope"]) == 2
     assert "no profile 'nope'" in capsys.readouterr().err
@@ -151,3 +153,31 @@ def test_the_identity_lambda_keeps_lambda_over_tau_in_float32_for_every_calibrat
     lambdas = [float(f"{m * 10.0**e:.4g}") for m in range(1000, 10000, 7) for e in range(-4, 1)]
     for tau in (0.05, 0.1, 0.3, 0.5, 0.7):
         assert all(np.float32(float(f"{tau * lam:.{IDENTITY_DIGITS}g}") / tau) == np.float32(lam) for lam in lambdas)
+
+
+def test_the_aa_control_is_its_arm_swept_again_and_calibrated_on_its_own(folder, tmp_path):
+    """The A/A control: the plain-L1 arm as an arm of its own (every target × seed), its first probe
+    AA_FIRST_PROBE_FACTOR× its arm's, its runs labelled with the arm they repeat; plan.json records it. It is neither
+    an identity arm nor the identity arms' plain-L1 twin."""
+    sweep = load_sweep(folder)
+    again = sweep.arm("baseline_plain_l1_again")
+    original = sweep.arm("baseline_plain_l1")
+    assert again.aa_of == "baseline_plain_l1" and again.config == original.config and again in sweep.calibrated_arms()
+    assert sweep.identities == {"constant_0.3": "baseline_plain_l1"} and sweep.runs_of(again) == sweep.runs_of(original)
+    first = sweep.calibration_of(again).initial_effective_coefficient
+    assert first == pytest.approx(sweep.calibration_of(original).initial_effective_coefficient * AA_FIRST_PROBE_FACTOR)
+    config = run_config(again, 0.5, 1, 50.0)
+    assert config.run_name == "baseline_plain_l1_again__lam0.5__seed1" and config.sweep.aa_of == "baseline_plain_l1"
+    assert run_config(original, 0.5, 1, 50.0).sweep.aa_of is None
+    calibrations = {arm.name: _Calibration({t: 0.6459 * (i + 1) for i, t in enumerate(sweep.l0_targets)}) for arm in sweep.calibrated_arms()}
+    plan_runs(sweep, calibrations, tmp_path / "outputs")
+    import json
+
+    plan = json.loads((tmp_path / "outputs" / "sweeps" / "plan.json").read_text())
+    assert plan["aa_controls"] == {"baseline_plain_l1_again": "baseline_plain_l1"}
+    # a profile without the arm has no A/A control; a name with no parameter file is refused before anything runs
+    (folder / "_sweep.yaml").write_text((folder / "_sweep.yaml").read_text() + "  no_plain:\n    arms: [l1_warmup, cosine_0.3_to_0.05_tightened]\n")
+    assert load_sweep(folder, "no_plain").aa_controls == {}
+    (folder / "_sweep.yaml").write_text((folder / "_sweep.yaml").read_text().replace("aa_control: baseline_plain_l1", "aa_control: plain_typo"))
+    with pytest.raises(ConfigError, match="aa_control 'plain_typo' has no parameter file"):
+        load_sweep(folder)

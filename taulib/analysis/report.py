@@ -32,7 +32,7 @@ Every sentence is a `Claim`: its text quotes only numbers held in `Claim.numbers
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, Matc
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
-from taulib.analysis.study_data import StudyData
+from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.downstream import SequenceLosses
 from taulib.schedules import CONSTANT_COEFFICIENT_KINDS
 
@@ -189,9 +189,18 @@ def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str, pla
 
 def planned_identities(outputs_root: Path) -> dict[str, str] | None:
     """The identity arms the sweep planned (outputs/sweeps/plan.json), None for a study without that record."""
-    path = Path(outputs_root) / "sweeps" / "plan.json"
-    plan = atomic.read_json(path) if path.is_file() else {}
+    plan = _plan(outputs_root)
     return dict(plan["identities"]) if "identities" in plan else None
+
+
+def planned_aa_controls(outputs_root: Path) -> dict[str, str]:
+    """The A/A control the sweep planned (outputs/sweeps/plan.json): its arm → the arm it repeats; {} for none."""
+    return dict(_plan(outputs_root).get("aa_controls", {}))
+
+
+def _plan(outputs_root: Path) -> dict[str, Any]:
+    path = Path(outputs_root) / "sweeps" / "plan.json"
+    return atomic.read_json(path) if path.is_file() else {}
 
 
 PENALTY_COLUMN_MARK = "l1_coefficient"  # columns holding λ/τ (taulib.analysis.orthogonality.tau_trajectory_summary)
@@ -437,6 +446,7 @@ def build_report(
     frontier_shape: FrontierShape = "linear",
     probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
     identities: dict[str, str] | None = None,
+    aa_controls: dict[str, str] | None = None,
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
@@ -447,7 +457,8 @@ def build_report(
     (taulib.analysis.probe_bootstrap.probe_replicates) lets the probing endpoints' include the probing
     test set's. The report is built on the linear
     frontier reading and checked against the quadratic one (`frontier_sensitivity`). `identities`: the identity arms
-    the sweep planned (`planned_identities`), the one source of which arms are identity checks."""
+    the sweep planned (`planned_identities`), the one source of which arms are identity checks; `aa_controls` the A/A
+    control it planned (`planned_aa_controls`): compared with the arm it repeats on every endpoint, apart from the questions."""
     settings = settings or MatchedSettings()
     # an identity arm's one run (taulib.sweep.spec) is checked against its plain-L1 twin, then leaves the table:
     # it has no frontier of its own to match on
@@ -473,6 +484,12 @@ def build_report(
     report.primary = {e.question: e.label for e in all_endpoints if e.primary}
     report.primary_contrasts = primary_contrast_arms(arms, kinds, reference, headline)
     values = _Values(table, matched, seeds)
+    aa_controls = {aa: original for aa, original in (aa_controls or {}).items() if aa in arms and original in arms}
+    if aa_controls:
+        report.claims += aa_claims(values, all_endpoints, aa_controls, targets, names, sequence_losses, frontier_shape, probing_replicates)
+        # the A/A control is matched like an arm (report.matched keeps it) but answers none of the questions
+        table = table[~table["arm"].isin(list(aa_controls))]
+        arms = [arm for arm in arms if arm not in aa_controls]
     equivalents = constant_coefficient_arms(table, kinds, headline)
     # the floor partner is compared under the lower bound's question alone: one contrast, one Holm family
     compared = [arm for arm in arms if arm not in (reference, floor_partner) and arm not in equivalents]
@@ -480,7 +497,9 @@ def build_report(
     # every direction that changes there is reported unresolved (frontier_sensitivity lists them)
     curved = None
     if frontier_shape == "linear":
-        curved = build_report(table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates, identities)
+        curved = build_report(
+            table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates, identities, aa_controls
+        )
     curved_verdicts = {_verdict_key(c): c.verdict for c in curved.claims if c.kind == "comparison"} if curved is not None else {}
     changed: list[tuple[Claim, str]] = []
     width = int(table["width"].min()) if "width" in table else 0
@@ -542,6 +561,51 @@ def build_report(
     return report
 
 
+def aa_claims(
+    values: _Values,
+    all_endpoints: list[Endpoint],
+    aa_controls: dict[str, str],
+    targets: list[float],
+    names: dict[str, str],
+    sequence_losses: dict[str, SequenceLosses] | None,
+    frontier_shape: FrontierShape,
+    probing_replicates: dict[str, dict[str, np.ndarray]] | None,
+) -> list[Claim]:
+    """The A/A control against the arm it repeats, by the report's own machinery, on every endpoint the runs measured
+    and at every target, one Holm family; then one summary claim: unresolved everywhere, or which comparisons resolved
+    (the machinery finds a difference where there is none). Kind "aa"; the summary's verdict is "unresolved" or "resolved"."""
+    columns = set(values.table.columns)
+    measured = {endpoint.column: endpoint for endpoint in all_endpoints if endpoint.column in columns}  # an endpoint two questions share: once
+    items = [
+        _comparison(values, endpoint, original, aa, target, sequence_losses, frontier_shape, probing_replicates) | {"reference": original}
+        for aa, original in aa_controls.items()
+        for endpoint in measured.values()
+        for target in targets
+    ]
+    adjusted = holm([item["gap"].p_value for item in items])
+    size = int(np.isfinite(adjusted).sum())
+    claims = [
+        replace(_comparison_claim(item, float(p), size, item["reference"], names), question="aa", kind="aa")
+        for item, p in zip(items, adjusted, strict=True)
+    ]
+    resolved = [c for c in claims if c.verdict in ("better", "worse")]
+    tested = sum(math.isfinite(c.numbers["adjusted_p"]) for c in claims)
+    controls = ", ".join(f"{names[aa]} against {names[original]}" for aa, original in aa_controls.items())
+    if not tested:
+        text, verdict = f"A/A control ({controls}): not tested, no comparison had a value for every seed.", "no data"
+    elif not resolved:
+        text, verdict = f"A/A control ({controls}): unresolved on all {tested} comparisons tested (Holm over them), as it should be.", "unresolved"
+    else:
+        listed = "; ".join(f"{c.column} at L0 {c.numbers['l0_target']:g} ({c.numbers['difference']:+.4g}, adjusted p {_p(c.numbers['adjusted_p'])})" for c in resolved)
+        text = (
+            f"A/A control ({controls}): **RESOLVED on {len(resolved)} of {tested}** comparisons: the machinery finds a difference "
+            f"where there is none, so verdicts on these endpoints are not to be trusted at this design: {listed}."
+        )
+        verdict = "resolved"
+    summary = Claim("aa", text, {"tested": tested, "resolved": len(resolved)}, verdict, "aa_summary")
+    return [summary, *claims]
+
+
 def primary_contrast_arms(arms: list[str], kinds: dict[str, str], reference: str, headline: str | None) -> list[str]:
     """The arms the reference is declared to be compared with first: plain L1 (the headline) and the L1 warm-up, the
     two practices the question is about; whichever of them the study has."""
@@ -600,9 +664,16 @@ def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings 
     arms = study.one_run_per_arm().arms
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
-    # as notebooks/05_report: the plain-L1 arm is the headline, so that constant τ is its equivalence check, not a compared arm
-    headline = next((name for name, kind in kinds.items() if kind == "none" and name != reference), None)
-    return build_report(table, reference, None, headline, names, settings, kinds, identities=planned_identities(folder))
+    headline = headline_arm_of(arms, reference)
+    return build_report(
+        table, reference, None, headline, names, settings, kinds, identities=planned_identities(folder), aa_controls=planned_aa_controls(folder)
+    )
+
+
+def headline_arm_of(arms: Iterable[Arm], reference: str) -> str | None:
+    """The plain-L1 arm (not its A/A repeat): the detailed sentences compare against it, and constant τ is its
+    equivalence check rather than a compared arm."""
+    return next((arm.name for arm in arms if arm.config.schedule.kind == "none" and arm.name != reference and arm.aa_of is None), None)
 
 
 def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:
@@ -833,6 +904,18 @@ def render_markdown(
         "",
         *([report.frontier_sensitivity, ""] if report.frontier_sensitivity else []),
     ]
+    aa = report.by_question("aa")
+    if aa:
+        lines += ["## The A/A control", ""]
+        lines += [
+            "The plain-L1 arm swept a second time as an arm of its own, calibrated independently, and compared with it by the same "
+            "machinery (frontier reading, pairing over seeds, Holm over every comparison below). There is no difference to find: "
+            "a resolved comparison is a false alarm of the design.",
+            "",
+        ]
+        lines += [f"- {c.text}" for c in aa if c.kind == "aa_summary"]
+        flagged = [c for c in aa if c.kind == "aa" and c.verdict in ("better", "worse")]
+        lines += [f"- resolved: {c.text}" for c in flagged] + [""]
     if report.out_of_range:
         lines += ["## Out of range at this scale", "", *[f"- {line}" for line in report.out_of_range], ""]
     for name, path in figures.items():

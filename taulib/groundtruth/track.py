@@ -54,6 +54,7 @@ from taulib.metrics.orthogonality import max_cosine_to_others
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder
 from taulib.schedules import TauSchedule
+from taulib.sweep.spec import AA_FIRST_PROBE_FACTOR
 from taulib.train.trainer import activation_statistics, checkpoint_steps, learning_rate, make_optimiser, optimiser_step, warmup_steps
 
 TRACK_FILE = "_ground_truth.yaml"
@@ -67,7 +68,7 @@ FAMILY_START_TAU = 0.3  # the τ_final family starts here
 FIRST_COEFFICIENT = 1.0  # calibration's first probe (λ/τ_final on activations scaled to mean squared norm d_model)
 STEP_FACTOR = 4.0  # a calibration step while it has no bracket
 CALIBRATION_TOLERANCE = 0.05  # a probe within 5% of the target L0 ends its search
-AGAIN_START = 1.5  # the A/A arm's calibration starts from another probe than plain L1's: calibrated independently
+AGAIN_START = AA_FIRST_PROBE_FACTOR  # the A/A arm's calibration starts from another probe than plain L1's: calibrated independently
 GRID_STEP = 1.1  # each target's two runs: its calibrated coefficient × 1.1^±1 (L0 roughly ±10–20% around it)
 
 

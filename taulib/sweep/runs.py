@@ -82,7 +82,8 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
             return Probe(probe_config.training.l1_coefficient, l0, explained_variance, probe_config.run_name, target)
 
         path = folder / f"{arm.name}.json"
-        calibration = load_calibration(path, arm.name, config.schedule.to_schedule().tau_final, sweep.calibration, calibration_key(arm, sweep.calibration_seed))
+        settings = sweep.calibration_of(arm)
+        calibration = load_calibration(path, arm.name, config.schedule.to_schedule().tau_final, settings, calibration_key(arm, sweep.calibration_seed))
         results[arm.name] = calibrate_arm(calibration, sweep.l0_targets, train_probe, lambda c, path=path: save_calibration(path, c), show_progress)
     return results
 
@@ -113,6 +114,7 @@ def plan_runs(sweep: Sweep, calibrations: dict[str, ArmCalibration], outputs_roo
             "seeds": list(sweep.seeds),
             "tolerance": sweep.calibration.tolerance,
             "identities": dict(sweep.identities),
+            "aa_controls": sweep.aa_controls,
             "runs": [
                 {
                     "run_name": run.config.run_name,

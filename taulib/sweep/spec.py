@@ -72,6 +72,11 @@ class SweepFile(StrictModel):
     l0_targets: tuple[float, ...] = Field(min_length=1, description="final held-out L0 targets; each arm is calibrated to each")
     seeds: tuple[int, ...] = Field(min_length=1, description="seeds of every (arm, target); the first one's runs are the calibration probes")
     calibration: CalibrationSettings = CalibrationSettings()
+    aa_control: str | None = Field(
+        None,
+        description="an arm file (stem) swept a second time as its own arm, `<arm>_again`, calibrated independently (its first probe "
+        "AA_FIRST_PROBE_FACTOR× further): the A/A control, which the report compares with the arm on every endpoint; None: no A/A control",
+    )
     profiles: dict[str, SweepProfile] = Field(
         default_factory=dict, description="named variants of the sweep, chosen with `--profile`; 'default', unless named here, is the file as it is"
     )
@@ -104,9 +109,16 @@ def check_targets_and_seeds(targets: tuple[float, ...] | None, seeds: tuple[int,
 
 @dataclass(frozen=True)
 class SweepArm:
-    name: str  # the parameter file's stem
+    name: str  # the parameter file's stem (the A/A control's: the stem + AA_SUFFIX)
     parameter_file: Path
     config: RunConfig  # the arm's parameters with the profile's (and command line's) overrides
+    aa_of: str | None = None  # the A/A control: the arm it repeats, calibrated a second time on its own
+
+
+AA_SUFFIX = "_again"
+# the A/A control's calibration starts this factor above the first probe of its arm, so that its probes (and so its
+# runs' λ) are its own: the report then matches it to the arm across two independent calibrations, as it matches arms
+AA_FIRST_PROBE_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,17 @@ class Sweep:
 
     def calibrated_arms(self) -> tuple[SweepArm, ...]:
         return tuple(arm for arm in self.arms if arm.name not in self.identities)
+
+    @property
+    def aa_controls(self) -> dict[str, str]:
+        """The A/A control arm → the arm it repeats (at most one)."""
+        return {arm.name: arm.aa_of for arm in self.arms if arm.aa_of is not None}
+
+    def calibration_of(self, arm: SweepArm) -> CalibrationSettings:
+        """The arm's calibration settings: the sweep's, the A/A control's first probe AA_FIRST_PROBE_FACTOR× further."""
+        if arm.aa_of is None:
+            return self.calibration
+        return self.calibration.model_copy(update={"initial_effective_coefficient": self.calibration.initial_effective_coefficient * AA_FIRST_PROBE_FACTOR})
 
     def runs_of(self, arm: SweepArm) -> int:
         return 1 if arm.name in self.identities else len(self.l0_targets) * len(self.seeds)
@@ -171,6 +194,14 @@ def load_sweep(
     if missing:
         raise ConfigError(f"{path}: arms {', '.join(missing)} have no parameter file in {parameters_dir} (files: {', '.join(files)})")
     arms = tuple(SweepArm(name, files[name], load_run_config(files[name], merged or None)) for name in names)
+    if sweep.aa_control is not None:
+        original = next((arm for arm in arms if arm.name == sweep.aa_control), None)
+        if original is None and sweep.aa_control not in files:
+            raise ConfigError(f"{path}: aa_control {sweep.aa_control!r} has no parameter file in {parameters_dir} (files: {', '.join(files)})")
+        if original is not None:  # a profile that leaves the arm out has no A/A control
+            if original.name + AA_SUFFIX in files:
+                raise ConfigError(f"{path}: aa_control {original.name!r} would name its repeat {original.name + AA_SUFFIX!r}, which is a parameter file already")
+            arms += (SweepArm(original.name + AA_SUFFIX, original.parameter_file, original.config, aa_of=original.name),)
     return Sweep(
         source=path,
         profile=profile,
@@ -195,7 +226,7 @@ def _computation(config: RunConfig) -> dict[str, Any]:
 def identity_arms(arms: tuple[SweepArm, ...]) -> dict[str, str]:
     """Constant-τ arms that are the sweep's plain-L1 arm (schedule `none`) with λ·τ, each mapped to it:
     the same configuration in everything but the schedule and λ (module docstring)."""
-    plain = [arm for arm in arms if arm.config.schedule.kind == "none"]
+    plain = [arm for arm in arms if arm.config.schedule.kind == "none" and arm.aa_of is None]
     if not plain:
         return {}
     reference = plain[0]
@@ -236,8 +267,10 @@ def run_config(arm: SweepArm, l1_coefficient: float, seed: int, l0_target: float
     data["run_name"] = run_name(arm.name, value, seed, digits)
     data["seed"] = seed
     data["training"]["l1_coefficient"] = value
-    data["sweep"] = {"arm": arm.name, "l0_target": float(l0_target)}
+    data["sweep"] = {"arm": arm.name, "l0_target": float(l0_target)} | ({"aa_of": arm.aa_of} if arm.aa_of is not None else {})
     base = arm.config.description or arm.name
+    if arm.aa_of is not None:
+        base = f"A/A control: {arm.aa_of} calibrated a second time, on its own. {base}"
     if identity_of is None:
         data["description"] = f"{base} λ = {value:.{digits}g} (calibrated for final L0 ≈ {l0_target:g}), seed {seed}."
     else:
@@ -264,6 +297,11 @@ def describe(sweep: Sweep) -> str:
         *[
             f"{arm} is {reference} with λ·τ: one identity run (L0 target {sweep.identity_target:g}, seed {sweep.calibration_seed}), not calibrated"
             for arm, reference in sweep.identities.items()
+        ],
+        *[
+            f"{arm} is {original} calibrated a second time, on its own (first probe ×{AA_FIRST_PROBE_FACTOR:g}): the A/A control, "
+            f"compared with {original} on every endpoint"
+            for arm, original in sweep.aa_controls.items()
         ],
         f"final held-out L0 targets: {', '.join(f'{t:g}' for t in sweep.l0_targets)} (±{sweep.calibration.tolerance:.0%})",
         f"seeds: {', '.join(map(str, sweep.seeds))} (calibration probes use seed {sweep.calibration_seed})",
