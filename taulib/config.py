@@ -24,6 +24,7 @@ from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
 from taulib.metrics.families import FAMILY_NAMES, FAMILY_NEEDS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
+from taulib.versions import TRAINING_VERSION, versioned
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 # not a language model: activations drawn from a known sparse dictionary (taulib.activations.synthetic), the
@@ -447,7 +448,7 @@ class RunConfig(StrictModel):
 
     def fingerprint(self, *, exclude: tuple[str, ...] = ("description", "sweep", "evaluation")) -> str:
         """A stable hash of everything that determines this run's results (placement aside)."""
-        data = {k: v for k, v in self.result_defining_dict().items() if k not in exclude}
+        data = versioned({k: v for k, v in self.result_defining_dict().items() if k not in exclude}, "training_version", TRAINING_VERSION)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def result_defining_dict(self) -> dict[str, Any]:

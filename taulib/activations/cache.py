@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from taulib import atomic
+from taulib.versions import EXTRACTION_VERSION, versioned
 
 if TYPE_CHECKING:
     from taulib.config import RunConfig
@@ -50,7 +51,7 @@ class ActivationSpec:
     shard_tokens: int
 
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(versioned(asdict(self), "extraction_version", EXTRACTION_VERSION), sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.model_name).strip("-").lower()
         return f"{slug}_L{self.layer}_ctx{self.context_length}_{self.corpus}_{self.split}_{self.n_tokens}_{digest}"
 
@@ -106,6 +107,7 @@ def write_progress(folder: Path, spec: ActivationSpec, shards: list[dict[str, An
 def write_manifest(folder: Path, spec: ActivationSpec, shards: list[dict[str, Any]], d_model: int, stats: dict[str, Any]) -> None:
     manifest = {
         "format": CACHE_FORMAT,
+        "extraction_version": EXTRACTION_VERSION,
         "spec": asdict(spec),
         "d_model": d_model,
         "n_tokens": sum(record["n_tokens"] for record in shards),
@@ -264,7 +266,7 @@ def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_ch
 SPLITS = ("train", "heldout")  # the corpus splits extracted per model and layer
 
 
-def activation_spec(config: "RunConfig", split: str, layer: int) -> ActivationSpec:
+def activation_spec(config: RunConfig, split: str, layer: int) -> ActivationSpec:
     acts = config.activations
     model_name, corpus = config.model.name, acts.corpus
     if config.model.synthetic is not None:

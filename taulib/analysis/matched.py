@@ -178,6 +178,7 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
             f"{study.outputs_root}: not a sweep study (no run has an L0 target); the matched comparison needs `make study` with parameters/_sweep.yaml"
         )
     settings = settings or MatchedSettings()
+    study.check_one_code_version()
     return pd.DataFrame([run_row(arm, settings) for arm in study.arms])
 
 

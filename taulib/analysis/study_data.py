@@ -10,7 +10,7 @@ import pandas as pd
 
 from taulib import atomic
 from taulib.config import RunConfig, ScheduleConfig
-from taulib.metrics.evaluate import read_checkpoint_details, read_evaluation
+from taulib.metrics.evaluate import read_checkpoint_details, read_evaluation, recorded_evaluation_fingerprint
 from taulib.train.trainer import read_metrics
 
 
@@ -124,6 +124,20 @@ class StudyData:
             first.setdefault(arm.arm_name, replace(arm, name=arm.arm_name))
         return StudyData(self.outputs_root, tuple(first.values()), slice_label="one run per arm")
 
+    def check_one_code_version(self) -> None:
+        """Refuse a study whose runs were trained, or evaluated, by different versions of the code (taulib.versions):
+        their numbers are not comparable. Names the runs of each version, so that they can be rerun."""
+        for what, version_of in (("trained", _training_version), ("evaluated", _evaluation_fingerprint)):
+            groups: dict[str, list[str]] = {}
+            for arm in self.arms:
+                groups.setdefault(version_of(arm), []).append(arm.run_dir.name)
+            if len(groups) > 1:
+                listed = "; ".join(f"{version}: {', '.join(runs)}" for version, runs in sorted(groups.items()))
+                raise StudyDataError(
+                    f"{self.outputs_root}: its runs were {what} by different versions of the code (taulib.versions), so their numbers "
+                    f"are not comparable ({listed}); rerun `make study` (or the runs of the older version) to bring them to one version"
+                )
+
     def evaluation(self) -> pd.DataFrame:
         """Every arm's per-checkpoint table stacked, with an `arm` column (long format for grouping)."""
         return pd.concat([arm.evaluation.assign(arm=arm.name) for arm in self.arms], ignore_index=True)
@@ -173,3 +187,13 @@ def _schedule_label(s: ScheduleConfig) -> str:
     if s.kind == "l1_warmup":
         return f"L1 warm-up over {s.anneal_fraction:.0%}"
     return f"{s.kind} τ {s.tau_initial:g} → {s.tau_final:g}"
+
+
+def _training_version(arm: Arm) -> str:
+    record = atomic.read_json(arm.run_dir / "config.json") if (arm.run_dir / "config.json").is_file() else {}
+    return f"training_version {record.get('training_version', 1)}"  # a run made before versions were recorded: version 1
+
+
+def _evaluation_fingerprint(arm: Arm) -> str:
+    fingerprint = recorded_evaluation_fingerprint(arm.run_dir, arm.config)
+    return f"evaluation {fingerprint}" if fingerprint is not None else "an evaluation of another version (its key is not this code's)"

@@ -35,8 +35,8 @@ from taulib.metrics.families import FAMILIES, Chunk, GroundTruth, RunInputs, eva
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
+from taulib.versions import EVALUATION_VERSION, TRAINING_VERSION
 
-EVALUATION_VERSION = 3  # bump when a metric's definition changes: cached records are then recomputed
 PREPARATION_TIME_FILE = "preparation_time.json"
 # checkpoints evaluated together: one pass over the held-out, probing and CE data for all; also the resume granularity
 DOWNSTREAM_CHUNK = 8
@@ -99,6 +99,27 @@ def evaluation_key(config: RunConfig) -> str:
         evaluation.pop("recovery_threshold")
     payload = {"version": EVALUATION_VERSION, "evaluation": evaluation, "training": config.fingerprint()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def evaluation_fingerprint(config: RunConfig) -> str:
+    """What an evaluation computes, whichever run it is of: the evaluation code's version and the settings of the
+    families it evaluates. Every run of one study should share it; the report refuses a study where they do not."""
+    evaluation = config.evaluation.model_dump(mode="json")
+    evaluation["families"] = list(config.evaluated_families())
+    payload = {"version": EVALUATION_VERSION, "evaluation": evaluation}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def recorded_evaluation_fingerprint(run_dir: str | Path, config: RunConfig) -> str | None:
+    """The fingerprint a run's latest evaluation recorded (evaluation.json); for an evaluation made before
+    fingerprints were recorded, this code's fingerprint if its key is this code's key, else None (another version)."""
+    path = Path(run_dir) / "evaluation" / "evaluation.json"
+    if not path.is_file():
+        return None
+    summary = atomic.read_json(path)
+    if "fingerprint" in summary:
+        return summary["fingerprint"]
+    return evaluation_fingerprint(config) if summary.get("key") == evaluation_key(config) else None
 
 
 def _records_folder(run_dir: Path, config: RunConfig) -> Path:
@@ -174,7 +195,12 @@ def evaluate_run(
     rows = [atomic.read_json(records_folder / f"step_{step:07d}.json")["scalars"] for step in checkpoints]
     table = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
     atomic.write_bytes_if_changed(run_dir / "evaluation" / "metrics.csv", table.to_csv(index=False).encode())
-    summary = {"key": evaluation_key(config), "evaluation": config.evaluation.model_dump(mode="json")}
+    summary = {
+        "key": evaluation_key(config),
+        "fingerprint": evaluation_fingerprint(config),
+        "code": {"evaluation_version": EVALUATION_VERSION, "training_version": TRAINING_VERSION},
+        "evaluation": config.evaluation.model_dump(mode="json"),
+    }
     if skipped := config.not_applicable_families():
         summary["not_applicable"] = skipped  # requested, and recorded as impossible for this model: no column, not a NaN
     for family in evaluated(config):

@@ -34,6 +34,7 @@ from taulib.provenance import environment_record
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
 from taulib.train.gradients import StepResult, loss_and_gradients
 from taulib.train.sparse_switch import sparse_step_max_density
+from taulib.versions import TRAINING_VERSION
 
 METRIC_COLUMNS = ["step", "tokens", "tau", "l1_coefficient_effective", "lr", "loss", "mse", "explained_variance", "l1", "l0", "dead_fraction"]
 STATE_FILE = "trainer_state.safetensors"
@@ -188,6 +189,11 @@ def check_run_folder(config: RunConfig, run_dir: Path, source: str | None = None
     old, new = existing.get("config", {}), config.to_dict()
     differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     prefix = f"{source}: " if source else ""
+    if not differing:  # the same settings, another version of the training code
+        raise RunMismatchError(
+            f"{prefix}{run_dir} holds this configuration trained by another version of the training code (training_version "
+            f"{existing.get('training_version', 1)}, this code is {TRAINING_VERSION}); delete that folder to train it again"
+        )
     raise RunMismatchError(
         f"{prefix}{run_dir} holds a run of a different configuration (differs in: {', '.join(differing)}); choose another run_name or delete that folder"
     )
@@ -223,7 +229,7 @@ class AnnealedTrainer:
         if check_run_folder(self.config, self.run_dir):
             atomic.remove_stale_temporaries(self.run_dir)
             return
-        record = {"fingerprint": self.config.fingerprint(), "config": self.config.to_dict()}
+        record = {"fingerprint": self.config.fingerprint(), "training_version": TRAINING_VERSION, "config": self.config.to_dict()}
         path = self.run_dir / "config.json"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_json(path, record)
