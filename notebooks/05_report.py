@@ -29,6 +29,7 @@ figures_dir = None  # default: <outputs_dir>/figures
 report_path = None  # default: <outputs_dir>/REPORT.md
 ground_truth_dir = None  # the synthetic model's study, whose ground-truth verdict goes beside this one; default: <outputs_dir>/synthetic
 ground_truth_track_dir = None  # the ground-truth track, whose verdicts lead the report; default: <outputs_dir>/ground_truth
+kept_report_dir = None  # the kept report (README quotes it) this study's code is compared with; default: docs/findings/language_model
 save_png = True
 reference_arm = "cosine_0.3_to_0.05_tightened"  # the schedule under test
 headline_arm = None  # the detailed sentences compare against it; default: the plain-L1 arm
@@ -44,6 +45,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from taulib import atomic
+from taulib.analysis.findings import LANGUAGE_MODEL, REPOSITORY, code_comparison, run_commits
 from taulib.analysis.latent_formation import stability_comparison_table, stability_comparisons, stability_table
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.probe_bootstrap import probe_replicates
@@ -56,6 +58,7 @@ from taulib.analysis.report import (
     planned_aa_controls,
     planned_identities,
     render_markdown,
+    report_summary,
     sparsity_table,
     study_context,
     wall_time_line,
@@ -136,6 +139,8 @@ summary_path = outputs / "study_summary.json"
 summary = atomic.read_json(summary_path) if summary_path.is_file() else {}
 wall_time = wall_time_line(summary)
 context = study_context(study, table, summary, early_position)
+# whether this study's training and evaluation code is the kept report's (docs/findings/language_model), which README quotes
+context["code"] = code_comparison(run_commits(outputs), Path(kept_report_dir) if kept_report_dir else REPOSITORY / "docs" / "findings" / LANGUAGE_MODEL)
 save_figures(figures, figures_dir, png=save_png)
 extension = "png" if save_png else "html"
 figures_link = Path(os.path.relpath(figures_dir.resolve(), report_path.parent.resolve())).as_posix()
@@ -149,6 +154,7 @@ lead = lead_section(track_dir, track_link)
 markdown = render_markdown(report, context, figure_links, sparsity, wall_time, stability, stability_comparison, lead)
 atomic.write_text(report_path, markdown)
 atomic.write_json(report_path.with_name("report_claims.json"), [claim.__dict__ for claim in report.claims])
+atomic.write_json(report_path.with_name("report_summary.json"), report_summary(report))
 print(f"wrote {report_path} ({len(report.claims)} claims)")
 
 # %%

@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     truth.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key of _ground_truth.yaml")
     truth.add_argument("--quiet", action="store_true", help="no progress bars")
     truth.add_argument("--no-png", action="store_true", help="figures as HTML only (no browser needed)")
+    keep = commands.add_parser("keep", help="keep a finished study's reports in docs/findings (stamped) and regenerate README's findings from them")
+    keep.add_argument("--outputs", type=Path, default=Path("outputs"), help="the finished study's outputs folder")
+    keep.add_argument("--findings", type=Path, default=Path("docs/findings"), help="where the kept reports go")
+    keep.add_argument("--readme", type=Path, default=Path("README.md"), help="the README whose findings blocks are regenerated")
+    keep.add_argument("--command-line", default="make study", help="the command that made the study, for the stamp")
     params = commands.add_parser("params", help="list every parameter a parameter file can set: its type, default and meaning")
     params.add_argument("--markdown", action="store_true", help="as docs/parameters.md: tables of the parameter files' and the sweep file's keys")
     corpus = commands.add_parser("corpus", help="fetch the corpus and probing-task packages, build the corpus, convert the embedded model")
@@ -114,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for name, type_name, default, description in parameter_reference():
             print(f"{name}  ({type_name}, default {default})" + (f"\n    {description}" if description else ""))
+        return 0
+
+    if args.command == "keep":
+        from taulib.analysis.findings import GROUND_TRUTH, REPORT_FILE, FindingsError, keep_study, relative_link
+        from taulib.groundtruth.report import readme_block, replace_readme_block
+
+        try:
+            stamp = keep_study(args.outputs, args.findings, args.command_line, args.readme)
+        except FindingsError as error:
+            return _refuse(error)
+        if GROUND_TRUTH in stamp["kept"]:
+            track = args.findings / GROUND_TRUTH
+            replace_readme_block(args.readme, readme_block(track, relative_link(track / REPORT_FILE, args.readme)))
+        print(f"kept {', '.join(str(args.findings / name) for name in stamp['kept'])} (commit {stamp['commit']}, {stamp['cpu']}); {args.readme} regenerated")
         return 0
 
     if args.command == "corpus":

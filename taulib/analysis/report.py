@@ -606,6 +606,23 @@ def aa_claims(
     return [summary, *claims]
 
 
+def report_summary(report: Report) -> dict[str, Any]:
+    """What a reader of the claims (report_claims.json) needs besides them: the arms' names, the reference, the
+    targets and seeds, each question's primary endpoint and the primary contrasts; notebook 05 writes it beside the
+    claims as report_summary.json (taulib.analysis.findings reads both)."""
+    return {
+        "reference": report.reference,
+        "headline": report.headline,
+        "names": report.names,
+        "targets": report.targets,
+        "seeds": report.seeds,
+        "questions": [[key, title] for key, title in QUESTIONS.items()],  # a list: JSON written with sorted keys keeps their order
+        "primary": report.primary,
+        "primary_contrasts": report.primary_contrasts,
+        "out_of_range": report.out_of_range,
+    }
+
+
 def primary_contrast_arms(arms: list[str], kinds: dict[str, str], reference: str, headline: str | None) -> list[str]:
     """The arms the reference is declared to be compared with first: plain L1 (the headline) and the L1 warm-up, the
     two practices the question is about; whichever of them the study has."""

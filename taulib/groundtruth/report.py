@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from taulib import atomic
+from taulib.analysis.findings import replace_marked_block
 from taulib.analysis.intervals import Estimate, t_interval
 from taulib.analysis.statistics import ALPHA
 from taulib.groundtruth import analysis as gta
@@ -348,7 +349,7 @@ def _finite(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------- the kept findings
 PROVENANCE_FILE = "provenance.json"
-README_BEGIN, README_END = "<!-- BEGIN ground-truth findings (generated: benchmarks/ground_truth_track.py --keep) -->", "<!-- END ground-truth findings -->"
+README_BEGIN, README_END = "<!-- BEGIN ground-truth findings (generated from docs/findings/ground_truth) -->", "<!-- END ground-truth findings -->"
 
 
 def readme_block(kept: Path, link: str) -> str:
@@ -381,8 +382,4 @@ def readme_block(kept: Path, link: str) -> str:
 
 
 def replace_readme_block(readme: Path, block: str) -> None:
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.find(README_BEGIN), text.find(README_END)
-    if start < 0 or end < 0:
-        raise ValueError(f"{readme}: no ground-truth findings block ({README_BEGIN!r} … {README_END!r})")
-    atomic.write_text(readme, text[:start] + block + text[end + len(README_END) :])
+    replace_marked_block(readme, README_BEGIN, README_END, block)
