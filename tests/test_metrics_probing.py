@@ -89,7 +89,12 @@ def test_the_bfloat16_encoder_pools_exactly_what_sae_encode_under_autocast_gives
         assert torch.equal(got, want)
 
 
-def test_class_latents_are_selected_and_separate_perfectly():
+# each known-answer case in float32 and with the study's bfloat16 encoder, so that this machine's bf16 kernel runs it
+PRECISIONS = pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bfloat16"])
+
+
+@PRECISIONS
+def test_class_latents_are_selected_and_separate_perfectly(autocast):
     task = _task()
     data = ProbingData([task], ProbingSettings(tasks=("colours",), ks=(1, 2)))
     sae = SparseAutoencoder(16, 32)  # latents 0..15 read dims 0..15, latents 16..31 never fire
@@ -99,14 +104,15 @@ def test_class_latents_are_selected_and_separate_perfectly():
         sae.W_dec.copy_(torch.eye(16).repeat(2, 1))
         sae.b_enc.copy_(torch.cat([torch.full((16,), -1.0), torch.full((16,), -100.0)]))
         sae.b_dec.zero_()
-    summary, table = evaluate_sparse_probing(sae, data, autocast=False)
+    summary, table = evaluate_sparse_probing(sae, data, autocast=autocast)
     assert summary["sae_top_1_accuracy"] == 1.0
     assert [row["top_latents"][0] for _, row in table.iterrows()] == [CLASSES.index(c) for c in sorted(CLASSES)]
     baseline = compute_llm_baseline(data)
     assert baseline["llm_top_1_accuracy"] == 1.0 and baseline["llm_all_dims_accuracy"] == 1.0
 
 
-def test_an_uninformative_sae_is_near_chance():
+@PRECISIONS
+def test_an_uninformative_sae_is_near_chance(autocast):
     task = _task(seed=3)
     data = ProbingData([task], ProbingSettings(tasks=("colours",), ks=(1,)))
     sae = SparseAutoencoder(16, 8)
@@ -116,7 +122,7 @@ def test_an_uninformative_sae_is_near_chance():
         sae.W_dec.copy_(torch.eye(16)[5:13])
         sae.b_enc.zero_()
         sae.b_dec.zero_()
-    summary, table = evaluate_sparse_probing(sae, data, autocast=False)
+    summary, table = evaluate_sparse_probing(sae, data, autocast=autocast)
     assert summary["sae_top_1_accuracy"] < 0.8
     assert isinstance(data.tasks[0].binary_tasks[0], BinaryTask)
     # each binary task's per-example record is its accuracy, over its own test set
