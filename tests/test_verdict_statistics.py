@@ -325,3 +325,83 @@ def test_bootstrap_weights_read_the_frontier_as_the_matched_table_does(shape):
             assert weights is None
         else:
             assert weights is not None and weights[1] == 0 and float(np.nansum(weights * np.nan_to_num(values))) == pytest.approx(reading)
+
+
+# ----------------------------------------------------------------------------- each statistic feeds its verdict
+# The tests above check each statistic against its definition; these check the wiring: a statistic that fails
+# (here: one that never rejects, or one that is skipped) changes the verdicts the report states from it, so no
+# verdict is decided elsewhere and merely decorated with the statistic.
+def _synthetic_report(tmp_path, **kwargs):
+    from synthetic_study import write_synthetic_sweep
+
+    from taulib.analysis.matched import lower_bound_partner, run_table
+    from taulib.analysis.report import build_report
+    from taulib.analysis.study_data import load_study
+
+    study = load_study(write_synthetic_sweep(tmp_path / "sweep"))
+    arms = study.one_run_per_arm().arms
+    kinds = {arm.name: arm.config.schedule.kind for arm in arms}
+    return build_report(run_table(study), "tightened", lower_bound_partner(study, "tightened"), "baseline", kinds=kinds, **kwargs)
+
+
+def _verdicts(report, kind: str) -> dict:
+    return {(c.question, c.column, c.other, c.numbers.get("l0_target")): c.verdict for c in report.claims if c.kind == kind}
+
+
+@pytest.mark.parametrize("statistic", ["paired_difference", "holm"])
+def test_a_failed_paired_t_or_holm_changes_the_comparison_verdicts(tmp_path, monkeypatch, statistic):
+    import taulib.analysis.report as report_module
+
+    sound = _verdicts(_synthetic_report(tmp_path / "sound"), "comparison")
+    assert "better" in sound.values()  # tightened's lower cosines are resolved
+    never_rejects = {
+        "paired_difference": lambda a, b: replace_p(paired_difference(a, b), 1.0),
+        "holm": lambda p_values: np.where(np.isfinite(np.asarray(p_values, dtype=float)), 1.0, math.nan),
+    }[statistic]
+    monkeypatch.setattr(report_module, statistic, never_rejects)
+    failed = _verdicts(_synthetic_report(tmp_path / "failed"), "comparison")
+    assert failed.keys() == sound.keys() and "better" not in failed.values()
+
+
+def replace_p(estimate, p_value: float):
+    from dataclasses import replace
+
+    return replace(estimate, p_value=p_value)
+
+
+def test_a_failed_permutation_test_changes_the_trajectory_verdicts(tmp_path, monkeypatch):
+    import taulib.analysis.report as report_module
+
+    sound = _verdicts(_synthetic_report(tmp_path / "sound"), "correlation")
+    monkeypatch.setattr(report_module, "rank_correlation", lambda x, y: replace_p(rank_correlation(x, y), 0.0))  # rejects everything
+    failed = _verdicts(_synthetic_report(tmp_path / "failed"), "correlation")
+    assert failed.keys() == sound.keys() and failed != sound
+
+
+def test_a_failed_sequence_bootstrap_changes_the_ce_verdict(monkeypatch):
+    """The CE-loss score's verdict rests on the bootstrap over the evaluation text: with it, the constructed difference
+    that is only the text's noise is unresolved; were the bootstrap to fail (no estimate), the paired t over seeds would
+    resolve it. So the bootstrap decides that verdict."""
+    import taulib.analysis.report as report_module
+    from taulib.analysis.report import Endpoint, _comparison, _Values
+    from taulib.analysis.sequence_bootstrap import ce_score_difference
+    from taulib.metrics.downstream import SequenceLosses
+
+    rng = np.random.default_rng(0)
+    n_sequences, tokens = 60, 100.0
+    text_noise = rng.normal(0, 0.5, n_sequences) - 0.03
+    ones = np.ones(n_sequences)
+    runs, recorded = [], {}
+    for seed in SEEDS:
+        for arm, extra in (("a", text_noise + 1e-4 * (seed - 1)), ("b", np.zeros(n_sequences))):
+            name = f"{arm}{seed}"
+            recorded[name] = SequenceLosses(2 * tokens * ones, 10 * tokens * ones, (3 + extra) * tokens, ones, ones, tokens * ones, tokens * ones)
+            runs.append({"run": name, "arm": arm, "seed": seed, "l0_target": 50.0, "final_l0": 50.0, "final_ce_loss_score": recorded[name].metrics().ce_loss_score})
+    table = pd.DataFrame(runs)
+    values = _Values(table, matched_table(table, ["final_ce_loss_score"]), SEEDS)
+    endpoint = Endpoint("reconstruction", "final_ce_loss_score", "CE-loss score", higher_is_better=True, primary=True)
+    with_bootstrap = _comparison(values, endpoint, "a", "b", 50.0, sequence_losses=recorded)["gap"]
+    assert with_bootstrap.p_value > 0.05 and ce_score_difference(table, recorded, "a", "b", 50.0) is not None
+    monkeypatch.setattr(report_module, "ce_score_difference", lambda *args, **kwargs: None)
+    without = _comparison(values, endpoint, "a", "b", 50.0, sequence_losses=recorded)["gap"]
+    assert without.p_value < 0.05  # the seeds alone barely disagree: a difference that is only the text's noise
