@@ -265,3 +265,15 @@ def test_a_median_is_censored_once_half_the_times_are(censored, expected):
     times = np.where(censored, 1.0, np.linspace(0.1, 0.5, len(censored)))
     if len(censored) and not expected:  # the exact median: what the true times, however late the censored ones, give
         assert np.median(times) == np.median(np.where(censored, 7.0, times))
+
+
+def test_the_seeds_the_stability_table_needs_follow_from_its_permutation_test_and_holm():
+    """seeds_needed against the definition: the fewest seeds n at which Holm's smallest adjusted p over m tests, each
+    at its smallest exact permutation p 2/2ⁿ, falls below α. The default study's table (6 arms × 3 targets) needs 10."""
+    from taulib.analysis.latent_formation import seeds_needed
+    from taulib.analysis.statistics import ALPHA, holm
+
+    for tests in (1, 2, 5, 12, 15, 18, 40):
+        brute = next(n for n in range(1, 40) if holm([2 / 2**n] * tests)[0] < ALPHA)
+        assert seeds_needed(tests) == brute, tests
+    assert seeds_needed(18) == 10 and seeds_needed(1) == 6

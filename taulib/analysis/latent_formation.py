@@ -346,6 +346,12 @@ def stability_table(study: StudyData, names: dict[str, str] | None = None, metho
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def seeds_needed(tests: int, alpha: float = ALPHA) -> int:
+    """The fewest seeds with which any of `tests` exact permutation comparisons (arm labels swapped within seeds: 2ⁿ
+    orderings, smallest two-sided p 2/2ⁿ) can be resolved under Holm, whose smallest adjusted p is tests × 2/2ⁿ."""
+    return math.floor(math.log2(2 * max(tests, 1) / alpha)) + 1  # the smallest n with tests · 2/2ⁿ < alpha
+
+
 def stability_comparison_table(comparisons: list[StabilityComparison], names: dict[str, str] | None = None) -> pd.DataFrame:
     """Arms × L0 targets: each arm's PW-MCC minus the reference's (mean over seed pairs), its exact
     permutation p Holm-corrected over the table (one family), and the verdict — a direction only

@@ -43,6 +43,7 @@ import pandas as pd
 from taulib import atomic
 from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
+from taulib.analysis.latent_formation import seeds_needed
 from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, MatchedSettings
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
@@ -871,6 +872,18 @@ def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_po
     }
 
 
+def _stability_power(table: pd.DataFrame | None, seeds: int) -> str:
+    """What the seed-stability table can resolve: with n seeds the smallest permutation p is 2/2ⁿ, and Holm over its
+    m tests multiplies the smallest by m."""
+    tests = int(table.notna().to_numpy().sum()) if table is not None and not table.empty else 0
+    needed = seeds_needed(tests)
+    verdict = "so it can resolve a large enough difference" if seeds >= needed else "so no difference can be resolved here, whatever its size"
+    return (
+        f"With n seeds the smallest attainable p is 2/2ⁿ, and Holm over this table's {tests} tests multiplies the smallest by {tests}: "
+        f"resolving any of them needs at least {needed} seeds at α = {ALPHA:g}; this study has {seeds}, {verdict}."
+    )
+
+
 def render_markdown(
     report: Report,
     context: dict[str, str],
@@ -993,8 +1006,7 @@ def render_markdown(
                 ),
                 (
                     f"Seed stability against {ref}: each arm's PW-MCC minus {ref}'s (mean over seed pairs; 'more stable' is the row's arm), exact permutation test with the arm labels swapped "
-                    "within seeds (seed pairs share seeds, so no t-test), Holm-corrected over this table. With n seeds the smallest attainable "
-                    "p is 2/2ⁿ: below 6 seeds no difference can be resolved at α = 0.05, whatever its size.",
+                    "within seeds (seed pairs share seeds, so no t-test), Holm-corrected over this table. " + _stability_power(stability_comparison, len(report.seeds)),
                     stability_comparison if stability_comparison is not None else pd.DataFrame(),
                 ),
             ],
