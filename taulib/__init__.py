@@ -6,10 +6,11 @@ config                       typed run configuration from YAML parameter files; 
 precision                    which matmul precision a device runs fast (what `auto` means)
 schedules                    τ(t) schedules: the L1 penalty is divided by τ(t)
 sae                          the ReLU sparse autoencoder and its safetensors format
-cli                          `python -m taulib study | groundtruth | sweep | extract | train | evaluate | params | corpus`
+cli                          `python -m taulib study | groundtruth | sweep | extract | train | evaluate | keep | params | corpus`
 atomic                       atomic writes of every artefact under outputs/
 progress                     progress bars (widgets in JupyterLab, periodic lines headless)
 provenance                   package versions, git commit and machine of a result
+versions                     the versions of the code that make each artefact (extraction, training, evaluation)
 
 corpus.sources               the packaged text sources, where their text lives, their licences
 corpus.cleaning              markup → prose paragraphs
@@ -78,6 +79,7 @@ analysis.statistics          Holm correction, equivalence (TOST), permutation ra
 analysis.sequence_bootstrap  paired differences whose interval includes the evaluation text's sampling error
 analysis.probe_bootstrap     paired differences whose interval includes the probing test set's sampling error
 analysis.report              the written verdict (outputs/REPORT.md)
+analysis.findings            a finished study's report kept in docs/findings, stamped, and README's findings generated from it
 
 plots.style                  one colour and dash per arm
 plots.training               metrics against tokens seen, with τ(t) and λ/τ(t)
