@@ -58,7 +58,8 @@ def test_a_kept_study_is_stamped_and_readme_is_generated_from_it(reported, tmp_p
     provenance = json.loads((kept / PROVENANCE_FILE).read_text())
     assert provenance["commit"] == COMMIT and provenance["command"] == "make study" and provenance["code_versions"] == code_versions()
     report = (kept / "REPORT.md").read_text()
-    assert report.startswith(f"> Kept report: made at commit {COMMIT}") and "## The A/A control" in report
+    assert report.startswith(f"> Kept report: runs made at commit {COMMIT}; the report written at commit ") and "## The A/A control" in report
+    assert provenance["report_commit"] == git_commit(REPOSITORY)  # notebook 05 ran this checkout's code
     # README's block is the generator's output from the kept files, and nothing else of README moved
     text = readme.read_text()
     block = readme_block(kept, "docs/findings/language_model/REPORT.md")
@@ -131,4 +132,3 @@ def test_a_later_study_says_whether_its_code_is_the_kept_reports(tmp_path):
 def test_the_study_report_states_its_code_against_the_kept_report(reported):
     """Notebook 05 writes the comparison into REPORT.md (here no kept report was given, and it says so)."""
     assert "no kept report at" in (reported / "REPORT.md").read_text()
-    assert git_commit(REPOSITORY) is None or len(git_commit(REPOSITORY)) >= 40

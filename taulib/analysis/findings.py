@@ -79,6 +79,7 @@ def study_stamp(outputs: Path, command: str) -> dict[str, Any]:
     return {
         "commit": commits[0] if len(commits) == 1 else None,
         "commits": commits,
+        "report_commit": atomic.read_json(outputs / SUMMARY_FILE).get("commit"),  # the code that wrote REPORT.md
         "cpu": cpu_kind(),
         "command": command,
         "date": written.strftime("%Y-%m-%d"),
@@ -108,8 +109,9 @@ def keep_study(outputs: Path, findings: Path, command: str, readme: Path | None 
     outputs, findings = Path(outputs), Path(findings)
     check_keepable(outputs)
     stamp = study_stamp(outputs, command)
+    written_by = f"; the report written at commit {stamp['report_commit']}" if stamp["report_commit"] not in (None, stamp["commit"]) else ""
     header = (
-        f"> Kept report: made at commit {stamp['commit'] or ', '.join(stamp['commits'])} on {stamp['cpu']}, {stamp['date']}, "
+        f"> Kept report: runs made at commit {stamp['commit'] or ', '.join(stamp['commits'])}{written_by}, on {stamp['cpu']}, {stamp['date']}, "
         f"by `{stamp['command']}` ({stamp['minutes']} min); code versions {stamp['code_versions']}.\n\n"
     )
     track = outputs / GROUND_TRUTH
@@ -200,9 +202,11 @@ def readme_block(kept: Path, link: str) -> str:
     names = summary["names"]
     reference = names[summary["reference"]]
     commit = (stamp["commit"] or ",".join(stamp["commits"]))[:10]
+    if stamp.get("report_commit") not in (None, stamp["commit"]):
+        commit += f" (the report written at {stamp['report_commit'][:10]})"
     lines = [
         README_BEGIN,
-        f"**The language model** ([the kept report]({link}): commit {commit}, {stamp['cpu']}, {stamp['date']}, `{stamp['command']}`, "
+        f"**The language model** ([the kept report]({link}): runs at commit {commit}, {stamp['cpu']}, {stamp['date']}, `{stamp['command']}`, "
         f"{stamp['minutes']} min). Every arm at exactly matched final L0 ({', '.join(f'{t:g}' for t in summary['targets'])}), paired over "
         f"seeds {', '.join(map(str, summary['seeds']))}; each question's verdict is its primary contrasts, {reference} against "
         f"{' and '.join(names[a] for a in summary['primary_contrasts'])} on its primary endpoint, one Holm family (difference [95% CI], "

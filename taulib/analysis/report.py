@@ -50,6 +50,7 @@ from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_differe
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
 from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.downstream import SequenceLosses
+from taulib.provenance import git_commit
 from taulib.schedules import CONSTANT_COEFFICIENT_KINDS
 
 QUESTIONS = {
@@ -612,6 +613,7 @@ def report_summary(report: Report) -> dict[str, Any]:
     targets and seeds, each question's primary endpoint and the primary contrasts; notebook 05 writes it beside the
     claims as report_summary.json (taulib.analysis.findings reads both)."""
     return {
+        "commit": git_commit(),  # of the code that wrote the report (the runs record their own)
         "reference": report.reference,
         "headline": report.headline,
         "names": report.names,
