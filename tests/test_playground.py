@@ -137,10 +137,14 @@ def test_a_kept_schedule_is_an_arm_file_that_the_sweep_and_the_track_accept(para
         exclude={"run_name", "description", "schedule"}
     )  # the shared base, inherited as every arm file inherits it
 
-    # `python -m taulib sweep` lists it (its machine-timing estimate is not what is tested here)
+    # `python -m taulib sweep` lists it (its machine-timing estimate is not what is tested here, nor this machine's free
+    # disk: the plan check sees a roomy machine, so that a CI disk with little space cannot fail a test of the arm file)
     import taulib.study.cost as cost
+    import taulib.study.plan_check as plan_check
 
     monkeypatch.setattr(cost, "estimate_study", lambda *a, **k: type("Estimate", (), {"describe": lambda self: "estimate skipped"})())
+    roomy = plan_check.Machine(memory_available=16 * plan_check.GB, disk_free=100 * plan_check.GB, cpu_count=2, cuda_devices=0, mps=False)
+    monkeypatch.setattr(plan_check, "probe_machine", lambda outputs_root: roomy)
     assert main(["sweep", "--parameters", str(parameter_copy), "--outputs", str(tmp_path / "outputs")]) == 0
     assert "exponential_0.3_to_0.02" in capsys.readouterr().out
     arms, _ = track.track_arms(parameter_copy, track.load_track_config(parameter_copy / track.TRACK_FILE))
