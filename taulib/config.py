@@ -19,11 +19,12 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
 from taulib.metrics.families import FAMILY_NAMES, FAMILY_NEEDS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
-from taulib.schedules import ANNEALED_KINDS, ScheduleError, ScheduleKind, TauSchedule
+from taulib.schedules import ScheduleError, ScheduleKindSpec, TauSchedule, kind_spec, schedule_kinds
 from taulib.versions import TRAINING_VERSION, versioned
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
@@ -202,19 +203,32 @@ class SAEConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    kind: ScheduleKind = Field("none", description="how τ moves over training (taulib.schedules); 'l1_warmup' ramps λ linearly from 0")
+    kind: str = Field(
+        "none",
+        description=f"how τ moves over training, one of the kinds taulib.schedules declares ({', '.join(schedule_kinds())}); 'l1_warmup' ramps λ linearly from 0",
+    )
     tau_initial: float = Field(1.0, description="τ at the start of training; the τ of kind 'constant'")
     tau_final: float = Field(1.0, description="τ at the end of the anneal, held from then on")
     anneal_fraction: float = Field(
         1.0, description="fraction of training over which τ anneals, then holds tau_final; for 'l1_warmup', the length of λ's ramp from 0"
     )
 
+    @field_validator("kind")
+    @classmethod
+    def _declared_kind(cls, value: str) -> str:
+        kinds = schedule_kinds()
+        if value not in kinds:
+            expected = ", ".join(repr(k) for k in kinds[:-1]) + f" or {kinds[-1]!r}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
     @model_validator(mode="before")
     @classmethod
-    def _constant_holds_initial(cls, data: Any) -> Any:
-        # a constant schedule's τ_final is its τ_initial, so config.json shows the τ actually used
-        if isinstance(data, dict) and data.get("kind") == "constant" and "tau_final" not in data and "tau_initial" in data:
-            data = {**data, "tau_final": data["tau_initial"]}
+    def _holds_initial(cls, data: Any) -> Any:
+        # a kind that holds τ_initial (constant τ): its τ_final is τ_initial, so config.json shows the τ actually used
+        if isinstance(data, dict) and "tau_final" not in data and "tau_initial" in data and data.get("kind") in schedule_kinds():
+            if kind_spec(data["kind"]).tau_final_is_initial:
+                data = {**data, "tau_final": data["tau_initial"]}
         return data
 
     @model_validator(mode="after")
@@ -223,16 +237,19 @@ class ScheduleConfig(StrictModel):
             self.to_schedule()
         except ScheduleError as error:
             raise ValueError(str(error)) from None
-        # plain L1 has τ ≡ 1; the defaults are accepted so a resolved config.json validates again
-        if self.kind == "none" and (self.tau_initial, self.tau_final, self.anneal_fraction) != (1.0, 1.0, 1.0):
-            raise ValueError("kind 'none' is plain L1 (τ ≡ 1): remove tau_initial, tau_final and anneal_fraction")
-        if self.kind == "constant" and self.tau_final != self.tau_initial:
-            raise ValueError("kind 'constant' holds tau_initial: tau_final must be omitted or equal to it")
-        if self.kind == "l1_warmup" and (self.tau_initial, self.tau_final) != (1.0, 1.0):
-            raise ValueError("kind 'l1_warmup' ramps λ from 0 to λ (τ from +∞ to 1): remove tau_initial and tau_final, set the ramp with anneal_fraction")
-        if self.kind in ANNEALED_KINDS and self.tau_final > self.tau_initial:
-            raise ValueError(f"kind {self.kind!r} anneals τ downwards: tau_final ({self.tau_final}) must be <= tau_initial ({self.tau_initial})")
+        refusal = kind_spec(self.kind).check(self.tau_initial, self.tau_final, self.anneal_fraction)  # the kind's own rule
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
+
+    @property
+    def spec(self) -> ScheduleKindSpec:
+        """What this schedule's kind is, as taulib.schedules declares it."""
+        return kind_spec(self.kind)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label(self.tau_initial, self.tau_final, self.anneal_fraction)
 
     def to_schedule(self) -> TauSchedule:
         return TauSchedule(self.kind, self.tau_initial, self.tau_final, self.anneal_fraction)

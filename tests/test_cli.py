@@ -70,7 +70,7 @@ def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
     expected = {f"{section}.{name}" for section in sections for name in RunConfig.model_fields[section].annotation.model_fields}
     assert expected <= {name for name, *_ in rows} and len(rows) == len({name for name, *_ in rows})
     assert "evaluation.ce_final_sequences  (int | None, default None)" in out
-    assert "schedule.kind  (Literal['none', 'constant', 'linear', 'cosine', 'exponential', 'l1_warmup'], default 'none')" in out
+    assert "schedule.kind  (str, default 'none')" in out and "(none, constant, linear, cosine, exponential, l1_warmup)" in out  # the declared kinds
     assert "held-out sequences for the spliced CE/KL of the final checkpoint" in out
 
 

@@ -21,7 +21,7 @@ from taulib.groundtruth.world import make_world
 from taulib.playground import comparison, keep, language_model, world_runs
 from taulib.playground.controls import schedule_mapping, validated_schedule
 from taulib.plots import playground as plots
-from taulib.schedules import SCHEDULE_KINDS, TauSchedule
+from taulib.schedules import TauSchedule, schedule_kinds
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
 TIGHTENED = track.TIGHTENED
@@ -195,7 +195,7 @@ def test_the_refusal_is_the_parameter_files_own_message(parameter_copy, tmp_path
 
 
 # ----------------------------------------------------------------------------- controls and curves
-@pytest.mark.parametrize("kind", SCHEDULE_KINDS)
+@pytest.mark.parametrize("kind", schedule_kinds())
 def test_every_kind_maps_to_a_schedule_the_study_accepts(kind):
     schedule = validated_schedule(schedule_mapping(kind, 0.3, 0.05, 0.5))
     assert schedule.kind == kind

@@ -76,3 +76,83 @@ def test_l1_warmup_refuses_taus_in_the_config():
 
     with pytest.raises(ValidationError, match="kind 'l1_warmup' ramps λ from 0"):
         ScheduleConfig.model_validate({"kind": "l1_warmup", "tau_initial": 0.3})
+
+
+# ----------------------------------------------------------------------------- a kind of one's own
+STEP_KIND = '''
+from taulib.schedules import ScheduleKindSpec, register_kind
+
+register_kind(
+    ScheduleKindSpec(
+        "step",
+        lambda s, a, b: a if s < 0.5 else b,  # τ holds tau_initial for the first half of the anneal, then tau_final
+        label=lambda a, b, f: f"step τ {a:g} → {b:g}",
+        sentence=lambda a, b, f: f"Step τ {a:g} → {b:g}",
+        uses=("tau_initial", "tau_final", "anneal_fraction"),
+        check=lambda a, b, f: f"kind 'step' steps τ down: tau_final ({b}) must be <= tau_initial ({a})" if b > a else None,
+        dash="dot",
+        annealed=True,
+    )
+)
+'''
+
+
+@pytest.fixture
+def step_kind(tmp_path, monkeypatch):
+    """A kind declared in a temporary module of its own, as a user would add one; undeclared afterwards."""
+    import importlib
+    import sys
+
+    from taulib.schedules import SCHEDULE_KIND_SPECS
+
+    (tmp_path / "step_kind.py").write_text(STEP_KIND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("step_kind")
+    try:
+        yield SCHEDULE_KIND_SPECS["step"]
+    finally:
+        SCHEDULE_KIND_SPECS.pop("step", None)
+        sys.modules.pop("step_kind", None)
+
+
+def test_a_kind_declared_in_its_own_module_runs_through_the_study(step_kind, tmp_path):
+    """Declaring the kind is the whole change: an arm file uses it, and the configuration, the sweep, the report's
+    arm roles, the plots and the playground read its declaration."""
+    import shutil
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from taulib.analysis.report import constant_coefficient_arms
+    from taulib.config import ConfigError, config_from_mapping, load_run_config
+    from taulib.playground.controls import schedule_mapping
+    from taulib.playground.keep import describe_schedule
+    from taulib.plots.style import arm_styles
+    from taulib.schedules import schedule_kinds
+    from taulib.sweep.spec import load_sweep
+
+    assert "step" in schedule_kinds()
+    schedule = TauSchedule("step", 0.3, 0.05)
+    assert (schedule.tau(0.2), schedule.tau(0.8), schedule.tau_at_end) == (0.3, 0.05, 0.05)
+    parameters = tmp_path / "parameters"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "parameters", parameters)
+    (parameters / "step_0.3_to_0.05.yaml").write_text("inherit: _study.yaml\ndescription: a step\nschedule: {kind: step, tau_initial: 0.3, tau_final: 0.05}\n")
+    config = load_run_config(parameters / "step_0.3_to_0.05.yaml")
+    assert config.schedule.label == "step τ 0.3 → 0.05" and config.schedule.spec.annealed
+    with pytest.raises(ConfigError, match=r"kind 'step' steps τ down: tau_final \(0.5\) must be <= tau_initial \(0.3\)"):
+        config_from_mapping({"run_name": "rising", "schedule": {"kind": "step", "tau_initial": 0.3, "tau_final": 0.5}}, "rising.yaml")
+    sweep = load_sweep(parameters)
+    arm = sweep.arm("step_0.3_to_0.05")
+    assert arm in sweep.calibrated_arms() and "step_0.3_to_0.05" not in sweep.identities
+    assert arm_styles([SimpleNamespace(name="step", config=config)])["step"].dash == "dot"
+    kinds = {"step_arm": "step", "constant_arm": "constant"}
+    table = {"arm": ["step_arm", "constant_arm"]}
+    assert constant_coefficient_arms(table, kinds, None) == ["constant_arm"]  # an annealed kind is compared, not an equivalence check
+    assert schedule_mapping("step", 0.3, 0.05, 1.0) == {"kind": "step", "tau_initial": 0.3, "tau_final": 0.05}
+    assert describe_schedule({"kind": "step", "tau_initial": 0.3, "tau_final": 0.05}) == "Step τ 0.3 → 0.05 (kept from the τ playground)."
+
+
+def test_a_kind_is_declared_once():
+    from taulib.schedules import SCHEDULE_KIND_SPECS, register_kind
+
+    with pytest.raises(ValueError, match="declared already"):
+        register_kind(SCHEDULE_KIND_SPECS["cosine"])

@@ -103,7 +103,7 @@ def warmup_end_tokens(arm: Arm) -> float:
     training = arm.config.training
     total = training.total_steps()
     steps = warmup_steps(total, training)
-    if arm.config.schedule.kind == "l1_warmup":
+    if arm.config.schedule.spec.coefficient_ramp:
         steps = max(steps, int(arm.config.schedule.anneal_fraction * total))
     return float(steps * training.batch_size)
 

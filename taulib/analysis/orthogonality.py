@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from taulib.analysis.study_data import Arm, StudyData
-from taulib.schedules import ANNEALED_KINDS
 
 OUTCOME_METRICS: dict[str, str] = {
     "l0": "L0",
@@ -32,7 +31,7 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
         return config.model_dump_json(exclude={"evaluation"}) + f"|{arm.l0_target}"
 
     pairs = []
-    annealed = [arm for arm in study.arms if arm.config.schedule.kind in ANNEALED_KINDS]
+    annealed = [arm for arm in study.arms if arm.config.schedule.spec.annealed]
     keys = [without_floor(arm) for arm in annealed]  # once per run: a whole sweep is searched
     for i, first in enumerate(annealed):
         for j in range(i + 1, len(annealed)):

@@ -51,7 +51,7 @@ from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlatio
 from taulib.analysis.study_data import Arm, StudyData
 from taulib.metrics.downstream import SequenceLosses
 from taulib.provenance import git_commit
-from taulib.schedules import CONSTANT_COEFFICIENT_KINDS
+from taulib.schedules import SCHEDULE_KIND_SPECS
 
 QUESTIONS = {
     "reconstruction": "Reconstruction at matched sparsity",
@@ -175,7 +175,8 @@ def _p(value: float) -> str:
 
 def constant_coefficient_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str | None) -> list[str]:
     """Arms other than the plain-L1 one whose coefficient never moves (constant τ): equivalence checks."""
-    return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in CONSTANT_COEFFICIENT_KINDS and arm != headline]
+    constant = {name for name, spec in SCHEDULE_KIND_SPECS.items() if spec.constant_coefficient}
+    return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in constant and arm != headline]
 
 
 def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str, planned: dict[str, str] | None = None) -> list[str]:
@@ -693,7 +694,7 @@ def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings 
 def headline_arm_of(arms: Iterable[Arm], reference: str) -> str | None:
     """The plain-L1 arm (not its A/A repeat): the detailed sentences compare against it, and constant τ is its
     equivalence check rather than a compared arm."""
-    return next((arm.name for arm in arms if arm.config.schedule.kind == "none" and arm.name != reference and arm.aa_of is None), None)
+    return next((arm.name for arm in arms if arm.config.schedule.spec.plain and arm.name != reference and arm.aa_of is None), None)
 
 
 def _holm_by_role(items: list[Any], is_primary: Callable[[Any], bool], p_of: Callable[[Any], float]) -> tuple[list[float], list[int]]:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from taulib import atomic
-from taulib.config import RunConfig, ScheduleConfig
+from taulib.config import RunConfig
 from taulib.metrics.evaluate import read_checkpoint_details, read_evaluation, recorded_evaluation_fingerprint
 from taulib.train.trainer import read_metrics
 
@@ -50,7 +50,7 @@ class Arm:
 
     @property
     def schedule_label(self) -> str:
-        return _schedule_label(self.config.schedule) + (" again (A/A)" if self.aa_of is not None else "")
+        return self.config.schedule.label + (" again (A/A)" if self.aa_of is not None else "")
 
     @property
     def steps(self) -> list[int]:
@@ -178,15 +178,6 @@ def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> Study
         raise StudyDataError(f"{outputs_root}: no trained and evaluated runs; run the study first (`make study`)")
     return StudyData(outputs_root, tuple(arms))
 
-
-def _schedule_label(s: ScheduleConfig) -> str:
-    if s.kind == "none":
-        return "plain L1 (τ ≡ 1)"
-    if s.kind == "constant":
-        return f"constant τ = {s.tau_initial:g}"
-    if s.kind == "l1_warmup":
-        return f"L1 warm-up over {s.anneal_fraction:.0%}"
-    return f"{s.kind} τ {s.tau_initial:g} → {s.tau_final:g}"
 
 
 def _training_version(arm: Arm) -> str:

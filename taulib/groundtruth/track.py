@@ -169,9 +169,8 @@ class TrackArm:
 
     @property
     def tau_final(self) -> float:
-        return (
-            1.0 if self.schedule.kind in ("none", "l1_warmup") else self.schedule.tau_final if self.schedule.kind != "constant" else self.schedule.tau_initial
-        )
+        """τ at the end of training: the final penalty is λ/τ_final."""
+        return self.schedule.tau_at_end
 
 
 def family_name(tau_initial: float, tau_final: float) -> str:
@@ -186,7 +185,7 @@ def track_arms(parameters: Path, config: TrackConfig) -> tuple[list[TrackArm], d
     identities: dict[str, str] = {}
     for _, run in load_study_configs(discover_parameter_files(parameters)):
         schedule = run.schedule.to_schedule()
-        if schedule.kind == "constant":
+        if schedule.spec.constant_coefficient and not schedule.spec.plain:  # constant τ: plain L1 at λ·τ
             identities[run.run_name] = PLAIN
             continue
         arms.append(TrackArm(run.run_name, schedule, "study"))

@@ -21,6 +21,7 @@ from taulib import atomic
 from taulib.config import ConfigError, discover_parameter_files, load_study_configs
 from taulib.groundtruth import track
 from taulib.playground.controls import validated_schedule
+from taulib.schedules import kind_spec
 from taulib.sweep.spec import SWEEP_FILE, load_sweep
 
 SHARED_BASE = "_study.yaml"  # what every arm file of the default folder inherits
@@ -39,17 +40,8 @@ def arm_file_text(schedule: dict[str, Any], description: str, base: str | None =
 
 def describe_schedule(schedule: dict[str, Any]) -> str:
     """An arm file's description of a schedule mapping, in the words of the folder's other arm files."""
-    fraction = schedule.get("anneal_fraction", 1.0)
-    span = "over all of training" if fraction == 1.0 else f"over the first {fraction:.0%} of training, then held"
-    kind = schedule.get("kind")
-    if kind == "none":
-        text = "Plain L1, τ ≡ 1"
-    elif kind == "constant":
-        text = f"Constant τ = {schedule.get('tau_initial', 1.0):g}"
-    elif kind == "l1_warmup":
-        text = f"L1 warm-up: λ ramps linearly from 0 {span}"
-    else:
-        text = f"{str(kind).capitalize()} τ {schedule.get('tau_initial', 1.0):g} → {schedule.get('tau_final', 1.0):g} {span}"
+    spec = kind_spec(str(schedule.get("kind")))
+    text = spec.sentence(float(schedule.get("tau_initial", 1.0)), float(schedule.get("tau_final", 1.0)), float(schedule.get("anneal_fraction", 1.0)))
     return f"{text} (kept from the τ playground)."
 
 

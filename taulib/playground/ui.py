@@ -19,13 +19,13 @@ from taulib.config import ConfigError, ScheduleConfig
 from taulib.playground import comparison as compare
 from taulib.playground import language_model as lm
 from taulib.playground import world_runs as wr
-from taulib.playground.controls import CONTROLS_OF_KIND, schedule_mapping, validated_schedule
+from taulib.playground.controls import controls_of, schedule_mapping, validated_schedule
 from taulib.playground.keep import keep_schedule, same_schedule
 from taulib.plots import playground as plots
 from taulib.plots.latent_contexts import contexts_html
 from taulib.plots.style import tokens_label
 from taulib.progress import progress_bar
-from taulib.schedules import SCHEDULE_KINDS
+from taulib.schedules import schedule_kinds
 
 BUDGETS = (16_384, 65_536, 131_072, 262_144, 524_288)
 LANGUAGE_MODEL_TOKENS = (16_384, 32_768, 65_536, 131_072, 262_144)
@@ -92,7 +92,7 @@ class ScheduleControls:
 
     def __init__(self, schedule: dict[str, Any], target_l0: float | None, l1_coefficient: float) -> None:
         style = {"description_width": "110px"}
-        self.kind = widgets.Dropdown(options=SCHEDULE_KINDS, value=schedule["kind"], description="kind", style=style)
+        self.kind = widgets.Dropdown(options=schedule_kinds(), value=schedule["kind"], description="kind", style=style)
         self.tau_initial = _log_slider("τ_initial", TAU_GRID, schedule.get("tau_initial", 0.3), style)
         self.tau_final = _log_slider("τ_final", TAU_GRID, schedule.get("tau_final", 0.05), style)
         self.anneal_fraction = widgets.FloatSlider(
@@ -112,7 +112,7 @@ class ScheduleControls:
         return [self.kind, self.tau_initial, self.tau_final, self.anneal_fraction]
 
     def _enable(self) -> None:
-        used = CONTROLS_OF_KIND.get(self.kind.value, ())
+        used = controls_of(self.kind.value) or ()
         for name in ("tau_initial", "tau_final", "anneal_fraction"):
             getattr(self, name).disabled = name not in used
         self.target_l0.disabled = self.sparsity.value != "target L0"

@@ -15,8 +15,8 @@ from plotly.subplots import make_subplots
 from taulib.groundtruth.endpoints import FEATURE_TYPES
 from taulib.playground.comparison import Comparison
 from taulib.playground.world_runs import CheckpointView, PlaygroundRun
-from taulib.plots.style import DASH_BY_KIND, PALETTE, finish, tokens_label
-from taulib.schedules import TauSchedule
+from taulib.plots.style import PALETTE, finish, tokens_label
+from taulib.schedules import SCHEDULE_KIND_SPECS, TauSchedule
 
 SCHEDULE_POINTS = 201
 FIGURE_WIDTH = 1050  # the width of a JupyterLab notebook's output area on a laptop screen
@@ -112,6 +112,11 @@ def append_checkpoint(figure: go.Figure, row: dict[str, Any], title: str | None 
             figure.layout.title.text = title
 
 
+def _dash(kind: str | None) -> str:
+    spec = SCHEDULE_KIND_SPECS.get(kind or "")
+    return spec.dash if spec is not None else "solid"
+
+
 def draw_comparison(figure: go.Figure, comparison: Comparison, kinds: dict[str, str]) -> None:
     """Each arm's run nearest the playground's L0 (L0, MCC, absorption), replacing those drawn before; `kinds` maps
     an arm to its schedule kind (its dash)."""
@@ -127,7 +132,7 @@ def draw_comparison(figure: go.Figure, comparison: Comparison, kinds: dict[str, 
                         y=[row[key] for row in arm.checkpoints],
                         mode="lines",
                         name=f"{arm.arm} (final L0 {arm.final_l0:.3g})",
-                        line={"color": colour, "width": 1.5, "dash": DASH_BY_KIND.get(kinds.get(arm.arm, ""), "solid")},
+                        line={"color": colour, "width": 1.5, "dash": _dash(kinds.get(arm.arm))},
                         opacity=0.8,
                         legendgroup=arm.arm,
                         showlegend=panel == 0,

@@ -10,7 +10,6 @@ from taulib.analysis.study_data import Arm
 
 # colour-blind-safe, dark enough on white (Paul Tol's "muted" scheme)
 PALETTE = ("#332288", "#CC6677", "#117733", "#DDAA33", "#88CCEE", "#AA4499", "#44AA99", "#999933", "#882255", "#661100")
-DASH_BY_KIND = {"none": "dot", "constant": "dash", "linear": "dashdot", "cosine": "solid", "exponential": "longdash", "l1_warmup": "longdashdot"}
 TEMPLATE = "plotly_white"
 
 
@@ -27,7 +26,7 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "
 def arm_styles(arms: tuple[Arm, ...] | list[Arm]) -> dict[str, ArmStyle]:
     """Colour by position, dash by schedule kind, marker symbol by position (distinguishable in greyscale too)."""
     return {
-        arm.name: ArmStyle(PALETTE[i % len(PALETTE)], DASH_BY_KIND.get(arm.config.schedule.kind, "solid"), SYMBOLS[i % len(SYMBOLS)])
+        arm.name: ArmStyle(PALETTE[i % len(PALETTE)], arm.config.schedule.spec.dash, SYMBOLS[i % len(SYMBOLS)])
         for i, arm in enumerate(arms)
     }
 

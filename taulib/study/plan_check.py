@@ -284,12 +284,16 @@ def _consistency_problems(path: Path, config: RunConfig, model: ModelFootprint, 
     return problems
 
 
+TAU_GRID = 1000  # points of training progress at which the plan check reads τ
+
+
 def _coefficient_problems(path: Path, config: RunConfig, model: ModelFootprint) -> list[str]:
     schedule = config.schedule
-    tau_min = 1.0 if schedule.kind == "none" else min(schedule.tau_initial, schedule.tau_final)
+    tau = schedule.to_schedule()
+    tau_min = min(tau.tau(i / TAU_GRID) for i in range(TAU_GRID + 1))  # the largest penalty λ/τ over training, whatever the kind's shape
     effective = config.training.l1_coefficient / tau_min if tau_min > 0 else math.inf
     bound = max_effective_coefficient(model.d_model)
-    fields = "field 'training.l1_coefficient'" if schedule.kind == "none" else "fields 'training.l1_coefficient' and 'schedule.tau_final'"
+    fields = "fields 'training.l1_coefficient' and 'schedule.tau_final'" if "tau_final" in schedule.spec.uses else "field 'training.l1_coefficient'"
     if not (math.isfinite(effective) and effective <= FLOAT32_MAX):
         return [
             f"{path}: {fields}: the effective penalty λ/τ = {config.training.l1_coefficient:g} / {tau_min:g} is not a finite float32; {_coefficient_hint(bound)}"

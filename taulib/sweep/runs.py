@@ -83,7 +83,7 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
 
         path = folder / f"{arm.name}.json"
         settings = sweep.calibration_of(arm)
-        calibration = load_calibration(path, arm.name, config.schedule.to_schedule().tau_final, settings, calibration_key(arm, sweep.calibration_seed))
+        calibration = load_calibration(path, arm.name, config.schedule.to_schedule().tau_at_end, settings, calibration_key(arm, sweep.calibration_seed))
         results[arm.name] = calibrate_arm(calibration, sweep.l0_targets, train_probe, lambda c, path=path: save_calibration(path, c), show_progress)
     return results
 

@@ -224,22 +224,22 @@ def _computation(config: RunConfig) -> dict[str, Any]:
 
 
 def identity_arms(arms: tuple[SweepArm, ...]) -> dict[str, str]:
-    """Constant-τ arms that are the sweep's plain-L1 arm (schedule `none`) with λ·τ, each mapped to it:
+    """Constant-coefficient arms (constant τ) that are the sweep's plain-L1 arm with λ·τ, each mapped to it:
     the same configuration in everything but the schedule and λ (module docstring)."""
-    plain = [arm for arm in arms if arm.config.schedule.kind == "none" and arm.aa_of is None]
+    plain = [arm for arm in arms if arm.config.schedule.spec.plain and arm.aa_of is None]
     if not plain:
         return {}
     reference = plain[0]
     return {
         arm.name: reference.name
         for arm in arms
-        if arm.config.schedule.kind == "constant" and _computation(arm.config) == _computation(reference.config)
+        if arm.config.schedule.spec.constant_coefficient and not arm.config.schedule.spec.plain and _computation(arm.config) == _computation(reference.config)
     }
 
 
 def identity_l1_coefficient(arm: SweepArm, reference_l1_coefficient: float) -> float:
     """λ of an identity run: τ·λ_plain, to the significant figures that keep λ/τ equal to λ_plain."""
-    return round_lambda(arm.config.schedule.to_schedule().tau_final * reference_l1_coefficient, IDENTITY_DIGITS)
+    return round_lambda(arm.config.schedule.to_schedule().tau_at_end * reference_l1_coefficient, IDENTITY_DIGITS)
 
 
 # ----------------------------------------------------------------------------- the runs
