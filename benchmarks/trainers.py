@@ -19,6 +19,7 @@ loading excluded (all of them read the same pre-scaled activations from memory).
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -26,13 +27,14 @@ import torch
 
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import hooked_layer
-from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig, load_run_config
 from taulib.sae import SparseAutoencoder
 from taulib.train.kernels import torch_blas_only
-from taulib.train.loss import sae_loss
 from taulib.train.sparse_switch import sparse_step_max_density
 from taulib.train.trainer import make_optimiser, optimiser_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the references the package is checked against
+from references import sae_loss, sparse_directions_dataset  # noqa: E402
 
 L1_COEFFICIENT = 0.04  # the default study's λ; the sparsity level does not change a dense step's cost
 LAYER, MODEL = 9, "gemma-3-270m"  # recorded by the reference trainers' configs only

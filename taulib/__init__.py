@@ -28,7 +28,6 @@ train.trainer                the annealed trainer: schedule, checkpoints, resume
 train.gradients              one step's loss and gradients, written out by hand
 train.kernels                the step's matmul kernels (oneDNN on a CPU)
 train.sparse_switch          where the step switches to its sparse side: the crossover, measured per machine
-train.loss                   the objective with autograd: the reference the hand-written step is checked against
 
 groundtruth.world            the ground-truth world: parents with mutually exclusive children, correlated, rare, clustered features
 groundtruth.endpoints        one checkpoint against the truth: MCC, recovery, firing F1, splits, absorption, by feature type

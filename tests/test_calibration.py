@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from references import sparse_directions_dataset
 
-from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.metrics.core import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae

@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
+from references import sparse_directions_dataset
 
 from taulib.activations import cache
 from taulib.activations.cache import activation_spec, cache_folder
-from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import load_run_config
 
 PARAMS = """run_name: killable

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from references import downstream_metrics_full_forward
 from saes import perfect_sae
 
 from taulib.activations.models import decoder_layers, load_language_model
@@ -14,7 +15,6 @@ from taulib.metrics.downstream import (
     SpliceReference,
     _linear_kl,
     downstream_metrics,
-    downstream_metrics_full_forward,
     log_partition,
     splice_reference,
 )

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from references import sae_loss
 
 from taulib.sae import SAEMetadata, SparseAutoencoder, identity_sae, load_sae, save_sae
-from taulib.train.loss import sae_loss
 from taulib.train.trainer import explained_variance
 
 

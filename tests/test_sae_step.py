@@ -1,10 +1,10 @@
 import pytest
 import torch
+from references import LossTerms, sae_loss
 
 from taulib.config import TrainingConfig
 from taulib.sae import SparseAutoencoder
 from taulib.train.gradients import loss_and_gradients
-from taulib.train.loss import LossTerms, sae_loss
 from taulib.train.trainer import make_optimiser, optimiser_step
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from references import sparse_directions_dataset
 
 import taulib.train.sparse_switch as switch
-from taulib.activations.synthetic import sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.train.trainer import AnnealedTrainer
 

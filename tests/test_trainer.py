@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from references import mean_max_cosine, sparse_directions_dataset
 
-from taulib.activations.synthetic import mean_max_cosine, sparse_directions_dataset
 from taulib.config import RunConfig
 from taulib.sae import load_sae
 from taulib.train.trainer import METRIC_COLUMNS, AnnealedTrainer, RunMismatchError, checkpoint_steps, read_checkpoint_index, training_checkpoint_steps

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,29 +39,6 @@ SPLIT_STREAMS = {"train": 1, "heldout": 2}  # the dictionary draws from stream 0
 
 class SyntheticError(RuntimeError):
     """A synthetic configuration the generator cannot realise, or a synthetic cache without its dictionary."""
-
-
-@dataclass(frozen=True)
-class SparseDataset:
-    activations: torch.Tensor  # (n, d)
-    directions: torch.Tensor  # (n_features, d), unit norm: the ground-truth dictionary
-
-
-def sparse_directions_dataset(n: int, d: int, n_features: int, mean_active: float, seed: int = 0) -> SparseDataset:
-    """x = Σ c_i·u_i over a few random unit directions u_i per sample, c_i ~ U(1, 2) when active."""
-    generator = torch.Generator().manual_seed(seed)
-    directions = torch.randn(n_features, d, generator=generator)
-    directions /= directions.norm(dim=1, keepdim=True)
-    active = torch.rand(n, n_features, generator=generator) < mean_active / n_features
-    coefficients = active * (1 + torch.rand(n, n_features, generator=generator))
-    return SparseDataset(coefficients @ directions, directions)
-
-
-def mean_max_cosine(true_directions: torch.Tensor, learned_directions: torch.Tensor) -> float:
-    """For each true direction, the best cosine with any learned direction; averaged."""
-    true = true_directions / true_directions.norm(dim=1, keepdim=True)
-    learned = learned_directions / learned_directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return float((true @ learned.T).max(dim=1).values.mean())
 
 
 # ----------------------------------------------------------------------------- the synthetic model

@@ -15,7 +15,7 @@ The forward up to the hooked block, and the clean and zero-ablated losses, do no
 SAE: `splice_reference` computes them once per model, layer and held-out sequences (the evaluation
 caches it with its data). Each SAE's splice then runs only the blocks after the hooked one, the
 final norm and the unembedding, on the spliced residual (`SplicedModel.logits_from_residual`).
-`downstream_metrics_full_forward`, whole forwards spliced through nnsight, is the reference the
+`downstream_metrics_full_forward` (tests/references.py), whole forwards spliced through nnsight, is the reference the
 split forward is tested against.
 
 KL needs the clean distribution at every position, too large to keep (16k positions × 262k words).
@@ -496,38 +496,3 @@ def _splice_batch(
             if progress is not None:
                 progress(1)
         del head
-
-
-@torch.no_grad()
-def downstream_metrics_full_forward(
-    model: SplicedModel, sequences: torch.Tensor, saes: Sequence[SparseAutoencoder], batch_size: int = 4, progress: Callable[[int], None] | None = None
-) -> list[DownstreamMetrics]:
-    """The same metrics from whole forwards (clean, zero-ablated, and one per SAE, spliced through
-    nnsight): what `downstream_metrics` computes faster, kept as the reference it is tested against."""
-    _check_sequences(sequences)
-    bos = model.loaded.bos_token_id
-    saes = [sae.to(model.device) for sae in saes]
-    shared: dict[str, list[np.ndarray]] = {"clean": [], "zero": [], "kl_zero": [], "n_ce": [], "n_kl": []}
-    per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
-    for start in range(0, sequences.shape[0], batch_size):
-        ids = sequences[start : start + batch_size].to(model.device)
-        is_bos = ids == bos
-        ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
-        clean_log_probs = torch.log_softmax(model.logits(ids), dim=-1)
-        clean_probs = clean_log_probs.exp()
-        clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
-        shared["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
-        del clean_log_probs
-        ce, kl = _per_token_losses(model.logits(ids, torch.zeros_like), ids, clean_probs, clean_entropy_term)
-        shared["zero"].append(_row_sums(ce, ce_mask))
-        shared["kl_zero"].append(_row_sums(kl, kl_mask))
-        for index, sae in enumerate(saes):
-            ce, kl = _per_token_losses(model.logits(ids, _sae_replacement(sae, is_bos)), ids, clean_probs, clean_entropy_term)
-            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
-            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
-            if progress is not None:
-                progress(1)
-        shared["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
-        shared["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
-    common = {key: np.concatenate(parts) for key, parts in shared.items()}
-    return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]

@@ -117,7 +117,7 @@ def optimiser_step(
 ) -> StepResult:
     """One step of the annealed trainer on the (scaled) batch x: the training loop without its bookkeeping.
 
-    The gradients are written out by hand (taulib.train.gradients: the loss of `taulib.train.loss.sae_loss`, in fewer passes);
+    The gradients are written out by hand (taulib.train.gradients: the loss of `sae_loss` in tests/references.py, in fewer passes);
     the decoder's rows stay unit-norm, and Adam sees only the gradient across them.
     """
     for group in optimiser.param_groups:

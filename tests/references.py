@@ -1,0 +1,92 @@
+"""The references the package's faster code is checked against, kept with the tests rather than in the package:
+
+- `sae_loss`: the training objective written with autograd, the definition taulib.train.gradients computes by hand
+  in fewer passes (tests/test_sae_step.py; the autograd trainers of benchmarks/trainers.py run it);
+- `sparse_directions_dataset`: sums of a few random unit directions per sample, a dataset with a known dictionary
+  for the trainer's tests and benchmarks, and `mean_max_cosine` of a learned dictionary against it;
+- `downstream_metrics_full_forward`: the CE/KL metrics from whole forwards spliced through nnsight, what
+  taulib.metrics.downstream.downstream_metrics computes faster (tests/test_metrics_downstream.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from taulib.metrics.downstream import DownstreamMetrics, SequenceLosses, SplicedModel, _check_sequences, _per_token_losses, _row_sums, _sae_replacement
+from taulib.sae import SparseAutoencoder
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    loss: torch.Tensor
+    mse: torch.Tensor  # mean over the batch of ‖x − x̂‖²
+    l1: torch.Tensor  # mean over the batch of ‖f‖₁
+
+
+def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1_coefficient_effective: float) -> LossTerms:
+    """Squared reconstruction error plus the (already τ-divided) L1 penalty, both per-token means."""
+    mse = (x_hat.float() - x).pow(2).sum(dim=-1).mean()
+    l1 = f.float().abs().sum(dim=-1).mean()
+    return LossTerms(mse + l1_coefficient_effective * l1, mse, l1)
+
+
+@dataclass(frozen=True)
+class SparseDataset:
+    activations: torch.Tensor  # (n, d)
+    directions: torch.Tensor  # (n_features, d), unit norm: the ground-truth dictionary
+
+
+def sparse_directions_dataset(n: int, d: int, n_features: int, mean_active: float, seed: int = 0) -> SparseDataset:
+    """x = Σ c_i·u_i over a few random unit directions u_i per sample, c_i ~ U(1, 2) when active."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(n_features, d, generator=generator)
+    directions /= directions.norm(dim=1, keepdim=True)
+    active = torch.rand(n, n_features, generator=generator) < mean_active / n_features
+    coefficients = active * (1 + torch.rand(n, n_features, generator=generator))
+    return SparseDataset(coefficients @ directions, directions)
+
+
+def mean_max_cosine(true_directions: torch.Tensor, learned_directions: torch.Tensor) -> float:
+    """For each true direction, the best cosine with any learned direction; averaged."""
+    true = true_directions / true_directions.norm(dim=1, keepdim=True)
+    learned = learned_directions / learned_directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return float((true @ learned.T).max(dim=1).values.mean())
+
+
+@torch.no_grad()
+def downstream_metrics_full_forward(
+    model: SplicedModel, sequences: torch.Tensor, saes: Sequence[SparseAutoencoder], batch_size: int = 4, progress: Callable[[int], None] | None = None
+) -> list[DownstreamMetrics]:
+    """The same metrics from whole forwards (clean, zero-ablated, and one per SAE, spliced through
+    nnsight): what `downstream_metrics` computes faster, kept as the reference it is tested against."""
+    _check_sequences(sequences)
+    bos = model.loaded.bos_token_id
+    saes = [sae.to(model.device) for sae in saes]
+    shared: dict[str, list[np.ndarray]] = {"clean": [], "zero": [], "kl_zero": [], "n_ce": [], "n_kl": []}
+    per_sae: list[dict[str, list[np.ndarray]]] = [{"sae": [], "kl_sae": []} for _ in saes]
+    for start in range(0, sequences.shape[0], batch_size):
+        ids = sequences[start : start + batch_size].to(model.device)
+        is_bos = ids == bos
+        ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+        clean_log_probs = torch.log_softmax(model.logits(ids), dim=-1)
+        clean_probs = clean_log_probs.exp()
+        clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+        shared["clean"].append(_row_sums(-clean_log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), ce_mask))
+        del clean_log_probs
+        ce, kl = _per_token_losses(model.logits(ids, torch.zeros_like), ids, clean_probs, clean_entropy_term)
+        shared["zero"].append(_row_sums(ce, ce_mask))
+        shared["kl_zero"].append(_row_sums(kl, kl_mask))
+        for index, sae in enumerate(saes):
+            ce, kl = _per_token_losses(model.logits(ids, _sae_replacement(sae, is_bos)), ids, clean_probs, clean_entropy_term)
+            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
+            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
+            if progress is not None:
+                progress(1)
+        shared["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
+        shared["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
+    common = {key: np.concatenate(parts) for key, parts in shared.items()}
+    return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
