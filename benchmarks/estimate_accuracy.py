@@ -29,7 +29,7 @@ from common import REPOSITORY, markdown_table, provenance, write_section  # noqa
 from tiny_study import TINY  # noqa: E402
 
 from taulib import atomic  # noqa: E402
-from taulib.study.machine_speed import CACHE_ENV  # noqa: E402
+from taulib.timing import CACHE_ENV  # noqa: E402
 
 RUNS = ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened")
 COMPARED = ("extraction", "evaluation inputs", "runs", "analysis")

@@ -11,6 +11,8 @@ atomic                       atomic writes of every artefact under outputs/
 progress                     progress bars (widgets in JupyterLab, periodic lines headless)
 provenance                   package versions, git commit and machine of a result
 versions                     the versions of the code that make each artefact (extraction, training, evaluation)
+timing                       timing this machine: short timings of code, cached per machine under a lock
+parameter_docs               every parameter the parameter, sweep and track files can set (`taulib params`, docs/parameters.md)
 
 corpus.sources               the packaged text sources, where their text lives, their licences
 corpus.cleaning              markup → prose paragraphs

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "params":
-        from taulib.config import parameter_markdown, parameter_reference
+        from taulib.parameter_docs import parameter_markdown, parameter_reference
 
         if args.markdown:
             print(parameter_markdown(), end="")

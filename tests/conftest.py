@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taulib.study.machine_speed import CACHE_ENV
+from taulib.timing import CACHE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -60,7 +60,8 @@ def test_outputs_path_that_is_a_file_is_refused(tmp_path, capsys):
 
 
 def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
-    from taulib.config import RunConfig, parameter_reference
+    from taulib.config import RunConfig
+    from taulib.parameter_docs import parameter_reference
 
     assert main(["params"]) == 0
     out = capsys.readouterr().out
@@ -75,7 +76,7 @@ def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
 
 
 def test_params_markdown_prints_the_parameters_page(capsys):
-    from taulib.config import parameter_markdown
+    from taulib.parameter_docs import parameter_markdown
 
     assert main(["params", "--markdown"]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taulib.config import parameter_markdown, parameter_reference
+from taulib.parameter_docs import parameter_markdown, parameter_reference
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -1,4 +1,4 @@
-"""The per-machine speed cache (taulib.study.machine_speed.SpeedCache): measured once, shared by the processes of a
+"""The per-machine speed cache (taulib.timing.SpeedCache): measured once, shared by the processes of a
 study without a lost entry, and measured again when asked to recalibrate."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import json
 import subprocess
 import sys
 
-from taulib.study.machine_speed import SpeedCache
+from taulib.timing import SpeedCache
 
 # a process that misses `name`: its measurement takes a second and returns its own pid, logged where it ran
 MEASURER = """
 import os, sys, time
 from pathlib import Path
-from taulib.study.machine_speed import SpeedCache
+from taulib.timing import SpeedCache
 cache_file, name, log = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 
 def measure():

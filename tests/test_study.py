@@ -11,8 +11,8 @@ import pytest
 from tiny_study import TINY
 
 from taulib.study.cost import STAGES
-from taulib.study.machine_speed import CACHE_ENV
 from taulib.study.run import ANALYSIS_NOTEBOOKS
+from taulib.timing import CACHE_ENV
 
 pytestmark = [pytest.mark.model, pytest.mark.notebook]
 

@@ -39,6 +39,7 @@ from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
 from taulib.sweep.spec import Sweep
+from taulib.timing import SpeedCache
 from taulib.train.trainer import training_checkpoint_steps
 
 STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
@@ -93,7 +94,7 @@ def _duration(seconds: float) -> str:
 class Costs:
     """This machine's costs per unit for the plan's shapes (measured once, then read from the cache)."""
 
-    def __init__(self, cache: speed.SpeedCache, show_progress: bool = True) -> None:
+    def __init__(self, cache: SpeedCache, show_progress: bool = True) -> None:
         self.cache = cache
         self.bar = progress_bar(desc="timing this machine", unit="measurement", disable=not show_progress, leave=False)
 
@@ -184,12 +185,12 @@ def estimate_study(
     runs: Sequence[tuple[Path, RunConfig]],
     outputs_root: Path,
     sweep: Sweep | None = None,
-    cache: speed.SpeedCache | None = None,
+    cache: SpeedCache | None = None,
     show_progress: bool = True,
 ) -> StudyEstimate:
     """The wall time of each stage of a study of `runs` (a sweep's arms with `sweep`) on this machine."""
     outputs_root = Path(outputs_root)
-    cache = cache or speed.SpeedCache()
+    cache = cache or SpeedCache()
     costs = Costs(cache, show_progress)
     try:
         return _estimate(runs, outputs_root, sweep, costs)

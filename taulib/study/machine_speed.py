@@ -3,31 +3,21 @@
 Each measurement times the code a study runs (a training step, one checkpoint's model-free metrics,
 the language model's forward, a notebook's start, a figure export) at the plan's own shapes, capped
 where the cost grows linearly, and returns seconds per unit (a step, a token, a checkpoint…) for
-taulib.study.cost to multiply by the plan's sizes. Results are cached in one JSON file (TAULIB_CACHE_DIR,
-else ~/.cache/taulib), under a key of the CPU model, torch version and thread count, and written
-atomically, so a second `taulib sweep` or `study` on the same machine measures nothing.
+taulib.study.cost to multiply by the plan's sizes. Results are cached per machine (taulib.timing.SpeedCache),
+so a second `taulib sweep` or `study` on the same machine measures nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from taulib import atomic
-from taulib.provenance import cpu_model
+from taulib.timing import once, timed
 
-CACHE_ENV = "TAULIB_CACHE_DIR"
-CACHE_FILE = "machine_speed.json"
-MIN_SECONDS = 0.3  # each timing repeats its operation until at least this long (the first call warms up)
 ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
 PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
 CORE_TOKENS_CAP = 4096
@@ -35,97 +25,6 @@ LATENT_CONTEXT_TOKENS_CAP = 8192  # the context store's encoding is timed on at 
 FIGURES_PER_NOTEBOOK = 5  # the analysis notebooks' figures: 03 writes six, 04 four
 # the common words an absorption prompt's in-context examples are made of, for its token count
 PROMPT_WORDS = ("apple", "house", "river", "green", "table", "music", "stone", "water", "light", "dream", "chair", "money")
-
-
-def cache_path() -> Path:
-    root = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else Path.home() / ".cache" / "taulib"
-    return root / CACHE_FILE
-
-
-def machine_key(threads: bool = True) -> str:
-    """The cache's key for this machine: its CPU model and torch version, and the thread count unless `threads` is False."""
-    key = f"{cpu_model()} | torch {torch.__version__}"
-    return f"{key} | {torch.get_num_threads()} threads" if threads else key
-
-
-def once(operation: Callable[[], Any]) -> float:
-    """Seconds of one call: for the operations that take a second or more (their warm-up is negligible)."""
-    started = time.perf_counter()
-    operation()
-    return time.perf_counter() - started
-
-
-def timed(operation: Callable[[], Any], min_seconds: float = MIN_SECONDS, max_repeats: int = 20) -> float:
-    """Seconds per call of `operation` after one warm-up call: the median of the repeats that fit in
-    `min_seconds`. The median, not the best: a study's stages run at the machine's typical speed, and
-    the fastest repeat made every estimate optimistic (benchmarks/RESULTS.md, "The wall-time estimate")."""
-    operation()
-    times: list[float] = []
-    while len(times) < max_repeats and (not times or sum(times) < min_seconds):
-        started = time.perf_counter()
-        operation()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-class SpeedCache:
-    """The measurements of this machine, by name; a missing one is measured once and saved."""
-
-    def __init__(self, path: Path | None = None, recalibrate: bool = False, key: str | None = None) -> None:
-        self.path = path or cache_path()
-        self.key = key or machine_key()
-        stored = atomic.read_json(self.path) if self.path.is_file() else {}
-        self.all: dict[str, dict[str, float]] = stored if isinstance(stored, dict) else {}
-        # recalibrating: this machine's stored values are stale, unless another process measures them again meanwhile
-        self.stale: dict[str, float] = dict(self.all.pop(self.key, {})) if recalibrate else {}
-        self.measured: list[str] = []  # names measured in this process (not read from the cache)
-
-    def get(self, name: str, measure: Callable[[], float]) -> float:
-        """The cached value, else measured and saved. A miss is settled under a file lock, so that processes sharing
-        the cache (a study's workers) measure a value once and all use that one, and none loses another's entries. The
-        lock is re-entrant within a process: a measurement may itself read other cached values."""
-        if name in self.all.get(self.key, {}):
-            return self.all[self.key][name]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _cache_lock(self.path):
-            self._merge_stored()
-            values = self.all.setdefault(self.key, {})
-            if name not in values:
-                value = float(measure())
-                self._merge_stored()  # what a nested measurement saved meanwhile
-                values = self.all.setdefault(self.key, {})
-                values[name] = value
-                self.measured.append(name)
-                stored = atomic.read_json(self.path) if self.path.is_file() else {}
-                atomic.write_json(self.path, {**(stored if isinstance(stored, dict) else {}), self.key: values})
-        return values[name]
-
-    def _merge_stored(self) -> None:
-        """What other processes (or nested measurements) saved: their values win, they are in use; stale ones do not."""
-        stored = atomic.read_json(self.path) if self.path.is_file() else {}
-        for key, found in (stored if isinstance(stored, dict) else {}).items():
-            fresh = {n: v for n, v in found.items() if key != self.key or self.stale.get(n) != v}
-            self.all.setdefault(key, {}).update(fresh)
-
-
-_HELD_LOCKS: set[str] = set()  # the cache files whose lock this process holds
-
-
-@contextlib.contextmanager
-def _cache_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock beside the cache file, shared by processes and re-entrant within one (flock on a second open
-    of the same file in one process would wait for itself)."""
-    key = str(path.resolve())
-    if key in _HELD_LOCKS:
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        _HELD_LOCKS.add(key)
-        try:
-            yield
-        finally:
-            _HELD_LOCKS.discard(key)
 
 
 # ----------------------------------------------------------------------------- the measurements

@@ -50,7 +50,7 @@ def sae_at_density(x: torch.Tensor, d_sae: int, density: float) -> SparseAutoenc
 
 def step_seconds(sae: SparseAutoencoder, x: torch.Tensor, compute_dtype: torch.dtype, sparse_max_density: float) -> float:
     """The median of TIMING_REPEATS calls of the step's loss and gradients, after a warm-up call."""
-    from taulib.study.machine_speed import timed
+    from taulib.timing import timed
     from taulib.train.gradients import loss_and_gradients
 
     return timed(lambda: loss_and_gradients(sae, x, _COEFFICIENT, compute_dtype, sparse_max_density), min_seconds=math.inf, max_repeats=TIMING_REPEATS)
@@ -82,7 +82,7 @@ def machine_crossover(x: torch.Tensor, d_sae: int, compute_dtype: torch.dtype) -
     thread counts (a study process and its one-thread workers) then share one switch, so that runs
     meant to be identical (constant τ's identity run and plain L1's) take the same kernels.
     """
-    from taulib.study.machine_speed import SpeedCache, machine_key
+    from taulib.timing import SpeedCache, machine_key
 
     dtype = str(compute_dtype).removeprefix("torch.")
     name = f"sparse_step_crossover {dtype} {x.shape[1]}x{d_sae} batch {x.shape[0]}"
