@@ -229,6 +229,8 @@ def readme_block(kept: Path, link: str) -> str:
     aa = [c for c in claims if c["kind"] == "aa_summary"]
     lines += [f"- **{c['text'].split(':', 1)[0]}**:{c['text'].split(':', 1)[1]}" for c in aa]
     lines += [f"- *Out of range*: {line}" for line in summary.get("out_of_range", [])]
+    if "matching" in summary:
+        lines.append(f"- *Matching*: {summary['matching']}")
     lines.append(README_END)
     return "\n".join(lines)
 

@@ -624,6 +624,7 @@ def report_summary(report: Report) -> dict[str, Any]:
         "primary": report.primary,
         "primary_contrasts": report.primary_contrasts,
         "out_of_range": report.out_of_range,
+        "matching": matching_summary(report),
     }
 
 
