@@ -4,7 +4,7 @@ study in its time, side by side on one trained run of it.
     .venv/bin/python benchmarks/evaluation_cost.py [run folder] [outputs] [--write]
 
 Needs a finished run and the evaluation inputs (`make study`). A chunk of the run's checkpoints
-(taulib.metrics.evaluate.DOWNSTREAM_CHUNK, evenly spaced) is evaluated both ways, family by family:
+(taulib.metrics.families.DOWNSTREAM_CHUNK, evenly spaced) is evaluated both ways, family by family:
 
 * core and orthogonality: one checkpoint at a time (before) and the chunk together (after);
 * absorption: each checkpoint's k-sparse probes trained alone (before) and the chunk's trained
@@ -40,8 +40,8 @@ from taulib.config import RunConfig
 from taulib.metrics.absorption import AbsorptionData, evaluate_absorption, evaluate_absorption_many
 from taulib.metrics.core import reconstruction_metrics, reconstruction_metrics_many
 from taulib.metrics.downstream import SplicedModel, SpliceReference, downstream_metrics, splice_reference
-from taulib.metrics.evaluate import DOWNSTREAM_CHUNK, evaluation_data_folder
-from taulib.metrics.families import CE_SEQUENCES_FILE, Absorption, Probing
+from taulib.metrics.evaluate import evaluation_data_folder
+from taulib.metrics.families import CE_SEQUENCES_FILE, DOWNSTREAM_CHUNK, Absorption, Probing
 from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
 from taulib.metrics.probing import ProbingData, evaluate_sparse_probing_many
 from taulib.sae import in_raw_units, load_sae

@@ -31,30 +31,13 @@ from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import LoadedModel
 from taulib.config import EvaluationConfig, RunConfig
-from taulib.metrics.families import FAMILIES, Chunk, GroundTruth, RunInputs, evaluated
+from taulib.metrics.families import DOWNSTREAM_CHUNK, Chunk, GroundTruth, RunInputs, evaluated, inputs_key
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
 from taulib.versions import EVALUATION_VERSION, TRAINING_VERSION
 
 PREPARATION_TIME_FILE = "preparation_time.json"
-# checkpoints evaluated together: one pass over the held-out, probing and CE data for all; also the resume granularity
-DOWNSTREAM_CHUNK = 8
-
-
-def inputs_key(config: RunConfig, layer: int) -> dict[str, Any]:
-    """What the SAE-independent inputs of this model and layer depend on: the model, and every family's settings."""
-    key = {
-        "model": config.model.name,
-        "model_dtype": config.model.dtype,
-        "autocast": config.model.autocast,
-        "layer": layer,
-        "corpus": config.activations.corpus,
-        "context_length": config.activations.context_length,
-    }
-    for family in FAMILIES:
-        key |= family.data_key(config)
-    return key
 
 
 def evaluation_data_folder(outputs_root: Path, config: RunConfig, layer: int) -> Path:

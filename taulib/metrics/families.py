@@ -14,25 +14,42 @@ modules read taulib.config.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
+import torch
+
+from taulib.timing import once, timed
 
 if TYPE_CHECKING:
-    import torch
-
     from taulib.activations.models import LoadedModel
     from taulib.config import RunConfig
     from taulib.sae import SparseAutoencoder
-    from taulib.study.cost import Costs
 
 # which model a family can be computed on: any, a language model (to splice into, prompt or probe), or
 # the synthetic model (whose true dictionary is known); on the other kind it is recorded as not applicable
 Needs = Literal["any", "language_model", "known_dictionary"]
 CE_SEQUENCES_FILE, CE_REFERENCE_FILE = "ce_sequences.safetensors", "ce_reference.safetensors"
 COSINE_HISTOGRAM_EDGES = np.linspace(-0.2, 1.0, 61)
+# checkpoints evaluated together: one pass over the held-out, probing and CE data for all; also the resume granularity
+DOWNSTREAM_CHUNK = 8
+ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
+PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
+
+
+class Costs(Protocol):
+    """This machine's costs per unit, as a family's cost estimate reads them (taulib.study.cost.Costs is one)."""
+
+    def measured(self, name: str, measure: Callable[[], float]) -> float: ...
+
+    def model(self, config: RunConfig, name: str) -> float: ...
+
+    def core(self, config: RunConfig, d_model: int) -> float: ...
+
+    def probing_texts(self, tasks: tuple[str, ...]) -> float: ...
 
 
 @dataclass
@@ -151,10 +168,8 @@ class Orthogonality(Family):
             details["encoder_decoder_cosine_histogram"] = _histogram(arrays["encoder_decoder_cosine"])
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
-        from taulib.study import machine_speed as speed
-
         width = config.sae.width
-        return costs.measured(f"orthogonality|d{d_model}|w{width}", lambda: speed.orthogonality_seconds(d_model, width))
+        return costs.measured(f"orthogonality|d{d_model}|w{width}", lambda: orthogonality_seconds(d_model, width))
 
 
 class Absorption(Family):
@@ -183,7 +198,7 @@ class Absorption(Family):
         # minutes of forward passes on a CPU: a bar with an ETA, once per model and layer
         bar = progress_bar(desc="absorption prompts", unit="tok", unit_scale=True, disable=not show_progress)
         reader = ResidualReader(loaded, config.model.autocast)
-        prepare_absorption_data(reader, loaded.tokenizer, self.settings(config), progress=bar).save(folder, {"key": _inputs_key(config, loaded.layer)})
+        prepare_absorption_data(reader, loaded.tokenizer, self.settings(config), progress=bar).save(folder, {"key": inputs_key(config, loaded.layer)})
         bar.close()
 
     def prepare_seconds(self, costs: Costs, config: RunConfig) -> float:
@@ -209,10 +224,8 @@ class Absorption(Family):
             chunk.details[index]["absorption_letters"] = letters.to_dict(orient="records")
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
-        from taulib.study import machine_speed as speed
-
         words, width = config.evaluation.absorption_vocab_size, config.sae.width
-        return words * costs.measured(f"absorption_chunk|d{d_model}|w{width}", lambda: speed.absorption_seconds_per_word(d_model, width, words))
+        return words * costs.measured(f"absorption_chunk|d{d_model}|w{width}", lambda: absorption_seconds_per_word(d_model, width, words))
 
     def run_seconds(self, costs: Costs, config: RunConfig, d_model: int, checkpoints: int) -> float:
         evaluated = checkpoints if config.evaluation.absorption_checkpoints == "all" else min(checkpoints, 1)
@@ -259,7 +272,7 @@ class Probing(Family):
 
         bar = progress_bar(desc="probing-task residuals", unit="tok", unit_scale=True, disable=not show_progress)
         reader = ResidualReader(loaded, config.model.autocast)
-        prepare_probing_data(reader, loaded.tokenizer, self.settings(config), progress=bar).save(folder, {"key": _inputs_key(config, loaded.layer)})
+        prepare_probing_data(reader, loaded.tokenizer, self.settings(config), progress=bar).save(folder, {"key": inputs_key(config, loaded.layer)})
         bar.close()
 
     def prepare_seconds(self, costs: Costs, config: RunConfig) -> float:
@@ -284,12 +297,10 @@ class Probing(Family):
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
         from taulib.corpus.probing_tasks import PROBING_TASKS
-        from taulib.study import machine_speed as speed
-
         e, width, bf16 = config.evaluation, config.sae.width, self.bfloat16(config)
         key = f"probing_chunk|d{d_model}|w{width}|ctx{e.probing_context_length}|{','.join(e.probing_tasks)}|k{','.join(map(str, e.probing_ks))}|{'bf16' if bf16 else 'f32'}"
         per_example = costs.measured(
-            key, lambda: speed.probing_seconds_per_example(d_model, width, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks, bf16)
+            key, lambda: probing_seconds_per_example(d_model, width, e.probing_tasks, e.probing_examples_per_class, e.probing_context_length, e.probing_ks, bf16)
         )
         return per_example * e.probing_examples_per_class * sum(PROBING_TASKS[task].n_classes for task in e.probing_tasks)
 
@@ -315,12 +326,10 @@ class GroundTruth(Family):
             chunk.details[index]["gt_max_cosine"] = best.tolist()  # per true feature: its recovery step over the checkpoints
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
-        from taulib.study import machine_speed as speed
-
         if config.model.synthetic is None:
             return 0.0
         width, n_features = config.sae.width, config.model.synthetic.n_features
-        return costs.measured(f"ground_truth|d{d_model}|w{width}|n{n_features}", lambda: speed.ground_truth_seconds(d_model, width, n_features))
+        return costs.measured(f"ground_truth|d{d_model}|w{width}|n{n_features}", lambda: ground_truth_seconds(d_model, width, n_features))
 
     def finish(self, run_dir: Path, records_folder: Path, steps: list[int], by_step: dict[int, dict[str, Any]], config: RunConfig) -> None:
         """Per true feature: its recovery step and tokens (first checkpoint from which it stays recovered; -1: not
@@ -462,7 +471,105 @@ def evaluated(config: RunConfig) -> list[Family]:
     return [family for family in FAMILIES if family.name in names]
 
 
-def _inputs_key(config: RunConfig, layer: int) -> dict[str, Any]:
-    from taulib.metrics.evaluate import inputs_key
+def inputs_key(config: RunConfig, layer: int) -> dict[str, Any]:
+    """What the SAE-independent inputs of this model and layer depend on: the model, and every family's settings."""
+    key = {
+        "model": config.model.name,
+        "model_dtype": config.model.dtype,
+        "autocast": config.model.autocast,
+        "layer": layer,
+        "corpus": config.activations.corpus,
+        "context_length": config.activations.context_length,
+    }
+    for family in FAMILIES:
+        key |= family.data_key(config)
+    return key
 
-    return inputs_key(config, layer)
+
+# ----------------------------------------------------------------------------- each family's cost timing
+def timing_sae(d_model: int, width: int) -> Any:
+    """A random SAE of this shape, sparse-ish as the checkpoints after the first are: what the cost timings evaluate."""
+    from taulib.sae import SparseAutoencoder
+
+    sae = SparseAutoencoder(d_model, width)
+    sae.initialise(torch.Generator().manual_seed(0))  # a fresh SAE's weights are uninitialised memory
+    with torch.no_grad():
+        sae.b_enc.fill_(-0.5)  # a sparse-ish SAE, as the checkpoints after the first are
+    return sae
+
+
+def orthogonality_seconds(d_model: int, width: int) -> float:
+    from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
+
+    sae, factor = timing_sae(d_model, width), covariance_factor(torch.randn(2 * d_model, d_model))
+    return once(lambda: orthogonality_metrics(sae, activation_covariance_factor=factor))
+
+
+def ground_truth_seconds(d_model: int, width: int, n_features: int) -> float:
+    from taulib.metrics.ground_truth import ground_truth_metrics
+
+    sae, true = timing_sae(d_model, width), torch.randn(n_features, d_model)
+    return timed(lambda: ground_truth_metrics(true, sae.W_dec))
+
+
+def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
+    """The absorption metric of one checkpoint (k-sparse probes, absorption per letter) on random residuals,
+    per word, evaluated in a chunk of checkpoints as the evaluation does."""
+    from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption_many
+
+    n = min(words, ABSORPTION_WORDS_CAP)
+    settings = AbsorptionSettings(vocab_size=max(n, 260))
+    generator = torch.Generator().manual_seed(0)
+    n_train = int(n * settings.train_fraction)
+    n_test = n - n_train
+    labels = torch.arange(n) % 26
+    names = [f"w{i}" for i in range(n)]
+    data = AbsorptionData(
+        train_words=names[:n_train],
+        test_words=names[n_train:],
+        train_labels=labels[:n_train],
+        test_labels=labels[n_train:],
+        train_acts=torch.randn(n_train, d_model, generator=generator),
+        test_acts=torch.randn(n_test, d_model, generator=generator),
+        absorption_acts=torch.randn(n_test, d_model, generator=generator),
+        train_prompts=[],
+        test_prompts=[],
+        absorption_prompts=[],
+        probe_weight=torch.randn(26, d_model, generator=generator),
+        probe_bias=torch.zeros(26),
+        settings=settings,
+    )
+    sae = timing_sae(d_model, width)
+    return timed(lambda: evaluate_absorption_many([sae] * DOWNSTREAM_CHUNK, data), max_repeats=2) / (n * DOWNSTREAM_CHUNK)
+
+
+def probing_seconds_per_example(
+    d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...], autocast: bool
+) -> float:
+    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals,
+    in a chunk of checkpoints as the evaluation does (bfloat16 encoding when `autocast`)."""
+    import numpy as np
+
+    from taulib.corpus.probing_tasks import PROBING_TASKS
+    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing_many
+
+    per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
+    settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
+    rng = np.random.default_rng(0)
+    task_data, examples = [], 0
+    for name in tasks:
+        labels = [f"class{c}" for c in range(PROBING_TASKS[name].n_classes) for _ in range(per_class)]
+        tokens = context_length - 1  # BOS excluded
+        is_test = np.zeros(len(labels), dtype=bool)
+        for c in range(PROBING_TASKS[name].n_classes):  # stratified, as the real split
+            is_test[rng.choice(np.arange(c * per_class, (c + 1) * per_class), int(round(per_class * settings.test_fraction)), replace=False)] = True
+        token_acts = torch.randn(len(labels) * tokens, d_model).half()
+        offsets = torch.arange(len(labels) + 1) * tokens
+        task_data.append(TaskData(name, labels, token_acts, offsets, is_test, _binary_tasks(name, labels, is_test, settings.seed)))
+        examples += len(labels)
+    data = ProbingData(task_data, settings)
+    sae = timing_sae(d_model, width)
+    with torch.no_grad():
+        sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
+    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data, autocast)) / (examples * DOWNSTREAM_CHUNK)
+

@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 
+from taulib.metrics.families import timing_sae
 from taulib.timing import once, timed
 
-ABSORPTION_WORDS_CAP = 260  # the absorption metric is timed on at most this many words, then scaled
-PROBING_EXAMPLES_CAP = 10  # examples per class for the timed sparse probing
 CORE_TOKENS_CAP = 4096
 LATENT_CONTEXT_TOKENS_CAP = 8192  # the context store's encoding is timed on at most this many tokens, then scaled
 FIGURES_PER_NOTEBOOK = 5  # the analysis notebooks' figures: 03 writes six, 04 four
@@ -47,23 +46,13 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str, t
         torch.set_num_threads(default_threads)
 
 
-def _random_sae(d_model: int, width: int) -> Any:
-    from taulib.sae import SparseAutoencoder
-
-    sae = SparseAutoencoder(d_model, width)
-    sae.initialise(torch.Generator().manual_seed(0))  # a fresh SAE's weights are uninitialised memory
-    with torch.no_grad():
-        sae.b_enc.fill_(-0.5)  # a sparse-ish SAE, as the checkpoints after the first are
-    return sae
-
-
 def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
     """One checkpoint's core metrics per held-out token, evaluated in a chunk of checkpoints as the evaluation does."""
     from taulib.metrics.core import reconstruction_metrics_many
-    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
+    from taulib.metrics.families import DOWNSTREAM_CHUNK
 
     tokens = min(core_tokens, CORE_TOKENS_CAP)
-    sae, x = _random_sae(d_model, width), torch.randn(tokens, d_model)
+    sae, x = timing_sae(d_model, width), torch.randn(tokens, d_model)
     return timed(lambda: reconstruction_metrics_many([sae] * DOWNSTREAM_CHUNK, x)) / (tokens * DOWNSTREAM_CHUNK)
 
 
@@ -75,29 +64,15 @@ def latent_contexts_seconds(d_model: int, width: int, heldout_tokens: int, seque
     from taulib.metrics.latent_formation import match_latents
 
     n, settings = min(heldout_tokens, LATENT_CONTEXT_TOKENS_CAP), ContextSettings()
-    sae, x = _random_sae(d_model, width), torch.randn(n, d_model)
+    sae, x = timing_sae(d_model, width), torch.randn(n, d_model)
     top_rows = torch.from_numpy(checkpoint_contexts(sae, x, sequence_length, settings)["top_rows"]).long()
     whole = timed(lambda: checkpoint_contexts(sae, x, sequence_length, settings))
     windows = timed(lambda: window_activations(sae, x, top_rows, sequence_length, settings, n))
-    other = _random_sae(d_model, width)
+    other = timing_sae(d_model, width)
     with torch.no_grad():
         other.W_dec.copy_(torch.randn(width, d_model))
     matching = once(lambda: match_latents(sae.W_dec, other.W_dec))
     return max(whole - windows, 0.0) * heldout_tokens / n + windows + matching
-
-
-def orthogonality_seconds(d_model: int, width: int) -> float:
-    from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
-
-    sae, factor = _random_sae(d_model, width), covariance_factor(torch.randn(2 * d_model, d_model))
-    return once(lambda: orthogonality_metrics(sae, activation_covariance_factor=factor))
-
-
-def ground_truth_seconds(d_model: int, width: int, n_features: int) -> float:
-    from taulib.metrics.ground_truth import ground_truth_metrics
-
-    sae, true = _random_sae(d_model, width), torch.randn(n_features, d_model)
-    return timed(lambda: ground_truth_metrics(true, sae.W_dec))
 
 
 def synthetic_dictionary_seconds(config: Any) -> float:
@@ -116,70 +91,6 @@ def synthetic_seconds_per_sample(config: Any) -> float:
     directions = torch.nn.functional.normalize(torch.randn(config.n_features, config.d_model), dim=1)
     generator = torch.Generator().manual_seed(0)
     return timed(lambda: synthetic_samples(config, directions, SYNTHETIC_SAMPLES_TIMED, generator)) / SYNTHETIC_SAMPLES_TIMED
-
-
-def absorption_seconds_per_word(d_model: int, width: int, words: int) -> float:
-    """The absorption metric of one checkpoint (k-sparse probes, absorption per letter) on random residuals,
-    per word, evaluated in a chunk of checkpoints as the evaluation does."""
-    from taulib.metrics.absorption import AbsorptionData, AbsorptionSettings, evaluate_absorption_many
-    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
-
-    n = min(words, ABSORPTION_WORDS_CAP)
-    settings = AbsorptionSettings(vocab_size=max(n, 260))
-    generator = torch.Generator().manual_seed(0)
-    n_train = int(n * settings.train_fraction)
-    n_test = n - n_train
-    labels = torch.arange(n) % 26
-    names = [f"w{i}" for i in range(n)]
-    data = AbsorptionData(
-        train_words=names[:n_train],
-        test_words=names[n_train:],
-        train_labels=labels[:n_train],
-        test_labels=labels[n_train:],
-        train_acts=torch.randn(n_train, d_model, generator=generator),
-        test_acts=torch.randn(n_test, d_model, generator=generator),
-        absorption_acts=torch.randn(n_test, d_model, generator=generator),
-        train_prompts=[],
-        test_prompts=[],
-        absorption_prompts=[],
-        probe_weight=torch.randn(26, d_model, generator=generator),
-        probe_bias=torch.zeros(26),
-        settings=settings,
-    )
-    sae = _random_sae(d_model, width)
-    return timed(lambda: evaluate_absorption_many([sae] * DOWNSTREAM_CHUNK, data), max_repeats=2) / (n * DOWNSTREAM_CHUNK)
-
-
-def probing_seconds_per_example(
-    d_model: int, width: int, tasks: tuple[str, ...], examples_per_class: int, context_length: int, ks: tuple[int, ...], autocast: bool
-) -> float:
-    """Sparse probing of one checkpoint (encode, pool, top-k logistic fits per binary task) on random residuals,
-    in a chunk of checkpoints as the evaluation does (bfloat16 encoding when `autocast`)."""
-    import numpy as np
-
-    from taulib.corpus.probing_tasks import PROBING_TASKS
-    from taulib.metrics.evaluate import DOWNSTREAM_CHUNK
-    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing_many
-
-    per_class = min(examples_per_class, PROBING_EXAMPLES_CAP)
-    settings = ProbingSettings(tasks=tasks, examples_per_class=per_class, context_length=context_length, ks=ks)
-    rng = np.random.default_rng(0)
-    task_data, examples = [], 0
-    for name in tasks:
-        labels = [f"class{c}" for c in range(PROBING_TASKS[name].n_classes) for _ in range(per_class)]
-        tokens = context_length - 1  # BOS excluded
-        is_test = np.zeros(len(labels), dtype=bool)
-        for c in range(PROBING_TASKS[name].n_classes):  # stratified, as the real split
-            is_test[rng.choice(np.arange(c * per_class, (c + 1) * per_class), int(round(per_class * settings.test_fraction)), replace=False)] = True
-        token_acts = torch.randn(len(labels) * tokens, d_model).half()
-        offsets = torch.arange(len(labels) + 1) * tokens
-        task_data.append(TaskData(name, labels, token_acts, offsets, is_test, _binary_tasks(name, labels, is_test, settings.seed)))
-        examples += len(labels)
-    data = ProbingData(task_data, settings)
-    sae = _random_sae(d_model, width)
-    with torch.no_grad():
-        sae.b_enc.zero_()  # every latent alive: a dead one would leave the probes' top-k fits singular on random data
-    return once(lambda: evaluate_sparse_probing_many([sae] * DOWNSTREAM_CHUNK, data, autocast)) / (examples * DOWNSTREAM_CHUNK)
 
 
 def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
