@@ -1,7 +1,7 @@
 """The references the package's faster code is checked against, kept with the tests rather than in the package:
 
 - `sae_loss`: the training objective written with autograd, the definition taulib.train.gradients computes by hand
-  in fewer passes (tests/test_sae_step.py; the autograd trainers of benchmarks/trainers.py run it);
+  in fewer passes (tests/test_train_gradients.py; the autograd trainers of benchmarks/trainers.py run it);
 - `sparse_directions_dataset`: sums of a few random unit directions per sample, a dataset with a known dictionary
   for the trainer's tests and benchmarks, and `mean_max_cosine` of a learned dictionary against it;
 - `downstream_metrics_full_forward`: the CE/KL metrics from whole forwards spliced through nnsight, what

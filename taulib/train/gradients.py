@@ -14,7 +14,7 @@ Precision follows torch.autocast: with `compute_dtype=torch.bfloat16` the matmul
 outputs are bfloat16 (AVX512-BF16 / AMX on recent CPUs), everything else (biases, the ReLU's
 input, the losses, the gradients handed to the optimiser) is float32, and the weights themselves
 stay float32. With float32 every operation is float32 and the gradients equal autograd's up to
-summation order (tests/test_sae_step.py checks both dtypes against autograd). In float32 on a CPU
+summation order (tests/test_train_gradients.py checks both dtypes against autograd). In float32 on a CPU
 the three matmuls whose output spans a large dictionary's latents run on oneDNN, the two others
 on torch's BLAS (taulib.train.kernels: whichever is faster for such products).
 

@@ -3,10 +3,10 @@ only where the rule says (float32 on a CPU, at least ONEDNN_MIN_LATENTS latents)
 
 import pytest
 import torch
+from test_train_gradients import _autograd, _sae
 
 from taulib.train.gradients import loss_and_gradients
 from taulib.train.kernels import ONEDNN_LINEAR, ONEDNN_MIN_LATENTS, latent_matmul, torch_blas_only, uses_onednn
-from tests.test_sae_step import _autograd, _sae
 
 WIDE = ONEDNN_MIN_LATENTS
 
