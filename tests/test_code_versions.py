@@ -167,6 +167,32 @@ def test_a_study_of_two_code_versions_is_refused_naming_the_runs(tmp_path):
         run_table(load_study(outputs))
 
 
+# keys of the default study's runs, its activation caches and its evaluation records, as a study made at commit
+# dd27d16 (2026-12-07) wrote them: a change that moves one (a renamed key, a new field with a default, a refactor of
+# the configuration) would make `make study` retrain or re-evaluate every finished run and re-extract its caches
+DEFAULT_STUDY_KEYS = {
+    ("cosine_0.3_to_0.05_tightened", 0.06319, 1, 20.0): ("9348e60d0aa29144", "e22914dd6672"),
+    ("baseline_plain_l1", 1.108, 1, 20.0): ("8ce301e7e9cb9aeb", "2f3f175c5d26"),
+}
+DEFAULT_CACHE_KEYS = ("embedded-gemma-3-270m_L9_ctx128_default_train_500000_78cf1e6d5e", "embedded-gemma-3-270m_L9_ctx128_default_heldout_65536_a79e1c9b40")
+
+
+def test_a_study_made_before_keeps_its_runs_caches_and_evaluations():
+    """The keys a finished default study's runs were stored under are the keys this code computes: nothing finished is
+    trained, evaluated or extracted again. A deliberate change of the study's settings or of a code version moves them:
+    update these values with it, knowing that every existing study is then made again."""
+    from taulib.activations.cache import activation_spec
+    from taulib.metrics.evaluate import evaluation_key
+    from taulib.sweep.spec import load_sweep, run_config
+
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "parameters")
+    for (arm, l1_coefficient, seed, target), (fingerprint, key) in DEFAULT_STUDY_KEYS.items():
+        config = run_config(sweep.arm(arm), l1_coefficient, seed, target)
+        assert (config.fingerprint(), evaluation_key(config)) == (fingerprint, key), arm
+    config = sweep.arm("baseline_plain_l1").config
+    assert (activation_spec(config, "train", 9).key(), activation_spec(config, "heldout", 9).key()) == DEFAULT_CACHE_KEYS
+
+
 if __name__ == "__main__" and "--record" in sys.argv:
     import tempfile
 
