@@ -41,6 +41,8 @@ def reported(tmp_path_factory):
         root / "05_report.ipynb",
         {"outputs_dir": str(outputs), "save_png": False, "reference_arm": "tightened", "kept_report_dir": str(root / "no_kept_report")},
     )
+    summary = json.loads((outputs / "study_summary.json").read_text())  # as the study records its analyses when they finish
+    (outputs / "study_summary.json").write_text(json.dumps(summary | {"analyses": [{"notebook": "05_report.ipynb", "status": "ok"}]}))
     return outputs
 
 
@@ -87,6 +89,9 @@ def test_a_study_that_did_not_finish_is_refused_and_the_kept_report_is_untouched
     summary = json.loads((broken / "study_summary.json").read_text())
     (broken / "study_summary.json").write_text(json.dumps(summary | {"interrupted": True}))
     with pytest.raises(FindingsError, match="did not finish"):
+        keep_study(broken, findings, "make study")
+    (broken / "study_summary.json").write_text(json.dumps(summary | {"runs": [run | {"status": "pending"} for run in summary["runs"]]}))
+    with pytest.raises(FindingsError, match="still running or was stopped"):
         keep_study(broken, findings, "make study")
     (broken / "report_claims.json").unlink()
     with pytest.raises(FindingsError, match="report_claims.json: missing"):

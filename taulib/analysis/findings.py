@@ -97,6 +97,10 @@ def check_keepable(outputs: Path) -> None:
     summary = atomic.read_json(outputs / STUDY_SUMMARY_FILE)
     if summary.get("error") or summary.get("interrupted"):
         raise FindingsError(f"{outputs / STUDY_SUMMARY_FILE}: the study did not finish ({summary.get('error') or 'interrupted'}); run it to the end first")
+    pending = [run["run_name"] for run in summary.get("runs", []) if run.get("status") == "pending"]
+    if pending or not summary.get("analyses"):
+        what = f"{len(pending)} runs not yet run ({pending[0]}, …)" if pending else "its analyses have not run"
+        raise FindingsError(f"{outputs / STUDY_SUMMARY_FILE}: the study is still running or was stopped: {what}; run it to the end first")
     if not run_commits(outputs):
         raise FindingsError(f"{outputs}: no run records its commit (environment.json): the report could not be traced to its code")
 
@@ -121,14 +125,14 @@ def keep_study(outputs: Path, findings: Path, command: str, readme: Path | None 
         _copy(outputs, language_model, (CLAIMS_FILE, SUMMARY_FILE, STUDY_SUMMARY_FILE))
         if (outputs / "sweeps" / "plan.json").is_file():
             shutil.copy2(outputs / "sweeps" / "plan.json", language_model / "plan.json")
-        report = _kept_markdown(outputs / REPORT_FILE, language_model, findings / LANGUAGE_MODEL, {str((track / REPORT_FILE).resolve()): f"../{GROUND_TRUTH}/{REPORT_FILE}"})
+        report = _kept_markdown(outputs / REPORT_FILE, language_model, {str((track / REPORT_FILE).resolve()): f"../{GROUND_TRUTH}/{REPORT_FILE}"})
         atomic.write_text(language_model / REPORT_FILE, header + report)
         atomic.write_json(language_model / PROVENANCE_FILE, stamp)
         kept = [LANGUAGE_MODEL]
         if (track / "summary.json").is_file() and (track / REPORT_FILE).is_file():
             ground_truth = staged / GROUND_TRUTH
             _copy(track, ground_truth, ("summary.json", "track.json"))
-            atomic.write_text(ground_truth / REPORT_FILE, header + _kept_markdown(track / REPORT_FILE, ground_truth, findings / GROUND_TRUTH, {}))
+            atomic.write_text(ground_truth / REPORT_FILE, header + _kept_markdown(track / REPORT_FILE, ground_truth, {}))
             atomic.write_json(ground_truth / PROVENANCE_FILE, stamp)
             kept.append(GROUND_TRUTH)
         findings.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,7 @@ def _copy(source: Path, target: Path, names: Iterable[str]) -> None:
             shutil.copy2(source / name, target / name)
 
 
-def _kept_markdown(report: Path, kept: Path, final: Path, redirects: dict[str, str]) -> str:
+def _kept_markdown(report: Path, kept: Path, redirects: dict[str, str]) -> str:
     """The report's markdown with its links made to work from the kept folder: PNG figures copied into figures/ (an
     HTML figure's PNG twin, when saved, instead: the HTML embeds MBs of plotly.js), links named in `redirects`
     (resolved path → new link) rewritten, and any other local link turned into plain text naming the original."""
