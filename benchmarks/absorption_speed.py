@@ -25,7 +25,7 @@ from taulib.activations.models import load_language_model
 from taulib.config import ModelConfig
 from taulib.interop.export import sae_bench_sae
 from taulib.interop.sae_bench import hooked_transformer, run_sae_bench_absorption
-from taulib.metrics.absorption import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
+from taulib.metrics.absorption.metric import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
 from taulib.sae import in_raw_units, load_sae
 
 

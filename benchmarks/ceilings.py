@@ -44,7 +44,7 @@ from matmul_kernels import step_matmul_seconds  # noqa: E402
 from taulib.activations.extraction import ResidualReader  # noqa: E402
 from taulib.activations.models import LoadedModel, decoder_layers, load_language_model  # noqa: E402
 from taulib.config import load_run_config  # noqa: E402
-from taulib.metrics.downstream import SplicedModel, log_partition  # noqa: E402
+from taulib.metrics.downstream.metric import SplicedModel, log_partition  # noqa: E402
 from taulib.precision import resolve_autocast, resolve_compute_dtype  # noqa: E402
 from taulib.sae import SparseAutoencoder  # noqa: E402
 from taulib.train.sparse_switch import machine_crossover, sae_at_density  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 from taulib import atomic
 from taulib.activations.cache import ActivationSet, activation_spec, cache_folder, load_cache
 from taulib.config import RunConfig
-from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
 
 FINAL_EVALUATION_COLUMNS = ("ce_loss_score", "kl_div_score", "mean_max_cosine", "absorption_fraction", "full_absorption_rate", "sae_top_1_accuracy")

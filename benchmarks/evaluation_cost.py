@@ -4,17 +4,17 @@ study in its time, side by side on one trained run of it.
     .venv/bin/python benchmarks/evaluation_cost.py [run folder] [outputs] [--write]
 
 Needs a finished run and the evaluation inputs (`make study`). A chunk of the run's checkpoints
-(taulib.metrics.families.DOWNSTREAM_CHUNK, evenly spaced) is evaluated both ways, family by family:
+(taulib.metrics.family.DOWNSTREAM_CHUNK, evenly spaced) is evaluated both ways, family by family:
 
 * core and orthogonality: one checkpoint at a time (before) and the chunk together (after);
 * absorption: each checkpoint's k-sparse probes trained alone (before) and the chunk's trained
   together (after, `evaluate_absorption_many`);
 * sparse probing: the chunk together, the latents encoded in float32 (before: what the default
-  `compute_dtype: auto` gave) and as `taulib.metrics.families.Probing.bfloat16` resolves it (after);
+  `compute_dtype: auto` gave) and as `taulib.metrics.probing.family.Probing.bfloat16` resolves it (after);
 * spliced CE/KL, per run and then per checkpoint: before, the split forward recomputing the clean
   logits per batch (the path a soft-capped model still takes) under the previous defaults (4
   sequences at every checkpoint, clean logits once per chunk, 130 at the final checkpoint); after,
-  KL from the clean distribution's expected unembedding row (`taulib.metrics.downstream`) on the
+  KL from the clean distribution's expected unembedding row (`taulib.metrics.downstream.metric`) on the
   run's settings (by default 130 sequences at the final checkpoint only). Both are timed per
   sequence on a sample (best of 2) and scaled to the schedule.
 
@@ -37,13 +37,16 @@ from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import load_language_model
 from taulib.config import RunConfig
-from taulib.metrics.absorption import AbsorptionData, evaluate_absorption, evaluate_absorption_many
-from taulib.metrics.core import reconstruction_metrics, reconstruction_metrics_many
-from taulib.metrics.downstream import SplicedModel, SpliceReference, downstream_metrics, splice_reference
+from taulib.metrics.absorption.family import Absorption
+from taulib.metrics.absorption.metric import AbsorptionData, evaluate_absorption, evaluate_absorption_many
+from taulib.metrics.core.metric import reconstruction_metrics, reconstruction_metrics_many
+from taulib.metrics.downstream.family import CE_SEQUENCES_FILE
+from taulib.metrics.downstream.metric import SplicedModel, SpliceReference, downstream_metrics, splice_reference
 from taulib.metrics.evaluate import evaluation_data_folder
-from taulib.metrics.families import CE_SEQUENCES_FILE, DOWNSTREAM_CHUNK, Absorption, Probing
-from taulib.metrics.orthogonality import covariance_factor, orthogonality_metrics
-from taulib.metrics.probing import ProbingData, evaluate_sparse_probing_many
+from taulib.metrics.family import DOWNSTREAM_CHUNK
+from taulib.metrics.orthogonality.metric import covariance_factor, orthogonality_metrics
+from taulib.metrics.probing.family import Probing
+from taulib.metrics.probing.metric import ProbingData, evaluate_sparse_probing_many
 from taulib.sae import in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
 
@@ -75,20 +78,20 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     layer, k = loaded_saes[0][1].layer, len(saes)
     folder = evaluation_data_folder(outputs, config, layer)
     spec = activation_spec(config, "heldout", layer)
-    heldout = load_cache(cache_folder(outputs, spec), spec).activations[: e.core_tokens].float()
+    heldout = load_cache(cache_folder(outputs, spec), spec).activations[: e.core.tokens].float()
     factor = covariance_factor(heldout)
-    absorption = AbsorptionData.load(folder, Absorption.settings(config))
-    probing = ProbingData.load(folder, Probing.settings(config))
+    absorption = AbsorptionData.load(folder, Absorption().settings(config))
+    probing = ProbingData.load(folder, Probing().settings(config))
     sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"]
     spliced = SplicedModel(load_language_model(config.model.model_copy(update={"layer": layer})), config.model.autocast)
 
     # model-free families: seconds per checkpoint over the chunk
     alive = [reconstruction_metrics(sae, heldout)[1] > 0 for sae in saes]  # also warms up
     rows = []
-    core_before = once(lambda: [reconstruction_metrics(sae, heldout, dense_threshold=e.dense_threshold) for sae in saes]) / k
-    core_after = once(lambda: reconstruction_metrics_many(saes, heldout, dense_threshold=e.dense_threshold)) / k
+    core_before = once(lambda: [reconstruction_metrics(sae, heldout, dense_threshold=e.core.dense_threshold) for sae in saes]) / k
+    core_after = once(lambda: reconstruction_metrics_many(saes, heldout, dense_threshold=e.core.dense_threshold)) / k
     rows.append([f"core ({len(heldout):,} held-out tokens)", core_before, core_after])
-    ortho = lambda: [orthogonality_metrics(sae, e.near_duplicate_threshold, alive=a, activation_covariance_factor=factor) for sae, a in zip(saes, alive, strict=True)]  # noqa: E731
+    ortho = lambda: [orthogonality_metrics(sae, e.orthogonality.near_duplicate_threshold, alive=a, activation_covariance_factor=factor) for sae, a in zip(saes, alive, strict=True)]  # noqa: E731
     ortho()  # the random baselines are cached per shape: warm them as a run's first checkpoint does
     ortho_seconds = once(ortho) / k
     rows.append(["orthogonality (unchanged: per checkpoint)", ortho_seconds, ortho_seconds])
@@ -106,7 +109,7 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
 
     # spliced CE/KL: seconds per spliced sequence, one SAE and a chunk's, on a sample of the sequences
     sample = sequences[:SAMPLE_SEQUENCES]
-    b = e.ce_batch_size
+    b = e.downstream.batch_size
     reference = splice_reference(spliced, sample, b)
     recomputing = SpliceReference(reference.input_ids, reference.residual, reference.per_sequence)  # no expected row: the clean logits per batch
     downstream_metrics(spliced, sample[:1], saes[:1], 1, reference=reference.rows(0, 1))  # warm-up
@@ -117,11 +120,11 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
     checkpoints = len(index)
     before_run = sum(clean_and_one + (size - 1) * per_checkpoint for size in chunk_sizes(checkpoints)) * PREVIOUS_CE_SEQUENCES
     before_run += (PREVIOUS_CE_FINAL_SEQUENCES - PREVIOUS_CE_SEQUENCES) * clean_and_one
-    after_run = (checkpoints * e.ce_sequences + e.ce_sequences_needed() - e.ce_sequences) * linear_one
+    after_run = (checkpoints * e.downstream.sequences + e.downstream.sequences_needed() - e.downstream.sequences) * linear_one
     rows.append(
         [
             f"CE/KL spliced (before: {PREVIOUS_CE_SEQUENCES} sequences a checkpoint, {PREVIOUS_CE_FINAL_SEQUENCES} the final; "
-            f"after: {e.ce_sequences} a checkpoint, {e.ce_sequences_needed()} the final)",
+            f"after: {e.downstream.sequences} a checkpoint, {e.downstream.sequences_needed()} the final)",
             before_run / checkpoints,
             after_run / checkpoints,
         ]
@@ -137,7 +140,7 @@ def main(run_dir: Path, outputs: Path, write: bool) -> None:
         f"{len(sample)}, best of 2): the clean logits recomputed and one SAE {clean_and_one:.3f} s, each further SAE of a chunk "
         f"{per_checkpoint:.3f} s; with the expected unembedding row, one SAE {linear_one:.3f} s. Per run: before {before_run:.0f} s, "
         f"after {after_run:.0f} s. Sparse probing encoded in bfloat16 instead of float32: the largest change of any "
-        f"checkpoint's mean top-k accuracy (k in {', '.join(map(str, e.probing_ks))}) is {accuracy_shift:.4f}.\n"
+        f"checkpoint's mean top-k accuracy (k in {', '.join(map(str, e.probing.ks))}) is {accuracy_shift:.4f}.\n"
     )
     print(table)
     print(notes)

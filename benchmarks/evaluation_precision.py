@@ -31,10 +31,11 @@ from safetensors.torch import load_file
 from taulib import atomic
 from taulib.activations.models import load_language_model
 from taulib.config import RunConfig
-from taulib.metrics.downstream import SplicedModel, downstream_metrics, splice_reference
+from taulib.metrics.downstream.family import CE_SEQUENCES_FILE, Downstream
+from taulib.metrics.downstream.metric import SplicedModel, downstream_metrics, splice_reference
 from taulib.metrics.evaluate import evaluation_data_folder
-from taulib.metrics.families import CE_SEQUENCES_FILE, Downstream, Probing
-from taulib.metrics.probing import ProbingData, evaluate_sparse_probing_many
+from taulib.metrics.probing.family import Probing
+from taulib.metrics.probing.metric import ProbingData, evaluate_sparse_probing_many
 from taulib.sae import in_raw_units, load_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,11 +60,11 @@ def main() -> None:
     layer = loaded_saes[args.runs[0]][1].layer
     saes = {run: in_raw_units(sae, metadata) for run, (sae, metadata) in loaded_saes.items()}
     folder = evaluation_data_folder(args.outputs, config, layer)
-    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][: config.evaluation.ce_sequences_needed()]
+    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][: config.evaluation.downstream.sequences_needed()]
     model = load_language_model(config.model.model_copy(update={"layer": layer}))
-    batch = config.evaluation.ce_batch_size
+    batch = config.evaluation.downstream.batch_size
 
-    probing = ProbingData.load(folder, Probing.settings(config))
+    probing = ProbingData.load(folder, Probing().settings(config))
     encoded = {bf16: evaluate_sparse_probing_many([saes[run] for run in args.runs], probing, autocast=bf16) for bf16 in (True, False)}
     shifts = [(key, abs(one[0][key] - other[0][key])) for one, other in zip(encoded[True], encoded[False], strict=True) for key in one[0] if key.startswith("sae_top_")]
     mean_shift = max(shift for key, shift in shifts if "/" not in key)  # sae_top_<k>_accuracy: the mean over every task
@@ -71,7 +72,7 @@ def main() -> None:
     test_examples = min(len(binary.test_labels) for task in probing.tasks for binary in task.binary_tasks)
 
     spliced = {"bfloat16": SplicedModel(model, config.model.autocast), "float32": SplicedModel(model, None)}
-    references = {"bfloat16": Downstream.reference(config, spliced["bfloat16"], folder, show_progress=False).rows(0, len(sequences))}
+    references = {"bfloat16": Downstream().reference(config, spliced["bfloat16"], folder, show_progress=False).rows(0, len(sequences))}
     started = time.perf_counter()
     references["float32"] = splice_reference(spliced["float32"], sequences, batch)
     reference_seconds = time.perf_counter() - started
@@ -107,7 +108,7 @@ def main() -> None:
         f"Final checkpoints; CE/KL on the study's {len(sequences)} CE sequences ({len(sequences) * (sequences.shape[1] - 1):,} scored tokens), "
         f"interval: the study's bootstrap over sequences. The float32 reference took {reference_seconds:.0f} s; one SAE's splice "
         f"{seconds['bfloat16']:.1f} s in bfloat16 and {seconds['float32']:.1f} s in float32. Sparse probing encoded in bfloat16 instead of "
-        f"float32, over k in {', '.join(map(str, config.evaluation.probing_ks))}: the largest change of a run's top-k accuracy (the mean over "
+        f"float32, over k in {', '.join(map(str, config.evaluation.probing.ks))}: the largest change of a run's top-k accuracy (the mean over "
         f"every task, as the report uses it) is {mean_shift:.4f}, of one task's {task_shift:.4f}; the smallest binary task's test set moves its "
         f"accuracy in steps of {1 / test_examples:.3f}.\n"
     )

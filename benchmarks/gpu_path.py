@@ -86,7 +86,7 @@ def overrides(args: argparse.Namespace, width: int, train_tokens: int, run_name:
             "n_checkpoints": 4,
         },
         # every checkpoint's CE/KL on the same sequences (the study's larger final-checkpoint set aside), as timed before
-        "evaluation": {"families": args.families, "core_tokens": min(16_384, args.tokens), "ce_sequences": 16 if not args.quick else 2, "ce_final_sequences": None},
+        "evaluation": {"families": args.families, "core": {"tokens": min(16_384, args.tokens)}, "downstream": {"sequences": 16 if not args.quick else 2, "final_sequences": None}},
     }
 
 

@@ -48,10 +48,10 @@ from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import hooked_layer, load_language_model
 from taulib.analysis.frontier import FrontierShape, read_at_l0
 from taulib.config import RunConfig, load_run_config
-from taulib.metrics.core import reconstruction_metrics_many
-from taulib.metrics.downstream import SequenceLosses, SplicedModel, downstream_metrics
+from taulib.metrics.core.metric import reconstruction_metrics_many
+from taulib.metrics.downstream.family import CE_SEQUENCES_FILE, Downstream
+from taulib.metrics.downstream.metric import SequenceLosses, SplicedModel, downstream_metrics
 from taulib.metrics.evaluate import evaluation_data_folder
-from taulib.metrics.families import CE_SEQUENCES_FILE, Downstream
 from taulib.sae import in_raw_units, load_sae
 from taulib.train.trainer import AnnealedTrainer, RunMismatchError, warmup_steps
 
@@ -144,11 +144,11 @@ def main() -> None:
     layer = hooked_layer(base.model)
     train_spec, heldout_spec = activation_spec(base, "train", layer), activation_spec(base, "heldout", layer)
     train = load_cache(cache_folder(args.outputs, train_spec), train_spec, mmap=base.training.activation_storage == "mmap")
-    heldout = load_cache(cache_folder(args.outputs, heldout_spec), heldout_spec).activations[: base.evaluation.core_tokens].float()
+    heldout = load_cache(cache_folder(args.outputs, heldout_spec), heldout_spec).activations[: base.evaluation.core.tokens].float()
     folder = evaluation_data_folder(args.outputs, base, layer)
     sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][: args.ce_sequences]
     spliced = SplicedModel(load_language_model(base.model.model_copy(update={"layer": layer})), base.model.autocast)
-    reference = Downstream.reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
+    reference = Downstream().reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
     cache_tokens = train.activations.shape[0]
     print(f"cache: {cache_tokens:,} training tokens; CE on {len(sequences)} sequences; target L0 {args.target:g}", flush=True)
 
@@ -168,8 +168,8 @@ def main() -> None:
             loaded = [load_sae(_checkpoint(run_dir, step)) for step in steps]
             saes = [in_raw_units(sae, metadata) for sae, metadata in loaded]
             evaluated = time.perf_counter()
-            core = reconstruction_metrics_many(saes, heldout, dense_threshold=base.evaluation.dense_threshold)
-            downstream = downstream_metrics(spliced, sequences, saes, base.evaluation.ce_batch_size, reference=reference)
+            core = reconstruction_metrics_many(saes, heldout, dense_threshold=base.evaluation.core.dense_threshold)
+            downstream = downstream_metrics(spliced, sequences, saes, base.evaluation.downstream.batch_size, reference=reference)
             evaluation_seconds = (time.perf_counter() - evaluated) / len(saes)
             measured[coefficient] = {}
             for step, (metrics, _), spliced_metrics in zip(steps, core, downstream, strict=True):

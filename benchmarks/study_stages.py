@@ -62,8 +62,10 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         evaluated_now = run_summary.is_file() and metrics.is_file() and during(_mtime(metrics)) and _mtime(metrics) >= evaluation_started
         records = 0
         if (run_dir / "evaluation" / "evaluation.json").is_file():
-            key = atomic.read_json(run_dir / "evaluation" / "evaluation.json")["key"]
-            records = len(list((run_dir / "evaluation" / f"records-{key}").glob("step_*.json")))
+            summary = atomic.read_json(run_dir / "evaluation" / "evaluation.json")
+            # each family's records (taulib.metrics.evaluate), or the one all-families folder of an evaluation made before
+            folders = [run_dir / "evaluation" / "families" / name for name in summary["records"].values()] if "records" in summary else [run_dir / "evaluation" / f"records-{summary['key']}"]
+            records = max(len(list(folder.glob("step_*.json"))) for folder in folders)
         runs.append(
             {
                 "run": record["run_name"],

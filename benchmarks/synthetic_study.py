@@ -1,5 +1,6 @@
-"""The ground-truth track end to end: the synthetic profile of parameters/_sweep.yaml run as a study, timed,
-and what every arm recovered of the known dictionary.
+"""The synthetic model's study end to end (a flat stream of known features, taulib.activations.synthetic): the
+`synthetic` profile of parameters/_sweep.yaml run as a study, timed, and what every arm recovered of the known
+dictionary. (The ground-truth track of hierarchical worlds is taulib.groundtruth: benchmarks/ground_truth_track.py.)
 
     flock -x /tmp/taulib-cpu.lock .venv/bin/python benchmarks/synthetic_study.py [--outputs DIR] [--no-write]
 
@@ -7,7 +8,7 @@ Runs `python -m taulib study --profile synthetic` into a fresh folder (generatio
 notebooks, the analysis notebooks and the report), then reads its outputs: the stages' seconds from
 study_summary.json, and per arm and L0 target (means over seeds, each run as it landed) the final share of
 true features recovered (decoder cosine > 0.9), the mean max cosine and the median recovery step of the
-recovered features (taulib.metrics.ground_truth). The verdict itself, matched in L0 and corrected, is the
+recovered features (taulib.metrics.ground_truth.metric). The verdict itself, matched in L0 and corrected, is the
 study's REPORT.md.
 """
 
@@ -34,13 +35,13 @@ from taulib.metrics.evaluate import read_ground_truth_recovery  # noqa: E402
 
 def per_arm(outputs: Path) -> pd.DataFrame:
     rows = []
-    for arm in load_study(outputs).arms:
+    for arm in load_study(outputs).runs:
         final = arm.evaluation.sort_values("step").iloc[-1]
         recovery = read_ground_truth_recovery(arm.run_dir)
         recovered = recovery[recovery["recovery_step"] >= 0]
         rows.append(
             {
-                "arm": arm.arm_name,
+                "arm": arm.arm,
                 "l0_target": arm.l0_target,
                 "seed": arm.seed,
                 "final_l0": final["l0"],

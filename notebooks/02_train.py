@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -36,6 +36,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from taulib.config import load_run_config
+from taulib.metrics.catalogue import label
 from taulib.study.run import evaluate_study_run, train_run
 from taulib.train.trainer import read_metrics
 
@@ -53,7 +54,8 @@ summary["final"]
 
 # %%
 metrics = read_metrics(run_dir)
-panels = [("l0", "L0"), ("explained_variance", "explained variance"), ("mse", "MSE"), ("dead_fraction", "dead fraction"), ("tau", "τ"), ("l1_coefficient_effective", "λ/τ")]
+# the training log's columns, measured on each training batch (not the held-out metrics below)
+panels = [("l0", "L0 (training batch)"), ("explained_variance", "explained variance (training batch)"), ("mse", "MSE"), ("dead_fraction", "dead fraction"), ("tau", "τ"), ("l1_coefficient_effective", "λ/τ")]
 figure = make_subplots(rows=2, cols=3, subplot_titles=[title for _, title in panels])
 for index, (column, title) in enumerate(panels):
     figure.add_trace(go.Scatter(x=metrics["tokens"], y=metrics[column], name=title, mode="lines"), row=index // 3 + 1, col=index % 3 + 1)
@@ -70,15 +72,7 @@ evaluation = evaluate_study_run(params_file, outputs_dir, overrides, show_progre
 evaluation.tail(3).T
 
 # %%
-panels = [
-    ("l0", "L0"),
-    ("explained_variance", "explained variance"),
-    ("ce_loss_score", "CE-loss score"),
-    ("mean_max_cosine", "mean max decoder cosine"),
-    ("absorption_fraction", "absorption fraction"),
-    ("sae_top_1_accuracy", "sparse probing, top-1 accuracy"),
-]
-panels = [(column, title) for column, title in panels if column in evaluation]
+panels = [(column, label(column)) for column in ("l0", "explained_variance", "ce_loss_score", "mean_max_cosine", "absorption_fraction", "sae_top_1_accuracy") if column in evaluation]
 figure = make_subplots(rows=2, cols=3, subplot_titles=[title for _, title in panels])
 for index, (column, title) in enumerate(panels):
     checkpoints = evaluation[evaluation["tokens"] > 0]  # the log axis has no room for step 0

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -62,7 +62,7 @@ from taulib.plots.widgets import CheckpointBrowser
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.runs))
 
 # %% [markdown]
 # ## Every metric against tokens seen
@@ -106,7 +106,7 @@ figures["03_absorption_speed"]
 
 # %%
 formation_settings = FormationSettings()
-latent_records = {arm.name: run_formation(arm, formation_settings) for arm in study.arms}
+latent_records = {arm.name: run_formation(arm, formation_settings) for arm in study.runs}
 figures["03_latent_formation"] = formation_curves(study, latent_records, formation_settings.threshold)
 figures["03_latent_formation"]
 
@@ -126,7 +126,7 @@ display(pd.concat({arm: formation_by_frequency(record) for arm, record in latent
 
 # %%
 all_runs = load_study(outputs_dir)
-stability = stability_over_training(all_runs, study.arms[0].l0_target)
+stability = stability_over_training(all_runs, study.runs[0].l0_target)
 figures["03_seed_stability"] = stability_figure(all_runs, stability)
 figures["03_seed_stability"]
 

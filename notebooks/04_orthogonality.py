@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -53,7 +53,7 @@ from taulib.plots.widgets import CosineBrowser
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.arms))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.runs))
 
 # %% [markdown]
 # ## Max decoder cosine against random vectors
@@ -67,7 +67,7 @@ browser.widget
 
 # %%
 final_histograms = cosine_histogram_figure(study)
-draw_cosine_histograms(final_histograms, study, {arm.name: arm.steps[-1] for arm in study.arms}, "max decoder cosine of the final SAEs against random unit vectors")
+draw_cosine_histograms(final_histograms, study, {arm.name: arm.steps[-1] for arm in study.runs}, "max decoder cosine of the final SAEs against random unit vectors")
 figures["04_max_cosine_final"] = final_histograms
 
 # %% [markdown]

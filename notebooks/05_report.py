@@ -80,10 +80,10 @@ settings = MatchedSettings(
     early_position=early_position, fraction=fraction_of_final, current_l0_multiple=current_l0_multiple, absorption_min_k1_f1=absorption_min_k1_f1
 )
 table = run_table(study, settings)
-names = {arm.name: arm.schedule_label for arm in one_per_arm.arms}
-kinds = {arm.name: arm.config.schedule.kind for arm in one_per_arm.arms}
+names = {arm.name: arm.schedule_label for arm in one_per_arm.runs}
+kinds = {arm.name: arm.config.schedule.kind for arm in one_per_arm.runs}
 if headline_arm is None:
-    headline_arm = headline_arm_of(one_per_arm.arms, reference_arm)
+    headline_arm = headline_arm_of(one_per_arm.runs, reference_arm)
 floor_partner = lower_bound_partner(study, reference_arm) if reference_arm in names else None
 print(f"{len(table)} runs; arms: {', '.join(names)}; L0 targets {study.l0_targets}; seeds {study.seeds}")
 table.groupby(["arm", "l0_target"])[["final_l0", "final_explained_variance", "l1_coefficient"]].mean()
@@ -94,7 +94,7 @@ table.groupby(["arm", "l0_target"])[["final_l0", "final_explained_variance", "l1
 # are single seeds. "Early" is each run's checkpoint nearest `early_position` of training.
 
 # %%
-styles = arm_styles(one_per_arm.arms)
+styles = arm_styles(one_per_arm.runs)
 figures = {
     "05_pareto_final": pareto_figure(table, styles, "final"),
     "05_pareto_early": pareto_figure(table, styles, "early", title=f"Metrics against L0 at the early checkpoint (~{early_position:.0%} of training)"),

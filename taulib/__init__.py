@@ -1,6 +1,7 @@
 """taulib: a τ-annealed sparse-autoencoder study.
 
-Every module, one concept each (tests/test_layout.py keeps this list complete):
+Every module, one concept each (tests/test_layout.py keeps this list complete; a metric family is a folder,
+metrics.<family>, of its settings.py declaration, its family.py work and its metric.py computation):
 
 config                       typed run configuration from YAML parameter files; every default and its meaning
 precision                    which matmul precision a device runs fast (what `auto` means)
@@ -11,6 +12,7 @@ atomic                       atomic writes of every artefact under outputs/
 progress                     progress bars (widgets in JupyterLab, periodic lines headless)
 provenance                   package versions, git commit and machine of a result
 versions                     the versions of the code that make each artefact (extraction, training, evaluation)
+strict_model                 the base of every settings model: unknown keys refused, no coercion, frozen
 timing                       timing this machine: short timings of code, cached per machine under a lock
 parameter_docs               every parameter the parameter, sweep and track files can set (`taulib params`, docs/parameters.md)
 
@@ -50,8 +52,11 @@ sweep.spec                   the matched-sparsity sweep (parameters/_sweep.yaml)
 sweep.calibration            calibrating λ per arm to a target L0
 sweep.runs                   sweep → calibrated parameter files, one per run
 
-metrics.families             the metric families: which model each needs, its inputs, its chunked evaluation, its cost
-metrics.evaluate             every metric family on every checkpoint of a run, cached
+metrics.declaration          what a metric family declares: its name, model needed, parameters, columns, version
+metrics.catalogue            the metric families, in evaluation order: the one list of their declarations
+metrics.family               what a family's class does: inputs, chunked evaluation, cost, plan needs
+metrics.families             the families' classes, found by the catalogue's names
+metrics.evaluate             every metric family on every checkpoint of a run, cached per family
 metrics.core                 reconstruction: L0, explained variance, dead latents, density
 metrics.downstream           CE loss and KL with the reconstruction spliced into the model
 metrics.orthogonality        decoder max-cosine statistics against random baselines

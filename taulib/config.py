@@ -13,18 +13,19 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from taulib.corpus.probing_tasks import DEFAULT_TASKS, PROBING_TASKS
-from taulib.metrics.families import FAMILY_NAMES, FAMILY_NEEDS
+from taulib.metrics.catalogue import DECLARATIONS, FAMILY_NAMES, FAMILY_NEEDS
 from taulib.precision import AUTO, resolve_autocast, resolve_compute_dtype
 from taulib.schedules import ScheduleError, ScheduleKindSpec, TauSchedule, kind_spec, schedule_kinds
+from taulib.strict_model import StrictModel
 from taulib.versions import TRAINING_VERSION, versioned
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
@@ -42,13 +43,6 @@ PLACEMENT_KEYS = (("training", "device"), ("training", "activation_storage"), ("
 
 class ConfigError(ValueError):
     """A parameter file that cannot be used, with the file and field it concerns."""
-
-
-class StrictModel(BaseModel):
-    """Every configuration section (runs and the sweep): unknown keys refused, no coercion, frozen."""
-
-    # strict: "0.3" is not a float and 1.0 is not an int; allow_inf_nan: .nan / .inf are refused.
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 class SyntheticConfig(StrictModel):
@@ -325,17 +319,38 @@ class TrainingConfig(StrictModel):
         return self.dead_window_tokens if self.dead_window_tokens is not None else max(1, self.n_tokens // 5)
 
 
-# the metric families' names, and which model each needs, come from their registry (taulib.metrics.families):
-# a family the run's model cannot have is recorded as not applicable, never computed as a NaN
+# the metric families' names, the model each needs and their parameters come from their declarations
+# (taulib.metrics.catalogue): a family the run's model cannot have is recorded as not applicable, never computed as a NaN
 MetricFamily = Literal[FAMILY_NAMES]  # type: ignore[valid-type]
 EVALUATION_FAMILIES: tuple[str, ...] = FAMILY_NAMES
-# the probing tasks' names come from their registry (taulib.corpus.probing_tasks)
-ProbingTaskName = Literal[tuple(PROBING_TASKS)]  # type: ignore[valid-type]
+# the flat `evaluation.<key>` parameters before the families had sections: old key → (family, parameter)
+OLD_EVALUATION_KEYS: dict[str, tuple[str, str]] = {old: (d.name, new) for d in DECLARATIONS for old, new in d.old_keys.items()}
 
 
-class EvaluationConfig(StrictModel):
-    """What `taulib.metrics.evaluate` measures on every checkpoint. Not part of a run's training fingerprint:
-    changing it re-evaluates the saved checkpoints, it never retrains."""
+def upgrade_old_evaluation_keys(evaluation: Any) -> tuple[Any, list[str]]:
+    """An `evaluation:` mapping with its flat old keys moved into their families' sections, and one message per
+    key moved (naming the new one). Read for one release, so that parameter files and finished runs' config.json
+    written before the sections keep working; giving a parameter under both names is refused."""
+    if not isinstance(evaluation, dict) or not any(key in OLD_EVALUATION_KEYS for key in evaluation):
+        return evaluation, []
+    upgraded, messages = dict(evaluation), []
+    for old, (family, new) in OLD_EVALUATION_KEYS.items():
+        if old not in upgraded:
+            continue
+        section = upgraded.get(family, {})
+        if not isinstance(section, dict):
+            break  # a malformed section: validation names it
+        if new in section:
+            raise ValueError(f"evaluation.{old} and evaluation.{family}.{new} are the same parameter (the first is its old name): give it once, as evaluation.{family}.{new}")
+        upgraded[family] = section | {new: upgraded.pop(old)}
+        messages.append(f"'evaluation.{old}' is now 'evaluation.{family}.{new}'; the old key is read until the next release")
+    return upgraded, messages
+
+
+class EvaluationSections(StrictModel):
+    """What `taulib.metrics.evaluate` measures on every checkpoint: which families, which checkpoints, and one
+    section of parameters per family (`evaluation.<family>`, declared in taulib/metrics/<family>/settings.py).
+    Not part of a run's training fingerprint: changing it re-evaluates the saved checkpoints, it never retrains."""
 
     families: tuple[MetricFamily, ...] = Field(
         EVALUATION_FAMILIES,
@@ -344,68 +359,35 @@ class EvaluationConfig(StrictModel):
         "synthetic model, ground_truth for a language model) are recorded as not applicable",
     )
     checkpoints: Literal["all", "final"] = Field("all", description="evaluate every saved checkpoint, or the final SAE only")
-    core_tokens: int = Field(16_384, gt=0, description="held-out activations for the core metrics (at most the held-out cache)")
-    dense_threshold: float = Field(0.1, gt=0, le=1, description="a latent firing on more than this fraction of tokens is dense")
-    ce_sequences: int = Field(
-        8,
-        ge=0,
-        description="held-out sequences (of activations.context_length) for the spliced CE/KL of every checkpoint; "
-        "0: the final checkpoint's only (ce_final_sequences)",
-    )
-    ce_final_sequences: int | None = Field(
-        None,
-        gt=0,
-        description="held-out sequences for the spliced CE/KL of the final checkpoint, where the verdicts are drawn "
-        "(at least ce_sequences; the first ce_sequences are the other checkpoints'); None: ce_sequences",
-    )
-    ce_batch_size: int = Field(4, gt=0, description="sequences per forward pass in the CE/KL evaluation (vocab-sized logits)")
-    near_duplicate_threshold: float = Field(0.9, gt=0, lt=1, description="decoder cosine above which two latents are near-duplicates")
-    recovery_threshold: float = Field(
-        0.9, gt=0, lt=1, description="ground_truth: a true feature is recovered when some decoder direction has cosine above this with it"
-    )
-    absorption_checkpoints: Literal["all", "final"] = Field(
-        "all",
-        description="absorption at every evaluated checkpoint (its reduction speed), or at the final one only: below "
-        "~16k latents absorption is out of its valid range and its speed draws no verdict (docs/method.md, \"Cost\")",
-    )
-    absorption_vocab_size: int = Field(2600, ge=260, description="stratified subset of the alphabetic single-token words")
-    absorption_seed: int = Field(42, ge=0, description="seed of the absorption vocabulary's sample and its probes")
-    probing_tasks: tuple[ProbingTaskName, ...] = Field(DEFAULT_TASKS, min_length=1, description="sparse-probing tasks (taulib.corpus.probing_tasks)")
-    probing_examples_per_class: int = Field(100, ge=10, description="texts drawn per class of each probing task")
-    probing_test_fraction: float = Field(
-        0.2,
-        gt=0,
-        lt=1,
-        description="share of each class's probing texts held out for testing; a binary task tests on 2 × examples_per_class × "
-        "this, so its accuracy moves in steps of 1 / that",
-    )
-    probing_context_length: int = Field(64, ge=2, description="tokens read per probing text, BOS included")
-    probing_ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1, description="k of the top-k sparse probes")
-    probing_seed: int = Field(42, ge=0, description="seed of the probing texts' sample and their train/test split")
 
-    @field_validator("families", "probing_tasks", "probing_ks", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return upgrade_old_evaluation_keys(data)[0]  # silently: a parameter file's reader names them (read_yaml_mapping)
+
+    @field_validator("families", mode="before")
     @classmethod
     def _yaml_lists(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists; items stay strictly typed
 
     @model_validator(mode="after")
-    def _final_sequences_include_the_others(self) -> EvaluationConfig:
-        if self.ce_final_sequences is not None and self.ce_final_sequences < self.ce_sequences:
-            raise ValueError(f"ce_final_sequences ({self.ce_final_sequences}) must be at least ce_sequences ({self.ce_sequences})")
-        if self.ce_sequences_needed() == 0 and "downstream" in self.families:
-            raise ValueError("ce_sequences is 0 and ce_final_sequences is not set: no checkpoint would get its spliced CE/KL")
+    def _requested_families_can_run(self) -> EvaluationSections:
+        for declaration in DECLARATIONS:
+            if declaration.check_requested is not None and declaration.name in self.families:
+                declaration.check_requested(self.section(declaration.name))
         return self
 
-    def ce_sequences_needed(self) -> int:
-        """How many held-out CE sequences the evaluation reads (the final checkpoint's, the most)."""
-        return max(self.ce_sequences, self.ce_final_sequences or 0)
+    def section(self, family: str) -> Any:
+        """The parameters of one family (`evaluation.<family>`)."""
+        return getattr(self, family)
 
-    @field_validator("probing_ks")
-    @classmethod
-    def _positive_ks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(k <= 0 for k in value) or len(set(value)) != len(value):
-            raise ValueError("must be distinct positive integers")
-        return tuple(sorted(value))
+
+EvaluationConfig = create_model(  # the families' sections composed from their declarations: the config names no family
+    "EvaluationConfig",
+    __base__=EvaluationSections,
+    __module__=__name__,
+    **{d.name: (d.parameters, Field(d.parameters(), description=d.summary)) for d in DECLARATIONS},  # type: ignore[call-overload]
+)
 
 
 class SweepLabel(StrictModel):
@@ -417,11 +399,6 @@ class SweepLabel(StrictModel):
     aa_of: str | None = Field(None, description="the A/A control's runs: the arm they repeat, calibrated a second time on their own")
 
 
-
-def evaluation_default(name: str) -> Any:
-    """The default of the parameter `evaluation.<name>`: what a metric family's own settings
-    (taulib.metrics.absorption.AbsorptionSettings, taulib.metrics.probing.ProbingSettings) default to."""
-    return EvaluationConfig.model_fields[name].default
 
 class RunConfig(StrictModel):
     run_name: str = Field(description="the run and its folder outputs/<run_name>/; a parameter file may leave it out: its file name is used")
@@ -562,7 +539,18 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the file is empty; it must be a mapping of parameters")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of parameters, got {type(data).__name__}")
-    return data
+    return with_upgraded_evaluation_keys(data, str(path))
+
+
+def with_upgraded_evaluation_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` with its old flat evaluation keys moved into their sections, a FutureWarning naming each new key."""
+    try:
+        evaluation, messages = upgrade_old_evaluation_keys(data.get("evaluation"))
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for message in messages:
+        warnings.warn(f"{source}: {message}", FutureWarning, stacklevel=3)
+    return data | {"evaluation": evaluation} if messages else data
 
 
 def _resolve_inheritance(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -631,7 +619,7 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     if overrides:
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}: overrides must be a mapping, got {type(overrides).__name__}")
-        data = deep_merge(data, overrides)
+        data = deep_merge(data, with_upgraded_evaluation_keys(overrides, f"{path} (overrides)"))
     source = str(path) + (" (with overrides)" if overrides else "")
     return config_from_mapping(data, source)
 

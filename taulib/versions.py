@@ -8,8 +8,10 @@ numbers its stage produces (a refactor that moves none leaves it alone, and so r
   taulib.activations.cache keys its folders by it.
 - TRAINING_VERSION: the SAE a run trains (the step, the schedule, the batch order, the initialisation);
   RunConfig.fingerprint includes it, and every run records it (config.json).
-- EVALUATION_VERSION: what taulib.metrics.evaluate measures on a checkpoint; its records are keyed by it and
-  every evaluation records it (evaluation.json), and the report refuses to mix evaluations of two versions.
+- EVALUATION_VERSION: what taulib.metrics.evaluate measures on a checkpoint, every family at once; its records
+  are keyed by it and every evaluation records it (evaluation.json), and the report refuses to mix evaluations
+  of two versions. A change to one metric family bumps that family's own `version` instead (its declaration,
+  taulib/metrics/<family>/settings.py): its records alone are made again.
 
 tests/test_code_versions.py holds the numbers a tiny training run and a tiny evaluation produce at the current
 versions: a change that moves them fails there until the version is bumped and the numbers re-recorded.

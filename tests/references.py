@@ -5,7 +5,8 @@
 - `sparse_directions_dataset`: sums of a few random unit directions per sample, a dataset with a known dictionary
   for the trainer's tests and benchmarks, and `mean_max_cosine` of a learned dictionary against it;
 - `downstream_metrics_full_forward`: the CE/KL metrics from whole forwards spliced through nnsight, what
-  taulib.metrics.downstream.downstream_metrics computes faster (tests/test_metrics_downstream.py).
+  taulib.metrics.downstream.downstream_metrics computes faster (tests/test_metrics_downstream.py);
+- `assert_declared`: an evaluation's table and details against the metric families' declarations.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from taulib.metrics.downstream import DownstreamMetrics, SequenceLosses, SplicedModel, _check_sequences, _per_token_losses, _row_sums, _sae_replacement
+from taulib.metrics.downstream.metric import DownstreamMetrics, SequenceLosses, SplicedModel, _check_sequences, _per_token_losses, _row_sums, _sae_replacement
 from taulib.sae import SparseAutoencoder
 
 
@@ -90,3 +91,20 @@ def downstream_metrics_full_forward(
         shared["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
     common = {key: np.concatenate(parts) for key, parts in shared.items()}
     return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
+
+
+def assert_declared(table, details, families):
+    """A run's evaluation table and one checkpoint's details against what the evaluated families declare
+    (taulib/metrics/<family>/settings.py): every column a head column or exactly one family's, every fixed declared
+    column present, and the details those declared."""
+    from taulib.metrics.catalogue import DECLARED, HEAD_COLUMNS
+
+    head = {column.name for column in HEAD_COLUMNS}
+    for column in table.columns:
+        owners = [name for name in families if DECLARED[name].owns(column)]
+        assert column in head or len(owners) == 1, (column, owners)
+    for name in families:
+        fixed = {column.name for column in DECLARED[name].columns if "*" not in column.name}
+        assert fixed <= set(table.columns), (name, fixed - set(table.columns))
+    declared_details = {detail for name in families for detail in DECLARED[name].details}
+    assert set(details) - {"not_applicable"} == declared_details

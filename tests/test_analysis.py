@@ -2,7 +2,7 @@
 
 
 import pytest
-from synthetic_study import STEPS, WIDTH, write_synthetic_study
+from formula_study import STEPS, WIDTH, write_synthetic_study
 
 from taulib.analysis.checkpoint_state import cosine_histograms, density_bins, first_letter_latents, probing_latents
 from taulib.analysis.matched import formation_table
@@ -24,7 +24,7 @@ def study(tmp_path_factory):
 # ---------------------------------------------------------------- formation, as notebook 03 shows it
 def test_formation_table_is_the_reports_formation_measures_per_run(study):
     table = formation_table(study)
-    assert list(table.index) == [arm.name for arm in study.arms]
+    assert list(table.index) == [arm.name for arm in study.runs]
     column = "formation_sae_top_1_accuracy"
     # the synthetic linear arm approaches its final values with a 3× longer time constant; the two
     # cosine arms share one, and a time is a share of the change, so theirs are equal. Their accuracy
@@ -50,13 +50,13 @@ def test_near_duplicate_counts_are_the_recorded_fractions_times_the_pairs(study)
 
 
 def test_tau_trajectory_summary_of_known_schedules(study):
-    baseline = tau_trajectory_summary(study.arm("baseline"))
+    baseline = tau_trajectory_summary(study.run("baseline"))
     assert baseline["mean_l1_coefficient"] == pytest.approx(0.04) and baseline["tau_final"] == 1.0
-    tightened = tau_trajectory_summary(study.arm("tightened"))
+    tightened = tau_trajectory_summary(study.run("tightened"))
     assert tightened["tau_initial"] == pytest.approx(0.3) and tightened["final_l1_coefficient"] == pytest.approx(0.8)
     # cosine 0.3 → 0.05 spends longer near 0.3 than the linear schedule at the start, so its mean τ is
     # the same (both are symmetric about the midpoint) but its mean λ/τ differs
-    linear = tau_trajectory_summary(study.arm("linear"))
+    linear = tau_trajectory_summary(study.run("linear"))
     assert tightened["mean_tau"] == pytest.approx(linear["mean_tau"], rel=1e-3)
     assert tightened["late_mean_l1_coefficient"] > linear["late_mean_l1_coefficient"]
     table = trajectory_vs_outcome(study)
@@ -64,13 +64,13 @@ def test_tau_trajectory_summary_of_known_schedules(study):
 
 
 def test_checkpoint_at_position_picks_the_nearest_fraction_of_training(study):
-    arm = study.arm("tightened")
+    arm = study.run("tightened")
     assert checkpoint_at_position(arm, 1.0) == 100 and checkpoint_at_position(arm, 0.0) == 0 and checkpoint_at_position(arm, 0.25) == 30
 
 
 # ---------------------------------------------------------------- one checkpoint's details
 def test_checkpoint_state_tables(study):
-    details = study.arm("tightened").details(10)
+    details = study.run("tightened").details(10)
     letters = first_letter_latents(details)
     assert len(letters) == 26 and (~letters["evaluated"]).sum() == 6  # a, f, k, p, u, z have a weak probe
     density = density_bins(details)

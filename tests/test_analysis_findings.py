@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from synthetic_study import AA_ARM, write_synthetic_sweep
+from formula_study import AA_ARM, write_synthetic_sweep
 
 from taulib.analysis.findings import (
     CLAIMS_FILE,

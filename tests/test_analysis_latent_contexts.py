@@ -5,7 +5,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 from saes import perfect_sae
-from synthetic_study import HELDOUT_TOKENS, MIX, STEPS, WIDTH, concept_of, write_latent_checkpoints, write_synthetic_study
+from formula_study import HELDOUT_TOKENS, MIX, STEPS, WIDTH, concept_of, write_latent_checkpoints, write_synthetic_study
 
 from taulib.analysis.latent_contexts import ContextSettings, ContextStoreError, LatentContexts, build_contexts, checkpoint_contexts
 from taulib.analysis.latent_formation import FormationSettings, run_formation
@@ -53,7 +53,7 @@ def synthetic_run(tmp_path):
     outputs = write_synthetic_study(tmp_path / "outputs")
     token_ids = (np.arange(HELDOUT_TOKENS) * 37) % 1000 + 2  # every concept occurs, in a known order
     write_latent_checkpoints(outputs, "tightened", token_ids)
-    return outputs, load_study(outputs, runs=["tightened"]).arm("tightened"), token_ids
+    return outputs, load_study(outputs, runs=["tightened"]).run("tightened"), token_ids
 
 
 def words(ids):
@@ -179,7 +179,7 @@ def test_a_synthetic_model_run_shows_each_sample_alone_named_by_its_largest_true
 
     from taulib.activations.cache import activation_spec, cache_folder, load_cache
     from taulib.activations.synthetic import ensure_synthetic_activations
-    from taulib.analysis.study_data import Arm
+    from taulib.analysis.study_data import Run
     from taulib.config import RunConfig
     from taulib.sae import SAEMetadata, save_sae
 
@@ -197,7 +197,7 @@ def test_a_synthetic_model_run_shows_each_sample_alone_named_by_its_largest_true
     for step in steps:
         sae = perfect_sae(16)  # 32 latents: each coordinate's positive and negative half
         save_sae(sae, outputs / "synthetic_run" / "checkpoints" / f"step_{step:07d}", SAEMetadata(16, 32, model_name="synthetic", layer=0))
-    arm = Arm("synthetic_run", outputs / "synthetic_run", config, pd.DataFrame({"step": steps, "tokens": [0, 2560]}), pd.DataFrame())
+    arm = Run("synthetic_run", outputs / "synthetic_run", config, pd.DataFrame({"step": steps, "tokens": [0, 2560]}), pd.DataFrame())
     store = LatentContexts(build_contexts(arm, outputs, SETTINGS, show_progress=False))
     spec = activation_spec(config, "heldout", 0)
     token_ids = load_cache(cache_folder(outputs, spec), spec).token_ids.numpy()

@@ -22,7 +22,7 @@ from taulib.analysis.latent_formation import (
     stability_comparison_table,
     stability_over_training,
 )
-from taulib.analysis.study_data import Arm
+from taulib.analysis.study_data import Run
 from taulib.config import RunConfig
 from taulib.metrics.latent_formation import formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
@@ -84,7 +84,7 @@ def test_random_dictionaries_score_at_the_null():
     assert (null < 0.9).all() and 0.1 < null.mean() < 0.7
 
 
-def _arm(tmp_path, name: str, seed: int, decoders: list[torch.Tensor], steps: list[int]) -> Arm:
+def _arm(tmp_path, name: str, seed: int, decoders: list[torch.Tensor], steps: list[int]) -> Run:
     run_dir = tmp_path / name
     for step, decoder in zip(steps, decoders, strict=True):
         sae = SparseAutoencoder(D, N)
@@ -93,7 +93,7 @@ def _arm(tmp_path, name: str, seed: int, decoders: list[torch.Tensor], steps: li
         save_sae(sae, run_dir / "checkpoints" / f"step_{step:07d}", SAEMetadata(d_in=D, d_sae=N, input_scale=1.0, model_name="m", layer=0, hook_name="h", extra={}))
     config = RunConfig.model_validate({"run_name": name, "seed": seed, "sae": {"width": N}, "training": {"n_tokens": 4000, "batch_size": 100}})
     evaluation = pd.DataFrame({"step": steps, "tokens": [100 * s for s in steps]})
-    return Arm(name, run_dir, config, evaluation, pd.DataFrame())
+    return Run(name, run_dir, config, evaluation, pd.DataFrame())
 
 
 def test_run_formation_is_cached_and_summarised_on_the_training_axis(tmp_path):
@@ -161,7 +161,7 @@ def test_latents_that_never_moved_are_left_out_and_those_never_formed_are_censor
     assert summary["latent_formation_median"] == pytest.approx(0.25)
 
 
-def _write_final_density(arm: Arm, density: np.ndarray) -> None:
+def _write_final_density(arm: Run, density: np.ndarray) -> None:
     """The evaluation record of the final checkpoint, holding only the per-latent firing density."""
     folder = arm.run_dir / "evaluation"
     (folder / "records-k").mkdir(parents=True, exist_ok=True)
@@ -194,10 +194,10 @@ def test_formation_is_split_by_final_firing_frequency(tmp_path):
     assert formation_by_frequency(None).empty
 
 
-def _sweep_arm(tmp_path, arm_name: str, seed: int, decoder: torch.Tensor, l0: float = 20.0) -> Arm:
+def _sweep_arm(tmp_path, arm_name: str, seed: int, decoder: torch.Tensor, l0: float = 20.0) -> Run:
     arm = _arm(tmp_path, f"{arm_name}_s{seed}", seed, [random_dictionary(500 + seed), decoder], [0, 40])
     arm.evaluation["l0"] = [100.0, l0]
-    return Arm(arm.name, arm.run_dir, arm.config, arm.evaluation, arm.training, arm_name, 20.0)
+    return Run(arm.name, arm.run_dir, arm.config, arm.evaluation, arm.training, arm_name, 20.0)
 
 
 def test_an_arm_that_reproduces_its_dictionary_across_seeds_is_more_stable_by_an_exact_permutation_test(tmp_path):

@@ -15,7 +15,7 @@ from taulib.analysis.intervals import paired_difference
 from taulib.analysis.matched import MatchedSettings, run_row
 from taulib.analysis.probe_bootstrap import accuracy_replicates, probe_replicates, resample_test_sets, run_probe_replicates
 from taulib.analysis.sequence_bootstrap import replicated_difference
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 from taulib.config import RunConfig
 
 N_TEST = 100
@@ -30,7 +30,7 @@ def _correct(accuracy: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(hits)
 
 
-def _arm(tmp_path, name: str, accuracies: list[float], seed: int = 0, l0_target: float = 20.0) -> Arm:
+def _arm(tmp_path, name: str, accuracies: list[float], seed: int = 0, l0_target: float = 20.0) -> Run:
     """A run with per-checkpoint probing records whose top-1 accuracy follows `accuracies`; which
     examples are right depends on the arm (the part of the name before _s), not on the seed."""
     run_dir = tmp_path / name
@@ -50,7 +50,7 @@ def _arm(tmp_path, name: str, accuracies: list[float], seed: int = 0, l0_target:
         table.append({"step": step, "tokens": 100 * step, "l0": l0, "sae_top_1_accuracy": (sentiment + topic) / 2})
     config = RunConfig.model_validate({"run_name": name, "seed": seed, "sae": {"width": 16}, "training": {"n_tokens": 10_000, "batch_size": 100}})
     training = pd.DataFrame({"step": STEPS, "tau": 1.0, "l1_coefficient_effective": 0.04})
-    return Arm(name, run_dir, config, pd.DataFrame(table), training, name.split("_s")[0], l0_target)
+    return Run(name, run_dir, config, pd.DataFrame(table), training, name.split("_s")[0], l0_target)
 
 
 def test_identity_draws_give_back_the_run_tables_values(tmp_path):
@@ -79,9 +79,9 @@ def test_a_difference_without_seed_spread_is_tested_against_the_test_sets_error(
     worse = [_arm(tmp_path, f"worse_s{s}", [0.5, 0.5, 0.55, 0.6, 0.65, 0.65, 0.65], seed=s) for s in range(3)]
     study = StudyData(tmp_path, tuple(better + worse))
     settings = MatchedSettings(latent_formation=None)
-    runs = pd.DataFrame([run_row(arm, settings) | {"final_l0": 20.0} for arm in study.arms])
+    runs = pd.DataFrame([run_row(arm, settings) | {"final_l0": 20.0} for arm in study.runs])
     found = probe_replicates(study, settings, n_resamples=2000)
-    assert set(found) == {arm.name for arm in study.arms}
+    assert set(found) == {arm.name for arm in study.runs}
     column = "current_sae_top_1_accuracy"
     points = dict(zip(runs["run"], runs[column], strict=True))
     gap = replicated_difference(runs, points, {run: r[column] for run, r in found.items()}, "better", "worse", 20.0, on_frontier=False)

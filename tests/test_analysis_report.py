@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_study import AA_ARM, SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
+from formula_study import AA_ARM, SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
 
 from taulib.analysis.intervals import Estimate
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.orthogonality import lower_bound_pairs
-from taulib.analysis.report import _identity_claim, build_report, endpoints, headline_arm_of, identity_arms, planned_aa_controls, render_markdown
+from taulib.analysis.report import _identity_claim, build_report, endpoints, headline_arm_of, identities_in_table, planned_aa_controls, render_markdown
 from taulib.analysis.study_data import load_study
 from taulib.study.run import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
 
@@ -26,7 +26,7 @@ NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+
 def sweep(tmp_path_factory):
     outputs = write_synthetic_sweep(tmp_path_factory.mktemp("sweep"))
     study = load_study(outputs)
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     table = run_table(study)
@@ -40,7 +40,7 @@ def test_the_study_knows_its_sweep(sweep):
     assert study.arm_names == list(SWEEP_ARMS)
     assert len(table) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS)
     sliced = study.slice(30.0, 1)
-    assert sliced.names == list(SWEEP_ARMS) and all(arm.seed == 1 and arm.l0_target == 30.0 for arm in sliced.arms)
+    assert sliced.names == list(SWEEP_ARMS) and all(arm.seed == 1 and arm.l0_target == 30.0 for arm in sliced.runs)
     # the floor pair is found although the calibrated λ differ
     assert [(low.name, high.name) for low, high in lower_bound_pairs(sliced)] == [("tightened", "higher_floor")]
 
@@ -196,7 +196,7 @@ def test_a_failed_run_leaves_its_arm_in_the_report(sweep, tmp_path):
             run["status"] = "failed"
     (outputs / "study_summary.json").write_text(json.dumps(summary))
     study = load_study(outputs)
-    assert len(study.arms) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS) - 2
+    assert len(study.runs) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS) - 2
     assert study.one_run_per_arm().names == list(SWEEP_ARMS) and lower_bound_partner(study, "tightened") == "higher_floor"
     sliced = study.slice()  # what 03 and 04 show: the arms without that run are named
     assert sliced.names == ["tightened", "linear"] and sliced.slice_label.endswith("no such run for baseline, higher_floor")
@@ -233,7 +233,7 @@ def test_a_direction_the_frontier_curvature_decides_is_reported_unresolved(sweep
         return matched
 
     monkeypatch.setattr(report_module, "matched_table", reversed_when_curved)
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     report = build_report(table, "tightened", lower_bound_partner(study, "tightened"), "baseline", names, kinds=kinds)
@@ -252,7 +252,7 @@ def test_a_censored_formation_time_is_not_tested(sweep):
     """Two arms whose formation times are observed are compared; once one seed's run never formed (its time
     a bound at the end of training), every comparison whose reading rests on it is not tested, and says why."""
     _, study, table, _ = sweep
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
 
@@ -278,7 +278,7 @@ def test_a_censored_median_formation_is_not_tested_and_a_time_endpoint_needs_its
     """The median latent's formation time is a time: once half a run's latents never formed, its median is the end of
     training, a bound, and a comparison resting on it is not tested. A time endpoint whose flag is missing is an error."""
     _, study, table, _ = sweep
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     timed = [e.column for e in endpoints(MatchedSettings()) if e.time and e.column in table]
@@ -333,7 +333,7 @@ def _identity_table(difference: float = 0.0, penalty: float = 1.446):
 def test_a_constant_arm_with_one_run_is_an_identity_check_against_its_plain_l1_twin():
     kinds = {"plain": "none", "constant": "constant"}
     same = _identity_table()
-    assert identity_arms(same, kinds, "plain") == ["constant"]
+    assert identities_in_table(same, kinds, "plain") == ["constant"]
     claim = _identity_claim(same, "constant", "plain", {"plain": "plain L1", "constant": "constant τ"})
     assert claim.verdict == "equivalent" and claim.kind == "equivalence" and "identical in all 4" in claim.text
     assert claim.numbers["runs"] == 1 and claim.numbers["differing"] == 0
@@ -348,7 +348,7 @@ def test_a_constant_arm_with_one_run_is_an_identity_check_against_its_plain_l1_t
     assert off.numbers["max_difference_final_explained_variance"] == pytest.approx(1e-6)
     # swept like the others (as many runs as plain L1): the paired equivalence test instead, not this
     full = same[same["arm"] == "plain"].assign(arm="constant")
-    assert identity_arms(pd.concat([same[same["arm"] == "plain"], full], ignore_index=True), kinds, "plain") == []
+    assert identities_in_table(pd.concat([same[same["arm"] == "plain"], full], ignore_index=True), kinds, "plain") == []
 
 
 def test_identity_arms_are_the_ones_the_sweep_planned_not_the_ones_with_fewer_runs():
@@ -356,9 +356,9 @@ def test_identity_arms_are_the_ones_the_sweep_planned_not_the_ones_with_fewer_ru
     check; one the sweep planned is an identity check however many runs it has. The plan (outputs/sweeps/plan.json) says."""
     kinds = {"plain": "none", "constant": "constant"}
     table = _identity_table()
-    assert identity_arms(table, kinds, "plain", planned={}) == []  # planned as an arm: one run left is not an identity
-    assert identity_arms(table, kinds, "plain", planned={"constant": "plain"}) == ["constant"]
-    assert identity_arms(table, kinds, "plain") == ["constant"]  # without a plan: the old rule, by run counts
+    assert identities_in_table(table, kinds, "plain", planned={}) == []  # planned as an arm: one run left is not an identity
+    assert identities_in_table(table, kinds, "plain", planned={"constant": "plain"}) == ["constant"]
+    assert identities_in_table(table, kinds, "plain") == ["constant"]  # without a plan: the old rule, by run counts
 
 
 def test_the_planned_identities_are_read_from_the_sweeps_plan(tmp_path):
@@ -375,7 +375,7 @@ def test_the_aa_control_is_compared_with_its_arm_on_every_endpoint_and_answers_n
     matched like an arm but is neither compared, nor an equivalence arm, nor the headline."""
     outputs = write_synthetic_sweep(tmp_path / "aa", aa=True)
     study = load_study(outputs)
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     assert planned_aa_controls(outputs) == {AA_ARM: "baseline"} and names[AA_ARM] == names["baseline"] + " again (A/A)"
@@ -400,7 +400,7 @@ def test_an_aa_control_that_differs_is_reported_loudly(sweep):
     """The risk the control exists for: a difference where none should be. Declared as baseline's A/A control,
     tightened (which ends with lower cosines and forms faster) is resolved, and the summary names where."""
     _, study, table, _ = sweep
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     report = build_report(table, "linear", None, "baseline", names, kinds=kinds, aa_controls={"tightened": "baseline"})

@@ -15,7 +15,7 @@ from taulib.config import load_run_config
 # a tiny plan that is consistent as a whole (taulib.study.plan_check): two batches of 20, the held-out cache read whole
 BASE = (
     "sae:\n  width: 16\nactivations:\n  n_tokens: 40\n  heldout_tokens: 20\n  shard_tokens: 20\n"
-    "training:\n  n_tokens: 40\n  batch_size: 20\n  n_checkpoints: 3\nevaluation:\n  core_tokens: 20\n  probing_ks: [1, 2, 5]\n"
+    "training:\n  n_tokens: 40\n  batch_size: 20\n  n_checkpoints: 3\nevaluation:\n  core: {tokens: 20}\n  probing: {ks: [1, 2, 5]}\n"
 )
 GOOD_ARM = "inherit: _base.yaml\n"
 
@@ -64,19 +64,19 @@ CATALOGUE = [
     ("zero-width", "inherit: _base.yaml\nsae:\n  width: 0\n", "field 'sae.width': Input should be greater than 0"),
     (
         "probing-k-zero",
-        "inherit: _base.yaml\nevaluation:\n  probing_ks: [0, 5]\n",
-        "field 'evaluation.probing_ks': must be distinct positive integers (got [0, 5])",
+        "inherit: _base.yaml\nevaluation:\n  probing: {ks: [0, 5]}\n",
+        "field 'evaluation.probing.ks': must be distinct positive integers (got [0, 5])",
     ),
     (
         "unknown-probing-task",
         "inherit: _base.yaml\nevaluation:\n  probing_tasks: [imdb]\n",
-        "field 'evaluation.probing_tasks.0': Input should be 'bbc_topic', 'sentiment', 'natural_language', 'code_language' or 'uncertainty'",
+        "field 'evaluation.probing.tasks.0': Input should be 'bbc_topic', 'sentiment', 'natural_language', 'code_language' or 'uncertainty'",
     ),
     ("unknown-metric-family", "inherit: _base.yaml\nevaluation:\n  families: [core, vibes]\n", "field 'evaluation.families.1': Input should be 'core'"),
     (
         "absorption-vocab-too-small",
-        "inherit: _base.yaml\nevaluation:\n  absorption_vocab_size: 26\n",
-        "field 'evaluation.absorption_vocab_size': Input should be greater than or equal to 260",
+        "inherit: _base.yaml\nevaluation:\n  absorption: {vocab_size: 26}\n",
+        "field 'evaluation.absorption.vocab_size': Input should be greater than or equal to 260",
     ),
     ("negative-tokens", "inherit: _base.yaml\ntraining:\n  n_tokens: -5\n", "field 'training.n_tokens': Input should be greater than 0"),
     ("zero-batch", "inherit: _base.yaml\ntraining:\n  batch_size: 0\n", "field 'training.batch_size': Input should be greater than 0"),

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
-from synthetic_study import write_synthetic_study
+from formula_study import write_synthetic_study
 
 from taulib.study.run import NOTEBOOKS_DIR
 
@@ -157,7 +157,7 @@ def jupyterlab_notebook(tmp_path):
     checkpoints, a held-out cache and a built context store, in a JupyterLab server (headless,
     no token) rooted in a temporary folder on a free port."""
     import numpy as np
-    from synthetic_study import HELDOUT_TOKENS, write_latent_checkpoints
+    from formula_study import HELDOUT_TOKENS, write_latent_checkpoints
 
     from taulib.analysis.latent_contexts import ContextSettings, build_contexts
     from taulib.analysis.study_data import load_study
@@ -167,7 +167,7 @@ def jupyterlab_notebook(tmp_path):
     outputs = write_synthetic_study(tmp_path / "outputs")
     write_latent_checkpoints(outputs, "tightened", (np.arange(HELDOUT_TOKENS) * 37) % 1000 + 2)
     # built here with words for token ids, so the notebook finds it and loads no tokenizer
-    build_contexts(load_study(outputs).arm("tightened"), outputs, ContextSettings(), token_strings=lambda ids: [f" {WORDS[i % len(WORDS)]}" for i in ids])
+    build_contexts(load_study(outputs).run("tightened"), outputs, ContextSettings(), token_strings=lambda ids: [f" {WORDS[i % len(WORDS)]}" for i in ids])
     served = tmp_path / "served"
     served.mkdir()
     notebook = load_notebook_node(str(NOTEBOOKS_DIR / "06_latents.ipynb"))

@@ -68,9 +68,14 @@ def test_params_lists_every_parameter_with_its_type_default_and_meaning(capsys):
     rows = parameter_reference()
     sections = [name for name, field in RunConfig.model_fields.items() if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
     # every leaf of every section, once, from the typed configuration
-    expected = {f"{section}.{name}" for section in sections for name in RunConfig.model_fields[section].annotation.model_fields}
+    def leaves(model, prefix):
+        for name, field in model.model_fields.items():
+            nested = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+            yield from leaves(field.annotation, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+
+    expected = {leaf for section in sections for leaf in leaves(RunConfig.model_fields[section].annotation, f"{section}.")}
     assert expected <= {name for name, *_ in rows} and len(rows) == len({name for name, *_ in rows})
-    assert "evaluation.ce_final_sequences  (int | None, default None)" in out
+    assert "evaluation.downstream.final_sequences  (int | None, default None)" in out
     assert "schedule.kind  (str, default 'none')" in out and "(none, constant, linear, cosine, exponential, l1_warmup)" in out  # the declared kinds
     assert "held-out sequences for the spliced CE/KL of the final checkpoint" in out
 

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from taulib.config import RunConfig
-from taulib.metrics.core import reconstruction_metrics
-from taulib.metrics.orthogonality import orthogonality_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
+from taulib.metrics.orthogonality.metric import orthogonality_metrics
 from taulib.sae import SparseAutoencoder, load_sae
 from taulib.train.trainer import AnnealedTrainer, read_metrics
 from taulib.versions import EVALUATION_VERSION, TRAINING_VERSION
@@ -146,7 +146,7 @@ def test_a_bumped_version_keys_new_runs_and_caches_and_names_the_old_run(tmp_pat
 
 
 def test_a_study_of_two_code_versions_is_refused_naming_the_runs(tmp_path):
-    from synthetic_study import write_synthetic_sweep
+    from formula_study import write_synthetic_sweep
 
     from taulib.analysis.matched import run_table
     from taulib.analysis.study_data import StudyDataError, load_study
@@ -155,7 +155,7 @@ def test_a_study_of_two_code_versions_is_refused_naming_the_runs(tmp_path):
     outputs = write_synthetic_sweep(tmp_path / "study")
     run_table(load_study(outputs))  # one version throughout: accepted
     study = load_study(outputs)
-    first, second = study.arms[0], study.arms[1]
+    first, second = study.runs[0], study.runs[1]
     record = json.loads((first.run_dir / "config.json").read_text())
     (first.run_dir / "config.json").write_text(json.dumps(record | {"training_version": 2}))
     with pytest.raises(StudyDataError, match=f"trained by different versions.*{first.run_dir.name}"):

@@ -125,3 +125,47 @@ def test_where_a_run_executes_is_not_part_of_its_fingerprint(tmp_path):
     # the fingerprint as it was computed before placement keys existed: the folders of earlier runs still match
     legacy = {key: value for key, value in older.items() if key not in ("description", "sweep", "evaluation")}
     assert on_cpu.fingerprint() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_old_flat_evaluation_keys_are_read_with_a_message_naming_the_new_one(tmp_path):
+    """A parameter file written before the families had sections still loads, for one release, each old key named
+    with its new one; a finished run's stored config.json reads silently; a parameter given under both names is refused."""
+    import warnings
+
+    from taulib.config import RunConfig
+    from taulib.metrics.evaluate import evaluation_key
+
+    (tmp_path / "old.yaml").write_text("evaluation:\n  core_tokens: 500\n  probing_ks: [1, 2]\n  ce_final_sequences: 30\n  absorption_checkpoints: final\n")
+    (tmp_path / "new.yaml").write_text("evaluation:\n  core: {tokens: 500}\n  probing: {ks: [1, 2]}\n  downstream: {final_sequences: 30}\n  absorption: {checkpoints: final}\n")
+    with pytest.warns(FutureWarning) as caught:
+        old = load_run_config(tmp_path / "old.yaml")
+    messages = [str(warning.message) for warning in caught]
+    assert any("'evaluation.core_tokens' is now 'evaluation.core.tokens'" in message and "old.yaml" in message for message in messages)
+    assert any("'evaluation.absorption_checkpoints' is now 'evaluation.absorption.checkpoints'" in message for message in messages)
+    new = load_run_config(tmp_path / "new.yaml")
+    assert old.evaluation == new.evaluation and evaluation_key(old.model_copy(update={"run_name": "new"})) == evaluation_key(new)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the config.json of a run finished before: no message per run read
+        stored = RunConfig.model_validate({"run_name": "x", "evaluation": {"core_tokens": 500, "probing_ks": [1, 2]}})
+    assert stored.evaluation.core.tokens == 500 and stored.evaluation.probing.ks == (1, 2)
+
+    (tmp_path / "both.yaml").write_text("evaluation:\n  core_tokens: 500\n  core: {tokens: 400}\n")
+    with pytest.raises(ConfigError, match=r"both.yaml: evaluation.core_tokens and evaluation.core.tokens are the same parameter"):
+        load_run_config(tmp_path / "both.yaml")
+    with pytest.warns(FutureWarning, match="'evaluation.core_tokens' is now 'evaluation.core.tokens'"):
+        assert load_run_config(tmp_path / "new.yaml", overrides={"evaluation": {"core_tokens": 300}}).evaluation.core.tokens == 300
+
+
+def test_a_sweep_profile_with_old_evaluation_keys_is_read_and_named(tmp_path, repo_root):
+    import shutil
+
+    from taulib.sweep.spec import load_sweep
+
+    parameters = tmp_path / "parameters"
+    shutil.copytree(repo_root / "parameters", parameters)
+    sweep_file = parameters / "_sweep.yaml"
+    sweep_file.write_text(sweep_file.read_text().replace("evaluation: {core: {tokens: 8192}}", "evaluation: {core_tokens: 8192}"))
+    with pytest.warns(FutureWarning, match=r"profile synthetic.*'evaluation.core_tokens' is now 'evaluation.core.tokens'"):
+        sweep = load_sweep(parameters, "synthetic")
+    assert all(arm.config.evaluation.core.tokens == 8192 for arm in sweep.arms)

@@ -1,5 +1,5 @@
 """The ground-truth track: the synthetic model (taulib.activations.synthetic), its cache, its configuration,
-and the exact disentanglement metrics (taulib.metrics.ground_truth) on cases with known answers."""
+and the exact disentanglement metrics (taulib.metrics.ground_truth.metric) on cases with known answers."""
 
 import math
 from pathlib import Path
@@ -20,7 +20,7 @@ from taulib.activations.synthetic import (
 )
 from taulib.config import ConfigError, RunConfig, SyntheticConfig, config_from_mapping
 from taulib.metrics.evaluate import evaluate_run, evaluation_key, read_ground_truth_recovery
-from taulib.metrics.ground_truth import ground_truth_metrics, recovery_steps
+from taulib.metrics.ground_truth.metric import ground_truth_metrics, recovery_steps
 from taulib.study.plan_check import Machine, PlanError, check_plan
 from taulib.sweep.spec import load_sweep, run_config
 from taulib.train.trainer import AnnealedTrainer
@@ -36,7 +36,7 @@ def synthetic_config(synthetic: dict, **sections) -> RunConfig:
         "activations": {"n_tokens": 3000, "heldout_tokens": 1000, "shard_tokens": 1024, "storage_dtype": "float32"},
         "sae": {"width": 48},
         "training": {"n_tokens": 4096, "batch_size": 256, "n_checkpoints": 3, "threads": 1},
-        "evaluation": {"core_tokens": 1000},
+        "evaluation": {"core": {"tokens": 1000}},
     }
     for section, values in sections.items():
         data[section] = {**data.get(section, {}), **values}
@@ -189,7 +189,7 @@ EASY = {
     "activations": {"n_tokens": 32_768, "heldout_tokens": 4096, "shard_tokens": 32_768},
     "sae": {"width": 32},
     "training": {"n_tokens": 65_536, "batch_size": 256, "n_checkpoints": 4},
-    "evaluation": {"core_tokens": 4096},
+    "evaluation": {"core": {"tokens": 4096}},
 }
 
 
@@ -221,11 +221,11 @@ def test_every_arm_recovers_easy_ground_truth_and_the_evaluation_records_it(tmp_
 
 # ----------------------------------------------------------------------------- the report
 def _add_ground_truth(outputs: Path, recovered_end: dict[str, float]) -> None:
-    """Give every run of a formula sweep (tests/synthetic_study.py) ground-truth columns and a recovery table."""
+    """Give every run of a formula sweep (tests/formula_study.py) ground-truth columns and a recovery table."""
     import zlib
 
     import pandas as pd
-    from synthetic_study import BATCH, STEPS, curve
+    from formula_study import BATCH, STEPS, curve
 
     for run_dir in sorted(p.parent.parent for p in outputs.glob("*/evaluation/metrics.csv")):
         arm = run_dir.name.split("__")[0]
@@ -244,7 +244,7 @@ def _add_ground_truth(outputs: Path, recovered_end: dict[str, float]) -> None:
 
 def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tmp_path):
     from scipy import stats
-    from synthetic_study import SWEEP_SEEDS, SWEEP_TARGETS, write_synthetic_sweep
+    from formula_study import SWEEP_SEEDS, SWEEP_TARGETS, write_synthetic_sweep
 
     from taulib.analysis.matched import lower_bound_partner, run_table
     from taulib.analysis.report import build_report, ground_truth_report, render_markdown, sparsity_table, with_ground_truth
@@ -253,7 +253,7 @@ def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tm
     language = write_synthetic_sweep(tmp_path / "language")
     study = load_study(language)
     table = run_table(study)
-    names = {arm.name: arm.schedule_label for arm in study.one_run_per_arm().arms}
+    names = {arm.name: arm.schedule_label for arm in study.one_run_per_arm().runs}
     report = build_report(table, "tightened", lower_bound_partner(study, "tightened"), "baseline", names)
     assert not [claim for claim in report.claims if claim.question == "ground_truth"]
     assert ground_truth_report(tmp_path / "none", "tightened") is None

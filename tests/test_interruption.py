@@ -77,7 +77,7 @@ def test_killed_extraction_is_never_read_as_complete_and_resumes(tmp_path):
     (params / "arm.yaml").write_text(
         "activations: {n_tokens: 5080, heldout_tokens: 254, context_length: 128, batch_size: 4, shard_tokens: 1016, storage_dtype: float32}\n"
         "model: {autocast: null}\n"
-        "evaluation: {families: [core, orthogonality], core_tokens: 254}\n"  # no model-side evaluation inputs: this test is about the cache
+        "evaluation: {families: [core, orthogonality], core: {tokens: 254}}\n"  # no model-side evaluation inputs: this test is about the cache
     )
     config = load_run_config(params / "arm.yaml")
     spec = activation_spec(config, "train", 9)

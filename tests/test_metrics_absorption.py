@@ -20,7 +20,7 @@ import math
 import pytest
 import torch
 
-from taulib.metrics.absorption import (
+from taulib.metrics.absorption.metric import (
     LETTERS,
     AbsorptionData,
     AbsorptionSettings,

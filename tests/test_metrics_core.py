@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from saes import perfect_sae
 
-from taulib.metrics.core import DENSITY_BIN_EDGES, density_histogram, reconstruction_metrics
+from taulib.metrics.core.metric import DENSITY_BIN_EDGES, density_histogram, reconstruction_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, in_raw_units
 
 

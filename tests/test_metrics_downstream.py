@@ -10,7 +10,7 @@ from saes import perfect_sae
 
 from taulib.activations.models import decoder_layers, load_language_model
 from taulib.config import ModelConfig
-from taulib.metrics.downstream import (
+from taulib.metrics.downstream.metric import (
     SplicedModel,
     SpliceReference,
     _linear_kl,
@@ -227,28 +227,29 @@ def test_linear_kl_is_the_kl_of_the_distributions(loaded, sequences):
 
 
 def test_every_checkpoint_or_the_final_only(loaded, sequences):
-    """The evaluation's CE/KL by checkpoint: with ce_sequences 0 only the final checkpoint is spliced, on
-    ce_final_sequences; otherwise every checkpoint on the first ce_sequences, and the final one's further
+    """The evaluation's CE/KL by checkpoint: with downstream.sequences 0 only the final checkpoint is spliced, on
+    downstream.final_sequences; otherwise every checkpoint on the first downstream.sequences, and the final one's further
     sequences combined with them give what all of them give at once."""
     from taulib.config import EvaluationConfig, RunConfig
-    from taulib.metrics.families import Chunk, Downstream
+    from taulib.metrics.downstream.family import Downstream
+    from taulib.metrics.family import Chunk
 
     spliced = SplicedModel(loaded)
     reference = splice_reference(spliced, sequences, batch_size=1)
     saes = [_lossy(loaded.d_model), perfect_sae(loaded.d_model)]
 
     def by_step(saes, steps, **evaluation):
-        config = RunConfig(run_name="ce", evaluation=EvaluationConfig(ce_batch_size=1, **evaluation))
+        config = RunConfig(run_name="ce", evaluation=EvaluationConfig(downstream={"batch_size": 1, **evaluation}))
         return Downstream().by_step(spliced, reference, saes, Chunk(steps, 20, [], []), config)
 
-    final_only = by_step(saes, [10, 20], ce_sequences=0, ce_final_sequences=2)
+    final_only = by_step(saes, [10, 20], sequences=0, final_sequences=2)
     assert list(final_only) == [20] and final_only[20].n_tokens == reference.per_sequence["n_ce"].sum()
-    every = by_step(saes, [10, 20], ce_sequences=1, ce_final_sequences=2)
+    every = by_step(saes, [10, 20], sequences=1, final_sequences=2)
     assert sorted(every) == [10, 20] and every[10].n_tokens == reference.per_sequence["n_ce"][0]
     assert every[20].as_dict() == pytest.approx(final_only[20].as_dict(), rel=1e-9)
-    assert by_step(saes[:1], [10], ce_sequences=0, ce_final_sequences=2) == {}  # a chunk without the final checkpoint
+    assert by_step(saes[:1], [10], sequences=0, final_sequences=2) == {}  # a chunk without the final checkpoint
     with pytest.raises(ValueError, match="no checkpoint would get"):
-        EvaluationConfig(ce_sequences=0)
+        EvaluationConfig(downstream={"sequences": 0})
 
 
 def test_the_unembedding_on_onednn_gives_the_models_logits(loaded, sequences):

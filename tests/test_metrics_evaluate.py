@@ -2,7 +2,7 @@ import pytest
 import torch
 from saes import perfect_sae
 
-from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, in_raw_units
 from taulib.train.trainer import explained_variance
 
@@ -35,7 +35,7 @@ def test_preparing_the_probing_inputs_shows_a_bar_that_knows_its_total():
     from taulib.activations.extraction import ResidualReader
     from taulib.activations.models import load_language_model
     from taulib.config import ModelConfig
-    from taulib.metrics.probing import ProbingSettings, prepare_probing_data
+    from taulib.metrics.probing.metric import ProbingSettings, prepare_probing_data
 
     class Bar:  # records what a tqdm bar would be told
         total: int | None = None
@@ -64,9 +64,9 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
 
     from taulib.config import RunConfig
     from taulib.metrics.evaluate import evaluate_chunk
-    from taulib.metrics.families import RunInputs
-    from taulib.metrics.orthogonality import covariance_factor
-    from taulib.metrics.probing import ProbingData, ProbingSettings, TaskData, _binary_tasks, stratified_test_mask
+    from taulib.metrics.family import RunInputs
+    from taulib.metrics.orthogonality.metric import covariance_factor
+    from taulib.metrics.probing.metric import ProbingData, ProbingSettings, TaskData, _binary_tasks, stratified_test_mask
 
     d, width, generator = 16, 64, torch.Generator().manual_seed(0)
     saes = []
@@ -87,7 +87,7 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
         tasks.append(TaskData(name, labels, (torch.randn(int(offsets[-1]), d, generator=generator) + shift).half(), offsets, is_test, _binary_tasks(name, labels, is_test, 0)))
     probing = ProbingData(tasks, ProbingSettings(tasks=("a", "b"), examples_per_class=20, ks=(1, 5)))
     # absorption's chunk against its lone evaluations is tested in tests/test_metrics_absorption.py; no model here for the CE/KL
-    config = RunConfig(run_name="chunk", training={"compute_dtype": "bfloat16"}, evaluation={"core_tokens": 3000, "families": ["core", "orthogonality", "probing"]})
+    config = RunConfig(run_name="chunk", training={"compute_dtype": "bfloat16"}, evaluation={"core": {"tokens": 3000}, "families": ["core", "orthogonality", "probing"]})
     run = RunInputs(config, Path("."), 0, Path("."), Path("."), heldout)
     states = {"core": None, "orthogonality": covariance_factor(heldout), "probing": probing}
 
@@ -98,3 +98,160 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
     assert l0s[0] > l0s[1] > l0s[2] > 0  # three different SAEs, not one repeated
     assert {"l0", "alive_mean_max_cosine", "sae_top_5_accuracy.b", "sae_top_1_accuracy"} <= set(together[0][0])
     assert {"density_histogram", "max_cosine_histogram", "probing_tasks"} <= set(together[0][1])
+
+
+# ----------------------------------------------------------------------------- records per family
+SYNTHETIC_RUN = {
+    "run_name": "families",
+    "model": {"name": "synthetic", "layer": 0, "synthetic": {"d_model": 16, "n_features": 24, "max_coherence": 0.6, "mean_active_features": 2.0, "seed": 3}},
+    "activations": {"n_tokens": 3000, "heldout_tokens": 1000, "shard_tokens": 1024, "storage_dtype": "float32"},
+    "sae": {"width": 96},
+    # a strong penalty: latents die during the run, so the alive latents differ between checkpoints
+    "training": {"n_tokens": 8192, "batch_size": 256, "n_checkpoints": 3, "threads": 1, "compute_dtype": "float32", "l1_coefficient": 1.0, "lr": 1.0e-2},
+    "evaluation": {"families": ["core", "orthogonality"], "core": {"tokens": 16}},  # few tokens: some latents fire on none
+}
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+    """A trained run of the synthetic model (seconds): every family but the language model's can evaluate it."""
+    from taulib.activations.cache import load_cache
+    from taulib.activations.synthetic import ensure_synthetic_activations
+    from taulib.config import config_from_mapping
+    from taulib.train.trainer import AnnealedTrainer
+
+    config = config_from_mapping(SYNTHETIC_RUN)
+    folders = ensure_synthetic_activations(config, tmp_path, show_progress=False)
+    AnnealedTrainer(config, load_cache(folders["train"]).activations, tmp_path / config.run_name, show_progress=False, layer=0).train()
+    return tmp_path / config.run_name, tmp_path, config
+
+
+def _records(run_dir):
+    """Every family's record file, with the time it was written."""
+    return {path: path.stat().st_mtime_ns for path in (run_dir / "evaluation" / "families").glob("*/step_*.json")}
+
+
+def _evaluation(**sections):
+    from taulib.config import EvaluationConfig
+
+    return EvaluationConfig.model_validate({"core": {"tokens": 16}} | sections)
+
+
+def test_adding_or_changing_one_family_evaluates_that_family_alone(synthetic_run):
+    import pandas as pd
+
+    from taulib.metrics.evaluate import evaluate_run
+
+    run_dir, outputs, _ = synthetic_run
+    first = evaluate_run(run_dir, outputs, show_progress=False)
+    written = _records(run_dir)
+    assert {path.parent.name.split("-")[0] for path in written} == {"core", "orthogonality"}
+
+    # a family added: the others' records are read, not written again; the new one's are written
+    added = evaluate_run(run_dir, outputs, show_progress=False, evaluation=_evaluation(families=["core", "orthogonality", "ground_truth"]))
+    after = _records(run_dir)
+    assert {path: after[path] for path in written} == written
+    assert {path.parent.name.split("-")[0] for path in set(after) - set(written)} == {"ground_truth"}
+    pd.testing.assert_frame_equal(added[first.columns], first)
+    assert "gt_recovered_fraction" in added
+
+    # one family's parameter changed: that family alone is evaluated again
+    everything = ["core", "orthogonality", "ground_truth"]
+    evaluate_run(run_dir, outputs, show_progress=False, evaluation=_evaluation(families=everything, orthogonality={"near_duplicate_threshold": 0.5}))
+    changed = _records(run_dir)
+    assert {path: changed[path] for path in after} == after
+    assert {path.parent.name.split("-")[0] for path in set(changed) - set(after)} == {"orthogonality"}
+
+    # a parameter another family reads (core's held-out sample, orthogonality's baseline): both evaluated again, not ground truth
+    evaluate_run(run_dir, outputs, show_progress=False, evaluation=_evaluation(families=everything, core={"tokens": 12}))
+    assert {path.parent.name.split("-")[0] for path in set(_records(run_dir)) - set(changed)} == {"core", "orthogonality"}
+
+
+def test_a_family_evaluated_without_core_reads_the_alive_latents_from_cores_records(synthetic_run):
+    """Orthogonality over alive latents needs core's density: evaluated alone, it reads it from core's records and gets
+    the numbers it got beside core."""
+    import shutil
+
+    import pandas as pd
+
+    from taulib.metrics.evaluate import evaluate_run
+
+    run_dir, outputs, _ = synthetic_run
+    table = evaluate_run(run_dir, outputs, show_progress=False)
+    (folder,) = (run_dir / "evaluation" / "families").glob("orthogonality-*")
+    shutil.rmtree(folder)
+    core = {path: stamp for path, stamp in _records(run_dir).items() if path.parent.name.startswith("core-")}
+    again = evaluate_run(run_dir, outputs, show_progress=False)
+    assert {path: stamp for path, stamp in _records(run_dir).items() if path.parent.name.startswith("core-")} == core
+    assert folder.is_dir() and table["alive_latents"].nunique() > 1  # alive latents differ between checkpoints: the case can fail
+    pd.testing.assert_frame_equal(again, table)
+
+
+def _write_records_as_before(run_dir, config, table):
+    """The layout an evaluation wrote before the families had their own records: one record per checkpoint holding
+    every family's columns (with the step, tokens, τ and λ/τ) and details, under the evaluation's key."""
+    import json
+    import shutil
+
+    from taulib.metrics.evaluate import evaluation_key, read_checkpoint_details
+
+    old = run_dir / "evaluation" / f"records-{evaluation_key(config)}"
+    old.mkdir()
+    for _, row in table.iterrows():
+        record = read_checkpoint_details(run_dir, int(row["step"]))
+        record["scalars"] |= {key: row[key].item() for key in ("step", "tokens", "tau", "l1_coefficient_effective")}
+        (old / f"step_{int(row['step']):07d}.json").write_text(json.dumps(record))
+    shutil.rmtree(run_dir / "evaluation" / "families")
+    (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps({"key": evaluation_key(config)}))
+    (run_dir / "evaluation" / "metrics.csv").unlink()
+    return old
+
+
+def test_an_evaluation_made_before_the_families_records_is_carried_over_not_repeated(synthetic_run, monkeypatch):
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from taulib.metrics.evaluate import evaluate_run
+    from taulib.metrics.families import FAMILIES
+
+    run_dir, outputs, config = synthetic_run
+    table = evaluate_run(run_dir, outputs, show_progress=False)
+    old = _write_records_as_before(run_dir, config, table)
+    evaluated = []
+    for family in FAMILIES:
+        monkeypatch.setattr(type(family), "evaluate", lambda self, saes, state, run, chunk: evaluated.append((self.name, list(chunk.steps))))
+    pd.testing.assert_frame_equal(evaluate_run(run_dir, outputs, show_progress=False), table)
+    assert evaluated == []
+
+    # a record with a column no family declares cannot be attributed: that checkpoint alone is evaluated again
+    shutil.rmtree(run_dir / "evaluation" / "families")
+    step = int(table["step"].iloc[1])
+    record = json.loads((old / f"step_{step:07d}.json").read_text())
+    record["scalars"]["a_column_of_no_family"] = 1.0
+    (old / f"step_{step:07d}.json").write_text(json.dumps(record))
+    monkeypatch.undo()
+    original = {family.name: type(family).evaluate for family in FAMILIES}
+
+    def recording(name):
+        return lambda self, saes, state, run, chunk: evaluated.append((name, list(chunk.steps))) or original[name](self, saes, state, run, chunk)
+
+    for family in FAMILIES:
+        monkeypatch.setattr(type(family), "evaluate", recording(family.name))
+    pd.testing.assert_frame_equal(evaluate_run(run_dir, outputs, show_progress=False), table)
+    assert evaluated == [("core", [step]), ("orthogonality", [step])]
+
+
+def test_every_column_and_detail_is_declared_by_the_family_that_adds_it(synthetic_run):
+    """The declarations (taulib/metrics/<family>/settings.py) are what the families compute: every column of the table
+    is a head column or one family's, and every declared column of an evaluated family is in the table (the language
+    model's families: tests/test_study_run.py)."""
+    from taulib.metrics.evaluate import evaluate_run, read_checkpoint_details
+
+    run_dir, outputs, _ = synthetic_run
+    families = ["core", "orthogonality", "ground_truth"]
+    table = evaluate_run(run_dir, outputs, show_progress=False, evaluation=_evaluation(families=families))
+    from references import assert_declared
+
+    assert_declared(table, read_checkpoint_details(run_dir, int(table["step"].iloc[-1]))["details"], families)

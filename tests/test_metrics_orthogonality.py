@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from taulib.metrics.orthogonality import encoder_decoder_cosine, max_cosine_to_others, orthogonality_metrics, random_unit_directions
+from taulib.metrics.orthogonality.metric import encoder_decoder_cosine, max_cosine_to_others, orthogonality_metrics, random_unit_directions
 from taulib.sae import SparseAutoencoder
 
 
@@ -61,7 +61,7 @@ def test_encoder_decoder_cosine_per_latent():
 
 
 def test_alive_latents_only_dead_copies_and_both_baselines():
-    from taulib.metrics.orthogonality import covariance_factor, random_baseline
+    from taulib.metrics.orthogonality.metric import covariance_factor, random_baseline
 
     alive_rows = torch.eye(32)[:20]
     dead_rows = alive_rows[:10].clone()  # dead latents parked on alive directions: cos 1 with them

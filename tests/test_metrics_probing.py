@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from taulib.metrics.probing import (
+from taulib.metrics.probing.metric import (
     BinaryTask,
     ProbingData,
     ProbingSettings,
@@ -136,10 +136,10 @@ def test_the_default_study_scores_each_binary_task_on_at_least_100_test_texts(re
     task (each class against as many others) at least 100, steps of at most 0.01."""
     from taulib.config import discover_parameter_files, load_run_config
     from taulib.corpus.probing_tasks import PROBING_TASKS
-    from taulib.metrics.families import Probing
-    from taulib.metrics.probing import stratified_test_mask
+    from taulib.metrics.probing.family import Probing
+    from taulib.metrics.probing.metric import stratified_test_mask
 
-    settings = Probing.settings(load_run_config(discover_parameter_files(repo_root / "parameters")[0]))
+    settings = Probing().settings(load_run_config(discover_parameter_files(repo_root / "parameters")[0]))
     for task in settings.tasks:
         labels = [f"class{c}" for c in range(PROBING_TASKS[task].n_classes) for _ in range(settings.examples_per_class)]
         is_test = stratified_test_mask(labels, settings.test_fraction, settings.seed)

@@ -4,7 +4,7 @@ import struct
 
 import plotly.graph_objects as go
 import pytest
-from synthetic_study import ARMS, STEPS, write_synthetic_study
+from formula_study import ARMS, STEPS, write_synthetic_study
 
 from taulib.analysis.formation import formed_letter_absorption
 from taulib.analysis.matched import formation_table
@@ -31,7 +31,7 @@ def _traces_by_arm(figure: go.Figure) -> dict[str, list[go.Scatter]]:
 
 
 def test_arms_get_distinct_styles(study):
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     assert len({(s.color, s.symbol) for s in styles.values()}) == len(ARMS)
     assert styles["baseline"].dash == "dot" and styles["tightened"].dash == "solid"
     assert [tokens_label(v) for v in (7680, 1.5e6, 12.0, float("nan"))] == ["7.68k", "1.5M", "12", "n/a"]
@@ -45,7 +45,7 @@ def test_metrics_over_training_draws_every_arm_in_every_panel_on_a_log_axis(stud
     assert all(min(trace.x) > 0 for trace in figure.data)  # the 0-token initial SAE is off the log axis
     assert figure.layout.xaxis.type == "log" and figure.layout.xaxis7.title.text == "tokens seen"
     tightened_l0 = next(t for t in by_arm["tightened"] if t.yaxis == "y")
-    assert list(tightened_l0.y) == pytest.approx(list(study.arm("tightened").evaluation["l0"][1:]))
+    assert list(tightened_l0.y) == pytest.approx(list(study.run("tightened").evaluation["l0"][1:]))
 
 
 def test_formation_and_absorption_figures_carry_the_table(study):
@@ -58,7 +58,7 @@ def test_formation_and_absorption_figures_carry_the_table(study):
     speed = absorption_speed_figure(study, table)
     settled = [trace for trace in speed.data if trace.type == "bar"][0]
     assert list(settled.y) == pytest.approx(list(table["absorption_settling"]), nan_ok=True)
-    letters = [formed_letter_absorption(study.arm(name), 0.5)[0] for name in ARMS]
+    letters = [formed_letter_absorption(study.run(name), 0.5)[0] for name in ARMS]
     assert all(len(chosen) == 20 for chosen in letters)  # the synthetic study's letters with a passing probe, all detected at the end
     assert all(text.endswith("· 20 letters") for text in settled.text)
 
@@ -89,7 +89,7 @@ def _png_size(path) -> tuple[int, int]:
 
 
 def test_save_figures_writes_standalone_html_and_png_at_the_layout_size(study, tmp_path):
-    figure = checkpoint_state_at(study.arm("tightened"), 10)
+    figure = checkpoint_state_at(study.run("tightened"), 10)
     written = save_figures({"state": figure}, tmp_path / "figures")
     assert sorted(p.name for p in written) == ["state.html", "state.png"]
     html = (tmp_path / "figures" / "state.html").read_text()

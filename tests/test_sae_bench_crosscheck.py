@@ -17,9 +17,9 @@ from taulib.config import ModelConfig
 from taulib.corpus import iter_documents, token_sequences
 from taulib.interop.export import export_saelens, sae_bench_sae, to_sae_bench
 from taulib.interop.sae_bench import hooked_transformer, run_sae_bench_absorption, run_sae_bench_core
-from taulib.metrics.absorption import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
-from taulib.metrics.core import reconstruction_metrics
-from taulib.metrics.downstream import SplicedModel, downstream_metrics
+from taulib.metrics.absorption.metric import AbsorptionSettings, evaluate_absorption, prepare_absorption_data
+from taulib.metrics.core.metric import reconstruction_metrics
+from taulib.metrics.downstream.metric import SplicedModel, downstream_metrics
 from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
 
 pytestmark = pytest.mark.model

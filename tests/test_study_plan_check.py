@@ -52,14 +52,14 @@ CATALOGUE = [
     ),
     (
         "ce-logits-beyond-memory",
-        "inherit: _base.yaml\nevaluation:\n  ce_sequences: 64\n  ce_batch_size: 64\n",
+        "inherit: _base.yaml\nevaluation:\n  downstream: {sequences: 64, batch_size: 64}\n",
         "the evaluate stage needs at least",
         PLAIN,
     ),
     (
         "ce-logits-beyond-memory-says-batch",
-        "inherit: _base.yaml\nevaluation:\n  ce_sequences: 64\n  ce_batch_size: 64\n",
-        "lower evaluation.ce_batch_size",
+        "inherit: _base.yaml\nevaluation:\n  downstream: {sequences: 64, batch_size: 64}\n",
+        "lower evaluation.downstream.batch_size",
         PLAIN,
     ),
     (
@@ -83,8 +83,8 @@ CATALOGUE = [
     # sizes inconsistent with each other
     (
         "evaluation-beyond-heldout",
-        "inherit: _base.yaml\nevaluation:\n  core_tokens: 50\n",
-        "fields 'evaluation.core_tokens' (50) and 'activations.heldout_tokens' (20): the evaluation reads more held-out activations than are extracted",
+        "inherit: _base.yaml\nevaluation:\n  core: {tokens: 50}\n",
+        "fields 'evaluation.core.tokens' (50) and 'activations.heldout_tokens' (20): the evaluation reads more held-out activations than are extracted",
         PLAIN,
     ),
     (
@@ -107,13 +107,13 @@ CATALOGUE = [
     ),
     (
         "probing-more-latents-than-width",
-        "inherit: _base.yaml\nevaluation:\n  probing_ks: [1, 20]\n",
-        "sparse probing cannot select more latents than the SAE has; keep probing_ks <= 16",
+        "inherit: _base.yaml\nevaluation:\n  probing: {ks: [1, 20]}\n",
+        "sparse probing cannot select more latents than the SAE has; keep probing.ks <= 16",
         PLAIN,
     ),
     (
         "absorption-more-latents-than-width",
-        "inherit: _base.yaml\nsae:\n  width: 6\nevaluation:\n  probing_ks: [1, 2]\n",
+        "inherit: _base.yaml\nsae:\n  width: 6\nevaluation:\n  probing: {ks: [1, 2]}\n",
         "the absorption metric's k-sparse probes select up to 10 latents per letter; set sae.width >= 10",
         PLAIN,
     ),
@@ -213,7 +213,7 @@ def test_every_step_command_checks_the_plan(study, machine, capsys, command):  #
 
 def test_every_problem_is_reported_at_once(study, machine, capsys):  # noqa: F811
     params, outputs, _ = study
-    (params / "bad.yaml").write_text("inherit: _base.yaml\ntraining:\n  n_checkpoints: 5\n  threads: 64\nevaluation:\n  core_tokens: 50\n")
+    (params / "bad.yaml").write_text("inherit: _base.yaml\ntraining:\n  n_checkpoints: 5\n  threads: 64\nevaluation:\n  core: {tokens: 50}\n")
     error = _refused(_study(params, outputs), outputs, capsys)
     assert "at most 3 checkpoints" in error and "2 CPU cores" in error and "more held-out activations" in error, error
 

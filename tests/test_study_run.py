@@ -312,7 +312,7 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
         "l1_coefficient_effective",
     ):
         assert column in table, column
-    # as in the default study, only the final checkpoint is spliced (ce_sequences 0), on two held-out sequences
+    # as in the default study, only the final checkpoint is spliced (downstream.sequences 0), on two held-out sequences
     # (BOS positions, at the start and between documents, are not scored),
     # with its bootstrap interval; the others have no CE/KL rather than a number from too few tokens
     final = table.iloc[-1]
@@ -321,10 +321,18 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     assert 2 * 120 < final["ce_tokens"] <= 2 * 127 and final["ce_loss_score_low"] <= final["ce_loss_score"] + 1e-9 <= final["ce_loss_score_high"] + 2e-9
     assert table["l0"].iloc[-1] < table["l0"].iloc[0]  # the penalty sparsifies the SAE
     assert (table["tau"].iloc[1:].diff().dropna() <= 1e-12).all()  # τ anneals downwards
-    records = sorted((run_dir / "evaluation").glob("records-*/step_*.json"))
-    assert len(records) == len(index)
-    detail = json.loads(records[-1].read_text())["details"]
+    # one record per family and checkpoint (taulib.metrics.evaluate); the full record of a checkpoint joins them
+    from taulib.metrics.evaluate import read_checkpoint_details
+
+    records = sorted((run_dir / "evaluation" / "families").glob("*/step_*.json"))
+    assert {path.parent.name.rsplit("-", 1)[0] for path in records} == {"core", "downstream", "orthogonality", "absorption", "probing"}
+    assert len(records) == 5 * len(index)
+    detail = read_checkpoint_details(run_dir, index[-1]["step"])["details"]
     assert {"density_histogram", "max_cosine_histogram", "absorption_letters", "probing_tasks", "ce_per_sequence"} <= set(detail)
+    # what the language model's families compute is what they declare (taulib/metrics/<family>/settings.py)
+    from references import assert_declared
+
+    assert_declared(table, detail, ["core", "downstream", "orthogonality", "absorption", "probing"])
     assert len(detail["ce_per_sequence"]["sae"]) == 2
     # one call, cached: nothing is recomputed; a missing record is recomputed alone
     stamps = {path: path.stat().st_mtime_ns for path in records}
@@ -337,9 +345,8 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     pd.testing.assert_frame_equal(redone, table, check_dtype=False, atol=1e-6)
     # new evaluation settings re-evaluate the saved checkpoints (no retraining); the details follow them
     from taulib.config import EvaluationConfig
-    from taulib.metrics.evaluate import read_checkpoint_details
 
-    fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core_tokens=500))
+    fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core={"tokens": 500}))
     assert "absorption_fraction" not in fewer and fewer["step"].tolist() == table["step"].tolist()
     assert not fewer["l0"].equals(table["l0"])  # 500 held-out tokens, not 1000
     assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram", "latent_density"}

@@ -8,7 +8,7 @@ import pytest
 from references import sparse_directions_dataset
 
 from taulib.config import RunConfig
-from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
 from taulib.sweep.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, propose_lambda, save_calibration, within_tolerance
 from taulib.sweep.spec import CalibrationSettings

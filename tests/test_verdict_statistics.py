@@ -204,7 +204,7 @@ def test_the_ce_score_interval_includes_the_evaluation_texts_error():
     seed: a t interval over seeds sees almost no spread and calls a difference; with the text's error
     there is none."""
     from taulib.analysis.sequence_bootstrap import ce_score_difference
-    from taulib.metrics.downstream import SequenceLosses
+    from taulib.metrics.downstream.metric import SequenceLosses
 
     rng = np.random.default_rng(0)
     n_sequences, tokens = 60, 100.0
@@ -332,14 +332,14 @@ def test_bootstrap_weights_read_the_frontier_as_the_matched_table_does(shape):
 # (here: one that never rejects, or one that is skipped) changes the verdicts the report states from it, so no
 # verdict is decided elsewhere and merely decorated with the statistic.
 def _synthetic_report(tmp_path, **kwargs):
-    from synthetic_study import write_synthetic_sweep
+    from formula_study import write_synthetic_sweep
 
     from taulib.analysis.matched import lower_bound_partner, run_table
     from taulib.analysis.report import build_report
     from taulib.analysis.study_data import load_study
 
     study = load_study(write_synthetic_sweep(tmp_path / "sweep"))
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     return build_report(run_table(study), "tightened", lower_bound_partner(study, "tightened"), "baseline", kinds=kinds, **kwargs)
 
@@ -385,7 +385,7 @@ def test_a_failed_sequence_bootstrap_changes_the_ce_verdict(monkeypatch):
     import taulib.analysis.report as report_module
     from taulib.analysis.report import Endpoint, _comparison, _Values
     from taulib.analysis.sequence_bootstrap import ce_score_difference
-    from taulib.metrics.downstream import SequenceLosses
+    from taulib.metrics.downstream.metric import SequenceLosses
 
     rng = np.random.default_rng(0)
     n_sequences, tokens = 60, 100.0

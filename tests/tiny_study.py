@@ -19,15 +19,15 @@ TINY = [
     # the default study, the spliced CE/KL at the final checkpoint only, on two sequences (vocabulary-wide
     # logits are most of a tiny run's evaluation)
     "--set",
-    "evaluation.core_tokens=1000",  # the whole held-out cache
+    "evaluation.core.tokens=1000",  # the whole held-out cache
     "--set",
-    "evaluation.absorption_vocab_size=260",
+    "evaluation.absorption.vocab_size=260",
     "--set",
-    "evaluation.probing_examples_per_class=10",
+    "evaluation.probing.examples_per_class=10",
     "--set",
-    "evaluation.ce_sequences=0",
+    "evaluation.downstream.sequences=0",
     "--set",
-    "evaluation.ce_final_sequences=2",
+    "evaluation.downstream.final_sequences=2",
     "--set",
-    "evaluation.ce_batch_size=1",
+    "evaluation.downstream.batch_size=1",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taulib.metrics.absorption import AbsorptionSettings
+from taulib.metrics.absorption.metric import AbsorptionSettings
 
 
 def first_letter_latents(details: dict[str, Any], min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> pd.DataFrame:

@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.study_data import Arm
-from taulib.metrics.absorption import AbsorptionSettings
+from taulib.analysis.study_data import Run
+from taulib.metrics.absorption.metric import AbsorptionSettings
 
 
 def _finite(tokens: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,7 @@ def at_current_l0(tokens: np.ndarray, l0: np.ndarray, values: np.ndarray, level:
     return float(tokens[j - 1] + weight * (tokens[j] - tokens[j - 1])), float(values[j - 1] + weight * (values[j] - values[j - 1]))
 
 
-def formed_letter_absorption(arm: Arm, min_k1_f1: float, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> tuple[list[str], np.ndarray]:
+def formed_letter_absorption(arm: Run, min_k1_f1: float, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> tuple[list[str], np.ndarray]:
     """The letters whose best single latent detects them with k=1 F1 ≥ `min_k1_f1` at the final
     checkpoint (and whose ground-truth probe passes, as in the absorption metric), and the absorption
     fraction averaged over those letters at every checkpoint, in step order.

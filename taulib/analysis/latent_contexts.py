@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taulib import atomic
 from taulib.activations.cache import ActivationSet, activation_spec, cache_folder, load_cache
 from taulib.analysis.latent_formation import FormationSettings, run_formation
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 from taulib.config import ModelConfig
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents
 from taulib.progress import progress_bar
@@ -162,17 +162,17 @@ def window_activations(sae: SparseAutoencoder, rows: Any, top_rows: torch.Tensor
 # ----------------------------------------------------------------------------- the store of a run
 
 
-def _checkpoint_folder(arm: Arm, step: int) -> Path:
+def _checkpoint_folder(arm: Run, step: int) -> Path:
     return arm.run_dir / "checkpoints" / f"step_{step:07d}"
 
 
-def _heldout(arm: Arm, outputs_root: Path, layer: int) -> tuple[ActivationSet, Any]:
+def _heldout(arm: Run, outputs_root: Path, layer: int) -> tuple[ActivationSet, Any]:
     spec = activation_spec(arm.config, "heldout", layer)
     folder = cache_folder(outputs_root, spec)
     return load_cache(folder, spec, verify_checksums=False), spec
 
 
-def store_folder(arm: Arm, settings: ContextSettings, heldout_key: str) -> Path:
+def store_folder(arm: Run, settings: ContextSettings, heldout_key: str) -> Path:
     payload = {"format": STORE_FORMAT, "run": arm.config.fingerprint(), "steps": sorted(arm.steps), "heldout": heldout_key, "settings": settings.model_dump()}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     return arm.run_dir / "latent_contexts" / key
@@ -194,7 +194,7 @@ def synthetic_token_strings(ids: list[int]) -> list[str]:
     return ["no feature" if i < 0 else f"feature {i}" for i in ids]
 
 
-def model_token_strings(arm: Arm) -> Callable[[list[int]], list[str]]:
+def model_token_strings(arm: Run) -> Callable[[list[int]], list[str]]:
     """The run's tokenizer (only the tokenizer: no model weights are loaded); the synthetic model's feature names."""
     return token_strings_of(arm.config.model)
 
@@ -209,7 +209,7 @@ def token_strings_of(model: ModelConfig) -> Callable[[list[int]], list[str]]:
 
 
 def build_contexts(
-    arm: Arm,
+    arm: Run,
     outputs_root: str | Path,
     settings: ContextSettings | None = None,
     token_strings: Callable[[list[int]], list[str]] | None = None,
@@ -417,7 +417,7 @@ class LatentContexts:
         }
 
 
-def matched_across_seeds(arm: Arm, others: list[Arm], threshold: float = 0.9, method: MatchMethod = "hungarian") -> list[int]:
+def matched_across_seeds(arm: Run, others: list[Run], threshold: float = 0.9, method: MatchMethod = "hungarian") -> list[int]:
     """Final latents of `arm` whose decoder direction every other seed's final SAE also has (matched
     cosine ≥ threshold), most consistent first: the features the seeds agree on."""
     final = load_sae(_checkpoint_folder(arm, max(arm.steps)))[0].W_dec
@@ -428,11 +428,11 @@ def matched_across_seeds(arm: Arm, others: list[Arm], threshold: float = 0.9, me
     return kept[np.argsort(-worst[kept], kind="stable")].tolist()
 
 
-def other_seeds(full: StudyData, arm: Arm) -> list[Arm]:
+def other_seeds(full: StudyData, arm: Run) -> list[Run]:
     """The runs of a sweep that differ from `arm` only in their seed (none outside a sweep)."""
     if arm.l0_target is None:
         return []
-    return [other for other in full.arms if other.arm_name == arm.arm_name and other.l0_target == arm.l0_target and other.seed != arm.seed]
+    return [other for other in full.runs if other.arm == arm.arm and other.l0_target == arm.l0_target and other.seed != arm.seed]
 
 
 def study_contexts(
@@ -441,7 +441,7 @@ def study_contexts(
     """Every run's store (built where missing), the lists of latents matched across its seeds (from
     `full`, the whole sweep), and why a run has no store (its checkpoints are not on disk)."""
     stores, lists, skipped = {}, {}, {}
-    for arm in study.arms:
+    for arm in study.runs:
         try:
             stores[arm.name] = LatentContexts(build_contexts(arm, outputs_root, settings))
         except ContextStoreError as error:

@@ -27,7 +27,7 @@ import pandas as pd
 from taulib import atomic
 from taulib.analysis.frontier import MATCH_TOLERANCE
 from taulib.analysis.statistics import ALPHA, holm
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 from taulib.metrics.latent_formation import MatchMethod, formation_steps, match_latents, matched_cosines_over_checkpoints, random_matched_cosines
 from taulib.sae import load_sae
 
@@ -43,7 +43,7 @@ class FormationSettings:
     method: MatchMethod = "hungarian"  # "max": nearest direction, faster and not one-to-one (for very wide SAEs)
 
 
-def _decoders(arm: Arm, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
+def _decoders(arm: Run, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
     """The decoder of every checkpoint (or of the steps in `only`), in step order; None if one is missing."""
     steps = sorted(step for step in arm.steps if only is None or step in only)
     folders = [arm.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
@@ -52,13 +52,13 @@ def _decoders(arm: Arm, only: set[int] | None = None) -> tuple[list[int], list[A
     return steps, [load_sae(folder)[0].W_dec for folder in folders]
 
 
-def _cache_path(arm: Arm, settings: FormationSettings) -> Path:
+def _cache_path(arm: Run, settings: FormationSettings) -> Path:
     fields = {"run": arm.config.fingerprint(), "steps": sorted(arm.steps), "version": RECORD_VERSION, **asdict(settings)}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return arm.run_dir / "evaluation" / f"latent_formation-{key}.json"
 
 
-def run_formation(arm: Arm, settings: FormationSettings | None = None) -> dict[str, Any] | None:
+def run_formation(arm: Run, settings: FormationSettings | None = None) -> dict[str, Any] | None:
     """The run's per-latent formation record (cached); None when its checkpoints are not on disk."""
     settings = settings or FormationSettings()
     path = _cache_path(arm, settings)
@@ -184,7 +184,7 @@ def formation_by_frequency(record: dict[str, Any] | None) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def seed_stability(arms: list[Arm], method: MatchMethod = "hungarian", steps: set[int] | None = None) -> pd.DataFrame:
+def seed_stability(arms: list[Run], method: MatchMethod = "hungarian", steps: set[int] | None = None) -> pd.DataFrame:
     """Seeds of one arm and target matched to each other at every checkpoint they share (or at those
     of `steps`): per step, the mean over seed pairs of the share of latents matched at cos ≥ 0.7 and
     ≥ 0.9 and of the mean matched cosine (PW-MCC), with the same for random dictionaries of the shape."""
@@ -218,7 +218,7 @@ def stability_over_training(study: StudyData, l0_target: float | None, method: M
     outside a sweep), long format with `arm` and `position` (share of training) columns."""
     frames = []
     for arm_name in study.arm_names:
-        runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == l0_target]
+        runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == l0_target]
         table = seed_stability(runs, method)
         if table.empty:
             continue
@@ -248,7 +248,7 @@ class StabilityComparison:
 
 
 def compare_stability(
-    arm_runs: list[Arm], reference_runs: list[Arm], method: MatchMethod = "hungarian", pair_cache: dict | None = None
+    arm_runs: list[Run], reference_runs: list[Run], method: MatchMethod = "hungarian", pair_cache: dict | None = None
 ) -> StabilityComparison | None:
     """Is one arm's dictionary more reproducible across seeds than the reference's, at one target?
 
@@ -296,8 +296,8 @@ def compare_stability(
     p_value = float(np.mean([abs(value) >= abs(observed) - 1e-12 for value in relabelled]))
     deviations = [abs(float(run.evaluation.sort_values("step")["l0"].iloc[-1]) / run.l0_target - 1) for run, _ in final.values() if run.l0_target]
     return StabilityComparison(
-        arm=arm_runs[0].arm_name,
-        reference=reference_runs[0].arm_name,
+        arm=arm_runs[0].arm,
+        reference=reference_runs[0].arm,
         l0_target=float(arm_runs[0].l0_target) if arm_runs[0].l0_target is not None else math.nan,
         seeds=tuple(seeds),
         difference=observed,
@@ -313,9 +313,9 @@ def stability_comparisons(study: StudyData, reference: str, method: MatchMethod 
     cache: dict = {}
     comparisons = []
     for target in study.l0_targets:
-        reference_runs = [arm for arm in study.arms if arm.arm_name == reference and arm.l0_target == target]
+        reference_runs = [arm for arm in study.runs if arm.arm == reference and arm.l0_target == target]
         for arm_name in study.arm_names:
-            runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == target]
+            runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == target]
             if arm_name == reference or not runs or not reference_runs:
                 continue
             comparison = compare_stability(runs, reference_runs, method, cache)
@@ -333,7 +333,7 @@ def stability_table(study: StudyData, names: dict[str, str] | None = None, metho
     for arm_name in study.arm_names:
         cells = {}
         for target in study.l0_targets:
-            runs = [arm for arm in study.arms if arm.arm_name == arm_name and arm.l0_target == target]
+            runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == target]
             table = seed_stability(runs, method, steps={max(arm.steps) for arm in runs})  # the final checkpoint only
             if table.empty:
                 cells[f"L0 = {target:g}"] = "–"

@@ -21,7 +21,7 @@ learning-rate warm-up (and of an L1 warm-up's ramp), where the SAE has left its 
   latent_formation_median, latents_formed_by_<share>, latents_never_formed …  per-latent formation:
                         when each final latent's decoder direction settled (taulib.analysis.latent_formation)
   penalty_ramp          final λ/τ over its mean: how back-loaded the penalty was (1 = constant)
-  gt_recovery_median    the synthetic model's runs (taulib.metrics.ground_truth): the median over true features
+  gt_recovery_median    the synthetic model's runs (taulib.metrics.ground_truth.metric): the median over true features
                         of the share of training to its recovery step, 1 (censored) for a feature never
                         recovered; its final_gt_* columns are the last checkpoint's shares and cosines
   mean_tau, late_mean_l1_coefficient …  the τ trajectory (taulib.analysis.orthogonality)
@@ -38,7 +38,8 @@ import pandas as pd
 from taulib.analysis.formation import at_current_l0, formation_censored, formation_time, formed_letter_absorption
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, median_is_censored, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
-from taulib.analysis.study_data import Arm, StudyData, StudyDataError
+from taulib.analysis.study_data import Run, StudyData, StudyDataError
+from taulib.metrics.catalogue import column as declared_column
 from taulib.metrics.evaluate import read_ground_truth_recovery
 from taulib.train.trainer import warmup_steps
 
@@ -49,30 +50,22 @@ class Metric:
     label: str
     higher_is_better: bool
 
+    @classmethod
+    def declared(cls, column: str) -> Metric:
+        """A column as the metric family that adds it declares it: its label and which way is better."""
+        declared = declared_column(column)
+        if declared.higher_is_better is None:
+            raise ValueError(f"column {column!r} is declared with no better direction: it cannot be compared between arms")
+        return cls(column, declared.label, declared.higher_is_better)
+
 
 # the Pareto axes: what every SAE metric is read against L0 for
-PARETO_METRICS = (
-    Metric("explained_variance", "explained variance", True),
-    Metric("ce_loss_score", "CE-loss score", True),
-    Metric("absorption_fraction", "absorption fraction", False),
-    Metric("sae_top_1_accuracy", "sparse probing, top-1 accuracy", True),
-    Metric("mean_max_cosine", "mean max decoder cosine", False),
-)
+PARETO_METRICS = tuple(map(Metric.declared, ("explained_variance", "ce_loss_score", "absorption_fraction", "sae_top_1_accuracy", "mean_max_cosine")))
 # concept formation: how soon features that carry concepts appear
-FORMATION_METRICS = (
-    Metric("sae_top_1_accuracy", "sparse probing, top-1 accuracy", True),
-    Metric("k1_f1", "first-letter probe, k=1 F1", True),
-)
-ORTHOGONALITY_METRICS = (
-    Metric("alive_excess_mean_max_cosine", "mean max decoder cosine among alive latents, over its random baseline", False),
-    Metric("alive_near_duplicate_latent_fraction", "near-duplicate alive latents (fraction)", False),
-    Metric("mean_max_cosine", "mean max decoder cosine (all latents)", False),
-)
+FORMATION_METRICS = tuple(map(Metric.declared, ("sae_top_1_accuracy", "k1_f1")))
+ORTHOGONALITY_METRICS = tuple(map(Metric.declared, ("alive_excess_mean_max_cosine", "alive_near_duplicate_latent_fraction", "mean_max_cosine")))
 # against the synthetic model's known dictionary (taulib.metrics.ground_truth); absent for a language model
-GROUND_TRUTH_METRICS = (
-    Metric("gt_recovered_fraction", "share of true features recovered (decoder cosine > 0.9)", True),
-    Metric("gt_mean_max_cosine", "mean over true features of the best decoder cosine", True),
-)
+GROUND_TRUTH_METRICS = tuple(map(Metric.declared, ("gt_recovered_fraction", "gt_mean_max_cosine")))
 # a time column's companion: 1 where the time is censored (formed before the window, or never), 0 where observed
 CENSORED_SUFFIX = "_censored"
 # read beside the orthogonality metrics: what else moves them
@@ -91,14 +84,14 @@ class MatchedSettings:
     latent_formation: FormationSettings | None = FormationSettings()  # None: skip per-latent formation (reads every checkpoint)
 
 
-def _value(arm: Arm, step: int, column: str) -> float:
+def _value(arm: Run, step: int, column: str) -> float:
     table = arm.evaluation
     if column not in table:
         return math.nan
     return float(table.loc[table["step"] == step, column].iloc[0])
 
 
-def warmup_end_tokens(arm: Arm) -> float:
+def warmup_end_tokens(arm: Run) -> float:
     """Tokens at the end of the learning-rate warm-up, or of an L1 warm-up's ramp if longer."""
     training = arm.config.training
     total = training.total_steps()
@@ -108,7 +101,7 @@ def warmup_end_tokens(arm: Arm) -> float:
     return float(steps * training.batch_size)
 
 
-def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]:
+def run_row(arm: Run, settings: MatchedSettings) -> dict[str, float | str | int]:
     table = arm.evaluation.sort_values("step")
     tokens = table["tokens"].to_numpy(dtype=float)
     total = float(tokens.max())
@@ -118,7 +111,7 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
     start = float(after[0]) if len(after) else total  # the first post-warm-up checkpoint
     row: dict[str, float | str | int] = {
         "run": arm.name,
-        "arm": arm.arm_name,
+        "arm": arm.arm,
         "l0_target": arm.l0_target if arm.l0_target is not None else math.nan,
         "seed": arm.seed,
         "l1_coefficient": arm.config.training.l1_coefficient,
@@ -149,8 +142,8 @@ def run_row(arm: Arm, settings: MatchedSettings) -> dict[str, float | str | int]
         row[f"formation_{metric.column}{CENSORED_SUFFIX}"] = float(formation_censored(tokens, values, start, formed))
         row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
     letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
-    # absorption evaluated at the final checkpoint only (evaluation.absorption_checkpoints): its level, no speed to read
-    final_only = "absorption" in arm.config.evaluated_families() and arm.config.evaluation.absorption_checkpoints == "final"
+    # absorption evaluated at the final checkpoint only (evaluation.absorption.checkpoints): its level, no speed to read
+    final_only = "absorption" in arm.config.evaluated_families() and arm.config.evaluation.absorption.checkpoints == "final"
     speed_measured = not final_only
     timed = bool(letters) and speed_measured
     settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if timed else math.nan
@@ -179,7 +172,7 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
         )
     settings = settings or MatchedSettings()
     study.check_one_code_version()
-    return pd.DataFrame([run_row(arm, settings) for arm in study.arms])
+    return pd.DataFrame([run_row(arm, settings) for arm in study.runs])
 
 
 FORMATION_COLUMNS = (
@@ -204,7 +197,7 @@ def formation_table(study: StudyData, settings: MatchedSettings | None = None) -
     of training — a sweep's or a single study's runs (without an L0 target the current-L0 columns are NaN).
     Per-latent formation is left out unless `settings.latent_formation` asks for it (it reads every checkpoint)."""
     settings = settings or MatchedSettings(latent_formation=None)
-    return pd.DataFrame([run_row(arm, settings) for arm in study.arms]).set_index("run")[list(FORMATION_COLUMNS)]
+    return pd.DataFrame([run_row(arm, settings) for arm in study.runs]).set_index("run")[list(FORMATION_COLUMNS)]
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:
@@ -212,6 +205,6 @@ def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:
     if the study has one. All runs are searched, pairs forming at equal L0 target and seed, so that a
     failed run of either arm does not hide the pair."""
     for low, high in lower_bound_pairs(study):
-        if arm_name in (low.arm_name, high.arm_name):
-            return high.arm_name if low.arm_name == arm_name else low.arm_name
+        if arm_name in (low.arm, high.arm):
+            return high.arm if low.arm == arm_name else low.arm
     return None

@@ -5,25 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
+from taulib.metrics.catalogue import label
 
+# labelled as the metric families declare their columns (taulib/metrics/<family>/settings.py)
 OUTCOME_METRICS: dict[str, str] = {
-    "l0": "L0",
-    "explained_variance": "explained variance",
-    "ce_loss_score": "CE-loss score",
-    "mean_max_cosine": "mean max decoder cosine",
-    "near_duplicate_latent_fraction": "near-duplicate latents (fraction)",
-    "absorption_fraction": "absorption fraction",
-    "sae_top_1_accuracy": "sparse probing, top-1 accuracy",
+    column: label(column)
+    for column in ("l0", "explained_variance", "ce_loss_score", "mean_max_cosine", "near_duplicate_latent_fraction", "absorption_fraction", "sae_top_1_accuracy")
 }
 
 
-def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
+def lower_bound_pairs(study: StudyData) -> list[tuple[Run, Run]]:
     """Pairs of arms that differ only in τ's floor (same kind and start, e.g. cosine 0.3→0.05 vs 0.3→0.1),
     lower floor first. Everything else about the runs (λ, width, tokens, seed…) must match too; in
     a sweep, λ may differ (it was calibrated) but the L0 target must match."""
 
-    def without_floor(arm: Arm) -> str:
+    def without_floor(arm: Run) -> str:
         update = {"run_name": "-", "description": "", "sweep": None, "schedule": arm.config.schedule.model_copy(update={"tau_final": 0.0})}
         if arm.l0_target is not None:  # sweep runs at one L0 target: λ was calibrated to match sparsity, it differs by design
             update["training"] = arm.config.training.model_copy(update={"l1_coefficient": 0.0})
@@ -31,7 +28,7 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
         return config.model_dump_json(exclude={"evaluation"}) + f"|{arm.l0_target}"
 
     pairs = []
-    annealed = [arm for arm in study.arms if arm.config.schedule.spec.annealed]
+    annealed = [arm for arm in study.runs if arm.config.schedule.spec.annealed]
     keys = [without_floor(arm) for arm in annealed]  # once per run: a whole sweep is searched
     for i, first in enumerate(annealed):
         for j in range(i + 1, len(annealed)):
@@ -42,7 +39,7 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Arm, Arm]]:
     return pairs
 
 
-def tau_trajectory_summary(arm: Arm) -> dict[str, float]:
+def tau_trajectory_summary(arm: Run) -> dict[str, float]:
     """Numbers that place an arm's τ(t) on one axis: start, floor, and what the SAE felt on average.
 
     `mean_l1_coefficient` is λ/τ averaged over the logged steps (the total penalty dose); the
@@ -66,7 +63,7 @@ def trajectory_vs_outcome(study: StudyData, outcomes: dict[str, str] | None = No
     outcomes = OUTCOME_METRICS if outcomes is None else outcomes
     final = study.final()
     rows = []
-    for arm in study.arms:
+    for arm in study.runs:
         row = {"arm": arm.name, "schedule": arm.schedule_label, **tau_trajectory_summary(arm)}
         row |= {column: float(final.loc[arm.name, column]) for column in outcomes if column in final}
         rows.append(row)
@@ -77,7 +74,7 @@ def near_duplicates_over_training(study: StudyData) -> pd.DataFrame:
     """Long table, one row per (arm, checkpoint): near-duplicate pair and latent counts (cos > the
     evaluation's threshold), the same count for random unit vectors, and the mean max cosine."""
     frames = []
-    for arm in study.arms:
+    for arm in study.runs:
         table, width = arm.evaluation, arm.config.sae.width
         n_pairs = width * (width - 1) // 2
         frames.append(
@@ -98,7 +95,7 @@ def near_duplicates_over_training(study: StudyData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def checkpoint_at_position(arm: Arm, position: float) -> int:
+def checkpoint_at_position(arm: Run, position: float) -> int:
     """The arm's checkpoint step nearest a training progress in [0, 1] (arms of different lengths share a slider)."""
     steps = np.asarray(arm.steps, dtype=float)
     return int(steps[np.argmin(np.abs(steps / steps.max() - position))])

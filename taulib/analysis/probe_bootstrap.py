@@ -18,14 +18,14 @@ import numpy as np
 from taulib.analysis.formation import at_current_l0, formation_time
 from taulib.analysis.matched import MatchedSettings, warmup_end_tokens
 from taulib.analysis.sequence_bootstrap import N_RESAMPLES
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 
 PROBE_METHOD = "paired t + probing test-set bootstrap"
 # the run-table columns whose intervals include the probing test set's error
 PROBE_ERROR_COLUMNS = ("formation_sae_top_1_accuracy", "current_sae_top_1_accuracy")
 
 
-def _correct_per_checkpoint(arm: Arm) -> list[dict[tuple[str, str], np.ndarray]] | None:
+def _correct_per_checkpoint(arm: Run) -> list[dict[tuple[str, str], np.ndarray]] | None:
     """Per checkpoint (step order): each binary task's per-test-example correctness of the top-1
     probe; None when a checkpoint's record does not hold it (evaluated before it was recorded)."""
     curves = []
@@ -54,7 +54,7 @@ def accuracy_replicates(correct: dict[tuple[str, str], np.ndarray], draws: dict[
     return np.mean([np.mean(values, axis=0) for values in by_task.values()], axis=0)
 
 
-def run_probe_replicates(arm: Arm, settings: MatchedSettings, draws: dict[tuple[str, str], np.ndarray]) -> dict[str, np.ndarray] | None:
+def run_probe_replicates(arm: Run, settings: MatchedSettings, draws: dict[tuple[str, str], np.ndarray]) -> dict[str, np.ndarray] | None:
     """The run's probing endpoints (PROBE_ERROR_COLUMNS) under every replicate of the test set."""
     curves = _correct_per_checkpoint(arm)
     if curves is None or any({key: len(hits) for key, hits in curve.items()} != {key: d.shape[1] for key, d in draws.items()} for curve in curves):
@@ -79,7 +79,7 @@ def probe_replicates(study: StudyData, settings: MatchedSettings | None = None, 
     evaluated without per-example records (or on other test sets) are left out."""
     settings = settings or MatchedSettings(latent_formation=None)
     sizes: dict[tuple[str, str], int] | None = None
-    for arm in study.arms:
+    for arm in study.runs:
         curves = _correct_per_checkpoint(arm)
         if curves:
             sizes = {key: len(hits) for key, hits in curves[-1].items()}
@@ -88,7 +88,7 @@ def probe_replicates(study: StudyData, settings: MatchedSettings | None = None, 
         return {}
     draws = resample_test_sets(sizes, n_resamples, seed)
     found = {}
-    for arm in study.arms:
+    for arm in study.runs:
         replicates = run_probe_replicates(arm, settings, draws)
         if replicates is not None:
             found[arm.name] = replicates

@@ -48,8 +48,8 @@ from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, Matc
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
-from taulib.analysis.study_data import Arm, StudyData
-from taulib.metrics.downstream import SequenceLosses
+from taulib.analysis.study_data import Run, StudyData
+from taulib.metrics.downstream.metric import SequenceLosses
 from taulib.provenance import git_commit
 from taulib.schedules import SCHEDULE_KIND_SPECS
 
@@ -111,7 +111,7 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("lower_bound", "final_ce_loss_score", "final CE-loss score", True),
         Endpoint("lower_bound", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False),
         Endpoint("lower_bound", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, time=True),
-        # the synthetic model only (taulib.metrics.ground_truth): absent from a language model's run table
+        # the synthetic model only (taulib.metrics.ground_truth.metric): absent from a language model's run table
         Endpoint("ground_truth", "final_gt_recovered_fraction", "final share of true features recovered (best decoder cosine > 0.9)", True, primary=True),
         Endpoint("ground_truth", "final_gt_mean_max_cosine", "final mean over true features of the best decoder cosine", True),
         Endpoint("ground_truth", "gt_recovery_median", "median share of training to a true feature's recovery step (never recovered: 1)", False, time=True),
@@ -179,10 +179,11 @@ def constant_coefficient_arms(table: pd.DataFrame, kinds: dict[str, str], headli
     return [arm for arm in dict.fromkeys(table["arm"]) if kinds.get(arm) in constant and arm != headline]
 
 
-def identity_arms(table: pd.DataFrame, kinds: dict[str, str], headline: str, planned: dict[str, str] | None = None) -> list[str]:
-    """The sweep's identity arms of the headline arm (taulib.sweep.spec): as the sweep planned them (`planned`, the
-    identities of outputs/sweeps/plan.json) — a constant arm that merely lost runs is not one. Without a plan (a study
-    made before plan.json recorded them), constant-coefficient arms with fewer runs than the headline arm."""
+def identities_in_table(table: pd.DataFrame, kinds: dict[str, str], headline: str, planned: dict[str, str] | None = None) -> list[str]:
+    """The headline arm's identity arms present in `table`. Which arms are identities is decided once, by the sweep
+    (taulib.sweep.spec.identity_arms), and read here from its plan (`planned`, the identities of
+    outputs/sweeps/plan.json): a constant arm that merely lost runs is not one. A study made before plan.json
+    recorded them has no plan: then, constant-coefficient arms with fewer runs than the headline arm."""
     present = set(table["arm"])
     if planned is not None:
         return [arm for arm, twin in planned.items() if twin == headline and arm in present]
@@ -423,7 +424,7 @@ def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
         "stay in this count and out of the means."
     )
     if untimed:
-        text += f" {untimed} runs measured absorption at the final checkpoint only (evaluation.absorption_checkpoints): no speed to time."
+        text += f" {untimed} runs measured absorption at the final checkpoint only (evaluation.absorption.checkpoints): no speed to time."
     numbers = {"runs": runs, "settled": settled, "never_settled": never, "without_letters": without, "not_timed": untimed, "min_k1_f1": settings.absorption_min_k1_f1}
     return Claim("absorption", text, numbers, "unresolved" if never or without else "no data", "count")
 
@@ -467,7 +468,7 @@ def build_report(
     # it has no frontier of its own to match on
     identity_claims = []
     if headline is not None:
-        for arm in identity_arms(table, kinds or {}, headline, identities):
+        for arm in identities_in_table(table, kinds or {}, headline, identities):
             identity_claims.append(_identity_claim(table, arm, headline, {a: a for a in table["arm"]} | (names or {})))
             table = table[table["arm"] != arm]
     arms = list(dict.fromkeys(table["arm"]))
@@ -508,7 +509,7 @@ def build_report(
     width = int(table["width"].min()) if "width" in table else 0
     if width < ABSORPTION_MIN_WIDTH:
         timed = "absorption_speed_measured" not in table or bool(table["absorption_speed_measured"].astype(bool).any())
-        measured = "absorption is computed and plotted" if timed else "absorption is measured at the final checkpoint only (evaluation.absorption_checkpoints), its speed not at all"
+        measured = "absorption is computed and plotted" if timed else "absorption is measured at the final checkpoint only (evaluation.absorption.checkpoints), its speed not at all"
         report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; {measured}, and draws no verdict.")
 
     for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound", "ground_truth"):
@@ -683,7 +684,7 @@ def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings 
     table = run_table(study, settings)
     if "final_gt_recovered_fraction" not in table:
         raise ValueError(f"{folder}: not a study of the synthetic model (its runs have no ground-truth metrics)")
-    arms = study.one_run_per_arm().arms
+    arms = study.one_run_per_arm().runs
     names = {arm.name: arm.schedule_label for arm in arms}
     kinds = {arm.name: arm.config.schedule.kind for arm in arms}
     headline = headline_arm_of(arms, reference)
@@ -692,7 +693,7 @@ def ground_truth_report(folder: Path, reference: str, settings: MatchedSettings 
     )
 
 
-def headline_arm_of(arms: Iterable[Arm], reference: str) -> str | None:
+def headline_arm_of(arms: Iterable[Run], reference: str) -> str | None:
     """The plain-L1 arm (not its A/A repeat): the detailed sentences compare against it, and constant τ is its
     equivalence check rather than a compared arm."""
     return next((arm.name for arm in arms if arm.config.schedule.spec.plain and arm.name != reference and arm.aa_of is None), None)
@@ -858,7 +859,7 @@ def _runs_line(table: pd.DataFrame, study: StudyData) -> str:
 
 def study_context(study: StudyData, table: pd.DataFrame, summary: dict, early_position: float) -> dict[str, str]:
     """The report's header lines: what was run, on what, and how finely the checkpoints resolve time."""
-    example = study.arms[0].config
+    example = study.runs[0].config
     layer = example.model.layer if example.model.layer is not None else "(the middle one)"
     start = table["formation_start_position"].max()
     resolution = table["grid_resolution"].max()

@@ -26,7 +26,7 @@ from scipy import stats
 from taulib.analysis.frontier import FrontierShape, read_at_l0
 from taulib.analysis.intervals import CONFIDENCE, Estimate
 from taulib.analysis.study_data import StudyData
-from taulib.metrics.downstream import SequenceLosses
+from taulib.metrics.downstream.metric import SequenceLosses
 
 N_RESAMPLES = 2000
 SEQUENCE_METHOD = "paired t + sequence bootstrap"
@@ -132,7 +132,7 @@ def ce_score_difference(
 def final_sequence_losses(study: StudyData) -> dict[str, SequenceLosses]:
     """Each run's per-sequence losses at its final checkpoint, where recorded."""
     found = {}
-    for arm in study.arms:
+    for arm in study.runs:
         try:
             record = arm.details(max(arm.steps)).get("ce_per_sequence")
         except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""The arms of a finished study, read from outputs/ alone: what every analysis starts from."""
+"""The runs of a finished study, read from outputs/ alone: what every analysis starts from."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ class StudyDataError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Arm:
-    """One trained and evaluated run."""
+class Run:
+    """One trained and evaluated run (in a slice of a sweep, one per arm, named by its arm)."""
 
     name: str
     run_dir: Path
@@ -31,7 +31,7 @@ class Arm:
     l0_target: float | None = None  # in a sweep: the final L0 its λ was calibrated for
 
     @property
-    def arm_name(self) -> str:
+    def arm(self) -> str:
         """The arm this run is a seed / sparsity of (the run's own name outside a sweep)."""
         return self.sweep_arm or self.name
 
@@ -64,35 +64,35 @@ class Arm:
 @dataclass(frozen=True)
 class StudyData:
     outputs_root: Path
-    arms: tuple[Arm, ...]  # one per run (a sweep's runs: every arm × L0 target × seed)
+    runs: tuple[Run, ...]  # a sweep's runs: every arm × L0 target × seed
     slice_label: str = ""  # set by `slice`: which of a sweep's runs these are
 
     @property
     def names(self) -> list[str]:
-        return [arm.name for arm in self.arms]
+        return [run.name for run in self.runs]
 
-    def arm(self, name: str) -> Arm:
-        for arm in self.arms:
-            if arm.name == name:
-                return arm
-        raise KeyError(f"no arm {name!r} in {self.outputs_root}; arms: {', '.join(self.names)}")
+    def run(self, name: str) -> Run:
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(f"no run {name!r} in {self.outputs_root}; runs: {', '.join(self.names)}")
 
     @property
     def is_sweep(self) -> bool:
-        return any(arm.l0_target is not None for arm in self.arms)
+        return any(run.l0_target is not None for run in self.runs)
 
     @property
     def l0_targets(self) -> list[float]:
-        return sorted({arm.l0_target for arm in self.arms if arm.l0_target is not None})
+        return sorted({run.l0_target for run in self.runs if run.l0_target is not None})
 
     @property
     def seeds(self) -> list[int]:
-        return sorted({arm.seed for arm in self.arms})
+        return sorted({run.seed for run in self.runs})
 
     @property
     def arm_names(self) -> list[str]:
         """The distinct arms in the study's order (a sweep's runs grouped by arm)."""
-        return list(dict.fromkeys(arm.arm_name for arm in self.arms))
+        return list(dict.fromkeys(run.arm for run in self.runs))
 
     def slice(self, l0_target: float | None = None, seed: int | None = None) -> StudyData:
         """One run per arm: a sweep's runs at one L0 target (default: the middle one) and one seed
@@ -104,11 +104,11 @@ class StudyData:
         if target not in targets:
             raise StudyDataError(f"{self.outputs_root}: no runs for L0 target {target:g}; targets: {', '.join(f'{t:g}' for t in targets)}")
         seed = self.seeds[0] if seed is None else int(seed)
-        chosen = [replace(arm, name=arm.arm_name) for arm in self.arms if arm.l0_target == target and arm.seed == seed]
+        chosen = [replace(run, name=run.arm) for run in self.runs if run.l0_target == target and run.seed == seed]
         if not chosen:
             raise StudyDataError(f"{self.outputs_root}: no runs for L0 target {target:g} with seed {seed}; seeds: {', '.join(map(str, self.seeds))}")
         label = f"runs calibrated for L0 ≈ {target:g}, seed {seed}"
-        missing = [name for name in self.arm_names if name not in {arm.name for arm in chosen}]
+        missing = [name for name in self.arm_names if name not in {run.name for run in chosen}]
         if missing:  # a failed (or not yet finished) run: said, not silently dropped
             label += f"; no such run for {', '.join(missing)}"
         return StudyData(self.outputs_root, tuple(chosen), slice_label=label)
@@ -119,9 +119,9 @@ class StudyData:
         failed for some arm. A study without a sweep is returned as it is."""
         if not self.is_sweep:
             return self
-        first: dict[str, Arm] = {}
-        for arm in self.arms:
-            first.setdefault(arm.arm_name, replace(arm, name=arm.arm_name))
+        first: dict[str, Run] = {}
+        for run in self.runs:
+            first.setdefault(run.arm, replace(run, name=run.arm))
         return StudyData(self.outputs_root, tuple(first.values()), slice_label="one run per arm")
 
     def check_one_code_version(self) -> None:
@@ -129,8 +129,8 @@ class StudyData:
         their numbers are not comparable. Names the runs of each version, so that they can be rerun."""
         for what, version_of in (("trained", _training_version), ("evaluated", _evaluation_fingerprint)):
             groups: dict[str, list[str]] = {}
-            for arm in self.arms:
-                groups.setdefault(version_of(arm), []).append(arm.run_dir.name)
+            for run in self.runs:
+                groups.setdefault(version_of(run), []).append(run.run_dir.name)
             if len(groups) > 1:
                 listed = "; ".join(f"{version}: {', '.join(runs)}" for version, runs in sorted(groups.items()))
                 raise StudyDataError(
@@ -139,12 +139,12 @@ class StudyData:
                 )
 
     def evaluation(self) -> pd.DataFrame:
-        """Every arm's per-checkpoint table stacked, with an `arm` column (long format for grouping)."""
-        return pd.concat([arm.evaluation.assign(arm=arm.name) for arm in self.arms], ignore_index=True)
+        """Every run's per-checkpoint table stacked, with an `arm` column holding the run's name (long format for grouping)."""
+        return pd.concat([run.evaluation.assign(arm=run.name) for run in self.runs], ignore_index=True)
 
     def final(self) -> pd.DataFrame:
-        """The last evaluated checkpoint of every arm, one row per arm, indexed by arm name."""
-        return pd.DataFrame([arm.evaluation.sort_values("step").iloc[-1].rename(arm.name) for arm in self.arms])
+        """The last evaluated checkpoint of every run, one row per run, indexed by its name."""
+        return pd.DataFrame([run.evaluation.sort_values("step").iloc[-1].rename(run.name) for run in self.runs])
 
 
 def _run_entries(outputs_root: Path) -> list[tuple[str, dict[str, Any] | None]]:
@@ -157,7 +157,7 @@ def _run_entries(outputs_root: Path) -> list[tuple[str, dict[str, Any] | None]]:
 
 
 def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> StudyData:
-    """Every trained and evaluated arm under outputs_root (or only `runs`), in the study's order."""
+    """Every trained and evaluated run under outputs_root (or only `runs`), in the study's order."""
     outputs_root = Path(outputs_root)
     if not outputs_root.is_dir():
         raise StudyDataError(f"{outputs_root}: no such outputs folder; run the study first (`make study`)")
@@ -165,7 +165,7 @@ def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> Study
     if runs is not None:
         labels = dict(entries)
         entries = [(name, labels.get(name)) for name in runs]
-    arms = []
+    found = []
     for name, label in entries:
         run_dir = outputs_root / name
         if not (run_dir / "config.json").is_file():
@@ -173,18 +173,18 @@ def load_study(outputs_root: str | Path, runs: list[str] | None = None) -> Study
         config = RunConfig.model_validate(atomic.read_json(run_dir / "config.json")["config"])
         evaluation, training = read_evaluation(run_dir).sort_values("step").reset_index(drop=True), read_metrics(run_dir)
         label = label or {}
-        arms.append(Arm(name, run_dir, config, evaluation, training, label.get("arm"), label.get("l0_target")))
-    if not arms:
+        found.append(Run(name, run_dir, config, evaluation, training, label.get("arm"), label.get("l0_target")))
+    if not found:
         raise StudyDataError(f"{outputs_root}: no trained and evaluated runs; run the study first (`make study`)")
-    return StudyData(outputs_root, tuple(arms))
+    return StudyData(outputs_root, tuple(found))
 
 
 
-def _training_version(arm: Arm) -> str:
-    record = atomic.read_json(arm.run_dir / "config.json") if (arm.run_dir / "config.json").is_file() else {}
+def _training_version(run: Run) -> str:
+    record = atomic.read_json(run.run_dir / "config.json") if (run.run_dir / "config.json").is_file() else {}
     return f"training_version {record.get('training_version', 1)}"  # a run made before versions were recorded: version 1
 
 
-def _evaluation_fingerprint(arm: Arm) -> str:
-    fingerprint = recorded_evaluation_fingerprint(arm.run_dir, arm.config)
+def _evaluation_fingerprint(run: Run) -> str:
+    fingerprint = recorded_evaluation_fingerprint(run.run_dir, run.config)
     return f"evaluation {fingerprint}" if fingerprint is not None else "an evaluation of another version (its key is not this code's)"

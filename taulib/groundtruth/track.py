@@ -48,9 +48,9 @@ from taulib.config import ConfigError, StrictModel, TrainingConfig, discover_par
 from taulib.groundtruth import endpoints as gt
 from taulib.groundtruth.speed import first_crossing, kaplan_meier_rmst, mean_over, settles_below
 from taulib.groundtruth.world import World, WorldConfig, make_world, sample
-from taulib.metrics.ground_truth import recovery_steps
+from taulib.metrics.ground_truth.metric import recovery_steps
 from taulib.metrics.latent_formation import formation_steps, matched_cosines_over_checkpoints
-from taulib.metrics.orthogonality import max_cosine_to_others
+from taulib.metrics.orthogonality.metric import max_cosine_to_others
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder
 from taulib.schedules import TauSchedule

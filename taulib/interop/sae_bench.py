@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from taulib.activations.models import LoadedModel
-from taulib.metrics.absorption import LETTERS, AbsorptionData, first_letter_answer
+from taulib.metrics.absorption.metric import LETTERS, AbsorptionData, first_letter_answer
 
 SAE_BENCH_MODEL_NAME = "google/gemma-3-270m"  # the TransformerLens name of the embedded model
 

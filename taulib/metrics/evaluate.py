@@ -10,10 +10,14 @@ zero-ablated losses) do not depend on the SAE, so they are computed once, by the
 into outputs/activations/evaluation-<key>/. A run's pending checkpoints are then evaluated in chunks
 (`DOWNSTREAM_CHUNK`): each family takes a chunk's SAEs together, reading its inputs once for all.
 
-Per run, outputs/<run>/evaluation/ holds one JSON record per checkpoint (scalars and the details
-the notebooks draw: density histogram, max-cosine histograms, per-letter absorption, per-task
-probing) under a key of the evaluation settings, and metrics.csv, the checkpoint × metric table.
-A finished evaluation returns from cache; an interrupted one resumes from the last written record.
+Per run, outputs/<run>/evaluation/ holds, for each family, one JSON record per checkpoint (its columns
+and the details the notebooks draw: density histogram, max-cosine histograms, per-letter absorption,
+per-task probing) in families/<family>-<key>/, keyed by that family's parameters (and those of the
+families it reads), its version and the run; and metrics.csv, the checkpoint × metric table. Adding or
+changing one family evaluates that family alone; a finished evaluation returns from its records; an
+interrupted one resumes from the last written record. Records written before the families had their own
+(records-<key>/, one per checkpoint for every family) are split into the families' on first read when
+their settings are today's, so a study made before keeps its evaluations.
 """
 
 from __future__ import annotations
@@ -21,21 +25,25 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import LoadedModel
 from taulib.config import EvaluationConfig, RunConfig
-from taulib.metrics.families import DOWNSTREAM_CHUNK, Chunk, GroundTruth, RunInputs, evaluated, inputs_key
+from taulib.metrics.catalogue import DECLARATIONS, HEAD_COLUMNS
+from taulib.metrics.families import evaluated, inputs_key
+from taulib.metrics.family import DOWNSTREAM_CHUNK, Chunk, Family, RunInputs
+from taulib.metrics.ground_truth.family import RECOVERY_FILE
 from taulib.progress import progress_bar
 from taulib.sae import SparseAutoencoder, in_raw_units, load_sae
 from taulib.train.trainer import read_checkpoint_index
-from taulib.versions import EVALUATION_VERSION, TRAINING_VERSION
+from taulib.versions import EVALUATION_VERSION, TRAINING_VERSION, versioned
 
 PREPARATION_TIME_FILE = "preparation_time.json"
 
@@ -54,9 +62,10 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
     folder = evaluation_data_folder(outputs_root, config, loaded.layer)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    key = inputs_key(config, loaded.layer)
     for family in evaluated(config):
         if not all((folder / name).is_file() for name in family.prepared_files(config)):
-            family.prepare(config, loaded, folder, show_progress)
+            family.prepare(config, loaded, folder, show_progress, key)
     # the study compares this with its estimate (taulib.study.cost); the inputs themselves never read it
     atomic.write_json(folder / PREPARATION_TIME_FILE, {"seconds": time.perf_counter() - started})
     return folder
@@ -74,22 +83,57 @@ def evaluate_chunk(saes: Sequence[SparseAutoencoder], steps: list[int], final_st
     return list(zip(chunk.scalars, chunk.details, strict=True))
 
 
+# ----------------------------------------------------------------------------- keys
+def family_key(config: RunConfig, family: Family) -> str:
+    """What one family's records of a run depend on: the run, the evaluation code's version, the family's version and
+    the parameters of the family and of the families it reads."""
+    declaration = family.declaration
+    parameters = {name: config.evaluation.section(name).model_dump(mode="json") for name in (*declaration.reads, declaration.name)}
+    payload = versioned({"family": declaration.name, "version": EVALUATION_VERSION, "parameters": parameters, "training": config.fingerprint()}, "family_version", declaration.version)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# the families an evaluation covered before each family had its own records (records-<key>/ held them all)
+FAMILIES_BEFORE_RECORDS = ("core", "downstream", "orthogonality", "absorption", "probing", "ground_truth")
+
+
+def _flat_evaluation(config: RunConfig, families: Sequence[str]) -> dict[str, Any]:
+    """The evaluation settings of `families` as one flat mapping, as they were before the families had sections (their
+    old keys; a family declared since has its section under its name). What the fingerprint and the old key hash."""
+    flat: dict[str, Any] = {"families": [name for name in config.evaluated_families() if name in families], "checkpoints": config.evaluation.checkpoints}
+    for declaration in DECLARATIONS:
+        if declaration.name not in families:
+            continue
+        section = config.evaluation.section(declaration.name).model_dump(mode="json")
+        if declaration.old_keys:
+            flat |= {old: section[new] for old, new in declaration.old_keys.items()}
+        else:
+            flat[declaration.name] = section
+    return flat
+
+
+def _family_versions() -> dict[str, int]:
+    return {declaration.name: declaration.version for declaration in DECLARATIONS if declaration.version != 1}
+
+
 def evaluation_key(config: RunConfig) -> str:
-    evaluation = config.evaluation.model_dump(mode="json")
-    # keyed by what is computed: a language model's evaluations keep the keys they had before ground_truth existed
-    evaluation["families"] = list(config.evaluated_families())
+    """The key of the records an evaluation made before the families had their own (records-<key>/): read only to
+    carry such records over (version 1 of those families is the code that made them)."""
+    evaluation = _flat_evaluation(config, FAMILIES_BEFORE_RECORDS)
     if "ground_truth" not in evaluation["families"]:
-        evaluation.pop("recovery_threshold")
+        evaluation.pop("recovery_threshold")  # a language model's evaluations kept the keys they had before ground_truth existed
     payload = {"version": EVALUATION_VERSION, "evaluation": evaluation, "training": config.fingerprint()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def evaluation_fingerprint(config: RunConfig) -> str:
-    """What an evaluation computes, whichever run it is of: the evaluation code's version and the settings of the
-    families it evaluates. Every run of one study should share it; the report refuses a study where they do not."""
-    evaluation = config.evaluation.model_dump(mode="json")
-    evaluation["families"] = list(config.evaluated_families())
-    payload = {"version": EVALUATION_VERSION, "evaluation": evaluation}
+    """What an evaluation computes, whichever run it is of: the evaluation code's version, each family's, and the
+    settings of every family (a family added changes it: the study re-evaluates every run for it). Every run of one
+    study should share it; the report refuses a study where they do not. (For the families and versions there were
+    before each family had its records, its value for a given setting is the one recorded then.)"""
+    payload: dict[str, Any] = {"version": EVALUATION_VERSION, "evaluation": _flat_evaluation(config, [d.name for d in DECLARATIONS])}
+    if versions := _family_versions():
+        payload["family_versions"] = versions
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -105,19 +149,79 @@ def recorded_evaluation_fingerprint(run_dir: str | Path, config: RunConfig) -> s
     return evaluation_fingerprint(config) if summary.get("key") == evaluation_key(config) else None
 
 
-def _records_folder(run_dir: Path, config: RunConfig) -> Path:
-    return run_dir / "evaluation" / f"records-{evaluation_key(config)}"
+# ----------------------------------------------------------------------------- records
+def _step_file(step: int) -> str:
+    return f"step_{step:07d}.json"
+
+
+def _family_folders(run_dir: Path, config: RunConfig, families: Iterable[Family]) -> dict[str, Path]:
+    return {family.name: run_dir / "evaluation" / "families" / f"{family.name}-{family_key(config, family)}" for family in families}
+
+
+def split_record(record: dict[str, Any], families: Sequence[Family]) -> dict[str, dict[str, Any]] | None:
+    """An old all-families record of one checkpoint as the families' records, by their declared columns and details;
+    None when a column or detail is no family's (it cannot be attributed, so the checkpoint is evaluated again)."""
+    head = {column.name for column in HEAD_COLUMNS}
+    split: dict[str, dict[str, Any]] = {family.name: {"scalars": {}, "details": {}} for family in families}
+    for column, value in record.get("scalars", {}).items():
+        if column in head:
+            continue
+        owner = next((family.name for family in families if family.declaration.owns(column)), None)
+        if owner is None:
+            return None
+        split[owner]["scalars"][column] = value
+    for name, value in record.get("details", {}).items():
+        if name == "not_applicable":
+            continue
+        owner = next((family.name for family in families if name in family.declaration.details), None)
+        if owner is None:
+            return None
+        split[owner]["details"][name] = value
+    return split
+
+
+def _carry_over_old_records(run_dir: Path, config: RunConfig, steps: Sequence[int], folders: dict[str, Path], families: Sequence[Family]) -> None:
+    """Write the families' records that an old all-families record of the same settings holds (version 1 only)."""
+    old = run_dir / "evaluation" / f"records-{evaluation_key(config)}"
+    if not old.is_dir():
+        return
+    covered = [family for family in families if family.name in FAMILIES_BEFORE_RECORDS]  # what the old records hold
+    carried = [family for family in covered if family.declaration.version == 1]  # a family bumped since is evaluated again
+    for step in steps:
+        missing = [family for family in carried if not (folders[family.name] / _step_file(step)).is_file()]
+        if not missing or not (old / _step_file(step)).is_file():
+            continue
+        split = split_record(atomic.read_json(old / _step_file(step)), covered)
+        if split is None:
+            continue
+        for family in missing:
+            atomic.write_json(folders[family.name] / _step_file(step), split[family.name])
+
+
+def _alive_from_core(folder: Path, step: int) -> np.ndarray:
+    return np.asarray(atomic.read_json(folder / _step_file(step))["details"]["latent_density"]) > 0
 
 
 def read_checkpoint_details(run_dir: str | Path, step: int) -> dict[str, Any]:
-    """The full record (scalars and details) of one checkpoint, from the run's latest evaluation (the one in metrics.csv)."""
-    summary_path = Path(run_dir) / "evaluation" / "evaluation.json"
+    """The full record (scalars and details, every family's) of one checkpoint, from the run's latest evaluation
+    (the one in metrics.csv)."""
+    evaluation = Path(run_dir) / "evaluation"
+    summary_path = evaluation / "evaluation.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path}: the run has not been evaluated; run taulib.metrics.evaluate.evaluate_run first")
-    path = Path(run_dir) / "evaluation" / f"records-{atomic.read_json(summary_path)['key']}" / f"step_{step:07d}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.metrics.evaluate.evaluate_run first")
-    return atomic.read_json(path)
+    summary = atomic.read_json(summary_path)
+    folders = [evaluation / "families" / name for name in summary["records"].values()] if "records" in summary else [evaluation / f"records-{summary['key']}"]
+    record: dict[str, Any] = {"scalars": {}, "details": {}}
+    for folder in folders:
+        path = folder / _step_file(step)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint {step} has not been evaluated; run taulib.metrics.evaluate.evaluate_run first")
+        part = atomic.read_json(path)
+        record["scalars"] |= part.get("scalars", {})
+        record["details"] |= part.get("details", {})
+    if skipped := summary.get("not_applicable"):
+        record["details"].setdefault("not_applicable", skipped)
+    return record
 
 
 def read_evaluation(run_dir: str | Path) -> pd.DataFrame:
@@ -135,10 +239,10 @@ def evaluate_run(
     checkpoints: Sequence[int] | None = None,
     evaluation: EvaluationConfig | None = None,
 ) -> pd.DataFrame:
-    """Evaluate every checkpoint of a trained run (cached per checkpoint) and write evaluation/metrics.csv.
+    """Evaluate every checkpoint of a trained run (cached per family and checkpoint) and write evaluation/metrics.csv.
 
     `evaluation` replaces the settings the run was trained with (e.g. the parameter file's current
-    `evaluation:` section); the checkpoints are re-evaluated under the new settings, never retrained.
+    `evaluation:` section); the checkpoints are re-evaluated by the families whose settings changed, never retrained.
     """
     run_dir, outputs_root = Path(run_dir), Path(outputs_root)
     config_path = run_dir / "config.json"
@@ -147,54 +251,76 @@ def evaluate_run(
     config = RunConfig.model_validate(atomic.read_json(config_path)["config"])
     if evaluation is not None:
         config = config.model_copy(update={"evaluation": evaluation})
-    index = read_checkpoint_index(run_dir)
+    checkpoint_index = read_checkpoint_index(run_dir)
     if checkpoints is None:
-        checkpoints = [entry["step"] for entry in index] if config.evaluation.checkpoints == "all" else [index[-1]["step"]]
-    by_step = {entry["step"]: entry for entry in index}
-    records_folder = _records_folder(run_dir, config)
-    records_folder.mkdir(parents=True, exist_ok=True)
-    atomic.remove_stale_temporaries(records_folder)
-    pending = [step for step in checkpoints if not (records_folder / f"step_{step:07d}.json").is_file()]
+        checkpoints = [entry["step"] for entry in checkpoint_index] if config.evaluation.checkpoints == "all" else [checkpoint_index[-1]["step"]]
+    by_step = {entry["step"]: entry for entry in checkpoint_index}
+    families = evaluated(config)
+    folders = _family_folders(run_dir, config, families)
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.remove_stale_temporaries(folder)
+    _carry_over_old_records(run_dir, config, checkpoints, folders, families)
+    pending = {family.name: {step for step in checkpoints if not (folders[family.name] / _step_file(step)).is_file()} for family in families}
+    steps_pending = sorted(set().union(*pending.values()))
 
-    if pending:
-        _, first_metadata = load_sae(run_dir / "checkpoints" / f"step_{pending[0]:07d}")
+    if steps_pending:
+        _, first_metadata = load_sae(run_dir / "checkpoints" / f"step_{steps_pending[0]:07d}")
         layer = first_metadata.layer
         heldout_spec = activation_spec(config, "heldout", layer)
         heldout_folder = cache_folder(outputs_root, heldout_spec)
-        heldout = load_cache(heldout_folder, heldout_spec).activations[: config.evaluation.core_tokens].float()
+        heldout = load_cache(heldout_folder, heldout_spec).activations[: config.evaluation.section("core").tokens].float()
         run = RunInputs(config, outputs_root, layer, evaluation_data_folder(outputs_root, config, layer), heldout_folder, heldout, model, show_progress)
-        states = {family.name: family.load(run) for family in evaluated(config)}
-        bar = progress_bar(total=len(pending), desc=f"evaluate {config.run_name}", unit="ckpt", disable=not show_progress)
-        for chunk_start in range(0, len(pending), DOWNSTREAM_CHUNK):
-            chunk = pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
-            saes = [in_raw_units(*load_sae(run_dir / "checkpoints" / f"step_{step:07d}")) for step in chunk]
-            for step, (scalars, details) in zip(chunk, evaluate_chunk(saes, chunk, index[-1]["step"], run, states), strict=True):
-                entry = by_step[step]
-                head = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
-                atomic.write_json(records_folder / f"step_{step:07d}.json", {"scalars": head | scalars, "details": details})
-                bar.update(1)
+        states = {family.name: family.load(run) for family in families if pending[family.name]}
+        bar = progress_bar(total=len(steps_pending), desc=f"evaluate {config.run_name}", unit="ckpt", disable=not show_progress)
+        for chunk_start in range(0, len(steps_pending), DOWNSTREAM_CHUNK):
+            chunk_steps = steps_pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
+            saes = [in_raw_units(*load_sae(run_dir / "checkpoints" / f"step_{step:07d}")) for step in chunk_steps]
+            alive: dict[int, np.ndarray] = {}
+            for family in families:
+                mine = [index for index, step in enumerate(chunk_steps) if step in pending[family.name]]
+                if not mine:
+                    continue
+                steps = [chunk_steps[index] for index in mine]
+                if "core" in family.declaration.reads:  # the alive latents of checkpoints whose core record was already written
+                    alive |= {step: _alive_from_core(folders["core"], step) for step in steps if step not in alive}
+                chunk = Chunk(steps, checkpoint_index[-1]["step"], [{} for _ in mine], [{} for _ in mine], [alive.get(step) for step in steps])
+                family.evaluate([saes[index] for index in mine], states[family.name], run, chunk)
+                for step, scalars, details, alive_latents in zip(steps, chunk.scalars, chunk.details, chunk.alive, strict=True):
+                    atomic.write_json(folders[family.name] / _step_file(step), {"scalars": scalars, "details": details})
+                    if alive_latents is not None:
+                        alive[step] = alive_latents
+            bar.update(len(chunk_steps))
         bar.close()
 
-    rows = [atomic.read_json(records_folder / f"step_{step:07d}.json")["scalars"] for step in checkpoints]
+    records = {family.name: {step: atomic.read_json(folders[family.name] / _step_file(step)) for step in checkpoints} for family in families}
+    rows = []
+    for step in checkpoints:
+        entry = by_step[step]
+        row = {"step": step, "tokens": entry["tokens"], "tau": entry["tau"], "l1_coefficient_effective": config.training.l1_coefficient / entry["tau"]}
+        for family in families:
+            row |= records[family.name][step]["scalars"]
+        rows.append(dict(sorted(row.items())))  # the columns in name order, as the records before the families' were written
     table = pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
     atomic.write_bytes_if_changed(run_dir / "evaluation" / "metrics.csv", table.to_csv(index=False).encode())
     summary = {
         "key": evaluation_key(config),
+        "records": {name: folder.name for name, folder in folders.items()},
         "fingerprint": evaluation_fingerprint(config),
-        "code": {"evaluation_version": EVALUATION_VERSION, "training_version": TRAINING_VERSION},
+        "code": {"evaluation_version": EVALUATION_VERSION, "training_version": TRAINING_VERSION} | {"family_versions": {f.name: f.declaration.version for f in families}},
         "evaluation": config.evaluation.model_dump(mode="json"),
     }
     if skipped := config.not_applicable_families():
         summary["not_applicable"] = skipped  # requested, and recorded as impossible for this model: no column, not a NaN
-    for family in evaluated(config):
-        family.finish(run_dir, records_folder, list(checkpoints), by_step, config)
+    for family in families:
+        family.finish(run_dir, records[family.name], by_step, config)
     atomic.write_bytes_if_changed(run_dir / "evaluation" / "evaluation.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return table
 
 
 def read_ground_truth_recovery(run_dir: str | Path) -> pd.DataFrame:
     """The per-true-feature recovery table of a synthetic run's latest evaluation."""
-    path = Path(run_dir) / "evaluation" / GroundTruth.RECOVERY_FILE
+    path = Path(run_dir) / "evaluation" / RECOVERY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no ground-truth recovery (not a synthetic run, or not evaluated with the ground_truth family)")
     return pd.read_csv(path)

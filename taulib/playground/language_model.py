@@ -27,7 +27,7 @@ from taulib.activations.cache import activation_spec, cache_folder, is_complete,
 from taulib.activations.models import hooked_layer
 from taulib.analysis.latent_contexts import ContextSettings, LatentView, checkpoint_contexts, latent_contexts, token_strings_of
 from taulib.config import ConfigError, RunConfig, ScheduleConfig, StrictModel, discover_parameter_files, format_validation_error, load_run_config
-from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.playground.sparsity import nearest, probe_to_target
 from taulib.playground.world_runs import TIGHTENED_SCHEDULE, tau_final
 from taulib.sae import SparseAutoencoder

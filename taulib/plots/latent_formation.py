@@ -21,10 +21,10 @@ def formation_curves(study: StudyData, records: dict[str, dict[str, Any] | None]
     formation (alive at the end, moved from their initial direction), as the report counts them
     (taulib.analysis.latent_formation). The dotted line is the share a random dictionary of the
     same shape reaches (the null)."""
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     figure = go.Figure()
     nulls = []
-    for arm in study.arms:
+    for arm in study.runs:
         record = records.get(arm.name)
         if record is None:
             continue
@@ -47,8 +47,8 @@ def stability_figure(study: StudyData, table: pd.DataFrame) -> go.Figure:
     """Seed stability over training (taulib.analysis.latent_formation.stability_over_training): per arm,
     the PW-MCC between its seeds' dictionaries and the share of latents matched at cos ≥ each
     threshold, mean over seed pairs, with random dictionaries of the same shape dotted."""
-    styles = arm_styles(study.arms)
-    by_arm = {arm.arm_name: styles[arm.name] for arm in study.arms}  # the table's rows are arms, the study's may be runs
+    styles = arm_styles(study.runs)
+    by_arm = {arm.arm: styles[arm.name] for arm in study.runs}  # the table's rows are arms, the study's may be runs
     titles = ["PW-MCC (mean matched cosine)", *[f"share matched at cos ≥ {t:g}" for t in STABILITY_THRESHOLDS]]
     figure = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
     columns = ["pw_mcc", *[f"share_matched_{t:g}" for t in STABILITY_THRESHOLDS]]

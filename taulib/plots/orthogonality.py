@@ -8,24 +8,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from taulib.analysis.orthogonality import OUTCOME_METRICS
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
+from taulib.metrics.catalogue import label
 from taulib.plots.style import arm_styles, finish, line, marker
 
-LOWER_BOUND_PANELS: tuple[tuple[str, str], ...] = (
-    ("l1_coefficient_effective", "λ/τ(t)"),
-    ("l0", "L0 (held out)"),
-    ("explained_variance", "explained variance"),
-    ("mean_max_cosine", "mean max decoder cosine"),
-    ("absorption_fraction", "absorption fraction"),
-    ("sae_top_1_accuracy", "sparse probing, top-1 accuracy"),
+LOWER_BOUND_PANELS: tuple[tuple[str, str], ...] = tuple(
+    (column, label(column)) for column in ("l1_coefficient_effective", "l0", "explained_variance", "mean_max_cosine", "absorption_fraction", "sae_top_1_accuracy")
 )
 
 
 def near_duplicates_figure(study: StudyData, table: pd.DataFrame) -> go.Figure:
     """Near-duplicate latents and the mean max cosine over training, each arm against its random baseline."""
-    styles = arm_styles(study.arms)
-    figure = make_subplots(rows=1, cols=2, subplot_titles=["near-duplicate latents (cos > threshold with another)", "mean max decoder cosine"])
-    for arm in study.arms:
+    styles = arm_styles(study.runs)
+    figure = make_subplots(rows=1, cols=2, subplot_titles=["near-duplicate latents (cos > threshold with another)", label("mean_max_cosine")])
+    for arm in study.runs:
         rows = table[(table["arm"] == arm.name) & (table["tokens"] > 0)]
         style = styles[arm.name]
         common = {"legendgroup": arm.name, "mode": "lines+markers", "line": line(style), "marker": marker(style, 5)}
@@ -43,9 +39,9 @@ def near_duplicates_figure(study: StudyData, table: pd.DataFrame) -> go.Figure:
     return finish(figure, f"Near duplicates over training (random unit vectors of the same shape: at most {random_pairs} near-duplicate pairs)", height=480)
 
 
-def lower_bound_figure(study: StudyData, pairs: list[tuple[Arm, Arm]]) -> go.Figure:
+def lower_bound_figure(study: StudyData, pairs: list[tuple[Run, Run]]) -> go.Figure:
     """The τ-floor ablation: each pair's two arms in the same panels (rows: pairs; columns: metrics over training)."""
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     n_rows = max(len(pairs), 1)
     cols = len(LOWER_BOUND_PANELS)
     figure = make_subplots(
@@ -83,7 +79,7 @@ def lower_bound_figure(study: StudyData, pairs: list[tuple[Arm, Arm]]) -> go.Fig
 def trajectory_vs_outcome_figure(study: StudyData, table: pd.DataFrame, x: str = "mean_l1_coefficient", outcomes: dict[str, str] | None = None) -> go.Figure:
     """One point per arm: a summary of its τ trajectory (default: mean λ/τ over training) against each final metric."""
     outcomes = {k: v for k, v in (OUTCOME_METRICS if outcomes is None else outcomes).items() if k in table}
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     cols = min(4, len(outcomes))
     rows = -(-len(outcomes) // cols)
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=list(outcomes.values()), horizontal_spacing=0.07, vertical_spacing=0.16)

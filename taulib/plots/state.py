@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from taulib.analysis.checkpoint_state import cosine_histograms, density_bins, first_letter_latents, probing_latents
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 from taulib.plots.style import arm_styles, finish, line
 
 EVALUATED, NOT_EVALUATED = "#332288", "#BBBBBB"
@@ -80,13 +80,13 @@ def draw_checkpoint_state(figure: go.Figure, details: dict[str, Any], title: str
         figure.layout.title.text = title
 
 
-def draw_arm_checkpoint(figure: go.Figure, arm: Arm, step: int) -> None:
+def draw_arm_checkpoint(figure: go.Figure, arm: Run, step: int) -> None:
     """Draw one arm's checkpoint into a checkpoint_state_figure, titled with its step, tokens and τ."""
     entry = arm.evaluation.set_index("step").loc[step].to_dict()
     draw_checkpoint_state(figure, arm.details(step), f"{arm.name}: {checkpoint_label({**entry, 'step': step})}")
 
 
-def checkpoint_state_at(arm: Arm, step: int) -> go.Figure:
+def checkpoint_state_at(arm: Run, step: int) -> go.Figure:
     """A stand-alone checkpoint-state figure of one arm at one checkpoint."""
     figure = checkpoint_state_figure()
     draw_arm_checkpoint(figure, arm, step)
@@ -95,11 +95,11 @@ def checkpoint_state_at(arm: Arm, step: int) -> go.Figure:
 
 def cosine_histogram_figure(study: StudyData) -> go.Figure:
     """Empty frame: one panel per arm, the SAE's max-cosine histogram against random unit vectors'."""
-    styles = arm_styles(study.arms)
-    cols = min(3, len(study.arms))
-    rows = -(-len(study.arms) // cols)
+    styles = arm_styles(study.runs)
+    cols = min(3, len(study.runs))
+    rows = -(-len(study.runs) // cols)
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=study.names, shared_xaxes=True, vertical_spacing=0.14)
-    for index, arm in enumerate(study.arms):
+    for index, arm in enumerate(study.runs):
         row, col = index // cols + 1, index % cols + 1
         figure.add_trace(
             go.Scatter(name="SAE decoder", mode="lines", line_shape="hvh", line=line(styles[arm.name]) | {"dash": "solid"}, showlegend=False), row=row, col=col
@@ -118,7 +118,7 @@ def cosine_histogram_figure(study: StudyData) -> go.Figure:
 def draw_cosine_histograms(figure: go.Figure, study: StudyData, steps: dict[str, int], title: str) -> None:
     """Redraw every arm's panel at its checkpoint `steps[arm]` (counts + 0.5 so empty bins sit on the log axis' floor)."""
     with figure.batch_update():
-        for index, arm in enumerate(study.arms):
+        for index, arm in enumerate(study.runs):
             table = cosine_histograms(arm.details(steps[arm.name]))
             figure.data[2 * index].update(x=table["centre"], y=table["sae"])
             figure.data[2 * index + 1].update(x=table["centre"], y=table["random"])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from taulib.analysis.study_data import Arm
+from taulib.analysis.study_data import Run
 
 # colour-blind-safe, dark enough on white (Paul Tol's "muted" scheme)
 PALETTE = ("#332288", "#CC6677", "#117733", "#DDAA33", "#88CCEE", "#AA4499", "#44AA99", "#999933", "#882255", "#661100")
@@ -23,7 +23,7 @@ class ArmStyle:
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
 
 
-def arm_styles(arms: tuple[Arm, ...] | list[Arm]) -> dict[str, ArmStyle]:
+def arm_styles(arms: tuple[Run, ...] | list[Run]) -> dict[str, ArmStyle]:
     """Colour by position, dash by schedule kind, marker symbol by position (distinguishable in greyscale too)."""
     return {
         arm.name: ArmStyle(PALETTE[i % len(PALETTE)], arm.config.schedule.spec.dash, SYMBOLS[i % len(SYMBOLS)])

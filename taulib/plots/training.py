@@ -13,19 +13,12 @@ from plotly.subplots import make_subplots
 from taulib.analysis.formation import formed_letter_absorption
 from taulib.analysis.matched import FORMATION_METRICS, MatchedSettings
 from taulib.analysis.study_data import StudyData
+from taulib.metrics.catalogue import label
 from taulib.plots.style import arm_styles, finish, line, marker
 
-OVER_TRAINING_PANELS: tuple[tuple[str, str], ...] = (
-    ("l0", "L0 (held out)"),
-    ("explained_variance", "explained variance"),
-    ("ce_loss_score", "CE-loss score (spliced)"),
-    ("sae_top_1_accuracy", "sparse probing, top-1 accuracy"),
-    ("absorption_fraction", "absorption fraction"),
-    ("full_absorption_rate", "full-absorption rate"),
-    ("mean_max_cosine", "mean max decoder cosine"),
-    ("tau", "τ(t)"),
-    ("l1_coefficient_effective", "λ/τ(t)"),
-)
+OVER_TRAINING_COLUMNS = ("l0", "explained_variance", "ce_loss_score", "sae_top_1_accuracy", "absorption_fraction", "full_absorption_rate", "mean_max_cosine", "tau", "l1_coefficient_effective")
+# titled as the metric families declare their columns (taulib/metrics/<family>/settings.py)
+OVER_TRAINING_PANELS: tuple[tuple[str, str], ...] = tuple((column, label(column)) for column in OVER_TRAINING_COLUMNS)
 SCHEDULE_COLUMNS = ("tau", "l1_coefficient_effective")  # drawn from the training log (every logged step)
 
 
@@ -35,13 +28,13 @@ def _grid(n: int, columns: int = 3) -> tuple[int, int]:
 
 def metrics_over_training(study: StudyData, panels: tuple[tuple[str, str], ...] = OVER_TRAINING_PANELS) -> go.Figure:
     """One panel per metric, one line per arm, tokens seen on a log axis (the 0-token initial SAE is not drawn)."""
-    styles = arm_styles(study.arms)
-    panels = tuple((column, title) for column, title in panels if column in SCHEDULE_COLUMNS or any(column in arm.evaluation for arm in study.arms))
+    styles = arm_styles(study.runs)
+    panels = tuple((column, title) for column, title in panels if column in SCHEDULE_COLUMNS or any(column in arm.evaluation for arm in study.runs))
     rows, cols = _grid(len(panels))
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=[title for _, title in panels], horizontal_spacing=0.07, vertical_spacing=0.1)
     for index, (column, title) in enumerate(panels):
         row, col = index // cols + 1, index % cols + 1
-        for arm in study.arms:
+        for arm in study.runs:
             style = styles[arm.name]
             if column in SCHEDULE_COLUMNS:
                 log = arm.training[arm.training["tokens"] > 0]
@@ -73,13 +66,13 @@ def formation_figure(study: StudyData, table: pd.DataFrame, fraction: float = 0.
     """Left: when each metric had formed (the report's formation_time, as a fraction of training, from the
     first checkpoint after warm-up), censored runs at 1 and labelled "never"; right: each metric's value
     when the run's current L0 first fell through the matched level (`taulib.analysis.matched.formation_table`)."""
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     metrics = [m for m in FORMATION_METRICS if table[f"formation_{m.column}"].notna().any()]  # a metric the study did not evaluate is left out
     figure = make_subplots(
         rows=1, cols=2, subplot_titles=[f"formed: {fraction:.0%} of the post-warm-up change, kept to the end", "value at a matched current L0"]
     )
     for run, row in table.iterrows():
-        arm = study.arm(str(run))
+        arm = study.run(str(run))
         style = styles[arm.name]
         name = _run_label(table, str(run))
         formed = [float(row[f"formation_{m.column}"]) for m in metrics]
@@ -131,7 +124,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
     k=1 F1 `absorption_min_k1_f1` at the end (where there is a letter latent to absorb); right: when it
     had settled (the report's absorption_settling), "never" for a run whose absorption does not settle."""
     settings = settings or MatchedSettings(latent_formation=None)
-    styles = arm_styles(study.arms)
+    styles = arm_styles(study.runs)
     figure = make_subplots(
         rows=1,
         cols=2,
@@ -139,7 +132,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
         subplot_titles=[f"absorption over letters with a latent (k=1 F1 ≥ {settings.absorption_min_k1_f1:g})", "settled (fraction of training)"],
     )
     for run in table.index:
-        arm = study.arm(str(run))
+        arm = study.run(str(run))
         style = styles[arm.name]
         name = _run_label(table, str(run))
         letters, curve = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
@@ -157,7 +150,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
         go.Bar(
             x=[_run_label(table, str(run)) for run in table.index],
             y=settling.values,
-            marker_color=[styles[study.arm(str(run)).name].color for run in table.index],
+            marker_color=[styles[study.run(str(run)).name].color for run in table.index],
             text=[
                 "final checkpoint only" if not timed else "no letter latent" if not math.isfinite(v) else ("settles" if settles else "never") + f" · {n} letters"
                 for v, settles, n, timed in zip(

@@ -7,12 +7,12 @@ import plotly.graph_objects as go
 
 from taulib.analysis.latent_contexts import LatentContexts
 from taulib.analysis.orthogonality import checkpoint_at_position
-from taulib.analysis.study_data import Arm, StudyData
+from taulib.analysis.study_data import Run, StudyData
 from taulib.plots.latent_contexts import contexts_html, latent_figure, redraw
 from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_arm_checkpoint, draw_cosine_histograms
 
 
-def _options(arm: Arm) -> list[tuple[str, int]]:
+def _options(arm: Run) -> list[tuple[str, int]]:
     return [(f"{int(row.step):,} ({int(row.tokens):,} tokens)", int(row.step)) for row in arm.evaluation.itertuples()]
 
 
@@ -21,7 +21,7 @@ class CheckpointBrowser:
 
     def __init__(self, study: StudyData, arm: str | None = None, step: int | None = None) -> None:
         self.study = study
-        first = study.arm(arm) if arm else study.arms[0]
+        first = study.run(arm) if arm else study.runs[0]
         step = step if step is not None else first.steps[-1]
         # the widget starts from a drawn figure: changes made before its view exists do not reach the browser
         self.figure = go.FigureWidget(checkpoint_state_at(first, step))
@@ -34,12 +34,12 @@ class CheckpointBrowser:
         self.widget = widgets.VBox([widgets.HBox([self.arm_picker, self.slider]), self.figure])
 
     @property
-    def arm(self) -> Arm:
-        return self.study.arm(self.arm_picker.value)
+    def arm(self) -> Run:
+        return self.study.run(self.arm_picker.value)
 
     def _arm_changed(self, change: dict) -> None:
         """Show the new arm at the same fraction of training as the old one (arms may differ in length)."""
-        old = self.study.arm(change["old"])
+        old = self.study.run(change["old"])
         position = self.slider.value / max(old.steps[-1], 1)
         self._switching_arm = True  # new options reset the value: draw once, at the end
         try:
@@ -58,7 +58,7 @@ class CosineBrowser:
 
     def __init__(self, study: StudyData, reference: str | None = None) -> None:
         self.study = study
-        self.reference = study.arm(reference) if reference else max(study.arms, key=lambda arm: len(arm.steps))
+        self.reference = study.run(reference) if reference else max(study.runs, key=lambda arm: len(arm.steps))
         self.slider = widgets.SelectionSlider(
             options=_options(self.reference), value=self.reference.steps[-1], description="step", continuous_update=False, layout={"width": "700px"}
         )
@@ -70,7 +70,7 @@ class CosineBrowser:
 
     def steps(self) -> dict[str, int]:
         position = self.slider.value / max(self.reference.steps[-1], 1)
-        return {arm.name: checkpoint_at_position(arm, position) for arm in self.study.arms}
+        return {arm.name: checkpoint_at_position(arm, position) for arm in self.study.runs}
 
     def draw(self) -> None:
         entry = self.reference.evaluation.set_index("step").loc[self.slider.value]
@@ -108,7 +108,7 @@ class LatentBrowser:
         self.latent_box = widgets.BoundedIntText(value=latent, min=0, max=store.width - 1, description="latent", layout={"width": "160px"})
         self.follow = widgets.ToggleButtons(options=[("matched direction", "matched"), ("same index", "index")], value="matched", description="follow")
         self.slider = widgets.SelectionSlider(
-            options=_options(study.arm(first)), value=store.steps[-1], description="step", continuous_update=False, layout={"width": "700px"}
+            options=_options(study.run(first)), value=store.steps[-1], description="step", continuous_update=False, layout={"width": "700px"}
         )
         for control in (self.arm_picker, self.list_picker, self.latent_box, self.follow, self.slider):
             control.style.description_width = "initial"
@@ -137,15 +137,15 @@ class LatentBrowser:
             self.latent_box.value = change["new"]
 
     def _arm_changed(self, change: dict) -> None:
-        old = self.study.arm(change["old"])
+        old = self.study.run(change["old"])
         position = self.slider.value / max(old.steps[-1], 1)
         self._quiet = True
         try:
             self.store.preload()
             self.list_picker.options, self.list_picker.value = self._list_options(self.arm_picker.value), None
             self.latent_box.max = self.store.width - 1
-            self.slider.options = _options(self.study.arm(self.arm_picker.value))
-            self.slider.value = checkpoint_at_position(self.study.arm(self.arm_picker.value), position)
+            self.slider.options = _options(self.study.run(self.arm_picker.value))
+            self.slider.value = checkpoint_at_position(self.study.run(self.arm_picker.value), position)
         finally:
             self._quiet = False
         self.draw()

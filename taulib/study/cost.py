@@ -34,7 +34,7 @@ from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_c
 from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
 from taulib.metrics.evaluate import evaluation_data_complete, evaluation_data_folder
-from taulib.metrics.families import evaluated
+from taulib.metrics.families import BY_NAME, evaluated
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
@@ -135,18 +135,9 @@ class Costs:
         dictionary = self._get(f"{key}|dictionary", lambda: speed.synthetic_dictionary_seconds(synthetic))
         return dictionary, self._get(f"{key}|per_sample", lambda: speed.synthetic_seconds_per_sample(synthetic))
 
-    def probing_texts(self, tasks: tuple[str, ...]) -> float:
-        """Reading the probing tasks' sources and the corpus's training paragraphs (the texts shared
-        with training are left out): a fixed cost of preparing the probing inputs, whatever their count."""
-        return self._get(f"probing_texts|{','.join(sorted(tasks))}", lambda: speed.probing_texts_seconds(tasks))
-
     def measured(self, name: str, measure: Any) -> float:
         """This machine's value of `name` (seconds of something), measured once by `measure`, then cached."""
         return self._get(name, measure)
-
-    def core(self, config: RunConfig, d_model: int) -> float:
-        e, w = config.evaluation, config.sae.width
-        return e.core_tokens * self._get(f"core_chunk|d{d_model}|w{w}", lambda: speed.core_seconds_per_token(d_model, w, e.core_tokens))
 
     def latent_contexts(self, config: RunConfig, d_model: int) -> float:
         """A run's latent context store (notebook 06): one store checkpoint per evaluated checkpoint."""
@@ -203,6 +194,7 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
     extracted_tokens, inputs_seconds, loaded_models = 0, 0.0, set()
     seen_caches: set[Path] = set()
     seen_inputs: set[Path] = set()
+    preparing: set[str] = set()  # the families whose inputs are still to be prepared
     for _, config in runs:
         footprint = model_footprint(config.model)
         layer = resolve_layer(config.model, footprint.n_layers)
@@ -228,11 +220,12 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         if folder not in seen_inputs and not evaluation_data_complete(folder, config):
             seen_inputs.add(folder)
             inputs_seconds += sum(family.prepare_seconds(costs, config) for family in evaluated(config))
+            preparing |= {family.name for family in evaluated(config) if family.prepared_files(config)}
             loaded_models.add(config.model.model_dump_json())
     extraction += sum(costs.model(config, "load") for config in {config.model.model_dump_json(): config for _, config in runs if config.model.model_dump_json() in loaded_models}.values())
     stages = [
         StageEstimate("extraction", extraction, f"{extracted_tokens:,} tokens to extract" if extracted_tokens else "caches already extracted"),
-        StageEstimate("evaluation inputs", inputs_seconds, "absorption prompts, probing texts, CE reference" if seen_inputs else "already prepared"),
+        StageEstimate("evaluation inputs", inputs_seconds, f"the inputs of {', '.join(sorted(preparing))}" if seen_inputs else "already prepared"),
     ]
 
     per_run: dict[str, float] = {}
@@ -256,7 +249,7 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
                 runs_seconds += costs.notebook() + evaluate + train
                 training, evaluation = training + train, evaluation + evaluate
                 continue
-            probe_seconds += targets * EXPECTED_PROBES_PER_TARGET * (train + costs.core(config, d_model))  # trained, then its final L0 on held-out tokens
+            probe_seconds += targets * EXPECTED_PROBES_PER_TARGET * (train + BY_NAME["core"].checkpoint_seconds(costs, config, d_model))  # trained, then its final L0 on held-out tokens
             # the seed-0 run of a target is its accepted probe: its notebook only evaluates
             runs_seconds += targets * (seeds * (costs.notebook() + evaluate) + (seeds - 1) * train)
             training += targets * (seeds - 1) * train

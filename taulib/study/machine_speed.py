@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 
-from taulib.metrics.families import timing_sae
+from taulib.metrics.family import timing_sae
 from taulib.timing import once, timed
 
-CORE_TOKENS_CAP = 4096
 LATENT_CONTEXT_TOKENS_CAP = 8192  # the context store's encoding is timed on at most this many tokens, then scaled
 FIGURES_PER_NOTEBOOK = 5  # the analysis notebooks' figures: 03 writes six, 04 four
 # the common words an absorption prompt's in-context examples are made of, for its token count
@@ -44,16 +43,6 @@ def sae_step_seconds(d_model: int, width: int, batch: int, compute_dtype: str, t
         return timed(lambda: optimiser_step(sae, optimiser, x, 1e-3, 1e-4, dtype, 0.0))
     finally:
         torch.set_num_threads(default_threads)
-
-
-def core_seconds_per_token(d_model: int, width: int, core_tokens: int) -> float:
-    """One checkpoint's core metrics per held-out token, evaluated in a chunk of checkpoints as the evaluation does."""
-    from taulib.metrics.core import reconstruction_metrics_many
-    from taulib.metrics.families import DOWNSTREAM_CHUNK
-
-    tokens = min(core_tokens, CORE_TOKENS_CAP)
-    sae, x = timing_sae(d_model, width), torch.randn(tokens, d_model)
-    return timed(lambda: reconstruction_metrics_many([sae] * DOWNSTREAM_CHUNK, x)) / (tokens * DOWNSTREAM_CHUNK)
 
 
 def latent_contexts_seconds(d_model: int, width: int, heldout_tokens: int, sequence_length: int) -> float:
@@ -100,9 +89,9 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     Timed on the model itself (it is loaded for the purpose: seconds for the study's default model)."""
     from taulib.activations.extraction import ResidualReader
     from taulib.activations.models import load_language_model
-    from taulib.config import EvaluationConfig
-    from taulib.metrics.absorption import AbsorptionSettings, icl_prompt
-    from taulib.metrics.downstream import SplicedModel, downstream_metrics, splice_reference
+    from taulib.metrics.absorption.metric import AbsorptionSettings, icl_prompt
+    from taulib.metrics.downstream.metric import SplicedModel, downstream_metrics, splice_reference
+    from taulib.metrics.downstream.settings import DownstreamParameters
     from taulib.precision import resolve_autocast
     from taulib.sae import identity_sae
 
@@ -116,8 +105,8 @@ def model_speeds(model_config: Any, context_length: int) -> dict[str, float]:
     ids = torch.randint(1000, 20000, (batch, context_length), generator=generator)
     truncated = timed(lambda: reader(ids, torch.ones_like(ids)), max_repeats=3) / ids.numel()
     # a checkpoint's share of the spliced CE/KL: the later blocks from the cached residual, then its losses,
-    # on a batch of the evaluation's size, as taulib.metrics.downstream runs them (its reference made first)
-    rows = ids[: EvaluationConfig.model_fields["ce_batch_size"].default]
+    # on a batch of the evaluation's size, as taulib.metrics.downstream.metric runs them (its reference made first)
+    rows = ids[: DownstreamParameters.model_fields["batch_size"].default]
     reference = splice_reference(spliced, rows, len(rows))
     sae = identity_sae(loaded.d_model)  # logits as a trained SAE's are (a random SAE's can be extreme, and slower to exponentiate)
     after_layer = timed(lambda: downstream_metrics(spliced, rows, [sae], len(rows), reference=reference), max_repeats=3) / rows.numel()
@@ -169,8 +158,8 @@ def notebook_seconds() -> float:
 
     cell = (
         "import plotly.graph_objects\nimport taulib.study.run, taulib.metrics.evaluate, taulib.analysis.study_data, taulib.plots.save\n"
-        # the families' metric modules load lazily (taulib.metrics.families): every notebook still imports them
-        "import taulib.metrics.downstream, taulib.metrics.absorption, taulib.metrics.probing, taulib.activations.models\n"
+        # the metric families (imported with their registry, taulib.metrics.families): every notebook imports them
+        "import taulib.metrics.downstream.metric, taulib.metrics.absorption.metric, taulib.metrics.probing.metric, taulib.activations.models\n"
         "import taulib.analysis.report, taulib.analysis.latent_formation, taulib.plots.training, taulib.plots.state, taulib.plots.widgets\n"
     )
     with tempfile.TemporaryDirectory() as folder:
@@ -181,13 +170,6 @@ def notebook_seconds() -> float:
         started = time.perf_counter()
         execute_notebook(notebook, Path(folder) / "out.ipynb", {})
         return time.perf_counter() - started
-
-
-def probing_texts_seconds(tasks: tuple[str, ...]) -> float:
-    """Loading the probing tasks' texts and the corpus's training paragraphs, from cold (once)."""
-    from taulib.corpus.probing_tasks import load_task, training_paragraphs
-
-    return once(lambda: ([load_task(task) for task in tasks], training_paragraphs()))
 
 
 def figures_seconds() -> float:

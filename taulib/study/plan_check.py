@@ -31,8 +31,7 @@ from taulib.activations.cache import SPLITS, STORAGE_DTYPES, activation_spec, ca
 from taulib.activations.models import ModelFootprint, model_footprint, resolve_layer
 from taulib.activations.synthetic import GENERATION_ROWS
 from taulib.config import ConfigError, RunConfig
-from taulib.corpus.probing_tasks import PROBING_TASKS
-from taulib.metrics.absorption import AbsorptionSettings
+from taulib.metrics.families import evaluated
 from taulib.sweep.spec import Sweep
 from taulib.train.trainer import training_checkpoint_steps
 
@@ -106,6 +105,7 @@ class Need:
     stage: str
     place: str  # "memory", "cuda:N" or "disk"
     parts: dict[str, int] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)  # what would lower a part, where its owner says (a metric family)
 
     @property
     def total(self) -> int:
@@ -132,7 +132,7 @@ def _place(device: str) -> str:
 
 def _run_needs(path: Path, config: RunConfig, model: ModelFootprint, stages: Collection[str]) -> list[Need]:
     """Memory of each stage of one run, where it lives; the big tensors only."""
-    acts, training, evaluation = config.activations, config.training, config.evaluation
+    acts, training = config.activations, config.training
     d, width = model.d_model, config.sae.width
     storage = STORAGE_DTYPES[acts.storage_dtype].itemsize
     weights = model.n_parameters * MODEL_DTYPE_BYTES[config.model.dtype]
@@ -167,20 +167,18 @@ def _run_needs(path: Path, config: RunConfig, model: ModelFootprint, stages: Col
             needs += [Need(path, "train", "memory", on_host), Need(path, "train", train_place, state)]
     if "evaluate" in stages:
         model_place = _place(config.model.device)
-        logits = {}
-        families = config.evaluated_families()
-        if "downstream" in families:
-            # clean and spliced logits, their log-softmax and probabilities: vocabulary-wide, per sequence of the batch
-            logits = {"CE/KL logits": min(evaluation.ce_batch_size, evaluation.ce_sequences_needed()) * acts.context_length * model.vocab_size * 4 * 4}
-        model_side = {"language model weights": weights} | logits if "downstream" in families else {}
+        parts = {name: part for family in evaluated(config) for name, part in family.evaluation_memory(config, d, model.vocab_size).items()}
+        beside_model = {name: part.bytes for name, part in parts.items() if part.beside_model}
+        model_side = {"language model weights": weights} | beside_model if beside_model else {}
         host = {
-            "held-out cache": acts.heldout_tokens * d * storage + min(evaluation.core_tokens, acts.heldout_tokens) * d * 4,
+            "held-out cache": acts.heldout_tokens * d * storage,
             "SAE and one reconstruction batch": 4 * sae_parameters(d, width) + RECONSTRUCTION_BATCH * (width + 2 * d) * 4,
-        }
+        } | {name: part.bytes for name, part in parts.items() if not part.beside_model}
+        hints = {name: part.hint for name, part in parts.items()}
         if model_place == "memory":
-            needs.append(Need(path, "evaluate", "memory", model_side | host))
+            needs.append(Need(path, "evaluate", "memory", model_side | host, hints))
         else:
-            needs += [Need(path, "evaluate", "memory", host), Need(path, "evaluate", model_place, model_side)]
+            needs += [Need(path, "evaluate", "memory", host, hints), Need(path, "evaluate", model_place, model_side, hints)]
     return needs
 
 
@@ -191,11 +189,7 @@ def _cache_bytes(config: RunConfig, d_model: int, split: str) -> int:
 
 
 def _evaluation_input_bytes(config: RunConfig, d_model: int) -> int:
-    evaluation = config.evaluation
-    if "probing" not in config.evaluated_families():
-        return 0
-    texts = sum(PROBING_TASKS[task].n_classes for task in evaluation.probing_tasks) * evaluation.probing_examples_per_class
-    return texts * evaluation.probing_context_length * d_model * 2  # float16 token residuals
+    return sum(family.input_bytes(config, d_model) for family in evaluated(config))
 
 
 def _run_folder_bytes(config: RunConfig, d_model: int) -> int:
@@ -228,14 +222,8 @@ def max_effective_coefficient(d_model: int) -> float:
 
 
 def _consistency_problems(path: Path, config: RunConfig, model: ModelFootprint, machine: Machine, calibrated: bool) -> list[str]:
-    acts, training, evaluation = config.activations, config.training, config.evaluation
+    acts, training = config.activations, config.training
     problems = []
-    if evaluation.core_tokens > acts.heldout_tokens:
-        problems.append(
-            f"{path}: fields 'evaluation.core_tokens' ({evaluation.core_tokens:,}) and 'activations.heldout_tokens' ({acts.heldout_tokens:,}): "
-            f"the evaluation reads more held-out activations than are extracted; set evaluation.core_tokens <= {acts.heldout_tokens:,} "
-            f"or activations.heldout_tokens >= {evaluation.core_tokens:,}"
-        )
     if training.n_tokens < training.batch_size:
         problems.append(
             f"{path}: fields 'training.n_tokens' ({training.n_tokens:,}) and 'training.batch_size' ({training.batch_size:,}): "
@@ -254,17 +242,7 @@ def _consistency_problems(path: Path, config: RunConfig, model: ModelFootprint, 
             f"the run has {steps:,} steps (ceil({training.n_tokens:,} / {training.batch_size:,})), so at most {steps + 1} checkpoints "
             f"(the initial one included); set training.n_checkpoints <= {steps + 1} or train for more tokens"
         )
-    families = config.evaluated_families()
-    if "probing" in families and max(evaluation.probing_ks) > config.sae.width:
-        problems.append(
-            f"{path}: fields 'evaluation.probing_ks' (up to {max(evaluation.probing_ks)}) and 'sae.width' ({config.sae.width}): "
-            f"sparse probing cannot select more latents than the SAE has; keep probing_ks <= {config.sae.width}"
-        )
-    if "absorption" in families and config.sae.width < AbsorptionSettings.max_k:
-        problems.append(
-            f"{path}: fields 'evaluation.families' (absorption) and 'sae.width' ({config.sae.width}): the absorption metric's k-sparse "
-            f"probes select up to {AbsorptionSettings.max_k} latents per letter; set sae.width >= {AbsorptionSettings.max_k} or leave absorption out of the families"
-        )
+    problems += [problem for family in evaluated(config) for problem in family.plan_problems(config, str(path))]
     synthetic = config.model.synthetic
     if synthetic is not None and config.sae.width < synthetic.n_features:
         problems.append(
@@ -353,13 +331,12 @@ def _memory_hint(need: Need) -> str:
         "activation cache on the device": "set training.activation_storage: host or mmap, or lower activations.n_tokens",
         "SAE weights, gradients and Adam moments (float32)": "lower sae.width",
         "batch (latents and their gradients, inputs and reconstructions)": "lower training.batch_size",
-        "CE/KL logits": "lower evaluation.ce_batch_size",
         "language model weights": "set model.dtype: bfloat16 or use a smaller model",
         "forward pass": "lower activations.batch_size",
         "one shard of activations (float32, gathered and concatenated)": "lower activations.shard_tokens",
         "held-out cache": "lower activations.heldout_tokens",
     }
-    return f"what would work: {hints.get(largest, 'smaller sizes')}"
+    return f"what would work: {(hints | need.hints).get(largest, 'smaller sizes')}"
 
 
 @dataclass

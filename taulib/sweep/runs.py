@@ -18,7 +18,7 @@ from taulib import atomic
 from taulib.activations.cache import activation_spec, cache_folder, load_cache
 from taulib.activations.models import hooked_layer
 from taulib.config import RunConfig
-from taulib.metrics.core import reconstruction_metrics
+from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.sae import in_raw_units, load_sae
 from taulib.sweep.calibration import ArmCalibration, Probe, calibrate_arm, load_calibration, save_calibration
 from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_config, write_parameter_file
@@ -61,7 +61,7 @@ def calibrate_sweep(sweep: Sweep, outputs_root: Path, show_progress: bool = True
         train_spec, heldout_spec = activation_spec(config, "train", layer), activation_spec(config, "heldout", layer)
         if train_spec.key() not in caches:
             caches.clear()  # one activation matrix in memory at a time
-            heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core_tokens].float()
+            heldout = load_cache(cache_folder(outputs_root, heldout_spec), heldout_spec).activations[: config.evaluation.core.tokens].float()
             mapped = config.training.activation_storage == "mmap"
             caches[train_spec.key()] = (load_cache(cache_folder(outputs_root, train_spec), train_spec, mmap=mapped).activations, heldout)
         activations, heldout = caches[train_spec.key()]

@@ -31,7 +31,17 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from taulib import atomic
-from taulib.config import ConfigError, RunConfig, StrictModel, deep_merge, discover_parameter_files, format_validation_error, load_run_config, read_yaml_mapping
+from taulib.config import (
+    ConfigError,
+    RunConfig,
+    StrictModel,
+    deep_merge,
+    discover_parameter_files,
+    format_validation_error,
+    load_run_config,
+    read_yaml_mapping,
+    with_upgraded_evaluation_keys,
+)
 
 SWEEP_FILE = "_sweep.yaml"
 DEFAULT_PROFILE = "default"
@@ -186,7 +196,8 @@ def load_sweep(
         known = ", ".join(sorted({DEFAULT_PROFILE, *sweep.profiles}))
         raise ConfigError(f"{path}: no profile {profile!r}; profiles: {known}")
     chosen = sweep.profiles.get(profile, SweepProfile())
-    merged = deep_merge(chosen.parameters, overrides or {})
+    # each source's old evaluation keys moved into their families' sections before they are merged (warned, named)
+    merged = deep_merge(with_upgraded_evaluation_keys(chosen.parameters, f"{path} (profile {profile})"), with_upgraded_evaluation_keys(overrides or {}, "the command line's --set"))
 
     files = {file.stem: file for file in discover_parameter_files(parameters_dir)}
     names = chosen.arms or sweep.arms or tuple(files)

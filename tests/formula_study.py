@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from taulib.config import RunConfig
-from taulib.metrics.core import DENSITY_BIN_EDGES
-from taulib.metrics.families import COSINE_HISTOGRAM_EDGES
+from taulib.metrics.core.metric import DENSITY_BIN_EDGES
+from taulib.metrics.orthogonality.family import COSINE_HISTOGRAM_EDGES
 
 STEPS = [0, 1, 3, 10, 30, 100]
 BATCH = 256

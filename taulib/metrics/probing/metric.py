@@ -26,21 +26,21 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations.extraction import residuals_per_sequence
-from taulib.config import evaluation_default
 from taulib.corpus.probing_tasks import balanced_examples
 from taulib.metrics.logistic import fit_logistic_regressions
+from taulib.metrics.probing.settings import ProbingParameters
 from taulib.sae import SparseAutoencoder
 
 
 @dataclass(frozen=True)
 class ProbingSettings:
-    # the evaluation.probing_* parameters' defaults (taulib.config.EvaluationConfig)
-    tasks: tuple[str, ...] = evaluation_default("probing_tasks")
-    examples_per_class: int = evaluation_default("probing_examples_per_class")
-    test_fraction: float = evaluation_default("probing_test_fraction")
-    context_length: int = evaluation_default("probing_context_length")  # tokens read per text, BOS included
-    ks: tuple[int, ...] = evaluation_default("probing_ks")
-    seed: int = evaluation_default("probing_seed")
+    # the evaluation.probing parameters' defaults (taulib/metrics/probing/settings.py)
+    tasks: tuple[str, ...] = ProbingParameters.model_fields["tasks"].default
+    examples_per_class: int = ProbingParameters.model_fields["examples_per_class"].default
+    test_fraction: float = ProbingParameters.model_fields["test_fraction"].default
+    context_length: int = ProbingParameters.model_fields["context_length"].default  # tokens read per text, BOS included
+    ks: tuple[int, ...] = ProbingParameters.model_fields["ks"].default
+    seed: int = ProbingParameters.model_fields["seed"].default
     disjoint_from_training: bool = True  # texts sharing a paragraph with the corpus's training split are left out
 
     def data_key(self) -> dict[str, Any]:

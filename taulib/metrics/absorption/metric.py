@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from taulib import atomic
 from taulib.activations.extraction import residuals_per_sequence
-from taulib.config import evaluation_default
+from taulib.metrics.absorption.settings import AbsorptionParameters
 from taulib.metrics.logistic import fit_logistic_regressions
 from taulib.sae import SparseAutoencoder
 
@@ -54,8 +54,8 @@ TOP_PROJECTION_LATENTS = 10
 
 @dataclass(frozen=True)
 class AbsorptionSettings:
-    vocab_size: int = evaluation_default("absorption_vocab_size")  # stratified subset of the alphabetic single-token words
-    seed: int = evaluation_default("absorption_seed")
+    vocab_size: int = AbsorptionParameters.model_fields["vocab_size"].default  # stratified subset of the alphabetic single-token words
+    seed: int = AbsorptionParameters.model_fields["seed"].default
     prompt_template: str = "{word} has the first letter:"
     word_position: int = -6  # the word's token, counted from the end of the prompt
     max_icl_examples: int = 10

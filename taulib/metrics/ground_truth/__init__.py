@@ -1,0 +1,1 @@
+"""The ground_truth metric family: its parameters, columns and the computation (metric.py), registered in taulib/metrics/catalogue.py."""
