@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from formula_study import HELDOUT_TOKENS, MIX, STEPS, WIDTH, concept_of, write_latent_checkpoints, write_synthetic_study
 from pydantic import ValidationError
 from saes import perfect_sae
-from formula_study import HELDOUT_TOKENS, MIX, STEPS, WIDTH, concept_of, write_latent_checkpoints, write_synthetic_study
 
 from taulib.analysis.latent_contexts import ContextSettings, ContextStoreError, LatentContexts, build_contexts, checkpoint_contexts
 from taulib.analysis.latent_formation import FormationSettings, run_formation

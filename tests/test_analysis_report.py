@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from formula_study import AA_ARM, SWEEP_ARMS, SWEEP_SEEDS, SWEEP_TARGETS, sweep_metrics, write_synthetic_sweep
+from scipy import stats
 
 from taulib.analysis.intervals import Estimate
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table

@@ -37,6 +37,7 @@ def scripts():
                 "ceilings",
                 "ground_truth_track",
                 "playground",
+                "evaluation_carry_over",
             )
         }
     finally:
@@ -295,3 +296,28 @@ def test_playground_quick_times_a_run_and_the_redraws_in_the_kernel_and_in_jupyt
     assert measured["first_run_s"] > 0 and measured["lambda_run_s"] > 0 and measured["checkpoint_redraw_s"] > 0 and measured["probes"] >= 1
     text = results.read_text()
     assert "<!-- BEGIN playground -->" in text and "a default run under 20 s" in text and "In JupyterLab" in text
+
+
+def test_evaluation_carry_over_reads_an_older_study(scripts, tmp_path):
+    """A study evaluated before the families had records of their own: its records carried over, nothing evaluated,
+    metrics.csv as it was; a record that cannot be attributed: that checkpoint evaluated again, by both families."""
+    import json
+
+    from family_records import trained_synthetic_run, write_records_as_before
+
+    from taulib.metrics.evaluate import evaluate_run
+
+    run_dir, outputs, config = trained_synthetic_run(tmp_path / "study")
+    table = evaluate_run(run_dir, outputs, show_progress=False)
+    old = write_records_as_before(run_dir, config, table)
+    (outputs / "study_summary.json").write_text(json.dumps({"runs": [{"run_name": run_dir.name, "status": "ok"}]}))
+    results = tmp_path / "RESULTS.md"
+    result = scripts["evaluation_carry_over"].main([str(outputs), "--results", str(results)])
+    assert (result["runs"], result["evaluated"], result["identical"]) == (1, 0, 1)
+    assert "6 of 6 family records carried over" in results.read_text()  # core and orthogonality at 3 checkpoints
+
+    step = json.loads(next(old.glob("step_*.json")).read_text())["scalars"]["step"]
+    record = json.loads((old / f"step_{step:07d}.json").read_text())
+    (old / f"step_{step:07d}.json").write_text(json.dumps(record | {"scalars": record["scalars"] | {"a_column_of_no_family": 1.0}}))
+    result = scripts["evaluation_carry_over"].main([str(outputs), "--no-write"])
+    assert (result["evaluated"], result["identical"]) == (2, 1)

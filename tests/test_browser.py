@@ -16,9 +16,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from formula_study import write_synthetic_study
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
-from formula_study import write_synthetic_study
 
 from taulib.study.run import NOTEBOOKS_DIR
 

@@ -243,8 +243,8 @@ def _add_ground_truth(outputs: Path, recovered_end: dict[str, float]) -> None:
 
 
 def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tmp_path):
-    from scipy import stats
     from formula_study import SWEEP_SEEDS, SWEEP_TARGETS, write_synthetic_sweep
+    from scipy import stats
 
     from taulib.analysis.matched import lower_bound_partner, run_table
     from taulib.analysis.report import build_report, ground_truth_report, render_markdown, sparsity_table, with_ground_truth

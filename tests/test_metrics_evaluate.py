@@ -101,29 +101,11 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
 
 
 # ----------------------------------------------------------------------------- records per family
-SYNTHETIC_RUN = {
-    "run_name": "families",
-    "model": {"name": "synthetic", "layer": 0, "synthetic": {"d_model": 16, "n_features": 24, "max_coherence": 0.6, "mean_active_features": 2.0, "seed": 3}},
-    "activations": {"n_tokens": 3000, "heldout_tokens": 1000, "shard_tokens": 1024, "storage_dtype": "float32"},
-    "sae": {"width": 96},
-    # a strong penalty: latents die during the run, so the alive latents differ between checkpoints
-    "training": {"n_tokens": 8192, "batch_size": 256, "n_checkpoints": 3, "threads": 1, "compute_dtype": "float32", "l1_coefficient": 1.0, "lr": 1.0e-2},
-    "evaluation": {"families": ["core", "orthogonality"], "core": {"tokens": 16}},  # few tokens: some latents fire on none
-}
-
-
 @pytest.fixture
 def synthetic_run(tmp_path):
-    """A trained run of the synthetic model (seconds): every family but the language model's can evaluate it."""
-    from taulib.activations.cache import load_cache
-    from taulib.activations.synthetic import ensure_synthetic_activations
-    from taulib.config import config_from_mapping
-    from taulib.train.trainer import AnnealedTrainer
+    from family_records import trained_synthetic_run
 
-    config = config_from_mapping(SYNTHETIC_RUN)
-    folders = ensure_synthetic_activations(config, tmp_path, show_progress=False)
-    AnnealedTrainer(config, load_cache(folders["train"]).activations, tmp_path / config.run_name, show_progress=False, layer=0).train()
-    return tmp_path / config.run_name, tmp_path, config
+    return trained_synthetic_run(tmp_path)
 
 
 def _records(run_dir):
@@ -187,38 +169,19 @@ def test_a_family_evaluated_without_core_reads_the_alive_latents_from_cores_reco
     pd.testing.assert_frame_equal(again, table)
 
 
-def _write_records_as_before(run_dir, config, table):
-    """The layout an evaluation wrote before the families had their own records: one record per checkpoint holding
-    every family's columns (with the step, tokens, τ and λ/τ) and details, under the evaluation's key."""
-    import json
-    import shutil
-
-    from taulib.metrics.evaluate import evaluation_key, read_checkpoint_details
-
-    old = run_dir / "evaluation" / f"records-{evaluation_key(config)}"
-    old.mkdir()
-    for _, row in table.iterrows():
-        record = read_checkpoint_details(run_dir, int(row["step"]))
-        record["scalars"] |= {key: row[key].item() for key in ("step", "tokens", "tau", "l1_coefficient_effective")}
-        (old / f"step_{int(row['step']):07d}.json").write_text(json.dumps(record))
-    shutil.rmtree(run_dir / "evaluation" / "families")
-    (run_dir / "evaluation" / "evaluation.json").write_text(json.dumps({"key": evaluation_key(config)}))
-    (run_dir / "evaluation" / "metrics.csv").unlink()
-    return old
-
-
 def test_an_evaluation_made_before_the_families_records_is_carried_over_not_repeated(synthetic_run, monkeypatch):
     import json
     import shutil
 
     import pandas as pd
+    from family_records import write_records_as_before
 
     from taulib.metrics.evaluate import evaluate_run
     from taulib.metrics.families import FAMILIES
 
     run_dir, outputs, config = synthetic_run
     table = evaluate_run(run_dir, outputs, show_progress=False)
-    old = _write_records_as_before(run_dir, config, table)
+    old = write_records_as_before(run_dir, config, table)
     evaluated = []
     for family in FAMILIES:
         monkeypatch.setattr(type(family), "evaluate", lambda self, saes, state, run, chunk: evaluated.append((self.name, list(chunk.steps))))
