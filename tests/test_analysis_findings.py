@@ -137,3 +137,24 @@ def test_a_later_study_says_whether_its_code_is_the_kept_reports(tmp_path):
 def test_the_study_report_states_its_code_against_the_kept_report(reported):
     """Notebook 05 writes the comparison into REPORT.md (here no kept report was given, and it says so)."""
     assert "no kept report at" in (reported / "REPORT.md").read_text()
+
+
+def test_the_studys_ground_truth_track_is_kept_beside_it_with_its_figures(reported, tmp_path):
+    """The track `make study` ran first is kept with the language model's report, stamped alike, with its figures as PNG
+    (not the HTML pages, which embed plotly.js)."""
+    import shutil
+
+    outputs = tmp_path / "outputs"
+    shutil.copytree(reported, outputs)
+    track = outputs / "ground_truth"
+    (track / "figures").mkdir(parents=True)
+    (track / "summary.json").write_text(json.dumps({"verdicts": []}))
+    (track / "REPORT.md").write_text("# Ground truth: a track\n")
+    (track / "figures" / "ground_truth_mcc.png").write_bytes(b"png")
+    (track / "figures" / "ground_truth_mcc.html").write_text("<html>")
+    stamp = keep_study(outputs, tmp_path / "findings", "make study", _readme(tmp_path))
+    kept = tmp_path / "findings" / "ground_truth"
+    assert stamp["kept"] == [LANGUAGE_MODEL, "ground_truth"]
+    assert (kept / "figures" / "ground_truth_mcc.png").read_bytes() == b"png" and not (kept / "figures" / "ground_truth_mcc.html").exists()
+    assert json.loads((kept / PROVENANCE_FILE).read_text())["commit"] == COMMIT
+    assert (kept / "REPORT.md").read_text().startswith(f"> Kept report: runs made at commit {COMMIT}") and "# Ground truth: a track" in (kept / "REPORT.md").read_text()

@@ -95,6 +95,17 @@ def test_parameters_page_lists_every_parameter_with_a_description():
     assert "| `model.layer` | `int \\| None` | `None` |" in page
 
 
+def test_readme_language_model_findings_are_generated_from_the_kept_report():
+    """README quotes the kept language-model report (docs/findings/language_model, made by `python -m taulib keep` from a
+    finished `make study`) word for word, and the kept report carries its stamp."""
+    from taulib.analysis.findings import readme_block
+
+    kept = DOCS / "findings" / "language_model"
+    assert (kept / "REPORT.md").is_file() and (kept / "provenance.json").is_file()
+    block = readme_block(kept, "docs/findings/language_model/REPORT.md")
+    assert block in README.read_text(), "README's language-model findings differ from the kept report: run `python -m taulib keep`"
+
+
 def test_readme_ground_truth_findings_are_generated_from_the_kept_report():
     """README quotes the kept ground-truth report (docs/findings/ground_truth, made by
     `benchmarks/ground_truth_track.py --keep docs/findings/ground_truth`) word for word."""

@@ -132,6 +132,8 @@ def keep_study(outputs: Path, findings: Path, command: str, readme: Path | None 
         if (track / "summary.json").is_file() and (track / REPORT_FILE).is_file():
             ground_truth = staged / GROUND_TRUTH
             _copy(track, ground_truth, ("summary.json", "track.json"))
+            for figure in sorted((track / "figures").glob("*.png")):  # its figures, as PNG (each HTML page embeds MBs of plotly.js)
+                _copy(figure.parent, ground_truth / "figures", (figure.name,))
             atomic.write_text(ground_truth / REPORT_FILE, header + _kept_markdown(track / REPORT_FILE, ground_truth, {}))
             atomic.write_json(ground_truth / PROVENANCE_FILE, stamp)
             kept.append(GROUND_TRUTH)
