@@ -35,20 +35,20 @@ from taulib.metrics.evaluate import read_ground_truth_recovery  # noqa: E402
 
 def per_arm(outputs: Path) -> pd.DataFrame:
     rows = []
-    for arm in load_study(outputs).runs:
-        final = arm.evaluation.sort_values("step").iloc[-1]
-        recovery = read_ground_truth_recovery(arm.run_dir)
+    for run in load_study(outputs).runs:
+        final = run.evaluation.sort_values("step").iloc[-1]
+        recovery = read_ground_truth_recovery(run.run_dir)
         recovered = recovery[recovery["recovery_step"] >= 0]
         rows.append(
             {
-                "arm": arm.arm,
-                "l0_target": arm.l0_target,
-                "seed": arm.seed,
+                "arm": run.arm,
+                "l0_target": run.l0_target,
+                "seed": run.seed,
                 "final_l0": final["l0"],
                 "recovered": final["gt_recovered_fraction"],
                 "mean_max_cosine": final["gt_mean_max_cosine"],
                 "median_recovery_step": float(np.median(recovered["recovery_step"])) if len(recovered) else np.nan,
-                "steps": arm.config.training.total_steps(),
+                "steps": run.config.training.total_steps(),
             }
         )
     return pd.DataFrame(rows)

@@ -62,7 +62,7 @@ from taulib.plots.widgets import CheckpointBrowser
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.runs))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{run.name} [{run.schedule_label}]" for run in study.runs))
 
 # %% [markdown]
 # ## Every metric against tokens seen
@@ -106,7 +106,7 @@ figures["03_absorption_speed"]
 
 # %%
 formation_settings = FormationSettings()
-latent_records = {arm.name: run_formation(arm, formation_settings) for arm in study.runs}
+latent_records = {run.name: run_formation(run, formation_settings) for run in study.runs}
 figures["03_latent_formation"] = formation_curves(study, latent_records, formation_settings.threshold)
 figures["03_latent_formation"]
 

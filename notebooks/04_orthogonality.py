@@ -53,7 +53,7 @@ from taulib.plots.widgets import CosineBrowser
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
 figures_dir = Path(figures_dir) if figures_dir else Path(outputs_dir) / "figures"
 figures = {}
-print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{arm.name} [{arm.schedule_label}]" for arm in study.runs))
+print(study.slice_label or "one run per arm", "·", "arms:", ", ".join(f"{run.name} [{run.schedule_label}]" for run in study.runs))
 
 # %% [markdown]
 # ## Max decoder cosine against random vectors
@@ -67,7 +67,7 @@ browser.widget
 
 # %%
 final_histograms = cosine_histogram_figure(study)
-draw_cosine_histograms(final_histograms, study, {arm.name: arm.steps[-1] for arm in study.runs}, "max decoder cosine of the final SAEs against random unit vectors")
+draw_cosine_histograms(final_histograms, study, {run.name: run.steps[-1] for run in study.runs}, "max decoder cosine of the final SAEs against random unit vectors")
 figures["04_max_cosine_final"] = final_histograms
 
 # %% [markdown]

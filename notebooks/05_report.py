@@ -80,8 +80,8 @@ settings = MatchedSettings(
     early_position=early_position, fraction=fraction_of_final, current_l0_multiple=current_l0_multiple, absorption_min_k1_f1=absorption_min_k1_f1
 )
 table = run_table(study, settings)
-names = {arm.name: arm.schedule_label for arm in one_per_arm.runs}
-kinds = {arm.name: arm.config.schedule.kind for arm in one_per_arm.runs}
+names = {run.name: run.schedule_label for run in one_per_arm.runs}
+kinds = {run.name: run.config.schedule.kind for run in one_per_arm.runs}
 if headline_arm is None:
     headline_arm = headline_arm_of(one_per_arm.runs, reference_arm)
 floor_partner = lower_bound_partner(study, reference_arm) if reference_arm in names else None

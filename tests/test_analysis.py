@@ -24,7 +24,7 @@ def study(tmp_path_factory):
 # ---------------------------------------------------------------- formation, as notebook 03 shows it
 def test_formation_table_is_the_reports_formation_measures_per_run(study):
     table = formation_table(study)
-    assert list(table.index) == [arm.name for arm in study.runs]
+    assert list(table.index) == [run.name for run in study.runs]
     column = "formation_sae_top_1_accuracy"
     # the synthetic linear arm approaches its final values with a 3× longer time constant; the two
     # cosine arms share one, and a time is a share of the change, so theirs are equal. Their accuracy

@@ -161,12 +161,12 @@ def test_latents_that_never_moved_are_left_out_and_those_never_formed_are_censor
     assert summary["latent_formation_median"] == pytest.approx(0.25)
 
 
-def _write_final_density(arm: Run, density: np.ndarray) -> None:
+def _write_final_density(run: Run, density: np.ndarray) -> None:
     """The evaluation record of the final checkpoint, holding only the per-latent firing density."""
-    folder = arm.run_dir / "evaluation"
+    folder = run.run_dir / "evaluation"
     (folder / "records-k").mkdir(parents=True, exist_ok=True)
     (folder / "evaluation.json").write_text(json.dumps({"key": "k"}))
-    (folder / "records-k" / f"step_{max(arm.steps):07d}.json").write_text(json.dumps({"details": {"latent_density": density.tolist()}}))
+    (folder / "records-k" / f"step_{max(run.steps):07d}.json").write_text(json.dumps({"details": {"latent_density": density.tolist()}}))
 
 
 def test_formation_is_split_by_final_firing_frequency(tmp_path):

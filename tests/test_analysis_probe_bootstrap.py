@@ -79,9 +79,9 @@ def test_a_difference_without_seed_spread_is_tested_against_the_test_sets_error(
     worse = [_arm(tmp_path, f"worse_s{s}", [0.5, 0.5, 0.55, 0.6, 0.65, 0.65, 0.65], seed=s) for s in range(3)]
     study = StudyData(tmp_path, tuple(better + worse))
     settings = MatchedSettings(latent_formation=None)
-    runs = pd.DataFrame([run_row(arm, settings) | {"final_l0": 20.0} for arm in study.runs])
+    runs = pd.DataFrame([run_row(run, settings) | {"final_l0": 20.0} for run in study.runs])
     found = probe_replicates(study, settings, n_resamples=2000)
-    assert set(found) == {arm.name for arm in study.runs}
+    assert set(found) == {run.name for run in study.runs}
     column = "current_sae_top_1_accuracy"
     points = dict(zip(runs["run"], runs[column], strict=True))
     gap = replicated_difference(runs, points, {run: r[column] for run, r in found.items()}, "better", "worse", 20.0, on_frontier=False)

@@ -40,7 +40,7 @@ def test_the_study_knows_its_sweep(sweep):
     assert study.arm_names == list(SWEEP_ARMS)
     assert len(table) == len(SWEEP_ARMS) * len(SWEEP_TARGETS) * len(SWEEP_SEEDS)
     sliced = study.slice(30.0, 1)
-    assert sliced.names == list(SWEEP_ARMS) and all(arm.seed == 1 and arm.l0_target == 30.0 for arm in sliced.runs)
+    assert sliced.names == list(SWEEP_ARMS) and all(run.seed == 1 and run.l0_target == 30.0 for run in sliced.runs)
     # the floor pair is found although the calibrated λ differ
     assert [(low.name, high.name) for low, high in lower_bound_pairs(sliced)] == [("tightened", "higher_floor")]
 

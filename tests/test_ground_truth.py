@@ -253,7 +253,7 @@ def test_the_report_gives_the_ground_truth_verdict_beside_the_language_models(tm
     language = write_synthetic_sweep(tmp_path / "language")
     study = load_study(language)
     table = run_table(study)
-    names = {arm.name: arm.schedule_label for arm in study.one_run_per_arm().runs}
+    names = {run.name: run.schedule_label for run in study.one_run_per_arm().runs}
     report = build_report(table, "tightened", lower_bound_partner(study, "tightened"), "baseline", names)
     assert not [claim for claim in report.claims if claim.question == "ground_truth"]
     assert ground_truth_report(tmp_path / "none", "tightened") is None

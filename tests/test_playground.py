@@ -103,7 +103,7 @@ def test_each_arm_is_shown_at_its_run_nearest_the_playground_runs_final_l0(tiny_
     run = world_runs.train_on_world(world_runs.playground_settings({"target_l0": 4.0} | SMALL), design)
     found = comparison.nearest_arm_runs(tiny_track, run)
     study_arms = [arm["name"] for arm in world_runs.read_track_record(tiny_track)["arms"] if arm["role"] == "study"]
-    assert [arm.arm for arm in found.runs] == study_arms
+    assert [run.arm for run in found.runs] == study_arms
     for arm in found.runs:  # brute force over every record of that arm, replicate and budget
         records = [atomic.read_json(p) for p in (tiny_track / "runs" / "w0_s0" / arm.arm).glob("*b8192_*.json")]
         best = min(records, key=lambda r: abs(math.log(r["summary"]["final_l0"] / run.final_l0)))

@@ -108,7 +108,7 @@ def at_current_l0(tokens: np.ndarray, l0: np.ndarray, values: np.ndarray, level:
     return float(tokens[j - 1] + weight * (tokens[j] - tokens[j - 1])), float(values[j - 1] + weight * (values[j] - values[j - 1]))
 
 
-def formed_letter_absorption(arm: Run, min_k1_f1: float, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> tuple[list[str], np.ndarray]:
+def formed_letter_absorption(run: Run, min_k1_f1: float, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> tuple[list[str], np.ndarray]:
     """The letters whose best single latent detects them with k=1 F1 ≥ `min_k1_f1` at the final
     checkpoint (and whose ground-truth probe passes, as in the absorption metric), and the absorption
     fraction averaged over those letters at every checkpoint, in step order.
@@ -116,10 +116,10 @@ def formed_letter_absorption(arm: Run, min_k1_f1: float, min_probe_f1: float = A
     Absorption is about a letter's latent failing to fire where another absorbs it; where no latent
     detects the letter there is nothing to absorb, and a mean over such letters measures noise.
     ([], all-NaN) when no letter qualifies or the run has no absorption details."""
-    steps = sorted(arm.steps)
+    steps = sorted(run.steps)
     empty: tuple[list[str], np.ndarray] = ([], np.full(len(steps), np.nan))
     try:
-        details = [arm.details(step).get("absorption_letters") for step in steps]
+        details = [run.details(step).get("absorption_letters") for step in steps]
     except FileNotFoundError:
         return empty
     if not steps or not details[-1]:

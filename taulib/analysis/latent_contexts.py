@@ -162,20 +162,20 @@ def window_activations(sae: SparseAutoencoder, rows: Any, top_rows: torch.Tensor
 # ----------------------------------------------------------------------------- the store of a run
 
 
-def _checkpoint_folder(arm: Run, step: int) -> Path:
-    return arm.run_dir / "checkpoints" / f"step_{step:07d}"
+def _checkpoint_folder(run: Run, step: int) -> Path:
+    return run.run_dir / "checkpoints" / f"step_{step:07d}"
 
 
-def _heldout(arm: Run, outputs_root: Path, layer: int) -> tuple[ActivationSet, Any]:
-    spec = activation_spec(arm.config, "heldout", layer)
+def _heldout(run: Run, outputs_root: Path, layer: int) -> tuple[ActivationSet, Any]:
+    spec = activation_spec(run.config, "heldout", layer)
     folder = cache_folder(outputs_root, spec)
     return load_cache(folder, spec, verify_checksums=False), spec
 
 
-def store_folder(arm: Run, settings: ContextSettings, heldout_key: str) -> Path:
-    payload = {"format": STORE_FORMAT, "run": arm.config.fingerprint(), "steps": sorted(arm.steps), "heldout": heldout_key, "settings": settings.model_dump()}
+def store_folder(run: Run, settings: ContextSettings, heldout_key: str) -> Path:
+    payload = {"format": STORE_FORMAT, "run": run.config.fingerprint(), "steps": sorted(run.steps), "heldout": heldout_key, "settings": settings.model_dump()}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    return arm.run_dir / "latent_contexts" / key
+    return run.run_dir / "latent_contexts" / key
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -194,9 +194,9 @@ def synthetic_token_strings(ids: list[int]) -> list[str]:
     return ["no feature" if i < 0 else f"feature {i}" for i in ids]
 
 
-def model_token_strings(arm: Run) -> Callable[[list[int]], list[str]]:
+def model_token_strings(run: Run) -> Callable[[list[int]], list[str]]:
     """The run's tokenizer (only the tokenizer: no model weights are loaded); the synthetic model's feature names."""
-    return token_strings_of(arm.config.model)
+    return token_strings_of(run.config.model)
 
 
 def token_strings_of(model: ModelConfig) -> Callable[[list[int]], list[str]]:
@@ -209,7 +209,7 @@ def token_strings_of(model: ModelConfig) -> Callable[[list[int]], list[str]]:
 
 
 def build_contexts(
-    arm: Run,
+    run: Run,
     outputs_root: str | Path,
     settings: ContextSettings | None = None,
     token_strings: Callable[[list[int]], list[str]] | None = None,
@@ -223,33 +223,33 @@ def build_contexts(
     formation = formation or FormationSettings(method=settings.method)
     if formation.method != settings.method:
         raise ValueError(f"the store matches latents with {settings.method!r} but formation was measured with {formation.method!r}")
-    steps = sorted(arm.steps)
-    missing = [step for step in steps if not (_checkpoint_folder(arm, step) / "sae.safetensors").is_file()]
+    steps = sorted(run.steps)
+    missing = [step for step in steps if not (_checkpoint_folder(run, step) / "sae.safetensors").is_file()]
     if missing:
-        raise ContextStoreError(f"{arm.run_dir}: no saved SAE for checkpoint(s) {missing[:5]}; the context store needs every evaluated checkpoint")
-    final_sae, final_meta = load_sae(_checkpoint_folder(arm, steps[-1]))
-    heldout, spec = _heldout(arm, Path(outputs_root), final_meta.layer)
-    folder = store_folder(arm, settings, spec.key())
+        raise ContextStoreError(f"{run.run_dir}: no saved SAE for checkpoint(s) {missing[:5]}; the context store needs every evaluated checkpoint")
+    final_sae, final_meta = load_sae(_checkpoint_folder(run, steps[-1]))
+    heldout, spec = _heldout(run, Path(outputs_root), final_meta.layer)
+    folder = store_folder(run, settings, spec.key())
     if (folder / "manifest.json").is_file():
         return folder
     if heldout.d_model != final_meta.d_in:
-        raise ContextStoreError(f"{arm.run_dir}: held-out activations of width {heldout.d_model}, the SAE reads {final_meta.d_in}")
+        raise ContextStoreError(f"{run.run_dir}: held-out activations of width {heldout.d_model}, the SAE reads {final_meta.d_in}")
     folder.mkdir(parents=True, exist_ok=True)
     atomic.remove_stale_temporaries(folder)
     n = min(heldout.n_tokens, settings.max_tokens or heldout.n_tokens)
     # the cache drops each sequence's BOS; the synthetic model's samples are independent: no context around them
-    sequence_length = 1 if arm.config.model.is_synthetic else spec.context_length - 1
+    sequence_length = 1 if run.config.model.is_synthetic else spec.context_length - 1
     token_ids = heldout.token_ids[:n].numpy().astype(np.int32)
     if not (folder / "vocabulary.json").is_file():
         unique = sorted(set(token_ids.tolist()))
-        strings = (token_strings or model_token_strings(arm))(unique)
+        strings = (token_strings or model_token_strings(run))(unique)
         atomic.write_json(folder / "vocabulary.json", dict(zip(map(str, unique), strings, strict=True)))
     _write_npz(folder / "tokens.npz", {"token_ids": token_ids})
 
     partners, cosines, own = [], [], []
-    bar = progress_bar(total=len(steps), desc=f"latent contexts {arm.name}", unit="checkpoint", disable=not show_progress)
+    bar = progress_bar(total=len(steps), desc=f"latent contexts {run.name}", unit="checkpoint", disable=not show_progress)
     for step in steps:
-        sae, meta = (final_sae, final_meta) if step == steps[-1] else load_sae(_checkpoint_folder(arm, step))
+        sae, meta = (final_sae, final_meta) if step == steps[-1] else load_sae(_checkpoint_folder(run, step))
         partner, cosine = match_latents(final_sae.W_dec, sae.W_dec, settings.method)
         partners.append(partner)
         cosines.append(cosine)
@@ -268,11 +268,11 @@ def build_contexts(
             "index_cosine": np.stack(own, axis=1).astype(np.float32),
         },
     )
-    record = run_formation(arm, formation)
-    tokens = dict(zip(arm.evaluation["step"].astype(int), arm.evaluation["tokens"].astype(float), strict=True))
+    record = run_formation(run, formation)
+    tokens = dict(zip(run.evaluation["step"].astype(int), run.evaluation["tokens"].astype(float), strict=True))
     manifest = {
         "format": STORE_FORMAT,
-        "run": arm.name,
+        "run": run.name,
         "settings": settings.model_dump(),
         "formation_threshold": formation.threshold,
         "steps": steps,
@@ -417,10 +417,10 @@ class LatentContexts:
         }
 
 
-def matched_across_seeds(arm: Run, others: list[Run], threshold: float = 0.9, method: MatchMethod = "hungarian") -> list[int]:
+def matched_across_seeds(run: Run, others: list[Run], threshold: float = 0.9, method: MatchMethod = "hungarian") -> list[int]:
     """Final latents of `arm` whose decoder direction every other seed's final SAE also has (matched
     cosine ≥ threshold), most consistent first: the features the seeds agree on."""
-    final = load_sae(_checkpoint_folder(arm, max(arm.steps)))[0].W_dec
+    final = load_sae(_checkpoint_folder(run, max(run.steps)))[0].W_dec
     worst = np.ones(final.shape[0])
     for other in others:
         worst = np.minimum(worst, match_latents(final, load_sae(_checkpoint_folder(other, max(other.steps)))[0].W_dec, method)[1])
@@ -428,11 +428,11 @@ def matched_across_seeds(arm: Run, others: list[Run], threshold: float = 0.9, me
     return kept[np.argsort(-worst[kept], kind="stable")].tolist()
 
 
-def other_seeds(full: StudyData, arm: Run) -> list[Run]:
+def other_seeds(full: StudyData, run: Run) -> list[Run]:
     """The runs of a sweep that differ from `arm` only in their seed (none outside a sweep)."""
-    if arm.l0_target is None:
+    if run.l0_target is None:
         return []
-    return [other for other in full.runs if other.arm == arm.arm and other.l0_target == arm.l0_target and other.seed != arm.seed]
+    return [other for other in full.runs if other.arm == run.arm and other.l0_target == run.l0_target and other.seed != run.seed]
 
 
 def study_contexts(
@@ -441,15 +441,15 @@ def study_contexts(
     """Every run's store (built where missing), the lists of latents matched across its seeds (from
     `full`, the whole sweep), and why a run has no store (its checkpoints are not on disk)."""
     stores, lists, skipped = {}, {}, {}
-    for arm in study.runs:
+    for run in study.runs:
         try:
-            stores[arm.name] = LatentContexts(build_contexts(arm, outputs_root, settings))
+            stores[run.name] = LatentContexts(build_contexts(run, outputs_root, settings))
         except ContextStoreError as error:
-            skipped[arm.name] = str(error)
+            skipped[run.name] = str(error)
             continue
-        seeds = other_seeds(full, arm) if full is not None else []
+        seeds = other_seeds(full, run) if full is not None else []
         if seeds and all((_checkpoint_folder(other, max(other.steps)) / "sae.safetensors").is_file() for other in seeds):
-            lists[arm.name] = {"matched across seeds": matched_across_seeds(arm, seeds, method=stores[arm.name].settings.method)[:n]}
+            lists[run.name] = {"matched across seeds": matched_across_seeds(run, seeds, method=stores[run.name].settings.method)[:n]}
     return stores, lists, skipped
 
 

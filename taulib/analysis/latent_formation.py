@@ -43,28 +43,28 @@ class FormationSettings:
     method: MatchMethod = "hungarian"  # "max": nearest direction, faster and not one-to-one (for very wide SAEs)
 
 
-def _decoders(arm: Run, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
+def _decoders(run: Run, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
     """The decoder of every checkpoint (or of the steps in `only`), in step order; None if one is missing."""
-    steps = sorted(step for step in arm.steps if only is None or step in only)
-    folders = [arm.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
+    steps = sorted(step for step in run.steps if only is None or step in only)
+    folders = [run.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
     if not all((folder / "sae.safetensors").is_file() for folder in folders):
         return None
     return steps, [load_sae(folder)[0].W_dec for folder in folders]
 
 
-def _cache_path(arm: Run, settings: FormationSettings) -> Path:
-    fields = {"run": arm.config.fingerprint(), "steps": sorted(arm.steps), "version": RECORD_VERSION, **asdict(settings)}
+def _cache_path(run: Run, settings: FormationSettings) -> Path:
+    fields = {"run": run.config.fingerprint(), "steps": sorted(run.steps), "version": RECORD_VERSION, **asdict(settings)}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-    return arm.run_dir / "evaluation" / f"latent_formation-{key}.json"
+    return run.run_dir / "evaluation" / f"latent_formation-{key}.json"
 
 
-def run_formation(arm: Run, settings: FormationSettings | None = None) -> dict[str, Any] | None:
+def run_formation(run: Run, settings: FormationSettings | None = None) -> dict[str, Any] | None:
     """The run's per-latent formation record (cached); None when its checkpoints are not on disk."""
     settings = settings or FormationSettings()
-    path = _cache_path(arm, settings)
+    path = _cache_path(run, settings)
     if path.is_file():
         return atomic.read_json(path)
-    loaded = _decoders(arm)
+    loaded = _decoders(run)
     if loaded is None:
         return None
     steps, decoders = loaded
@@ -74,14 +74,14 @@ def run_formation(arm: Run, settings: FormationSettings | None = None) -> dict[s
     # gets no gradient, so it "forms" when it dies) and moved away from where it started (a latent
     # dead from the start keeps its initial direction and would read as formed at step 0)
     try:
-        density = arm.details(steps[-1]).get("latent_density")
+        density = run.details(steps[-1]).get("latent_density")
     except FileNotFoundError:
         density = None
     alive = np.asarray(density) > 0 if density is not None else np.ones(len(formed), dtype=bool)
     moved = matched[:, 0] < settings.threshold
     n, d = decoders[-1].shape
     null = random_matched_cosines(n, d, settings.method)
-    tokens = dict(zip(arm.evaluation["step"].astype(int), arm.evaluation["tokens"].astype(float), strict=True))
+    tokens = dict(zip(run.evaluation["step"].astype(int), run.evaluation["tokens"].astype(float), strict=True))
     record = {
         "settings": asdict(settings),
         "steps": steps,
@@ -218,7 +218,7 @@ def stability_over_training(study: StudyData, l0_target: float | None, method: M
     outside a sweep), long format with `arm` and `position` (share of training) columns."""
     frames = []
     for arm_name in study.arm_names:
-        runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == l0_target]
+        runs = [run for run in study.runs if run.arm == arm_name and run.l0_target == l0_target]
         table = seed_stability(runs, method)
         if table.empty:
             continue
@@ -313,9 +313,9 @@ def stability_comparisons(study: StudyData, reference: str, method: MatchMethod 
     cache: dict = {}
     comparisons = []
     for target in study.l0_targets:
-        reference_runs = [arm for arm in study.runs if arm.arm == reference and arm.l0_target == target]
+        reference_runs = [run for run in study.runs if run.arm == reference and run.l0_target == target]
         for arm_name in study.arm_names:
-            runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == target]
+            runs = [run for run in study.runs if run.arm == arm_name and run.l0_target == target]
             if arm_name == reference or not runs or not reference_runs:
                 continue
             comparison = compare_stability(runs, reference_runs, method, cache)
@@ -333,8 +333,8 @@ def stability_table(study: StudyData, names: dict[str, str] | None = None, metho
     for arm_name in study.arm_names:
         cells = {}
         for target in study.l0_targets:
-            runs = [arm for arm in study.runs if arm.arm == arm_name and arm.l0_target == target]
-            table = seed_stability(runs, method, steps={max(arm.steps) for arm in runs})  # the final checkpoint only
+            runs = [run for run in study.runs if run.arm == arm_name and run.l0_target == target]
+            table = seed_stability(runs, method, steps={max(run.steps) for run in runs})  # the final checkpoint only
             if table.empty:
                 cells[f"L0 = {target:g}"] = "–"
                 continue

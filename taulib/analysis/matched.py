@@ -84,38 +84,38 @@ class MatchedSettings:
     latent_formation: FormationSettings | None = FormationSettings()  # None: skip per-latent formation (reads every checkpoint)
 
 
-def _value(arm: Run, step: int, column: str) -> float:
-    table = arm.evaluation
+def _value(run: Run, step: int, column: str) -> float:
+    table = run.evaluation
     if column not in table:
         return math.nan
     return float(table.loc[table["step"] == step, column].iloc[0])
 
 
-def warmup_end_tokens(arm: Run) -> float:
+def warmup_end_tokens(run: Run) -> float:
     """Tokens at the end of the learning-rate warm-up, or of an L1 warm-up's ramp if longer."""
-    training = arm.config.training
+    training = run.config.training
     total = training.total_steps()
     steps = warmup_steps(total, training)
-    if arm.config.schedule.spec.coefficient_ramp:
-        steps = max(steps, int(arm.config.schedule.anneal_fraction * total))
+    if run.config.schedule.spec.coefficient_ramp:
+        steps = max(steps, int(run.config.schedule.anneal_fraction * total))
     return float(steps * training.batch_size)
 
 
-def run_row(arm: Run, settings: MatchedSettings) -> dict[str, float | str | int]:
-    table = arm.evaluation.sort_values("step")
+def run_row(run: Run, settings: MatchedSettings) -> dict[str, float | str | int]:
+    table = run.evaluation.sort_values("step")
     tokens = table["tokens"].to_numpy(dtype=float)
     total = float(tokens.max())
-    final_step, early_step = int(table["step"].iloc[-1]), checkpoint_at_position(arm, settings.early_position)
-    trajectory = tau_trajectory_summary(arm)
-    after = tokens[tokens >= warmup_end_tokens(arm)]
+    final_step, early_step = int(table["step"].iloc[-1]), checkpoint_at_position(run, settings.early_position)
+    trajectory = tau_trajectory_summary(run)
+    after = tokens[tokens >= warmup_end_tokens(run)]
     start = float(after[0]) if len(after) else total  # the first post-warm-up checkpoint
     row: dict[str, float | str | int] = {
-        "run": arm.name,
-        "arm": arm.arm,
-        "l0_target": arm.l0_target if arm.l0_target is not None else math.nan,
-        "seed": arm.seed,
-        "l1_coefficient": arm.config.training.l1_coefficient,
-        "width": arm.config.sae.width,
+        "run": run.name,
+        "arm": run.arm,
+        "l0_target": run.l0_target if run.l0_target is not None else math.nan,
+        "seed": run.seed,
+        "l1_coefficient": run.config.training.l1_coefficient,
+        "width": run.config.sae.width,
         "total_tokens": total,
         "early_step": early_step,
         "early_position": float(table.loc[table["step"] == early_step, "tokens"].iloc[0]) / total,
@@ -127,10 +127,10 @@ def run_row(arm: Run, settings: MatchedSettings) -> dict[str, float | str | int]
     }
     columns = {m.column for m in (*PARETO_METRICS, *FORMATION_METRICS, *ORTHOGONALITY_METRICS)} | {"l0", settings.absorption_metric, *ORTHOGONALITY_CONTEXT}
     for column in sorted(columns):
-        row[f"final_{column}"] = _value(arm, final_step, column)
-        row[f"early_{column}"] = _value(arm, early_step, column)
+        row[f"final_{column}"] = _value(run, final_step, column)
+        row[f"early_{column}"] = _value(run, early_step, column)
     l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
-    level = settings.current_l0_multiple * arm.l0_target if arm.l0_target is not None else math.nan
+    level = settings.current_l0_multiple * run.l0_target if run.l0_target is not None else math.nan
     row["current_l0_level"] = level
     # when the run's current L0 first falls through the level, from L0 alone (the same for every metric)
     row["current_l0_position"] = at_current_l0(tokens, l0, l0, level, start_tokens=start)[0] / total
@@ -141,9 +141,9 @@ def run_row(arm: Run, settings: MatchedSettings) -> dict[str, float | str | int]
         row[f"formation_{metric.column}"] = formed / total
         row[f"formation_{metric.column}{CENSORED_SUFFIX}"] = float(formation_censored(tokens, values, start, formed))
         row[f"current_{metric.column}"] = at_current_l0(tokens, l0, values, level, start_tokens=start)[1]
-    letters, formed_absorption = formed_letter_absorption(arm, settings.absorption_min_k1_f1)
+    letters, formed_absorption = formed_letter_absorption(run, settings.absorption_min_k1_f1)
     # absorption evaluated at the final checkpoint only (evaluation.absorption.checkpoints): its level, no speed to read
-    final_only = "absorption" in arm.config.evaluated_families() and arm.config.evaluation.absorption.checkpoints == "final"
+    final_only = "absorption" in run.config.evaluated_families() and run.config.evaluation.absorption.checkpoints == "final"
     speed_measured = not final_only
     timed = bool(letters) and speed_measured
     settling = formation_time(tokens, formed_absorption, start, -1, settings.fraction, settings.absorption_min_change) if timed else math.nan
@@ -153,11 +153,11 @@ def run_row(arm: Run, settings: MatchedSettings) -> dict[str, float | str | int]
     row[f"absorption_settling{CENSORED_SUFFIX}"] = float(formation_censored(tokens, formed_absorption, start, settling)) if timed else math.nan
     row["absorption_settles"] = bool(math.isfinite(settling) and settling < total)
     if settings.latent_formation is not None:
-        row |= formation_summary(run_formation(arm, settings.latent_formation), start)
+        row |= formation_summary(run_formation(run, settings.latent_formation), start)
     if "gt_recovered_fraction" in table:
         for metric in GROUND_TRUTH_METRICS:
-            row[f"final_{metric.column}"] = _value(arm, final_step, metric.column)
-        recovery = read_ground_truth_recovery(arm.run_dir)
+            row[f"final_{metric.column}"] = _value(run, final_step, metric.column)
+        recovery = read_ground_truth_recovery(run.run_dir)
         shares = np.where(recovery["recovery_tokens"] >= 0, recovery["recovery_tokens"] / total, 1.0)
         row["gt_recovery_median"] = float(np.median(shares))
         row[f"gt_recovery_median{CENSORED_SUFFIX}"] = float(median_is_censored(recovery["recovery_tokens"] < 0))
@@ -172,7 +172,7 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
         )
     settings = settings or MatchedSettings()
     study.check_one_code_version()
-    return pd.DataFrame([run_row(arm, settings) for arm in study.runs])
+    return pd.DataFrame([run_row(run, settings) for run in study.runs])
 
 
 FORMATION_COLUMNS = (
@@ -197,7 +197,7 @@ def formation_table(study: StudyData, settings: MatchedSettings | None = None) -
     of training — a sweep's or a single study's runs (without an L0 target the current-L0 columns are NaN).
     Per-latent formation is left out unless `settings.latent_formation` asks for it (it reads every checkpoint)."""
     settings = settings or MatchedSettings(latent_formation=None)
-    return pd.DataFrame([run_row(arm, settings) for arm in study.runs]).set_index("run")[list(FORMATION_COLUMNS)]
+    return pd.DataFrame([run_row(run, settings) for run in study.runs]).set_index("run")[list(FORMATION_COLUMNS)]
 
 
 def lower_bound_partner(study: StudyData, arm_name: str) -> str | None:

@@ -20,15 +20,15 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Run, Run]]:
     lower floor first. Everything else about the runs (λ, width, tokens, seed…) must match too; in
     a sweep, λ may differ (it was calibrated) but the L0 target must match."""
 
-    def without_floor(arm: Run) -> str:
-        update = {"run_name": "-", "description": "", "sweep": None, "schedule": arm.config.schedule.model_copy(update={"tau_final": 0.0})}
-        if arm.l0_target is not None:  # sweep runs at one L0 target: λ was calibrated to match sparsity, it differs by design
-            update["training"] = arm.config.training.model_copy(update={"l1_coefficient": 0.0})
-        config = arm.config.model_copy(update=update)
-        return config.model_dump_json(exclude={"evaluation"}) + f"|{arm.l0_target}"
+    def without_floor(run: Run) -> str:
+        update = {"run_name": "-", "description": "", "sweep": None, "schedule": run.config.schedule.model_copy(update={"tau_final": 0.0})}
+        if run.l0_target is not None:  # sweep runs at one L0 target: λ was calibrated to match sparsity, it differs by design
+            update["training"] = run.config.training.model_copy(update={"l1_coefficient": 0.0})
+        config = run.config.model_copy(update=update)
+        return config.model_dump_json(exclude={"evaluation"}) + f"|{run.l0_target}"
 
     pairs = []
-    annealed = [arm for arm in study.runs if arm.config.schedule.spec.annealed]
+    annealed = [run for run in study.runs if run.config.schedule.spec.annealed]
     keys = [without_floor(arm) for arm in annealed]  # once per run: a whole sweep is searched
     for i, first in enumerate(annealed):
         for j in range(i + 1, len(annealed)):
@@ -39,13 +39,13 @@ def lower_bound_pairs(study: StudyData) -> list[tuple[Run, Run]]:
     return pairs
 
 
-def tau_trajectory_summary(arm: Run) -> dict[str, float]:
+def tau_trajectory_summary(run: Run) -> dict[str, float]:
     """Numbers that place an arm's τ(t) on one axis: start, floor, and what the SAE felt on average.
 
     `mean_l1_coefficient` is λ/τ averaged over the logged steps (the total penalty dose); the
     late mean covers the last 20% of training, where the final sparsity is set.
     """
-    log = arm.training.sort_values("step")
+    log = run.training.sort_values("step")
     coefficient = log["l1_coefficient_effective"].to_numpy(dtype=float)
     late = log["step"].to_numpy() >= 0.8 * log["step"].max()
     return {
@@ -63,9 +63,9 @@ def trajectory_vs_outcome(study: StudyData, outcomes: dict[str, str] | None = No
     outcomes = OUTCOME_METRICS if outcomes is None else outcomes
     final = study.final()
     rows = []
-    for arm in study.runs:
-        row = {"arm": arm.name, "schedule": arm.schedule_label, **tau_trajectory_summary(arm)}
-        row |= {column: float(final.loc[arm.name, column]) for column in outcomes if column in final}
+    for run in study.runs:
+        row = {"arm": run.name, "schedule": run.schedule_label, **tau_trajectory_summary(run)}
+        row |= {column: float(final.loc[run.name, column]) for column in outcomes if column in final}
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")
 
@@ -74,13 +74,13 @@ def near_duplicates_over_training(study: StudyData) -> pd.DataFrame:
     """Long table, one row per (arm, checkpoint): near-duplicate pair and latent counts (cos > the
     evaluation's threshold), the same count for random unit vectors, and the mean max cosine."""
     frames = []
-    for arm in study.runs:
-        table, width = arm.evaluation, arm.config.sae.width
+    for run in study.runs:
+        table, width = run.evaluation, run.config.sae.width
         n_pairs = width * (width - 1) // 2
         frames.append(
             pd.DataFrame(
                 {
-                    "arm": arm.name,
+                    "arm": run.name,
                     "step": table["step"],
                     "tokens": table["tokens"],
                     # the records hold fractions; counts are exact multiples of them
@@ -95,7 +95,7 @@ def near_duplicates_over_training(study: StudyData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def checkpoint_at_position(arm: Run, position: float) -> int:
+def checkpoint_at_position(run: Run, position: float) -> int:
     """The arm's checkpoint step nearest a training progress in [0, 1] (arms of different lengths share a slider)."""
-    steps = np.asarray(arm.steps, dtype=float)
+    steps = np.asarray(run.steps, dtype=float)
     return int(steps[np.argmin(np.abs(steps / steps.max() - position))])

@@ -25,13 +25,13 @@ PROBE_METHOD = "paired t + probing test-set bootstrap"
 PROBE_ERROR_COLUMNS = ("formation_sae_top_1_accuracy", "current_sae_top_1_accuracy")
 
 
-def _correct_per_checkpoint(arm: Run) -> list[dict[tuple[str, str], np.ndarray]] | None:
+def _correct_per_checkpoint(run: Run) -> list[dict[tuple[str, str], np.ndarray]] | None:
     """Per checkpoint (step order): each binary task's per-test-example correctness of the top-1
     probe; None when a checkpoint's record does not hold it (evaluated before it was recorded)."""
     curves = []
-    for step in sorted(arm.steps):
+    for step in sorted(run.steps):
         try:
-            rows = arm.details(step).get("probing_tasks") or []
+            rows = run.details(step).get("probing_tasks") or []
         except FileNotFoundError:
             return None
         if not rows or any("top_1_correct" not in row for row in rows):
@@ -54,19 +54,19 @@ def accuracy_replicates(correct: dict[tuple[str, str], np.ndarray], draws: dict[
     return np.mean([np.mean(values, axis=0) for values in by_task.values()], axis=0)
 
 
-def run_probe_replicates(arm: Run, settings: MatchedSettings, draws: dict[tuple[str, str], np.ndarray]) -> dict[str, np.ndarray] | None:
+def run_probe_replicates(run: Run, settings: MatchedSettings, draws: dict[tuple[str, str], np.ndarray]) -> dict[str, np.ndarray] | None:
     """The run's probing endpoints (PROBE_ERROR_COLUMNS) under every replicate of the test set."""
-    curves = _correct_per_checkpoint(arm)
+    curves = _correct_per_checkpoint(run)
     if curves is None or any({key: len(hits) for key, hits in curve.items()} != {key: d.shape[1] for key, d in draws.items()} for curve in curves):
         return None  # not recorded, or scored on other test sets than the draws
-    table = arm.evaluation.sort_values("step")
+    table = run.evaluation.sort_values("step")
     tokens = table["tokens"].to_numpy(dtype=float)
     total = float(tokens.max())
-    after = tokens[tokens >= warmup_end_tokens(arm)]
+    after = tokens[tokens >= warmup_end_tokens(run)]
     start = float(after[0]) if len(after) else total
     accuracy = np.stack([accuracy_replicates(curve, draws) for curve in curves], axis=1)  # replicates × checkpoints
     l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
-    level = settings.current_l0_multiple * arm.l0_target if arm.l0_target is not None else math.nan
+    level = settings.current_l0_multiple * run.l0_target if run.l0_target is not None else math.nan
     return {
         "formation_sae_top_1_accuracy": np.array([formation_time(tokens, curve, start, 1, settings.fraction, settings.formation_min_change) for curve in accuracy])
         / total,
@@ -79,8 +79,8 @@ def probe_replicates(study: StudyData, settings: MatchedSettings | None = None, 
     evaluated without per-example records (or on other test sets) are left out."""
     settings = settings or MatchedSettings(latent_formation=None)
     sizes: dict[tuple[str, str], int] | None = None
-    for arm in study.runs:
-        curves = _correct_per_checkpoint(arm)
+    for run in study.runs:
+        curves = _correct_per_checkpoint(run)
         if curves:
             sizes = {key: len(hits) for key, hits in curves[-1].items()}
             break
@@ -88,8 +88,8 @@ def probe_replicates(study: StudyData, settings: MatchedSettings | None = None, 
         return {}
     draws = resample_test_sets(sizes, n_resamples, seed)
     found = {}
-    for arm in study.runs:
-        replicates = run_probe_replicates(arm, settings, draws)
+    for run in study.runs:
+        replicates = run_probe_replicates(run, settings, draws)
         if replicates is not None:
-            found[arm.name] = replicates
+            found[run.name] = replicates
     return found

@@ -132,11 +132,11 @@ def ce_score_difference(
 def final_sequence_losses(study: StudyData) -> dict[str, SequenceLosses]:
     """Each run's per-sequence losses at its final checkpoint, where recorded."""
     found = {}
-    for arm in study.runs:
+    for run in study.runs:
         try:
-            record = arm.details(max(arm.steps)).get("ce_per_sequence")
+            record = run.details(max(run.steps)).get("ce_per_sequence")
         except FileNotFoundError:
             continue
         if record:
-            found[arm.name] = SequenceLosses.from_lists(record)
+            found[run.name] = SequenceLosses.from_lists(record)
     return found

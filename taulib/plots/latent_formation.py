@@ -24,8 +24,8 @@ def formation_curves(study: StudyData, records: dict[str, dict[str, Any] | None]
     styles = arm_styles(study.runs)
     figure = go.Figure()
     nulls = []
-    for arm in study.runs:
-        record = records.get(arm.name)
+    for run in study.runs:
+        record = records.get(run.name)
         if record is None:
             continue
         tokens = np.asarray(record["tokens"], dtype=float)
@@ -34,7 +34,7 @@ def formation_curves(study: StudyData, records: dict[str, dict[str, Any] | None]
             continue
         positions = tokens / tokens[-1]
         shares = [(formed[considered] <= position).mean() for position in positions]
-        figure.add_trace(go.Scatter(x=positions, y=shares, mode="lines+markers", line=line(styles[arm.name]) | {"shape": "hv"}, name=arm.name))
+        figure.add_trace(go.Scatter(x=positions, y=shares, mode="lines+markers", line=line(styles[run.name]) | {"shape": "hv"}, name=run.name))
         nulls.append(record["random_share_at_threshold"])
     if nulls:
         figure.add_hline(y=float(np.mean(nulls)), line={"dash": "dot", "color": "grey"}, annotation_text="random dictionaries")
@@ -48,7 +48,7 @@ def stability_figure(study: StudyData, table: pd.DataFrame) -> go.Figure:
     the PW-MCC between its seeds' dictionaries and the share of latents matched at cos ≥ each
     threshold, mean over seed pairs, with random dictionaries of the same shape dotted."""
     styles = arm_styles(study.runs)
-    by_arm = {arm.arm: styles[arm.name] for arm in study.runs}  # the table's rows are arms, the study's may be runs
+    by_arm = {run.arm: styles[run.name] for run in study.runs}  # the table's rows are arms, the study's may be runs
     titles = ["PW-MCC (mean matched cosine)", *[f"share matched at cos ≥ {t:g}" for t in STABILITY_THRESHOLDS]]
     figure = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
     columns = ["pw_mcc", *[f"share_matched_{t:g}" for t in STABILITY_THRESHOLDS]]

@@ -21,12 +21,12 @@ def near_duplicates_figure(study: StudyData, table: pd.DataFrame) -> go.Figure:
     """Near-duplicate latents and the mean max cosine over training, each arm against its random baseline."""
     styles = arm_styles(study.runs)
     figure = make_subplots(rows=1, cols=2, subplot_titles=["near-duplicate latents (cos > threshold with another)", label("mean_max_cosine")])
-    for arm in study.runs:
-        rows = table[(table["arm"] == arm.name) & (table["tokens"] > 0)]
-        style = styles[arm.name]
-        common = {"legendgroup": arm.name, "mode": "lines+markers", "line": line(style), "marker": marker(style, 5)}
-        figure.add_trace(go.Scatter(x=rows["tokens"], y=rows["near_duplicate_latents"], name=arm.name, **common), row=1, col=1)
-        figure.add_trace(go.Scatter(x=rows["tokens"], y=rows["mean_max_cosine"], name=arm.name, showlegend=False, **common), row=1, col=2)
+    for run in study.runs:
+        rows = table[(table["arm"] == run.name) & (table["tokens"] > 0)]
+        style = styles[run.name]
+        common = {"legendgroup": run.name, "mode": "lines+markers", "line": line(style), "marker": marker(style, 5)}
+        figure.add_trace(go.Scatter(x=rows["tokens"], y=rows["near_duplicate_latents"], name=run.name, **common), row=1, col=1)
+        figure.add_trace(go.Scatter(x=rows["tokens"], y=rows["mean_max_cosine"], name=run.name, showlegend=False, **common), row=1, col=2)
     baseline = table[table["tokens"] > 0].groupby("tokens")["random_mean_max_cosine"].mean()
     figure.add_trace(
         go.Scatter(x=baseline.index, y=baseline.values, name="random unit vectors", mode="lines", line={"color": "grey", "dash": "dot"}), row=1, col=2

@@ -80,16 +80,16 @@ def draw_checkpoint_state(figure: go.Figure, details: dict[str, Any], title: str
         figure.layout.title.text = title
 
 
-def draw_arm_checkpoint(figure: go.Figure, arm: Run, step: int) -> None:
+def draw_arm_checkpoint(figure: go.Figure, run: Run, step: int) -> None:
     """Draw one arm's checkpoint into a checkpoint_state_figure, titled with its step, tokens and τ."""
-    entry = arm.evaluation.set_index("step").loc[step].to_dict()
-    draw_checkpoint_state(figure, arm.details(step), f"{arm.name}: {checkpoint_label({**entry, 'step': step})}")
+    entry = run.evaluation.set_index("step").loc[step].to_dict()
+    draw_checkpoint_state(figure, run.details(step), f"{run.name}: {checkpoint_label({**entry, 'step': step})}")
 
 
-def checkpoint_state_at(arm: Run, step: int) -> go.Figure:
+def checkpoint_state_at(run: Run, step: int) -> go.Figure:
     """A stand-alone checkpoint-state figure of one arm at one checkpoint."""
     figure = checkpoint_state_figure()
-    draw_arm_checkpoint(figure, arm, step)
+    draw_arm_checkpoint(figure, run, step)
     return figure
 
 

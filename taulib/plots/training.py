@@ -29,26 +29,26 @@ def _grid(n: int, columns: int = 3) -> tuple[int, int]:
 def metrics_over_training(study: StudyData, panels: tuple[tuple[str, str], ...] = OVER_TRAINING_PANELS) -> go.Figure:
     """One panel per metric, one line per arm, tokens seen on a log axis (the 0-token initial SAE is not drawn)."""
     styles = arm_styles(study.runs)
-    panels = tuple((column, title) for column, title in panels if column in SCHEDULE_COLUMNS or any(column in arm.evaluation for arm in study.runs))
+    panels = tuple((column, title) for column, title in panels if column in SCHEDULE_COLUMNS or any(column in run.evaluation for run in study.runs))
     rows, cols = _grid(len(panels))
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=[title for _, title in panels], horizontal_spacing=0.07, vertical_spacing=0.1)
     for index, (column, title) in enumerate(panels):
         row, col = index // cols + 1, index % cols + 1
-        for arm in study.runs:
-            style = styles[arm.name]
+        for run in study.runs:
+            style = styles[run.name]
             if column in SCHEDULE_COLUMNS:
-                log = arm.training[arm.training["tokens"] > 0]
+                log = run.training[run.training["tokens"] > 0]
                 trace = go.Scatter(x=log["tokens"], y=log[column], mode="lines", line=line(style))
-            elif column in arm.evaluation:
-                table = arm.evaluation[arm.evaluation["tokens"] > 0]
+            elif column in run.evaluation:
+                table = run.evaluation[run.evaluation["tokens"] > 0]
                 trace = go.Scatter(x=table["tokens"], y=table[column], mode="lines+markers", line=line(style), marker=marker(style, 5))
             else:
                 continue
             trace.update(
-                name=arm.name,
-                legendgroup=arm.name,
+                name=run.name,
+                legendgroup=run.name,
                 showlegend=index == 0,
-                hovertemplate=f"{arm.name}<br>%{{x:.3s}} tokens<br>{title}: %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"{run.name}<br>%{{x:.3s}} tokens<br>{title}: %{{y:.4g}}<extra></extra>",
             )
             figure.add_trace(trace, row=row, col=col)
         figure.update_xaxes(type="log", title_text="tokens seen" if row == rows else None, row=row, col=col)

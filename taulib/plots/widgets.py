@@ -12,8 +12,8 @@ from taulib.plots.latent_contexts import contexts_html, latent_figure, redraw
 from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_arm_checkpoint, draw_cosine_histograms
 
 
-def _options(arm: Run) -> list[tuple[str, int]]:
-    return [(f"{int(row.step):,} ({int(row.tokens):,} tokens)", int(row.step)) for row in arm.evaluation.itertuples()]
+def _options(run: Run) -> list[tuple[str, int]]:
+    return [(f"{int(row.step):,} ({int(row.tokens):,} tokens)", int(row.step)) for row in run.evaluation.itertuples()]
 
 
 class CheckpointBrowser:
@@ -70,7 +70,7 @@ class CosineBrowser:
 
     def steps(self) -> dict[str, int]:
         position = self.slider.value / max(self.reference.steps[-1], 1)
-        return {arm.name: checkpoint_at_position(arm, position) for arm in self.study.runs}
+        return {run.name: checkpoint_at_position(run, position) for run in self.study.runs}
 
     def draw(self) -> None:
         entry = self.reference.evaluation.set_index("step").loc[self.slider.value]
