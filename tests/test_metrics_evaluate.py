@@ -91,8 +91,11 @@ def test_checkpoints_evaluated_together_get_the_numbers_each_gets_alone():
     run = RunInputs(config, Path("."), 0, Path("."), Path("."), heldout)
     states = {"core": None, "orthogonality": covariance_factor(heldout), "probing": probing}
 
-    together = evaluate_chunk(saes, [1, 2, 3], 3, run, states)
-    alone = [evaluate_chunk([sae], [step], 3, run, states)[0] for step, sae in zip([1, 2, 3], saes, strict=True)]
+    def per_checkpoint(records, steps):  # each checkpoint's (scalars, details), every family's joined, as the table reads them
+        return [({k: v for r in records.values() for k, v in r[step]["scalars"].items()}, {k: v for r in records.values() for k, v in r[step]["details"].items()}) for step in steps]
+
+    together = per_checkpoint(evaluate_chunk(saes, [1, 2, 3], 3, run, states), [1, 2, 3])
+    alone = [per_checkpoint(evaluate_chunk([sae], [step], 3, run, states), [step])[0] for step, sae in zip([1, 2, 3], saes, strict=True)]
     assert json.dumps(together) == json.dumps(alone)  # as the records are written (NaN included)
     l0s = [scalars["l0"] for scalars, _ in together]
     assert l0s[0] > l0s[1] > l0s[2] > 0  # three different SAEs, not one repeated

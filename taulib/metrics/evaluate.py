@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +71,33 @@ def prepare_evaluation_data(config: RunConfig, loaded: LoadedModel, outputs_root
     return folder
 
 
-def evaluate_chunk(saes: Sequence[SparseAutoencoder], steps: list[int], final_step: int, run: RunInputs, states: dict[str, Any]) -> list[tuple[dict, dict]]:
-    """Every evaluated family on a chunk of a run's checkpoints (`states`: each family's `load`), per SAE:
-    (scalars, details). Each SAE's numbers are those it gets alone."""
-    chunk = Chunk(list(steps), final_step, [{} for _ in saes], [{} for _ in saes], [None] * len(saes))
+def evaluate_chunk(
+    saes: Sequence[SparseAutoencoder],
+    steps: list[int],
+    final_step: int,
+    run: RunInputs,
+    states: dict[str, Any],
+    pending: dict[str, set[int]] | None = None,
+    alive_of: Callable[[int], np.ndarray] | None = None,
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every evaluated family on the checkpoints of a chunk it has pending (`pending`: per family; all of them by
+    default), the SAEs together (`states`: each family's `load`): per family, per step, its record (scalars and
+    details). Each SAE's numbers are those it gets alone. A family that reads core gets the alive latents core finds
+    here, or, for a checkpoint whose core record was written before, `alive_of(step)`."""
+    alive: dict[int, np.ndarray] = {}
+    records: dict[str, dict[int, dict[str, Any]]] = {}
     for family in evaluated(run.config):
-        family.evaluate(list(saes), states[family.name], run, chunk)
-    if skipped := run.config.not_applicable_families():
-        for details in chunk.details:
-            details["not_applicable"] = skipped
-    return list(zip(chunk.scalars, chunk.details, strict=True))
+        mine = [index for index, step in enumerate(steps) if pending is None or step in pending[family.name]]
+        if not mine:
+            continue
+        chosen = [steps[index] for index in mine]
+        if "core" in family.declaration.reads and alive_of is not None:
+            alive |= {step: alive_of(step) for step in chosen if step not in alive}
+        chunk = Chunk(chosen, final_step, [{} for _ in mine], [{} for _ in mine], [alive.get(step) for step in chosen])
+        family.evaluate([saes[index] for index in mine], states[family.name], run, chunk)
+        records[family.name] = {step: {"scalars": scalars, "details": details} for step, scalars, details in zip(chosen, chunk.scalars, chunk.details, strict=True)}
+        alive |= {step: latents for step, latents in zip(chosen, chunk.alive, strict=True) if latents is not None}
+    return records
 
 
 # ----------------------------------------------------------------------------- keys
@@ -276,20 +293,10 @@ def evaluate_run(
         for chunk_start in range(0, len(steps_pending), DOWNSTREAM_CHUNK):
             chunk_steps = steps_pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
             saes = [in_raw_units(*load_sae(run_dir / "checkpoints" / f"step_{step:07d}")) for step in chunk_steps]
-            alive: dict[int, np.ndarray] = {}
-            for family in families:
-                mine = [index for index, step in enumerate(chunk_steps) if step in pending[family.name]]
-                if not mine:
-                    continue
-                steps = [chunk_steps[index] for index in mine]
-                if "core" in family.declaration.reads:  # the alive latents of checkpoints whose core record was already written
-                    alive |= {step: _alive_from_core(folders["core"], step) for step in steps if step not in alive}
-                chunk = Chunk(steps, checkpoint_index[-1]["step"], [{} for _ in mine], [{} for _ in mine], [alive.get(step) for step in steps])
-                family.evaluate([saes[index] for index in mine], states[family.name], run, chunk)
-                for step, scalars, details, alive_latents in zip(steps, chunk.scalars, chunk.details, chunk.alive, strict=True):
-                    atomic.write_json(folders[family.name] / _step_file(step), {"scalars": scalars, "details": details})
-                    if alive_latents is not None:
-                        alive[step] = alive_latents
+            found = evaluate_chunk(saes, chunk_steps, checkpoint_index[-1]["step"], run, states, pending, lambda step: _alive_from_core(folders["core"], step))
+            for name, by_checkpoint in found.items():
+                for step, record in by_checkpoint.items():
+                    atomic.write_json(folders[name] / _step_file(step), record)
             bar.update(len(chunk_steps))
         bar.close()
 
