@@ -60,6 +60,8 @@ metrics.evaluate             every metric family on every checkpoint of a run, c
 metrics.core                 reconstruction: L0, explained variance, dead latents, density
 metrics.downstream           CE loss and KL with the reconstruction spliced into the model
 metrics.orthogonality        decoder max-cosine statistics against random baselines
+metrics.decoder_drift        each latent's decoder cosine to its initialisation: is the dictionary learned or inherited
+metrics.support_refit        explained variance with the active latents' coefficients refitted: the dictionary without L1's shrinkage
 metrics.ground_truth         recovery of the synthetic model's known dictionary, per checkpoint and per feature
 metrics.absorption           SAE Bench's first-letter feature absorption
 metrics.probing              SAE Bench's sparse probing

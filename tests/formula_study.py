@@ -186,6 +186,8 @@ def sweep_metrics(arm: str, target: float, seed: int) -> pd.DataFrame:
             "alive_covariance_mean_max_cosine": 0.3,
             "alive_excess_mean_max_cosine": curve(steps, 0.05, cosine_end - 0.25 + rng.normal(0, 0.003), scale),
             "alive_near_duplicate_latent_fraction": curve(steps, 0.0, 0.05 + rng.normal(0, 0.005), scale),
+            "decoder_init_cosine_median": curve(steps, 1.0, 0.7, scale),  # the dictionary moves from its start
+            "decoder_init_cosine_weighted_median": curve(steps, 1.0, 0.45, scale),
         }
     )
 

@@ -124,6 +124,31 @@ def test_orthogonality_is_shown_beside_the_dead_fraction_and_both_baselines(swee
     assert all(cell.startswith("dead 0.0%; alive ") and "(random 0.250, covariance 0.300)" in cell for cell in context.to_numpy().ravel())
 
 
+def test_late_l0_drift_reads_the_l0_at_nine_tenths_between_the_checkpoints_around_it():
+    from taulib.analysis.matched import late_l0_drift
+
+    drift, position = late_l0_drift(np.array([0, 50, 80, 100]), np.array([100.0, 60.0, 50.0, 40.0]))
+    assert drift == pytest.approx(40 / 45 - 1) and position == 0.8  # L0 45 at 90 tokens, halfway from 50 to 40
+    assert late_l0_drift(np.array([0, 90, 100]), np.array([9.0, 5.0, 5.0])) == (0.0, 0.9)  # settled
+    assert all(np.isnan(late_l0_drift(np.array([95, 100]), np.array([5.0, 4.0]))))  # no checkpoint that early
+
+
+def test_the_report_shows_how_far_each_run_got(sweep):
+    """Every run's late L0 drift and final decoder cosine to initialisation, seeds in order, as the run table has them."""
+    _, _, table, report = sweep
+    regime = report.regime
+    assert list(regime.index) == [report.names[arm] for arm in report.names]
+    run = table.sort_values(["arm", "l0_target", "seed"]).iloc[0]
+    cell = table[(table["arm"] == run["arm"]) & (table["l0_target"] == run["l0_target"])].sort_values("seed")
+    assert regime.loc[report.names[run["arm"]], f"L0 = {run['l0_target']:g}: L0 drift"] == ", ".join(f"{v:+.1%}" for v in cell["l0_drift_late"])
+    assert regime.loc[report.names[run["arm"]], f"L0 = {run['l0_target']:g}: decoder cosine to init"].startswith(
+        ", ".join(f"{v:.2f}" for v in cell["final_decoder_init_cosine_weighted_median"])
+    )
+    np.testing.assert_allclose(table["final_decoder_init_cosine_weighted_median"], 0.45)  # the formula's end
+    assert (table["l0_drift_late"] <= 0).all() and (table["l0_drift_late"] > -0.5).all()  # L0 still falls towards its end
+    assert "## How far training went" in render_markdown(report, {}, {}, pd.DataFrame(), "")
+
+
 def test_absorption_is_out_of_range_on_narrow_saes(sweep):
     _, _, _, report = sweep
     absorption = [c for c in report.by_question("absorption") if c.kind != "count"]

@@ -34,6 +34,7 @@ def scripts():
                 "latent_formation_cost",
                 "latent_contexts_cost",
                 "quality_curve",
+                "regime_curve",
                 "ceilings",
                 "ground_truth_track",
                 "playground",
@@ -263,6 +264,19 @@ def test_quality_curve_chooses_lambdas_that_bracket_the_target_at_every_token_co
     for step in scale:
         assert min(p[step] for p in points.values()) < 50 < max(p[step] for p in points.values())
     assert choose({0.5: {1: 60.0}, 0.9: {1: 40.0}}, [1], 50.0) is None  # bracketed already
+
+
+def test_regime_curve_refuses_a_bad_grid_point_and_aims_its_first_run_at_the_target(scripts):
+    point_of = scripts["regime_curve"].Point.parse
+    with pytest.raises(SystemExit, match="--grid '3e-3:0.2:1024'"):
+        point_of("3e-3:0.2:1024")
+    point = point_of("3e-4:0:1024:500000")
+    assert (point.lr, point.decay, point.batch, point.tokens) == (3e-4, 0.0, 1024, 500_000)
+    # at the old default's learning rate the first λ is the one its frontier puts at the target (L0 51.2 at λ 0.6459)
+    assert point.first_lambda(51.2) == pytest.approx(0.6459)
+    assert point_of("3e-3:0.2:512:500000").first_lambda(50.0) < point.first_lambda(50.0)  # a higher lr lands sparser
+    config = point_of("3e-3:0.2:512:500000").config(0.4)
+    assert (config.training.lr, config.training.lr_decay_fraction, config.training.batch_size, config.training.l1_coefficient) == (3e-3, 0.2, 512, 0.4)
 
 
 def test_ground_truth_track_quick_keeps_its_report_and_writes_readme_from_it(scripts, tmp_path):

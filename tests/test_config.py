@@ -22,7 +22,7 @@ def test_the_seven_study_arms(repo_root):
     arms = {config.run_name: (config.schedule.kind, config.schedule.tau_initial, config.schedule.tau_final) for _, config in loaded}
     assert arms == ARMS
     for _, config in loaded:
-        assert config.training.l1_coefficient == 0.04 and config.training.lr == 3e-4
+        assert config.training.l1_coefficient == 0.04 and config.training.lr == 3e-3 and config.training.lr_decay_fraction == 0.2
         # the τ schedules anneal over the whole of training; the L1 warm-up ramps over its first 5%
         assert config.schedule.anneal_fraction == (0.05 if config.schedule.kind == "l1_warmup" else 1.0)
     # every arm shares one activation spec, so extraction happens once

@@ -172,7 +172,7 @@ def test_the_plan_check_knows_the_synthetic_model(tmp_path):
     sweep = load_sweep(PARAMETERS, "synthetic")
     plan = check_plan([(arm.parameter_file, arm.config) for arm in sweep.arms], tmp_path, sweep=sweep, machine=machine)
     assert "language model weights" not in plan.describe(tmp_path)
-    assert all(arm.config.model.is_synthetic and arm.config.evaluated_families() == ("core", "orthogonality", "ground_truth") for arm in sweep.arms)
+    assert all(arm.config.model.is_synthetic and arm.config.evaluated_families() == ("core", "orthogonality", "decoder_drift", "support_refit", "ground_truth") for arm in sweep.arms)
 
 
 def test_a_language_model_keeps_its_evaluation_key_and_records_ground_truth_as_not_applicable():

@@ -127,9 +127,16 @@ def test_adding_or_changing_one_family_evaluates_that_family_alone(synthetic_run
 
     from taulib.metrics.evaluate import evaluate_run
 
-    run_dir, outputs, _ = synthetic_run
+    from taulib.metrics.evaluate import checkpoints_to_evaluate, read_checkpoint_index
+
+    run_dir, outputs, config = synthetic_run
+    checkpoints = len(read_checkpoint_index(run_dir))
+    assert checkpoints_to_evaluate(run_dir, config) == {"core": checkpoints, "orthogonality": checkpoints}  # what the estimate prices
     first = evaluate_run(run_dir, outputs, show_progress=False)
     written = _records(run_dir)
+    assert checkpoints_to_evaluate(run_dir, config) == {"core": 0, "orthogonality": 0}
+    with_ground_truth = config.model_copy(update={"evaluation": _evaluation(families=["core", "orthogonality", "ground_truth"])})
+    assert checkpoints_to_evaluate(run_dir, with_ground_truth) == {"core": 0, "orthogonality": 0, "ground_truth": checkpoints}
     assert {path.parent.name.split("-")[0] for path in written} == {"core", "orthogonality"}
 
     # a family added: the others' records are read, not written again; the new one's are written

@@ -65,3 +65,20 @@ def test_a_measurement_may_read_other_cached_values_without_waiting_for_itself(t
     outer = SpeedCache(cache_file, key="k")
     assert outer.get("step", lambda: inner.get("crossover", lambda: 0.02) + 1.0) == 1.02
     assert json.loads(cache_file.read_text())["k"] == {"crossover": 0.02, "step": 1.02}
+
+
+def test_a_busy_spell_while_timing_does_not_price_the_machine_as_busy():
+    """The first round runs while the machine is 'busy' (each call 5× slower): the timing is the quiet rounds' median."""
+    import time
+
+    from taulib.timing import timed
+
+    calls = []
+
+    def operation():
+        calls.append(None)
+        time.sleep(0.05 if len(calls) <= 4 else 0.01)  # the warm-up and the first round's calls are slow
+
+    seconds = timed(operation, min_seconds=0.1)
+    assert 0.01 <= seconds < 0.03  # the quiet speed, not the busy one (sleep overshoots, never undershoots)
+    assert len(calls) > 4 + 10  # a second round, and a third because the first two disagreed

@@ -68,6 +68,10 @@ ORTHOGONALITY_METRICS = tuple(map(Metric.declared, ("alive_excess_mean_max_cosin
 GROUND_TRUTH_METRICS = tuple(map(Metric.declared, ("gt_recovered_fraction", "gt_mean_max_cosine")))
 # a time column's companion: 1 where the time is censored (formed before the window, or never), 0 where observed
 CENSORED_SUFFIX = "_censored"
+# how far a run's dictionary moved from its initialisation (taulib.metrics.decoder_drift), shown per run
+DRIFT_COLUMNS = ("decoder_init_cosine_median", "decoder_init_cosine_weighted_median")
+# the reconstruction without L1's shrinkage (taulib.metrics.support_refit), where the run's evaluation has it
+REFIT_COLUMNS = ("support_refit_explained_variance", "support_refit_ev_gain")
 # read beside the orthogonality metrics: what else moves them
 ORTHOGONALITY_CONTEXT = ("dead_fraction", "alive_mean_max_cosine", "alive_random_mean_max_cosine", "alive_covariance_mean_max_cosine")
 
@@ -89,6 +93,23 @@ def _value(run: Run, step: int, column: str) -> float:
     if column not in table:
         return math.nan
     return float(table.loc[table["step"] == step, column].iloc[0])
+
+
+LATE_FRACTION = 0.1  # the end of training over which a run's L0 drift says how near its equilibrium it ended
+
+
+def late_l0_drift(tokens: np.ndarray, l0: np.ndarray, fraction: float = LATE_FRACTION) -> tuple[float, float]:
+    """How much L0 still moved over the last `fraction` of training: the final L0 over the L0 at (1 − fraction) of the
+    tokens, minus 1 (read linearly in tokens between the checkpoints around that point), and the position of the
+    checkpoint the reading starts from (the interpolation spans it to the next). NaN where no checkpoint lies that early."""
+    tokens, l0 = np.asarray(tokens, dtype=float), np.asarray(l0, dtype=float)
+    total = tokens.max()
+    point = (1 - fraction) * total
+    before = np.flatnonzero(tokens <= point)
+    if len(before) == 0 or not np.isfinite(l0).all():
+        return math.nan, math.nan
+    at = float(np.interp(point, tokens, l0))
+    return float(l0[-1] / at - 1), float(tokens[before[-1]] / total)
 
 
 def warmup_end_tokens(run: Run) -> float:
@@ -132,6 +153,12 @@ def run_row(run: Run, settings: MatchedSettings) -> dict[str, float | str | int]
     l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
     level = settings.current_l0_multiple * run.l0_target if run.l0_target is not None else math.nan
     row["current_l0_level"] = level
+    row["l0_drift_late"], row["l0_drift_from_position"] = late_l0_drift(tokens, l0)
+    for column in DRIFT_COLUMNS:  # is the dictionary learned or inherited from its initialisation (taulib.metrics.decoder_drift)
+        row[f"final_{column}"] = _value(run, final_step, column)
+    if "support_refit_explained_variance" in table:
+        for column in REFIT_COLUMNS:
+            row[f"final_{column}"] = _value(run, final_step, column)
     # when the run's current L0 first falls through the level, from L0 alone (the same for every metric)
     row["current_l0_position"] = at_current_l0(tokens, l0, l0, level, start_tokens=start)[0] / total
     for metric in FORMATION_METRICS:

@@ -96,6 +96,8 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
     return [
         Endpoint("reconstruction", "final_explained_variance", "final explained variance", True, primary=True),
         Endpoint("reconstruction", "final_ce_loss_score", "final CE-loss score", True),
+        # the dictionary without the shrinkage: an EV difference this one does not share was L1's shrinkage (taulib.metrics.support_refit)
+        Endpoint("reconstruction", "final_support_refit_explained_variance", "final explained variance, active latents' coefficients refitted by least squares", True),
         Endpoint("formation", "formation_sae_top_1_accuracy", f"share of training to {fraction} of the post-warm-up rise of sparse-probing top-1 accuracy", False, primary=True, time=True),
         Endpoint("formation", "formation_k1_f1", f"share of training to {fraction} of the post-warm-up rise of first-letter k=1 F1", False, time=True),
         Endpoint("formation", "current_sae_top_1_accuracy", f"sparse-probing top-1 accuracy {current}", True, on_frontier=False),
@@ -158,6 +160,7 @@ class Report:
     primary_contrasts: list[str] = field(default_factory=list)
     ground_truth_source: str | None = None  # where the ground-truth verdict came from, when another study
     passages: pd.DataFrame = field(default_factory=pd.DataFrame)  # when each arm's current L0 passed the formation level
+    regime: pd.DataFrame = field(default_factory=pd.DataFrame)  # how far each run got: late L0 drift, decoder cosine to init
     orthogonality_context: pd.DataFrame = field(default_factory=pd.DataFrame)  # dead fraction and baselines at matched L0
     frontier_sensitivity: str = ""  # whether reading the frontier as a parabola instead of a line changes a verdict
 
@@ -408,6 +411,26 @@ def passage_table(table: pd.DataFrame, names: dict[str, str], settings: MatchedS
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def regime_table(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """How far each run got (seeds in order): its L0 drift over the last tenth of training (near 0: near its
+    equilibrium at the end; a verdict between arms still moving compares them mid-flight), and its final decoder's cosine
+    to its initialisation, the median over latents weighted by firing frequency (near 1: the dictionary is inherited
+    from the random start, not learned), with the unweighted median beside it."""
+    rows = {}
+    for arm, group in table.groupby("arm", sort=False):
+        cells = {}
+        for target, cell in group.groupby("l0_target"):
+            cell = cell.sort_values("seed")
+            drift = ", ".join(f"{value:+.1%}" for value in cell["l0_drift_late"])
+            cells[f"L0 = {target:g}: L0 drift"] = drift
+            if "final_decoder_init_cosine_weighted_median" in cell and cell["final_decoder_init_cosine_weighted_median"].notna().any():
+                weighted = ", ".join(f"{value:.2f}" for value in cell["final_decoder_init_cosine_weighted_median"])
+                median = ", ".join(f"{value:.2f}" for value in cell["final_decoder_init_cosine_median"])
+                cells[f"L0 = {target:g}: decoder cosine to init"] = f"{weighted} (unweighted {median})"
+        rows[names.get(arm, arm)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("—")
+
+
 def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
     """How many runs' absorption settled, never settled, or had no letter latent to measure: counted, never dropped."""
     runs = len(table)
@@ -553,6 +576,7 @@ def build_report(
 
     report.claims.append(settling_claim(table, settings))
     report.passages = passage_table(table, names, settings)
+    report.regime = regime_table(table, names)
     report.orthogonality_context = orthogonality_context_table(matched, names)
     report.claims += _trajectory_claims(table, matched, [arm for arm in arms if arm not in equivalents], targets)
     if headline is not None:
@@ -939,6 +963,18 @@ def render_markdown(
         "",
         *([report.frontier_sensitivity, ""] if report.frontier_sensitivity else []),
     ]
+    if not report.regime.empty:
+        lines += [
+            "## How far training went",
+            "",
+            "Each run (seeds in order): its held-out L0 drift over the last 10% of training (final L0 over the L0 at 90% of its tokens, "
+            "read between the checkpoints around that point, minus 1; far from 0, the run was still moving when it was compared), and "
+            "its final decoder's cosine to its initialisation, the median over latents weighted by each latent's held-out firing "
+            "frequency (near 1, the dictionary the tokens use is the random start's, not a learned one), the unweighted median beside it.",
+            "",
+            markdown_table(report.regime, "arm"),
+            "",
+        ]
     aa = report.by_question("aa")
     if aa:
         lines += ["## The A/A control", ""]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from taulib.metrics.absorption.settings import DECLARATION as ABSORPTION
 from taulib.metrics.core.settings import DECLARATION as CORE
+from taulib.metrics.decoder_drift.settings import DECLARATION as DECODER_DRIFT
 from taulib.metrics.declaration import Column, FamilyDeclaration, Needs
 from taulib.metrics.downstream.settings import DECLARATION as DOWNSTREAM
 from taulib.metrics.ground_truth.settings import DECLARATION as GROUND_TRUTH
 from taulib.metrics.orthogonality.settings import DECLARATION as ORTHOGONALITY
 from taulib.metrics.probing.settings import DECLARATION as PROBING
+from taulib.metrics.support_refit.settings import DECLARATION as SUPPORT_REFIT
 
-DECLARATIONS: tuple[FamilyDeclaration, ...] = (CORE, DOWNSTREAM, ORTHOGONALITY, ABSORPTION, PROBING, GROUND_TRUTH)
+DECLARATIONS: tuple[FamilyDeclaration, ...] = (CORE, DOWNSTREAM, ORTHOGONALITY, DECODER_DRIFT, SUPPORT_REFIT, ABSORPTION, PROBING, GROUND_TRUTH)
 FAMILY_NAMES: tuple[str, ...] = tuple(declaration.name for declaration in DECLARATIONS)
 FAMILY_NEEDS: dict[str, Needs] = {declaration.name: declaration.needs for declaration in DECLARATIONS}
 DECLARED: dict[str, FamilyDeclaration] = {declaration.name: declaration for declaration in DECLARATIONS}

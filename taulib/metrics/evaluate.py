@@ -78,25 +78,25 @@ def evaluate_chunk(
     run: RunInputs,
     states: dict[str, Any],
     pending: dict[str, set[int]] | None = None,
-    alive_of: Callable[[int], np.ndarray] | None = None,
+    density_of: Callable[[int], np.ndarray] | None = None,
 ) -> dict[str, dict[int, dict[str, Any]]]:
     """Every evaluated family on the checkpoints of a chunk it has pending (`pending`: per family; all of them by
     default), the SAEs together (`states`: each family's `load`): per family, per step, its record (scalars and
-    details). Each SAE's numbers are those it gets alone. A family that reads core gets the alive latents core finds
-    here, or, for a checkpoint whose core record was written before, `alive_of(step)`."""
-    alive: dict[int, np.ndarray] = {}
+    details). Each SAE's numbers are those it gets alone. A family that reads core gets the latents' firing
+    frequencies core finds here, or, for a checkpoint whose core record was written before, `density_of(step)`."""
+    density: dict[int, np.ndarray] = {}
     records: dict[str, dict[int, dict[str, Any]]] = {}
     for family in evaluated(run.config):
         mine = [index for index, step in enumerate(steps) if pending is None or step in pending[family.name]]
         if not mine:
             continue
         chosen = [steps[index] for index in mine]
-        if "core" in family.declaration.reads and alive_of is not None:
-            alive |= {step: alive_of(step) for step in chosen if step not in alive}
-        chunk = Chunk(chosen, final_step, [{} for _ in mine], [{} for _ in mine], [alive.get(step) for step in chosen])
+        if "core" in family.declaration.reads and density_of is not None:
+            density |= {step: density_of(step) for step in chosen if step not in density}
+        chunk = Chunk(chosen, final_step, [{} for _ in mine], [{} for _ in mine], [density.get(step) for step in chosen])
         family.evaluate([saes[index] for index in mine], states[family.name], run, chunk)
         records[family.name] = {step: {"scalars": scalars, "details": details} for step, scalars, details in zip(chosen, chunk.scalars, chunk.details, strict=True)}
-        alive |= {step: latents for step, latents in zip(chosen, chunk.alive, strict=True) if latents is not None}
+        density |= {step: frequencies for step, frequencies in zip(chosen, chunk.density, strict=True) if frequencies is not None}
     return records
 
 
@@ -215,8 +215,28 @@ def _carry_over_old_records(run_dir: Path, config: RunConfig, steps: Sequence[in
             atomic.write_json(folders[family.name] / _step_file(step), split[family.name])
 
 
-def _alive_from_core(folder: Path, step: int) -> np.ndarray:
-    return np.asarray(atomic.read_json(folder / _step_file(step))["details"]["latent_density"]) > 0
+def checkpoints_to_evaluate(run_dir: str | Path, config: RunConfig) -> dict[str, int] | None:
+    """Per evaluated family, how many checkpoints of a trained run `evaluate_run` would still evaluate with `config`'s
+    settings (its records, or an older evaluation's it carries over, cover the rest); None for a run not trained yet.
+    What the wall-time estimate prices for a study that is partly or wholly done."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file() or not (run_dir / "checkpoints" / "index.json").is_file():
+        return None
+    index = read_checkpoint_index(run_dir)
+    steps = [entry["step"] for entry in index] if config.evaluation.checkpoints == "all" else [index[-1]["step"]]
+    families = evaluated(config)
+    folders = _family_folders(run_dir, config, families)
+    old = run_dir / "evaluation" / f"records-{evaluation_key(config)}"
+
+    def done(family: Family, step: int) -> bool:
+        carried = family.name in FAMILIES_BEFORE_RECORDS and family.declaration.version == 1 and (old / _step_file(step)).is_file()
+        return carried or (folders[family.name] / _step_file(step)).is_file()
+
+    return {family.name: sum(not done(family, step) for step in steps) for family in families}
+
+
+def _density_from_core(folder: Path, step: int) -> np.ndarray:
+    return np.asarray(atomic.read_json(folder / _step_file(step))["details"]["latent_density"])
 
 
 def read_checkpoint_details(run_dir: str | Path, step: int) -> dict[str, Any]:
@@ -287,13 +307,13 @@ def evaluate_run(
         heldout_spec = activation_spec(config, "heldout", layer)
         heldout_folder = cache_folder(outputs_root, heldout_spec)
         heldout = load_cache(heldout_folder, heldout_spec).activations[: config.evaluation.section("core").tokens].float()
-        run = RunInputs(config, outputs_root, layer, evaluation_data_folder(outputs_root, config, layer), heldout_folder, heldout, model, show_progress)
+        run = RunInputs(config, outputs_root, layer, evaluation_data_folder(outputs_root, config, layer), heldout_folder, heldout, model, show_progress, run_dir)
         states = {family.name: family.load(run) for family in families if pending[family.name]}
         bar = progress_bar(total=len(steps_pending), desc=f"evaluate {config.run_name}", unit="ckpt", disable=not show_progress)
         for chunk_start in range(0, len(steps_pending), DOWNSTREAM_CHUNK):
             chunk_steps = steps_pending[chunk_start : chunk_start + DOWNSTREAM_CHUNK]
             saes = [in_raw_units(*load_sae(run_dir / "checkpoints" / f"step_{step:07d}")) for step in chunk_steps]
-            found = evaluate_chunk(saes, chunk_steps, checkpoint_index[-1]["step"], run, states, pending, lambda step: _alive_from_core(folders["core"], step))
+            found = evaluate_chunk(saes, chunk_steps, checkpoint_index[-1]["step"], run, states, pending, lambda step: _density_from_core(folders["core"], step))
             for name, by_checkpoint in found.items():
                 for step, record in by_checkpoint.items():
                     atomic.write_json(folders[name] / _step_file(step), record)

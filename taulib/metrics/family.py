@@ -58,6 +58,7 @@ class RunInputs:
     heldout: torch.Tensor  # its first evaluation.core.tokens activations, float32
     model: LoadedModel | None = None  # the caller's language model, if it has one loaded
     show_progress: bool = True
+    run_dir: Path | None = None  # the run's folder (its checkpoints), where the caller has one
 
 
 @dataclass
@@ -68,7 +69,12 @@ class Chunk:
     final_step: int  # the run's last checkpoint
     scalars: list[dict[str, Any]]
     details: list[dict[str, Any]]
-    alive: list[np.ndarray | None] = field(default_factory=list)  # per SAE: latents firing on the held-out tokens (core)
+    density: list[np.ndarray | None] = field(default_factory=list)  # per SAE: each latent's firing frequency on the held-out tokens (core)
+
+    @property
+    def alive(self) -> list[np.ndarray | None]:
+        """Per SAE: the latents firing on the held-out tokens (core)."""
+        return [None if density is None else density > 0 for density in self.density]
 
 
 class Family:

@@ -17,6 +17,10 @@ this machine at the plan's shapes (nothing here is a figure from another CPU):
                       hooked one on the spliced tokens);
   analysis            each analysis notebook's start and its figures.
 
+What the outputs folder already holds is not priced again: a trained run is not trained, a family's recorded
+checkpoints are not evaluated (taulib.metrics.evaluate.checkpoints_to_evaluate), and a sweep target whose λ the
+saved calibration accepted needs no probe, its runs priced by what they lack.
+
 Training is timed on dense steps (the early ones); a run whose SAE turns sparse takes the faster
 sparse path later, so training is estimated from above. Sizes that only a run reveals (how many
 probes a target takes, which run diverges) are taken at their expected value.
@@ -30,15 +34,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taulib import atomic
 from taulib.activations.cache import SPLITS, activation_spec, cache_folder, is_complete
 from taulib.activations.models import EMBEDDED_MODEL, model_footprint, resolve_layer
 from taulib.config import RunConfig
-from taulib.metrics.evaluate import evaluation_data_complete, evaluation_data_folder
+from taulib.metrics.evaluate import checkpoints_to_evaluate, evaluation_data_complete, evaluation_data_folder
 from taulib.metrics.families import BY_NAME, evaluated
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
-from taulib.sweep.spec import Sweep
+from taulib.sweep.calibration import CALIBRATION_VERSION
+from taulib.sweep.runs import SWEEPS_FOLDER, calibration_key
+from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_config
 from taulib.timing import SpeedCache
 from taulib.train.trainer import training_checkpoint_steps
 
@@ -156,20 +163,30 @@ class Costs:
 
 
 # ----------------------------------------------------------------------------- the stages
-def _run_seconds(config: RunConfig, costs: Costs, d_model: int, train: bool, evaluate: bool) -> tuple[float, float]:
-    """(training, evaluation) seconds of one run's notebook."""
+def _run_seconds(config: RunConfig, costs: Costs, d_model: int, outputs_root: Path | None = None) -> tuple[float, float]:
+    """(training, evaluation) seconds of one run's notebook: what its folder in `outputs_root` (if given) still lacks
+    (a trained run is not trained again; a family's recorded checkpoints are not evaluated again)."""
     t, e = config.training, config.evaluation
-    steps = t.total_steps()
-    training = steps * costs.step(config, d_model) if train else 0.0
-    if not evaluate:
-        return training, 0.0
+    pending = None if outputs_root is None else checkpoints_to_evaluate(outputs_root / config.run_name, config)
+    training = t.total_steps() * costs.step(config, d_model) if pending is None else 0.0
     checkpoints = len(training_checkpoint_steps(t)) if e.checkpoints == "all" else 1
-    evaluation = sum(family.run_seconds(costs, config, d_model, checkpoints) for family in evaluated(config))
+    evaluation = 0.0
+    for family in evaluated(config):
+        count = checkpoints if pending is None else pending[family.name]
+        evaluation += family.run_seconds(costs, config, d_model, count) if count else 0.0
     return training, evaluation
 
 
-def _finished(outputs_root: Path, config: RunConfig) -> bool:
-    return (outputs_root / config.run_name / "summary.json").is_file()
+def _accepted_targets(outputs_root: Path, sweep: Sweep, arm: SweepArm) -> dict[float, float]:
+    """The L0 targets this arm's saved calibration has accepted a λ for, under its current configuration: target → λ
+    (their probes are done, and calibrating again accepts the same λ from them)."""
+    path = outputs_root / SWEEPS_FOLDER / "calibration" / f"{arm.name}.json"
+    if not path.is_file():
+        return {}
+    saved = atomic.read_json(path)
+    if saved.get("version") != CALIBRATION_VERSION or saved.get("key") != calibration_key(arm, sweep.calibration_seed):
+        return {}
+    return {float(result["l0_target"]): float(result["l1_coefficient"]) for result in saved.get("targets", [])}
 
 
 def estimate_study(
@@ -233,8 +250,7 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
         training = evaluation = notebooks = 0.0
         for _, config in runs:
             d_model = model_footprint(config.model).d_model
-            done = _finished(outputs_root, config)
-            train, evaluate = _run_seconds(config, costs, d_model, train=not done, evaluate=True)
+            train, evaluate = _run_seconds(config, costs, d_model, outputs_root)
             per_run[config.run_name] = costs.notebook() + train + evaluate
             training, evaluation, notebooks = training + train, evaluation + evaluate, notebooks + costs.notebook()
         stages.append(StageEstimate("calibration", 0.0, "no sweep"))
@@ -242,20 +258,32 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
     else:
         probe_seconds = runs_seconds = training = evaluation = 0.0
         targets, seeds = len(sweep.l0_targets), len(sweep.seeds)
+        accepted = {arm.name: _accepted_targets(outputs_root, sweep, arm) for arm in sweep.calibrated_arms()}
+        probes = 0.0
         for arm in sweep.arms:
             config, d_model = arm.config, model_footprint(arm.config.model).d_model
-            train, evaluate = _run_seconds(config, costs, d_model, train=True, evaluate=True)
-            if arm.name in sweep.identities:  # one run, trained in its notebook, no calibration (taulib.sweep.spec)
+            train, evaluate = _run_seconds(config, costs, d_model)
+            if (reference := sweep.identities.get(arm.name)) is not None:  # one run, trained in its notebook, no calibration (taulib.sweep.spec)
+                if (chosen := accepted[reference].get(sweep.identity_target)) is not None:  # its λ is known: its run may be done
+                    identity = run_config(arm, identity_l1_coefficient(arm, chosen), sweep.calibration_seed, sweep.identity_target, identity_of=reference)
+                    train, evaluate = _run_seconds(identity, costs, d_model, outputs_root)
                 runs_seconds += costs.notebook() + evaluate + train
                 training, evaluation = training + train, evaluation + evaluate
                 continue
-            probe_seconds += targets * EXPECTED_PROBES_PER_TARGET * (train + BY_NAME["core"].checkpoint_seconds(costs, config, d_model))  # trained, then its final L0 on held-out tokens
-            # the seed-0 run of a target is its accepted probe: its notebook only evaluates
-            runs_seconds += targets * (seeds * (costs.notebook() + evaluate) + (seeds - 1) * train)
-            training += targets * (seeds - 1) * train
-            evaluation += targets * seeds * evaluate
+            for target in sweep.l0_targets:
+                if (chosen := accepted[arm.name].get(target)) is not None:  # calibrated: its runs are known and may be done
+                    for seed in sweep.seeds:
+                        run_train, run_evaluate = _run_seconds(run_config(arm, chosen, seed, target), costs, d_model, outputs_root)
+                        runs_seconds += costs.notebook() + run_train + run_evaluate
+                        training, evaluation = training + run_train, evaluation + run_evaluate
+                    continue
+                probes += EXPECTED_PROBES_PER_TARGET
+                probe_seconds += EXPECTED_PROBES_PER_TARGET * (train + BY_NAME["core"].checkpoint_seconds(costs, config, d_model))  # trained, then its final L0 on held-out tokens
+                # the seed-0 run of a target is its accepted probe: its notebook only evaluates
+                runs_seconds += seeds * (costs.notebook() + evaluate) + (seeds - 1) * train
+                training += (seeds - 1) * train
+                evaluation += seeds * evaluate
         calibrated = len(sweep.calibrated_arms())
-        probes = calibrated * targets * EXPECTED_PROBES_PER_TARGET
         stages.append(StageEstimate("calibration", probe_seconds, f"about {probes:.0f} probes (at most {calibrated * targets * sweep.calibration.max_probes_per_target})"))
         stages.append(StageEstimate("runs", runs_seconds, f"{sweep.n_runs()} runs: training {_duration(training)}, evaluation {_duration(evaluation)}"))
     analyses = ANALYSIS_NOTEBOOKS + (1 if sweep is not None else 0)

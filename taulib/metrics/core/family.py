@@ -30,7 +30,7 @@ class Core(Family):
             chunk.scalars[index] |= core.as_dict()
             chunk.details[index]["density_histogram"] = density_histogram(density)
             chunk.details[index]["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
-            chunk.alive[index] = density > 0
+            chunk.density[index] = density
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
         tokens, width = self.parameters(config).tokens, config.sae.width

@@ -1,0 +1,123 @@
+"""The wall-time estimate prices what a study still lacks: a sweep's calibrated targets, trained runs and recorded
+checkpoints cost nothing again (taulib.study.cost)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from taulib.sweep.runs import SWEEPS_FOLDER, calibration_key
+from taulib.sweep.spec import identity_l1_coefficient, load_sweep, run_config
+
+PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
+NOTEBOOK, STEP, UNIT = 2.0, 0.01, 0.1
+
+
+class FixedCosts:
+    """Unit costs fixed by hand, so that what the estimate counts is what is tested, not this machine's timings."""
+
+    cache = SimpleNamespace(key="fixed", measured={})
+
+    def step(self, config, d_model):
+        return STEP
+
+    def model(self, config, name):
+        return 0.001
+
+    def synthetic(self, config):
+        return 1.0, 1e-5
+
+    def measured(self, name, measure):
+        return UNIT
+
+    def latent_contexts(self, config, d_model):
+        return 1.0
+
+    def notebook(self):
+        return NOTEBOOK
+
+    def figures(self):
+        return 1.0
+
+
+def _sweep():
+    return load_sweep(PARAMETERS, "synthetic", overrides={"training": {"n_tokens": 25_600, "n_checkpoints": 5}})
+
+
+def _stages(sweep, outputs):
+    from taulib.study.cost import _estimate
+
+    estimate = _estimate([(arm.parameter_file, arm.config) for arm in sweep.arms], outputs, sweep, FixedCosts())
+    return {stage.stage: stage.seconds for stage in estimate.stages}
+
+
+def _trained(outputs: Path, config, evaluated: bool) -> None:
+    """A run folder as training (and, if `evaluated`, evaluate_run) leaves it: its summary, its checkpoint index and
+    every family's record of every checkpoint."""
+    from taulib.metrics.evaluate import _family_folders, _step_file
+    from taulib.metrics.families import evaluated as families_of
+    from taulib.train.trainer import training_checkpoint_steps
+
+    run_dir = outputs / config.run_name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    steps = training_checkpoint_steps(config.training)
+    (run_dir / "checkpoints" / "index.json").write_text(json.dumps([{"step": step, "tokens": step, "tau": 1.0} for step in steps]))
+    (run_dir / "summary.json").write_text("{}")
+    if evaluated:
+        for folder in _family_folders(run_dir, config, families_of(config)).values():
+            folder.mkdir(parents=True)
+            for step in steps:
+                (folder / _step_file(step)).write_text("{}")
+
+
+def _calibrated(outputs: Path, sweep, arm, chosen: dict[float, float]) -> None:
+    folder = outputs / SWEEPS_FOLDER / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [{"l0_target": target, "l1_coefficient": coefficient} for target, coefficient in chosen.items()]
+    (folder / f"{arm.name}.json").write_text(json.dumps({"version": 1, "key": calibration_key(arm, sweep.calibration_seed), "targets": targets}))
+
+
+def test_a_finished_sweep_costs_its_notebooks_only(tmp_path):
+    sweep = _sweep()
+    before = _stages(sweep, tmp_path)
+    assert before["calibration"] > 0 and before["runs"] > sweep.n_runs() * NOTEBOOK
+    chosen = {arm.name: {target: 0.1 * (index + 1) for index, target in enumerate(sweep.l0_targets)} for arm in sweep.calibrated_arms()}
+    for arm in sweep.calibrated_arms():
+        _calibrated(tmp_path, sweep, arm, chosen[arm.name])
+        for target, coefficient in chosen[arm.name].items():
+            for seed in sweep.seeds:
+                _trained(tmp_path, run_config(arm, coefficient, seed, target), evaluated=True)
+    for arm_name, reference in sweep.identities.items():
+        arm = next(a for a in sweep.arms if a.name == arm_name)
+        coefficient = identity_l1_coefficient(arm, chosen[reference][sweep.identity_target])
+        _trained(tmp_path, run_config(arm, coefficient, sweep.calibration_seed, sweep.identity_target, identity_of=reference), evaluated=True)
+    after = _stages(sweep, tmp_path)
+    assert after["calibration"] == 0
+    assert after["runs"] == pytest.approx(sweep.n_runs() * NOTEBOOK)  # every run trained and every checkpoint recorded
+
+
+def test_a_calibrated_target_prices_its_runs_by_what_they_lack(tmp_path):
+    """One arm calibrated at every target, its seed-0 runs (the accepted probes) trained and not evaluated: its probes
+    cost nothing, its other seeds are trained and evaluated, and its seed-0 runs are evaluated only."""
+    from taulib.metrics.evaluate import checkpoints_to_evaluate
+
+    sweep = _sweep()
+    arm = sweep.calibrated_arms()[0]
+    before = _stages(sweep, tmp_path)
+    chosen = {target: 0.1 * (index + 1) for index, target in enumerate(sweep.l0_targets)}  # a run is one target's
+    _calibrated(tmp_path, sweep, arm, chosen)
+    for target in sweep.l0_targets:
+        _trained(tmp_path, run_config(arm, chosen[target], sweep.calibration_seed, target), evaluated=False)
+    after = _stages(sweep, tmp_path)
+    from taulib.study.cost import EXPECTED_PROBES_PER_TARGET, _run_seconds
+
+    train, evaluate = _run_seconds(arm.config, FixedCosts(), arm.config.model.synthetic.d_model)
+    probes = len(sweep.l0_targets) * EXPECTED_PROBES_PER_TARGET * (train + UNIT * arm.config.evaluation.core.tokens)
+    assert before["calibration"] - after["calibration"] == pytest.approx(probes)
+    assert after["runs"] == pytest.approx(before["runs"])  # seed 0 was already counted as trained by its probe
+    config = run_config(arm, chosen[sweep.l0_targets[0]], sweep.calibration_seed, sweep.l0_targets[0])
+    pending = checkpoints_to_evaluate(tmp_path / config.run_name, config)
+    assert set(pending.values()) == {len(json.loads((tmp_path / config.run_name / "checkpoints" / "index.json").read_text()))}
