@@ -55,8 +55,6 @@ from taulib.analysis.report import (
     ground_truth_report,
     headline_arm_of,
     markdown_table,
-    planned_aa_controls,
-    planned_identities,
     render_markdown,
     report_summary,
     sparsity_table,
@@ -65,7 +63,7 @@ from taulib.analysis.report import (
     with_ground_truth,
 )
 from taulib.analysis.sequence_bootstrap import final_sequence_losses
-from taulib.analysis.study_data import load_study
+from taulib.analysis.study_data import load_study, planned_aa_controls, planned_identities
 from taulib.groundtruth.report import lead_section
 from taulib.plots.pareto import pareto_figure
 from taulib.plots.save import save_figures

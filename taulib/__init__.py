@@ -79,6 +79,7 @@ analysis.matched             one row per run: what the report compares at matche
 analysis.frontier            metrics read at exactly matched L0 off each arm's frontier
 analysis.formation           time to final, formation at matched current L0, absorption speed
 analysis.latent_formation    per-latent formation and seed stability of a study's runs
+analysis.reference_formation  per-latent formation against the other seeds' consensus dictionary
 analysis.latent_contexts     what each latent fires on at every checkpoint: top held-out contexts, histogram, density (stored per run)
 analysis.orthogonality       near duplicates over training, the τ-floor ablation, τ trajectory vs outcome
 analysis.checkpoint_state    one checkpoint's details as tidy tables (what a slider redraws)

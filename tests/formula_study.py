@@ -261,6 +261,26 @@ def write_latent_checkpoints(outputs: Path, run_name: str, token_ids: np.ndarray
     import torch
 
     from taulib.activations.cache import activation_spec, cache_folder, write_manifest, write_shard
+
+    config = write_checkpoints(outputs, run_name)
+    directions = concept_directions()
+    spec = activation_spec(config, "heldout", LAYER)
+    folder = cache_folder(outputs, spec)
+    if (folder / "manifest.json").is_file():
+        return
+    ids = np.asarray(token_ids)[: spec.n_tokens]
+    if len(ids) != spec.n_tokens:
+        raise ValueError(f"{len(ids)} token ids for a held-out cache of {spec.n_tokens}")
+    activations = torch.from_numpy(3.0 * directions[concept_of(ids)]).to(torch.float16)
+    folder.mkdir(parents=True, exist_ok=True)
+    shard = write_shard(folder, 0, activations, torch.from_numpy(ids.astype(np.int64)))
+    write_manifest(folder, spec, [shard], D_MODEL, {})
+
+
+def write_checkpoints(outputs: Path, run_name: str) -> RunConfig:
+    """Every checkpoint's SAE of one run (the mix of random and concept directions above); its configuration."""
+    import torch
+
     from taulib.sae import SAEMetadata, SparseAutoencoder, save_sae
 
     config = RunConfig.model_validate(json.loads((outputs / run_name / "config.json").read_text())["config"])
@@ -280,14 +300,4 @@ def write_latent_checkpoints(outputs: Path, run_name: str, token_ids: np.ndarray
             sae.b_enc.fill_(-a)
             sae.b_dec.zero_()
         save_sae(sae, outputs / run_name / "checkpoints" / f"step_{step:07d}", SAEMetadata(D_MODEL, WIDTH, model_name=config.model.name, layer=LAYER))
-    spec = activation_spec(config, "heldout", LAYER)
-    folder = cache_folder(outputs, spec)
-    if (folder / "manifest.json").is_file():
-        return
-    ids = np.asarray(token_ids)[: spec.n_tokens]
-    if len(ids) != spec.n_tokens:
-        raise ValueError(f"{len(ids)} token ids for a held-out cache of {spec.n_tokens}")
-    activations = torch.from_numpy(3.0 * directions[concept_of(ids)]).to(torch.float16)
-    folder.mkdir(parents=True, exist_ok=True)
-    shard = write_shard(folder, 0, activations, torch.from_numpy(ids.astype(np.int64)))
-    write_manifest(folder, spec, [shard], D_MODEL, {})
+    return config

@@ -15,8 +15,8 @@ from scipy import stats
 from taulib.analysis.intervals import Estimate
 from taulib.analysis.matched import MatchedSettings, lower_bound_partner, run_table
 from taulib.analysis.orthogonality import lower_bound_pairs
-from taulib.analysis.report import _identity_claim, build_report, endpoints, headline_arm_of, identities_in_table, planned_aa_controls, render_markdown
-from taulib.analysis.study_data import load_study
+from taulib.analysis.report import _identity_claim, build_report, endpoints, headline_arm_of, identities_in_table, render_markdown
+from taulib.analysis.study_data import load_study, planned_aa_controls
 from taulib.study.run import NOTEBOOKS_DIR, REPORT_NOTEBOOK, execute_notebook
 
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -387,7 +387,7 @@ def test_identity_arms_are_the_ones_the_sweep_planned_not_the_ones_with_fewer_ru
 
 
 def test_the_planned_identities_are_read_from_the_sweeps_plan(tmp_path):
-    from taulib.analysis.report import planned_identities
+    from taulib.analysis.study_data import planned_identities
 
     assert planned_identities(tmp_path) is None
     (tmp_path / "sweeps").mkdir()

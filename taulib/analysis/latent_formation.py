@@ -43,7 +43,7 @@ class FormationSettings:
     method: MatchMethod = "hungarian"  # "max": nearest direction, faster and not one-to-one (for very wide SAEs)
 
 
-def _decoders(run: Run, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
+def checkpoint_decoders(run: Run, only: set[int] | None = None) -> tuple[list[int], list[Any]] | None:
     """The decoder of every checkpoint (or of the steps in `only`), in step order; None if one is missing."""
     steps = sorted(step for step in run.steps if only is None or step in only)
     folders = [run.run_dir / "checkpoints" / f"step_{step:07d}" for step in steps]
@@ -64,7 +64,7 @@ def run_formation(run: Run, settings: FormationSettings | None = None) -> dict[s
     path = _cache_path(run, settings)
     if path.is_file():
         return atomic.read_json(path)
-    loaded = _decoders(run)
+    loaded = checkpoint_decoders(run)
     if loaded is None:
         return None
     steps, decoders = loaded
@@ -188,7 +188,7 @@ def seed_stability(arms: list[Run], method: MatchMethod = "hungarian", steps: se
     """Seeds of one arm and target matched to each other at every checkpoint they share (or at those
     of `steps`): per step, the mean over seed pairs of the share of latents matched at cos ≥ 0.7 and
     ≥ 0.9 and of the mean matched cosine (PW-MCC), with the same for random dictionaries of the shape."""
-    decoders = {arm.seed: _decoders(arm, steps) for arm in arms}
+    decoders = {arm.seed: checkpoint_decoders(arm, steps) for arm in arms}
     decoders = {seed: loaded for seed, loaded in decoders.items() if loaded is not None}
     if len(decoders) < 2:
         return pd.DataFrame()
@@ -268,7 +268,7 @@ def compare_stability(
     final = {}
     for seed in seeds:
         for label, run in (("arm", by_seed[seed]), ("reference", reference_by_seed[seed])):
-            loaded = _decoders(run, {max(run.steps)})
+            loaded = checkpoint_decoders(run, {max(run.steps)})
             if loaded is not None:
                 final[(label, seed)] = (run, loaded[1][-1])
     seeds = [seed for seed in seeds if ("arm", seed) in final and ("reference", seed) in final]

@@ -38,7 +38,8 @@ import pandas as pd
 from taulib.analysis.formation import at_current_l0, formation_censored, formation_time, formed_letter_absorption
 from taulib.analysis.latent_formation import FormationSettings, formation_summary, median_is_censored, run_formation
 from taulib.analysis.orthogonality import checkpoint_at_position, lower_bound_pairs, tau_trajectory_summary
-from taulib.analysis.study_data import Run, StudyData, StudyDataError
+from taulib.analysis.reference_formation import ReferenceSettings, study_reference_formation
+from taulib.analysis.study_data import Run, StudyData, StudyDataError, planned_identities
 from taulib.metrics.catalogue import column as declared_column
 from taulib.metrics.evaluate import read_ground_truth_recovery
 from taulib.train.trainer import warmup_steps
@@ -86,6 +87,7 @@ class MatchedSettings:
     absorption_metric: str = "absorption_fraction"
     absorption_min_k1_f1: float = 0.5  # absorption speed: letters whose best single latent reaches this F1 at the end
     latent_formation: FormationSettings | None = FormationSettings()  # None: skip per-latent formation (reads every checkpoint)
+    reference_formation: ReferenceSettings | None = ReferenceSettings()  # None: skip formation against the other seeds' consensus
 
 
 def _value(run: Run, step: int, column: str) -> float:
@@ -199,7 +201,12 @@ def run_table(study: StudyData, settings: MatchedSettings | None = None) -> pd.D
         )
     settings = settings or MatchedSettings()
     study.check_one_code_version()
-    return pd.DataFrame([run_row(run, settings) for run in study.runs])
+    rows = [run_row(run, settings) for run in study.runs]
+    if settings.latent_formation is not None and settings.reference_formation is not None:
+        found = study_reference_formation(study, settings.reference_formation, list(planned_identities(study.outputs_root) or {}))
+        for row in rows:
+            row |= found.get(str(row["run"]), {})
+    return pd.DataFrame(rows)
 
 
 FORMATION_COLUMNS = (

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from taulib import atomic
 from taulib.analysis.frontier import MATCH_TOLERANCE, FrontierShape, matched_table
 from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.latent_formation import seeds_needed
@@ -48,7 +47,7 @@ from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, Matc
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
 from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
-from taulib.analysis.study_data import Run, StudyData
+from taulib.analysis.study_data import Run, StudyData, planned_aa_controls, planned_identities
 from taulib.metrics.downstream.metric import SequenceLosses
 from taulib.provenance import git_commit
 from taulib.schedules import SCHEDULE_KIND_SPECS
@@ -105,6 +104,9 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False, time=True),
         Endpoint("formation", "latents_formed_by_25%", "share of final latents formed by 25% of training", True),
         Endpoint("formation", "latents_never_formed", "share of final latents not formed before the end", False),
+        # against directions the run did not make: the other seeds' shared final latents (taulib.analysis.reference_formation)
+        Endpoint("formation", "reference_formation_median", "median share of training at which a consensus direction of the other seeds formed in the run", False, time=True),
+        Endpoint("formation", "reference_held_at_end", "share of the other seeds' consensus directions the run's final dictionary holds", True),
         Endpoint("orthogonality", "final_alive_excess_mean_max_cosine", "final mean max decoder cosine of alive latents over its random baseline", False, primary=True),
         Endpoint("orthogonality", "final_alive_near_duplicate_latent_fraction", "final near-duplicate alive latents (fraction)", False),
         Endpoint("orthogonality", "final_mean_max_cosine", "final mean max decoder cosine (all latents, dead included)", False),
@@ -192,22 +194,6 @@ def identities_in_table(table: pd.DataFrame, kinds: dict[str, str], headline: st
         return [arm for arm, twin in planned.items() if twin == headline and arm in present]
     runs = table["arm"].value_counts()
     return [arm for arm in constant_coefficient_arms(table, kinds, headline) if runs[arm] < runs.get(headline, 0)]
-
-
-def planned_identities(outputs_root: Path) -> dict[str, str] | None:
-    """The identity arms the sweep planned (outputs/sweeps/plan.json), None for a study without that record."""
-    plan = _plan(outputs_root)
-    return dict(plan["identities"]) if "identities" in plan else None
-
-
-def planned_aa_controls(outputs_root: Path) -> dict[str, str]:
-    """The A/A control the sweep planned (outputs/sweeps/plan.json): its arm → the arm it repeats; {} for none."""
-    return dict(_plan(outputs_root).get("aa_controls", {}))
-
-
-def _plan(outputs_root: Path) -> dict[str, Any]:
-    path = Path(outputs_root) / "sweeps" / "plan.json"
-    return atomic.read_json(path) if path.is_file() else {}
 
 
 PENALTY_COLUMN_MARK = "l1_coefficient"  # columns holding λ/τ (taulib.analysis.orthogonality.tau_trajectory_summary)

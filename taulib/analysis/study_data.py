@@ -188,3 +188,19 @@ def _training_version(run: Run) -> str:
 def _evaluation_fingerprint(run: Run) -> str:
     fingerprint = recorded_evaluation_fingerprint(run.run_dir, run.config)
     return f"evaluation {fingerprint}" if fingerprint is not None else "an evaluation of another version (its key is not this code's)"
+
+
+def planned_identities(outputs_root: Path) -> dict[str, str] | None:
+    """The identity arms the sweep planned (outputs/sweeps/plan.json), None for a study without that record."""
+    plan = _plan(outputs_root)
+    return dict(plan["identities"]) if "identities" in plan else None
+
+
+def planned_aa_controls(outputs_root: Path) -> dict[str, str]:
+    """The A/A control the sweep planned (outputs/sweeps/plan.json): its arm → the arm it repeats; {} for none."""
+    return dict(_plan(outputs_root).get("aa_controls", {}))
+
+
+def _plan(outputs_root: Path) -> dict[str, Any]:
+    path = Path(outputs_root) / "sweeps" / "plan.json"
+    return atomic.read_json(path) if path.is_file() else {}

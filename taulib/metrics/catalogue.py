@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from taulib.metrics.absorption.settings import DECLARATION as ABSORPTION
 from taulib.metrics.core.settings import DECLARATION as CORE
-from taulib.metrics.decoder_drift.settings import DECLARATION as DECODER_DRIFT
 from taulib.metrics.declaration import Column, FamilyDeclaration, Needs
+from taulib.metrics.decoder_drift.settings import DECLARATION as DECODER_DRIFT
 from taulib.metrics.downstream.settings import DECLARATION as DOWNSTREAM
 from taulib.metrics.ground_truth.settings import DECLARATION as GROUND_TRUTH
 from taulib.metrics.orthogonality.settings import DECLARATION as ORTHOGONALITY
