@@ -65,6 +65,7 @@ metrics.support_refit        explained variance with the active latents' coeffic
 metrics.ground_truth         recovery of the synthetic model's known dictionary, per checkpoint and per feature
 metrics.absorption           SAE Bench's first-letter feature absorption
 metrics.probing              SAE Bench's sparse probing
+metrics.probing_baseline     sparse probing of a random SAE at each checkpoint's L0: the baseline of the probing lift
 metrics.logistic             batched logistic regression (the probes of absorption and probing)
 metrics.latent_formation     latents matched between dictionaries by decoder direction
 

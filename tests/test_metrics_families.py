@@ -29,7 +29,7 @@ def test_what_a_model_cannot_have_is_recorded_not_computed():
     language = RunConfig(run_name="lm")
     synthetic = RunConfig(run_name="gt", model={"name": "synthetic", "synthetic": {}})
     assert set(language.not_applicable_families()) == {f.name for f in FAMILIES if f.needs == "known_dictionary"} == {"ground_truth"}
-    assert set(synthetic.not_applicable_families()) == {f.name for f in FAMILIES if f.needs == "language_model"} == {"downstream", "absorption", "probing"}
+    assert set(synthetic.not_applicable_families()) == {f.name for f in FAMILIES if f.needs == "language_model"} == {"downstream", "absorption", "probing", "probing_baseline"}
     assert [f.name for f in evaluated(synthetic)] == [f.name for f in FAMILIES if f.needs != "language_model"]
     assert {"core", "orthogonality", "ground_truth"} <= {f.name for f in evaluated(synthetic)}
 

@@ -325,14 +325,14 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     from taulib.metrics.evaluate import read_checkpoint_details
 
     records = sorted((run_dir / "evaluation" / "families").glob("*/step_*.json"))
-    assert {path.parent.name.rsplit("-", 1)[0] for path in records} == {"core", "downstream", "orthogonality", "decoder_drift", "support_refit", "absorption", "probing"}
-    assert len(records) == 7 * len(index)
+    assert {path.parent.name.rsplit("-", 1)[0] for path in records} == {"core", "downstream", "orthogonality", "decoder_drift", "support_refit", "absorption", "probing", "probing_baseline"}
+    assert len(records) == 8 * len(index)
     detail = read_checkpoint_details(run_dir, index[-1]["step"])["details"]
     assert {"density_histogram", "max_cosine_histogram", "absorption_letters", "probing_tasks", "ce_per_sequence"} <= set(detail)
     # what the language model's families compute is what they declare (taulib/metrics/<family>/settings.py)
     from references import assert_declared
 
-    assert_declared(table, detail, ["core", "downstream", "orthogonality", "decoder_drift", "support_refit", "absorption", "probing"])
+    assert_declared(table, detail, ["core", "downstream", "orthogonality", "decoder_drift", "support_refit", "absorption", "probing", "probing_baseline"])
     assert table["decoder_init_cosine_median"].iloc[0] == pytest.approx(1.0, abs=1e-6)  # step 0 is the initialisation
     assert len(detail["ce_per_sequence"]["sae"]) == 2
     # one call, cached: nothing is recomputed; a missing record is recomputed alone

@@ -158,6 +158,9 @@ def run_row(run: Run, settings: MatchedSettings) -> dict[str, float | str | int]
     row["l0_drift_late"], row["l0_drift_from_position"] = late_l0_drift(tokens, l0)
     for column in DRIFT_COLUMNS:  # is the dictionary learned or inherited from its initialisation (taulib.metrics.decoder_drift)
         row[f"final_{column}"] = _value(run, final_step, column)
+    if "random_sae_top_1_accuracy" in table:  # what the dictionary adds to sparse probing over a random SAE at the same L0
+        for when, step in (("final", final_step), ("early", early_step)):
+            row[f"{when}_sae_top_1_lift"] = _value(run, step, "sae_top_1_accuracy") - _value(run, step, "random_sae_top_1_accuracy")
     if "support_refit_explained_variance" in table:
         for column in REFIT_COLUMNS:
             row[f"final_{column}"] = _value(run, final_step, column)

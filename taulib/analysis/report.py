@@ -104,6 +104,8 @@ def endpoints(settings: MatchedSettings) -> list[Endpoint]:
         Endpoint("formation", "latent_formation_median", "median share of training at which a final latent's decoder direction formed", False, time=True),
         Endpoint("formation", "latents_formed_by_25%", "share of final latents formed by 25% of training", True),
         Endpoint("formation", "latents_never_formed", "share of final latents not formed before the end", False),
+        # what the dictionary adds to probing: over a random SAE of the same width at the same L0 (taulib.metrics.probing_baseline)
+        Endpoint("formation", "final_sae_top_1_lift", "final sparse-probing top-1 accuracy over a random SAE's of the same width at the same L0", True),
         # against directions the run did not make: the other seeds' shared final latents (taulib.analysis.reference_formation)
         Endpoint("formation", "reference_formation_median", "median share of training at which a consensus direction of the other seeds formed in the run", False, time=True),
         Endpoint("formation", "reference_held_at_end", "share of the other seeds' consensus directions the run's final dictionary holds", True),

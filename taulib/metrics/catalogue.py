@@ -17,9 +17,10 @@ from taulib.metrics.downstream.settings import DECLARATION as DOWNSTREAM
 from taulib.metrics.ground_truth.settings import DECLARATION as GROUND_TRUTH
 from taulib.metrics.orthogonality.settings import DECLARATION as ORTHOGONALITY
 from taulib.metrics.probing.settings import DECLARATION as PROBING
+from taulib.metrics.probing_baseline.settings import DECLARATION as PROBING_BASELINE
 from taulib.metrics.support_refit.settings import DECLARATION as SUPPORT_REFIT
 
-DECLARATIONS: tuple[FamilyDeclaration, ...] = (CORE, DOWNSTREAM, ORTHOGONALITY, DECODER_DRIFT, SUPPORT_REFIT, ABSORPTION, PROBING, GROUND_TRUTH)
+DECLARATIONS: tuple[FamilyDeclaration, ...] = (CORE, DOWNSTREAM, ORTHOGONALITY, DECODER_DRIFT, SUPPORT_REFIT, ABSORPTION, PROBING, PROBING_BASELINE, GROUND_TRUTH)
 FAMILY_NAMES: tuple[str, ...] = tuple(declaration.name for declaration in DECLARATIONS)
 FAMILY_NEEDS: dict[str, Needs] = {declaration.name: declaration.needs for declaration in DECLARATIONS}
 DECLARED: dict[str, FamilyDeclaration] = {declaration.name: declaration for declaration in DECLARATIONS}
