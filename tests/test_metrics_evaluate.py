@@ -125,9 +125,7 @@ def _evaluation(**sections):
 def test_adding_or_changing_one_family_evaluates_that_family_alone(synthetic_run):
     import pandas as pd
 
-    from taulib.metrics.evaluate import evaluate_run
-
-    from taulib.metrics.evaluate import checkpoints_to_evaluate, read_checkpoint_index
+    from taulib.metrics.evaluate import checkpoints_to_evaluate, evaluate_run, read_checkpoint_index
 
     run_dir, outputs, config = synthetic_run
     checkpoints = len(read_checkpoint_index(run_dir))
