@@ -152,11 +152,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("outputs", nargs="?", type=Path, default=Path("outputs"))
     parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--section", default="study_stages", help="the RESULTS section written (a study of another default keeps its own)")
+    parser.add_argument("--title", default="The default study's wall time by stage", help="the section's title")
     args = parser.parse_args(argv)
     result = study_stages(args.outputs)
     text = render(result)
     if not args.no_write:
-        write_section("study_stages", "The default study's wall time by stage (`benchmarks/study_stages.py`)", text, *([args.results] if args.results else []))
+        write_section(args.section, f"{args.title} (`benchmarks/study_stages.py`)", text, *([args.results] if args.results else []))
     print(text)
     return result
 

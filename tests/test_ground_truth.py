@@ -208,7 +208,7 @@ def test_every_arm_recovers_easy_ground_truth_and_the_evaluation_records_it(tmp_
             assert {"gt_mean_max_cosine", "gt_recovered_fraction", "l0", "mean_max_cosine"} <= set(table.columns)
             assert not {"ce_loss_score", "absorption_fraction"} & set(table.columns)  # not applicable: absent, not NaN
             summary = atomic.read_json(tmp_path / config.run_name / "evaluation" / "evaluation.json")
-            assert set(summary["not_applicable"]) == {"downstream", "absorption", "probing"}
+            assert set(summary["not_applicable"]) == {"downstream", "absorption", "probing", "probing_baseline"}
             recovery = read_ground_truth_recovery(tmp_path / config.run_name)
             assert len(recovery) == 16 and ((recovery.recovery_step >= 0) == (recovery.final_max_cosine > 0.9)).all()
             assert table.gt_recovered_fraction.iloc[-1] == pytest.approx((recovery.final_max_cosine > 0.9).mean())
