@@ -39,6 +39,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,6 +100,22 @@ def _config(width: int, max_tokens: int, coefficient: float) -> RunConfig:
     )
 
 
+def study_inputs(outputs: Path, ce_sequences: int) -> tuple[RunConfig, int, Any, torch.Tensor, torch.Tensor, SplicedModel, SequenceLosses]:
+    """What a curve reads from a finished default study's outputs (never written): the default arm's configuration,
+    its layer, the training cache, the held-out sample the core metrics use, `ce_sequences` held-out CE sequences,
+    the spliced model and its clean and zero-ablated reference on those sequences."""
+    base = load_run_config(ARM)
+    layer = hooked_layer(base.model)
+    train_spec, heldout_spec = activation_spec(base, "train", layer), activation_spec(base, "heldout", layer)
+    train = load_cache(cache_folder(outputs, train_spec), train_spec, mmap=base.training.activation_storage == "mmap")
+    heldout = load_cache(cache_folder(outputs, heldout_spec), heldout_spec).activations[: base.evaluation.core.tokens].float()
+    folder = evaluation_data_folder(outputs, base, layer)
+    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][:ce_sequences]
+    spliced = SplicedModel(load_language_model(base.model.model_copy(update={"layer": layer})), base.model.autocast)
+    reference = Downstream().reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
+    return base, layer, train, heldout, sequences, spliced, reference
+
+
 def _next_lambda(points: dict[float, dict[int, float]], steps: list[int], target: float) -> float | None:
     """The λ of the next run: past the target where a token count has every run on one side of it."""
     too_dense = [s for s in steps if all(l0[s] > target for l0 in points.values())]  # needs a larger λ
@@ -140,15 +157,7 @@ def main() -> None:
     torch.set_num_threads(2)
 
     tokens = sorted(args.tokens)
-    base = load_run_config(ARM)
-    layer = hooked_layer(base.model)
-    train_spec, heldout_spec = activation_spec(base, "train", layer), activation_spec(base, "heldout", layer)
-    train = load_cache(cache_folder(args.outputs, train_spec), train_spec, mmap=base.training.activation_storage == "mmap")
-    heldout = load_cache(cache_folder(args.outputs, heldout_spec), heldout_spec).activations[: base.evaluation.core.tokens].float()
-    folder = evaluation_data_folder(args.outputs, base, layer)
-    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][: args.ce_sequences]
-    spliced = SplicedModel(load_language_model(base.model.model_copy(update={"layer": layer})), base.model.autocast)
-    reference = Downstream().reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
+    base, layer, train, heldout, sequences, spliced, reference = study_inputs(args.outputs, args.ce_sequences)
     cache_tokens = train.activations.shape[0]
     print(f"cache: {cache_tokens:,} training tokens; CE on {len(sequences)} sequences; target L0 {args.target:g}", flush=True)
 

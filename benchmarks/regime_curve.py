@@ -32,22 +32,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from taulib.activations.cache import activation_spec, cache_folder, load_cache
-from taulib.activations.models import hooked_layer, load_language_model
 from taulib.analysis.frontier import read_at_l0
 from taulib.config import RunConfig, load_run_config
 from taulib.metrics.core.metric import reconstruction_metrics_many
 from taulib.metrics.decoder_drift.metric import decoder_drift_metrics
-from taulib.metrics.downstream.family import CE_SEQUENCES_FILE, Downstream
-from taulib.metrics.downstream.metric import SplicedModel, downstream_metrics
-from taulib.metrics.evaluate import evaluation_data_folder
+from taulib.metrics.downstream.metric import downstream_metrics
 from taulib.sae import in_raw_units, load_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, provenance, write_section  # noqa: E402
-from quality_curve import ARM, L0_EXPONENT, _checkpoint, _next_lambda, _trained, reading_interval  # noqa: E402
+from quality_curve import ARM, L0_EXPONENT, _checkpoint, _next_lambda, _trained, reading_interval, study_inputs  # noqa: E402
 
 DEFAULT_GRID = (
     "3e-4:0:1024:500000",
@@ -109,15 +104,7 @@ def main() -> None:
     points = [Point.parse(text) for text in args.grid]  # every point parsed before any work
     torch.set_num_threads(2)
 
-    base = load_run_config(ARM)
-    layer = hooked_layer(base.model)
-    train_spec, heldout_spec = activation_spec(base, "train", layer), activation_spec(base, "heldout", layer)
-    train = load_cache(cache_folder(args.outputs, train_spec), train_spec, mmap=base.training.activation_storage == "mmap")
-    heldout = load_cache(cache_folder(args.outputs, heldout_spec), heldout_spec).activations[: base.evaluation.core.tokens].float()
-    folder = evaluation_data_folder(args.outputs, base, layer)
-    sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][: args.ce_sequences]
-    spliced = SplicedModel(load_language_model(base.model.model_copy(update={"layer": layer})), base.model.autocast)
-    reference = Downstream().reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
+    base, layer, train, heldout, sequences, spliced, reference = study_inputs(args.outputs, args.ce_sequences)
     cache_tokens = train.activations.shape[0]
     print(f"cache: {cache_tokens:,} training tokens; CE on {len(sequences)} sequences; target L0 {args.target:g}", flush=True)
 
