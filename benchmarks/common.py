@@ -73,10 +73,20 @@ def versions(packages: Sequence[str] = ("torch", "transformers", "nnsight")) -> 
     return f"Python {platform.python_version()}, " + ", ".join(found)
 
 
+def commit() -> str:
+    """The repository's commit, marked where the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPOSITORY, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"{head} with uncommitted changes" if changed.strip() else head
+
+
 def provenance(command: str, packages: Sequence[str] = ("torch", "transformers", "nnsight")) -> str:
-    """The lines every generated section starts with: how it was made, where, with what, when."""
+    """The lines every generated section starts with: how it was made, where, with what, when, at which commit."""
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"`{command}` — {today}; torch threads: {torch.get_num_threads()}.\nMachine: {machine_line()}.\nVersions: {versions(packages)}.\n"
+    return f"`{command}` — {today}, commit {commit()}; torch threads: {torch.get_num_threads()}.\nMachine: {machine_line()}.\nVersions: {versions(packages)}.\n"
 
 
 def best_of(function: Callable[[], object], repeats: int) -> float:

@@ -131,8 +131,9 @@ def _next_lambda(points: dict[float, dict[int, float]], steps: list[int], target
 
 def reading_interval(l0s: list[float], losses: list[SequenceLosses], target: float, shape: FrontierShape, seed: int) -> tuple[float, float]:
     """A 95% percentile interval of the CE-loss score read at `target` off the frontier through the runs:
-    the same sequences resampled for every run (they are scored on the same text), the L0s held fixed."""
+    the same documents resampled for every run (they are scored on the same text), the L0s held fixed."""
     rng = np.random.default_rng(seed)
+    losses = [run.by_document() for run in losses]
     n = len(losses[0])
     draws = []
     for _ in range(BOOTSTRAP):

@@ -62,7 +62,7 @@ from taulib.analysis.report import (
     wall_time_line,
     with_ground_truth,
 )
-from taulib.analysis.sequence_bootstrap import final_sequence_losses
+from taulib.analysis.sequence_bootstrap import final_sequence_losses, final_variance_parts
 from taulib.analysis.study_data import load_study, planned_aa_controls, planned_identities
 from taulib.groundtruth.report import lead_section
 from taulib.plots.pareto import pareto_figure
@@ -107,8 +107,8 @@ figures["05_pareto_early"]
 # Built from the run table above; `claims.json` beside the report holds every quoted number.
 
 # %%
-# each run's per-sequence CE losses at its final checkpoint: the CE-loss comparisons include the text's error
-# the evaluation samples' own error: the CE sequences' and the probing test sets' (bootstraps shared by every run)
+# the evaluation samples' own error: the held-out text's (documents resampled, for the CE-loss score and the explained
+# variance) and the probing test sets' (bootstraps shared by every run)
 report = build_report(
     table,
     reference_arm,
@@ -121,6 +121,7 @@ report = build_report(
     probing_replicates=probe_replicates(study, settings),
     identities=planned_identities(outputs),  # the identity arms as the sweep planned them (outputs/sweeps/plan.json)
     aa_controls=planned_aa_controls(outputs),  # and its A/A control
+    variance_parts=final_variance_parts(study),
 )
 # the ground-truth verdict: this study's own when it is the synthetic model's, else its study's beside this one
 ground_truth_dir = Path(ground_truth_dir) if ground_truth_dir else outputs / GROUND_TRUTH_FOLDER

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from taulib.metrics.downstream.metric import DownstreamMetrics, SequenceLosses, SplicedModel, _check_sequences, _per_token_losses, _row_sums, _sae_replacement
+from taulib.metrics.downstream.metric import DownstreamMetrics, SequenceLosses, SplicedModel, _check_sequences, _per_token_losses, _sae_replacement
 from taulib.sae import SparseAutoencoder
 
 
@@ -27,6 +27,10 @@ class LossTerms:
     mse: torch.Tensor  # mean over the batch of ‖x − x̂‖²
     l1: torch.Tensor  # mean over the batch of ‖f‖₁
 
+
+
+def _row_sums(values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    return (values.double() * mask).sum(dim=1).cpu().numpy()
 
 def sae_loss(x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor, l1_coefficient_effective: float) -> LossTerms:
     """Squared reconstruction error plus the (already τ-divided) L1 penalty, both per-token means."""
@@ -91,6 +95,34 @@ def downstream_metrics_full_forward(
         shared["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
     common = {key: np.concatenate(parts) for key, parts in shared.items()}
     return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
+
+
+@torch.no_grad()
+def document_losses_full_forward(model: SplicedModel, sequences: torch.Tensor, sae: SparseAutoencoder, documents: torch.Tensor) -> SequenceLosses:
+    """One unit per document (in document order): the losses of the positions whose token belongs to it, from whole
+    forwards and a loop over positions, what `SequenceLosses.by_document` of `downstream_metrics` groups by scatter."""
+    ids, bos = sequences.to(model.device), model.loaded.bos_token_id
+    clean_log_probs = torch.log_softmax(model.logits(ids), dim=-1)
+    clean_probs = clean_log_probs.exp()
+    clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
+    clean_ce, _ = _per_token_losses(model.logits(ids), ids)
+    zero_ce, zero_kl = _per_token_losses(model.logits(ids, torch.zeros_like), ids, clean_probs, clean_entropy_term)
+    sae_ce, sae_kl = _per_token_losses(model.logits(ids, _sae_replacement(sae.to(model.device), ids == bos)), ids, clean_probs, clean_entropy_term)
+    found = sorted({int(d) for d in documents.flatten()})
+    sums = {name: {d: 0.0 for d in found} for name in ("clean", "zero", "sae", "kl_zero", "kl_sae", "n_ce", "n_kl")}
+    for row in range(ids.shape[0]):
+        for position in range(ids.shape[1]):
+            if int(ids[row, position]) == bos:
+                continue
+            document = int(documents[row, position])
+            if position < ids.shape[1] - 1:  # position t's cross-entropy predicts token t + 1
+                for name, values in (("clean", clean_ce), ("zero", zero_ce), ("sae", sae_ce)):
+                    sums[name][document] += float(values[row, position])
+                sums["n_ce"][document] += 1
+            sums["kl_zero"][document] += float(zero_kl[row, position])
+            sums["kl_sae"][document] += float(sae_kl[row, position])
+            sums["n_kl"][document] += 1
+    return SequenceLosses(**{name: np.array([by_document[d] for d in found]) for name, by_document in sums.items()}, document=np.array(found))
 
 
 def assert_declared(table, details, families):

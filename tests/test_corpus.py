@@ -100,3 +100,19 @@ def test_building_a_source_twice_gives_byte_identical_files(tmp_path):
     first = build_source(bbc, root, tmp_path / "a")
     second = build_source(bbc, root, tmp_path / "b")
     assert first["sha256"] == second["sha256"] and first["train_documents"] > 1900
+
+
+def test_each_token_of_the_packed_stream_knows_its_document():
+    from taulib.corpus.stream import sequence_documents, stream_documents
+
+    documents = ["a bb ccc", "dddd eeeee", "f gg hhh iiii"]  # ids: 11 12 13 | 14 15 | 11 12 13 14, no separator
+    stream = stream_documents(documents, _WordTokenizer(), n_tokens=8, chunk_documents=2)
+    assert stream.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    # the sequences' bodies are the stream: [1, 11, 12], [1, 13, 14], [1, 15, 11], [1, 12, 13]; BOS reads the next token's
+    assert sequence_documents(stream, context_length=3, n_sequences=4).tolist() == [[0, 0, 0], [0, 0, 1], [1, 1, 2], [2, 2, 2]]
+    import pytest
+
+    with pytest.raises(ValueError, match="holds only 9 tokens"):
+        stream_documents(documents, _WordTokenizer(), n_tokens=10)
+    with pytest.raises(ValueError, match="cover 8 tokens"):
+        sequence_documents(stream, context_length=4, n_sequences=3)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from references import downstream_metrics_full_forward
+from references import document_losses_full_forward, downstream_metrics_full_forward
 from saes import perfect_sae
 
 from taulib.activations.models import decoder_layers, load_language_model
@@ -115,6 +115,39 @@ def test_per_sequence_losses_combine_exactly_and_bootstrap_around_the_score(load
     # a resample of the one sequence twice: its score, from float32 sums over its ~40 token losses taken in another
     # batch shape, so to float32 rounding of such sums (√40 · ε · the score's terms, a few 1e-6 relative), not exactly
     assert low == pytest.approx(min(first.ce_loss_score, second.ce_loss_score), rel=_float32_sum_tolerance(sequences.shape[1]))
+
+
+def test_losses_by_document_are_the_documents_own(loaded, sequences):
+    # documents that start mid-sequence and span the two sequences: 0 | 1 … 1 | 2
+    documents = torch.zeros_like(sequences)
+    documents[0, 25:], documents[1, :12], documents[1, 12:] = 1, 1, 2
+    spliced, sae = SplicedModel(loaded), _lossy(loaded.d_model)
+    reference = splice_reference(spliced, sequences, batch_size=1, documents=documents)
+    assert reference.units_per_sequence == 2
+    (by_unit,) = downstream_metrics(spliced, sequences, [sae], batch_size=2, reference=reference)
+    (unsplit,) = downstream_metrics(spliced, sequences, [sae], batch_size=2)
+    assert by_unit.as_dict() == pytest.approx(unsplit.as_dict(), rel=_float32_sum_tolerance(sequences.numel()))  # the same totals
+    mine, expected = by_unit.per_sequence.by_document(), document_losses_full_forward(spliced, sequences, sae, documents)
+    assert mine.document.tolist() == expected.document.tolist() == [0, 1, 2]
+    for name in ("n_ce", "n_kl"):
+        assert getattr(mine, name).tolist() == getattr(expected, name).tolist(), name
+    for name in ("clean", "zero", "sae", "kl_zero", "kl_sae"):
+        # whole forwards against the split one: each position's loss to _logit_tolerance, summed over ≤ 40 positions
+        logits = spliced.logits(sequences)
+        assert getattr(mine, name) == pytest.approx(getattr(expected, name), abs=40 * _logit_tolerance(logits, loaded.d_model)), name
+    # a reference kept on disk keeps its documents; one split in rows keeps each row's units
+    half = reference.rows(1, 2)
+    assert half.units_per_sequence == 2 and half.unit_documents().tolist() == [1, 2]
+
+
+def test_documents_that_do_not_fit_the_sequences_are_an_error(loaded, sequences):
+    spliced = SplicedModel(loaded)
+    with pytest.raises(ValueError, match="each position"):
+        splice_reference(spliced, sequences, documents=torch.zeros(1, 3, dtype=torch.long))
+    backwards = torch.zeros_like(sequences)
+    backwards[0, :5] = 1
+    with pytest.raises(ValueError, match="must not decrease"):
+        splice_reference(spliced, sequences, documents=backwards)
 
 
 @pytest.mark.parametrize("autocast", [None, "bfloat16"])

@@ -334,7 +334,16 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
 
     assert_declared(table, detail, ["core", "downstream", "orthogonality", "decoder_drift", "support_refit", "absorption", "probing", "probing_baseline"])
     assert table["decoder_init_cosine_median"].iloc[0] == pytest.approx(1.0, abs=1e-6)  # step 0 is the initialisation
-    assert len(detail["ce_per_sequence"]["sae"]) == 2
+    # the losses are kept per part of a sequence one document fills, with its document; explained variance per document
+    from taulib.metrics.core.metric import VarianceParts
+    from taulib.metrics.downstream.metric import SequenceLosses
+
+    losses = SequenceLosses.from_lists(detail["ce_per_sequence"])
+    assert losses.documents_known and len(losses) % 2 == 0 and losses.metrics().ce_loss_score == pytest.approx(final["ce_loss_score"], rel=1e-9)
+    parts = VarianceParts.from_lists(detail["ev_per_document"])
+    assert parts.tokens.sum() == final["n_tokens"] and parts.explained_variance() == pytest.approx(final["explained_variance"], abs=1e-9)
+    assert final["explained_variance_low"] <= final["explained_variance"] + 1e-9 <= final["explained_variance_high"] + 2e-9
+    assert table[["explained_variance_low", "explained_variance_high"]].iloc[:-1].isna().all().all()
     # one call, cached: nothing is recomputed; a missing record is recomputed alone
     stamps = {path: path.stat().st_mtime_ns for path in records}
     again = evaluate_run(run_dir, outputs, show_progress=False)
@@ -350,5 +359,5 @@ def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     fewer = evaluate_run(run_dir, outputs, show_progress=False, evaluation=EvaluationConfig(families=("core",), core={"tokens": 500}))
     assert "absorption_fraction" not in fewer and fewer["step"].tolist() == table["step"].tolist()
     assert not fewer["l0"].equals(table["l0"])  # 500 held-out tokens, not 1000
-    assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram", "latent_density"}
+    assert set(read_checkpoint_details(run_dir, index[-1]["step"])["details"]) == {"density_histogram", "latent_density", "ev_per_document"}
     assert all(path.is_file() for path in records)  # the earlier evaluation's records stay cached

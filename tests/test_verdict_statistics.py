@@ -236,6 +236,55 @@ def test_the_ce_score_interval_includes_the_evaluation_texts_error():
     assert ce_score_difference(runs, {k: v for k, v in recorded.items() if k != "a0"}, "a", "b", 50.0) is None
 
 
+def test_the_text_is_redrawn_by_document_where_documents_are_known():
+    """The same text noise, but every 6 sequences are one document (their noise shared): resampled by document the
+    interval is that of 10 units, √6 times as wide as the sequences' bootstrap would make it, and says so."""
+    from taulib.analysis.sequence_bootstrap import DOCUMENT_METHOD, SEQUENCE_METHOD, ce_score_difference
+    from taulib.metrics.downstream.metric import SequenceLosses
+
+    rng = np.random.default_rng(0)
+    n_documents, per_document, tokens = 10, 6, 100.0
+    document = np.repeat(np.arange(n_documents), per_document)
+    text_noise = rng.normal(0, 0.5, n_documents)[document]
+
+    def losses(extra: np.ndarray, documents: np.ndarray | None) -> SequenceLosses:
+        ones = np.ones(len(document))
+        return SequenceLosses(2 * tokens * ones, 10 * tokens * ones, (3 + extra) * tokens, ones, ones, tokens * ones, tokens * ones, document=documents)
+
+    runs = pd.DataFrame([{"run": f"{arm}{s}", "arm": arm, "seed": s, "l0_target": 50.0, "final_l0": 50.0} for s in SEEDS for arm in "ab"])
+    estimates = {}
+    for documents in (document, None):
+        recorded = {f"a{s}": losses(text_noise + 1e-4 * s, documents) for s in SEEDS} | {f"b{s}": losses(np.zeros(len(document)), documents) for s in SEEDS}
+        estimates[documents is not None] = ce_score_difference(runs, recorded, "a", "b", 50.0)
+    by_document, by_sequence = estimates[True], estimates[False]
+    assert by_document.method == DOCUMENT_METHOD and by_sequence.method == SEQUENCE_METHOD
+    assert by_document.value == pytest.approx(by_sequence.value)
+    document_scores = -text_noise[::per_document] / 8
+    half = stats.t.ppf(0.975, 2) * document_scores.std(ddof=1) / math.sqrt(n_documents)
+    assert by_document.high - by_document.value == pytest.approx(half, rel=0.2)
+    assert (by_document.high - by_document.low) / (by_sequence.high - by_sequence.low) == pytest.approx(math.sqrt(per_document), rel=0.2)
+
+
+def test_the_explained_variance_interval_includes_the_held_out_texts_error():
+    """Arms that differ by document-dependent reconstruction error alone: with the documents redrawn the difference is
+    unresolved; the parts' totals must agree (the same tokens) for an estimate."""
+    from taulib.analysis.sequence_bootstrap import DOCUMENT_METHOD, explained_variance_difference
+    from taulib.metrics.core.metric import VarianceParts
+
+    rng = np.random.default_rng(1)
+    n_documents = 12
+    total, tokens, noise = np.full(n_documents, 100.0), np.full(n_documents, 500.0), rng.normal(0, 10, n_documents)
+    runs = pd.DataFrame([{"run": f"{arm}{s}", "arm": arm, "seed": s, "l0_target": 50.0, "final_l0": 50.0} for s in SEEDS for arm in "ab"])
+    parts = {f"a{s}": VarianceParts(np.arange(n_documents), 20.0 + noise + 1e-3 * s, total, tokens) for s in SEEDS}
+    parts |= {f"b{s}": VarianceParts(np.arange(n_documents), np.full(n_documents, 20.0), total, tokens) for s in SEEDS}
+    estimate = explained_variance_difference(runs, parts, "a", "b", 50.0)
+    assert estimate.method == DOCUMENT_METHOD and estimate.value == pytest.approx(-noise.mean() / 100, abs=1e-4)
+    half = stats.t.ppf(0.975, 2) * (noise / 100).std(ddof=1) / math.sqrt(n_documents)
+    assert estimate.high - estimate.value == pytest.approx(half, rel=0.2) and estimate.p_value > 0.05
+    other_tokens = parts | {"b0": VarianceParts(np.arange(n_documents), np.full(n_documents, 20.0), total, tokens + 1)}
+    assert explained_variance_difference(runs, other_tokens, "a", "b", 50.0) is None
+
+
 def test_a_missing_value_is_never_read_across_from_the_runs_around_it():
     reading = read_at_l0([20.0, 50.0, 100.0], [0.2, math.nan, 0.4], 50.0)
     assert reading.status == "unmatched" and math.isnan(reading.value)

@@ -45,9 +45,10 @@ from taulib.analysis.intervals import Estimate, paired_difference, t_interval
 from taulib.analysis.latent_formation import seeds_needed
 from taulib.analysis.matched import CENSORED_SUFFIX, ORTHOGONALITY_CONTEXT, MatchedSettings
 from taulib.analysis.probe_bootstrap import PROBE_ERROR_COLUMNS, PROBE_METHOD
-from taulib.analysis.sequence_bootstrap import SEQUENCE_METHOD, ce_score_difference, replicated_difference
+from taulib.analysis.sequence_bootstrap import DOCUMENT_METHOD, SEQUENCE_METHOD, ce_score_difference, explained_variance_difference, replicated_difference
 from taulib.analysis.statistics import ALPHA, equivalence, holm, rank_correlation
 from taulib.analysis.study_data import Run, StudyData, planned_aa_controls, planned_identities
+from taulib.metrics.core.metric import VarianceParts
 from taulib.metrics.downstream.metric import SequenceLosses
 from taulib.provenance import git_commit
 from taulib.schedules import SCHEDULE_KIND_SPECS
@@ -256,7 +257,7 @@ class _Values:
 
 
 # endpoints measured on the held-out text: their intervals include the text's sampling error where recorded
-TEXT_ERROR_COLUMNS = ("final_ce_loss_score",)
+CE_TEXT_COLUMN, EV_TEXT_COLUMN = "final_ce_loss_score", "final_explained_variance"
 
 
 def _comparison(
@@ -268,11 +269,14 @@ def _comparison(
     sequence_losses: dict[str, SequenceLosses] | None = None,
     shape: FrontierShape = "linear",
     probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
+    variance_parts: dict[str, VarianceParts] | None = None,
 ) -> dict:
     ours, theirs = values(reference, target, endpoint), values(other, target, endpoint)
     gap = None
-    if sequence_losses and endpoint.column in TEXT_ERROR_COLUMNS:
+    if sequence_losses and endpoint.column == CE_TEXT_COLUMN:
         gap = ce_score_difference(values.table, sequence_losses, reference, other, target, shape=shape)
+    if variance_parts and endpoint.column == EV_TEXT_COLUMN:
+        gap = explained_variance_difference(values.table, variance_parts, reference, other, target, shape=shape)
     if probing_replicates and endpoint.column in PROBE_ERROR_COLUMNS:
         points = dict(zip(values.table["run"], values.table[endpoint.column].astype(float), strict=True))
         replicates = {run: found[endpoint.column] for run, found in probing_replicates.items()}
@@ -305,7 +309,8 @@ def _censored_readings(values: _Values, endpoint: Endpoint, reference: str, othe
 
 
 _SAMPLE_ERROR = {
-    SEQUENCE_METHOD: " (its interval includes the evaluation text's sampling error)",
+    SEQUENCE_METHOD: " (its interval includes the evaluation text's sampling error, sequences resampled)",
+    DOCUMENT_METHOD: " (its interval includes the evaluation text's sampling error, documents resampled)",
     PROBE_METHOD: " (its interval includes the probing test set's sampling error)",
 }
 
@@ -462,13 +467,15 @@ def build_report(
     probing_replicates: dict[str, dict[str, np.ndarray]] | None = None,
     identities: dict[str, str] | None = None,
     aa_controls: dict[str, str] | None = None,
+    variance_parts: dict[str, VarianceParts] | None = None,
 ) -> Report:
     """Every claim of the report, from the run table of a sweep (taulib.analysis.matched.run_table).
 
     `kinds` maps each arm to its schedule kind (to find the constant-coefficient arms); `headline`
     is the plain-L1 arm the detailed sentences and the equivalence check compare against;
     `sequence_losses` (taulib.analysis.sequence_bootstrap.final_sequence_losses) lets the CE-loss
-    comparisons include the evaluation text's sampling error, and `probing_replicates`
+    comparisons include the evaluation text's sampling error (and `variance_parts`,
+    taulib.analysis.sequence_bootstrap.final_variance_parts, the explained variance's), and `probing_replicates`
     (taulib.analysis.probe_bootstrap.probe_replicates) lets the probing endpoints' include the probing
     test set's. The report is built on the linear
     frontier reading and checked against the quadratic one (`frontier_sensitivity`). `identities`: the identity arms
@@ -501,7 +508,7 @@ def build_report(
     values = _Values(table, matched, seeds)
     aa_controls = {aa: original for aa, original in (aa_controls or {}).items() if aa in arms and original in arms}
     if aa_controls:
-        report.claims += aa_claims(values, all_endpoints, aa_controls, targets, names, sequence_losses, frontier_shape, probing_replicates)
+        report.claims += aa_claims(values, all_endpoints, aa_controls, targets, names, sequence_losses, frontier_shape, probing_replicates, variance_parts)
         # the A/A control is matched like an arm (report.matched keeps it) but answers none of the questions
         table = table[~table["arm"].isin(list(aa_controls))]
         arms = [arm for arm in arms if arm not in aa_controls]
@@ -513,7 +520,7 @@ def build_report(
     curved = None
     if frontier_shape == "linear":
         curved = build_report(
-            table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates, identities, aa_controls
+            table, reference, floor_partner, headline, names, settings, kinds, sequence_losses, "quadratic", probing_replicates, identities, aa_controls, variance_parts
         )
     curved_verdicts = {_verdict_key(c): c.verdict for c in curved.claims if c.kind == "comparison"} if curved is not None else {}
     changed: list[tuple[Claim, str]] = []
@@ -531,7 +538,7 @@ def build_report(
         if question == "lower_bound" and floor_partner is None:
             continue
         items = [
-            _comparison(values, e, reference, other, target, sequence_losses, frontier_shape, probing_replicates)
+            _comparison(values, e, reference, other, target, sequence_losses, frontier_shape, probing_replicates, variance_parts)
             for e in question_endpoints
             for other in partners
             for target in targets
@@ -586,6 +593,7 @@ def aa_claims(
     sequence_losses: dict[str, SequenceLosses] | None,
     frontier_shape: FrontierShape,
     probing_replicates: dict[str, dict[str, np.ndarray]] | None,
+    variance_parts: dict[str, VarianceParts] | None = None,
 ) -> list[Claim]:
     """The A/A control against the arm it repeats, by the report's own machinery, on every endpoint the runs measured
     and at every target, one Holm family; then one summary claim: unresolved everywhere, or which comparisons resolved
@@ -593,7 +601,7 @@ def aa_claims(
     columns = set(values.table.columns)
     measured = {endpoint.column: endpoint for endpoint in all_endpoints if endpoint.column in columns}  # an endpoint two questions share: once
     items = [
-        _comparison(values, endpoint, original, aa, target, sequence_losses, frontier_shape, probing_replicates) | {"reference": original}
+        _comparison(values, endpoint, original, aa, target, sequence_losses, frontier_shape, probing_replicates, variance_parts) | {"reference": original}
         for aa, original in aa_controls.items()
         for endpoint in measured.values()
         for target in targets

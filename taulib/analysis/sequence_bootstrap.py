@@ -1,11 +1,14 @@
 """A paired difference whose interval includes the evaluation text's own sampling error.
 
-Every run's spliced CE-loss score is measured on the same held-out sequences. Seeds vary the SAE;
-the sequences are one sample of text. A t interval over seeds sees the first source of error only:
+Every run's spliced CE-loss score is measured on the same held-out sequences, and its explained
+variance on the same held-out tokens. Seeds vary the SAE;
+the sequences are one sample of text, drawn as documents (a document spans many sequences), so the
+text is redrawn by resampling documents (records made before documents were kept resample sequences,
+and say so). A t interval over seeds sees the first source of error only:
 the part of the text's error that all runs share never shows in their spread. So the comparison of
 two arms at an L0 target adds the text's variance to the seeds': the variance over seeds of the
 paired differences (as the paired t interval has it), plus the variance of their mean when the
-sequences are redrawn (a bootstrap with the same draw for every run: each replicate recomputes every
+documents are redrawn (a bootstrap with the same draw for every run: each replicate recomputes every
 run's score from its per-sequence losses and reads each arm and seed at the target off its
 frontier). The interval is mean ± t(n − 1) · √(s²/n + v_text). The part of the text's error that
 differs between seeds is in s² already and is counted twice: the interval errs wide. (Seeds are not
@@ -26,10 +29,12 @@ from scipy import stats
 from taulib.analysis.frontier import FrontierShape, read_at_l0
 from taulib.analysis.intervals import CONFIDENCE, Estimate
 from taulib.analysis.study_data import StudyData
+from taulib.metrics.core.metric import VarianceParts
 from taulib.metrics.downstream.metric import SequenceLosses
 
 N_RESAMPLES = 2000
-SEQUENCE_METHOD = "paired t + sequence bootstrap"
+SEQUENCE_METHOD = "paired t + sequence bootstrap"  # records made before the documents were kept
+DOCUMENT_METHOD = "paired t + document bootstrap"
 
 
 def frontier_weights(l0s: np.ndarray, target: float, shape: FrontierShape = "linear", finite: np.ndarray | None = None) -> np.ndarray | None:
@@ -47,7 +52,7 @@ def frontier_weights(l0s: np.ndarray, target: float, shape: FrontierShape = "lin
 
 
 def _scores(losses: SequenceLosses, draws: np.ndarray) -> np.ndarray:
-    """The CE-loss score of one run for every replicate's draw of sequences (rows of `draws`)."""
+    """The CE-loss score of one run for every replicate's draw of units (rows of `draws`)."""
     total = {name: getattr(losses, name)[draws].sum(axis=1) for name in ("clean", "zero", "sae", "n_ce")}
     clean, zero, ce = (total[name] / total["n_ce"] for name in ("clean", "zero", "sae"))
     return (zero - ce) / (zero - clean)
@@ -117,20 +122,64 @@ def ce_score_difference(
 ) -> Estimate | None:
     """mean over seeds of (arm − other) CE-loss score at L0 = `target`, with the interval and
     two-sided p-value of seeds' and text's error together. `runs`: the run table (run, arm, seed, l0_target,
-    final_l0); `losses`: each run's final per-sequence losses. None when a run lacks its losses or the
-    runs scored different sequences (then the caller falls back to the paired t interval)."""
+    final_l0); `losses`: each run's final losses (taulib.metrics.downstream.metric.SequenceLosses). Documents are
+    resampled where every run's losses know them, else sequences. None when a run lacks its losses or the runs
+    scored different text (then the caller falls back to the paired t interval)."""
     involved = runs[runs["arm"].isin([arm, other])]
-    if any(name not in losses for name in involved["run"]) or len({len(losses[name]) for name in involved["run"]}) != 1:
+    if any(name not in losses for name in involved["run"]):
         return None
-    n_sequences = len(losses[involved["run"].iloc[0]])
-    draws = np.random.default_rng(seed).integers(0, n_sequences, (n_resamples, n_sequences))
+    by_documents = all(losses[name].documents_known for name in involved["run"])
+    units = {name: losses[name].by_document() if by_documents else _as_sequences(losses[name]) for name in involved["run"]}
+    if len({_unit_signature(found) for found in units.values()}) != 1:
+        return None
+    n_units = len(units[involved["run"].iloc[0]])
+    draws = np.random.default_rng(seed).integers(0, n_units, (n_resamples, n_units))
     points = {run: float(losses[run].metrics().ce_loss_score) for run in involved["run"]}
-    replicates = {run: _scores(losses[run], draws) for run in involved["run"]}
-    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape)
+    replicates = {run: _scores(units[run], draws) for run in involved["run"]}
+    method = DOCUMENT_METHOD if by_documents else SEQUENCE_METHOD
+    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape, method=method)
+
+
+def explained_variance_difference(
+    runs: pd.DataFrame,
+    parts: dict[str, VarianceParts],
+    arm: str,
+    other: str,
+    target: float,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+    shape: FrontierShape = "linear",
+) -> Estimate | None:
+    """As `ce_score_difference`, for the final explained variance: the held-out tokens' documents resampled
+    (`parts`: each run's taulib.metrics.core.metric.VarianceParts). None when a run lacks them or the runs
+    evaluated different tokens."""
+    involved = runs[runs["arm"].isin([arm, other])]
+    if any(name not in parts for name in involved["run"]):
+        return None
+    if len({(tuple(parts[name].document.tolist()), tuple(parts[name].tokens.tolist())) for name in involved["run"]}) != 1:
+        return None
+    n_documents = len(parts[involved["run"].iloc[0]])
+    draws = np.random.default_rng(seed).integers(0, n_documents, (n_resamples, n_documents))
+    points = {run: parts[run].explained_variance() for run in involved["run"]}
+    replicates = {run: parts[run].replicates(draws) for run in involved["run"]}
+    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape, method=DOCUMENT_METHOD)
+
+
+def _as_sequences(losses: SequenceLosses) -> SequenceLosses:
+    """The losses with their units unlabelled: each resampled on its own (a sequence, before documents were kept)."""
+    return SequenceLosses(losses.clean, losses.zero, losses.sae, losses.kl_zero, losses.kl_sae, losses.n_ce, losses.n_kl)
+
+
+def _unit_signature(units: SequenceLosses) -> tuple:
+    """What must agree for one draw to mean the same text for every run: the units and the positions each scores."""
+    documents = () if units.document is None else tuple(units.document.tolist())
+    return len(units), documents, tuple(units.n_ce.tolist())
 
 
 def final_sequence_losses(study: StudyData) -> dict[str, SequenceLosses]:
-    """Each run's per-sequence losses at its final checkpoint, where recorded."""
+    """Each run's losses at its final checkpoint (per document part of a sequence, or per sequence in records
+    made before documents were kept), where recorded."""
     found = {}
     for run in study.runs:
         try:
@@ -139,4 +188,17 @@ def final_sequence_losses(study: StudyData) -> dict[str, SequenceLosses]:
             continue
         if record:
             found[run.name] = SequenceLosses.from_lists(record)
+    return found
+
+
+def final_variance_parts(study: StudyData) -> dict[str, VarianceParts]:
+    """Each run's explained-variance sums per held-out document at its final checkpoint, where recorded."""
+    found = {}
+    for run in study.runs:
+        try:
+            record = run.details(max(run.steps)).get("ev_per_document")
+        except FileNotFoundError:
+            continue
+        if record:
+            found[run.name] = VarianceParts.from_lists(record)
     return found

@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from taulib.metrics.core.metric import density_histogram, reconstruction_metrics_many
+from taulib import atomic
+from taulib.activations.models import load_tokenizer
+from taulib.config import SYNTHETIC_MODEL
+from taulib.corpus import iter_documents
+from taulib.corpus.stream import stream_documents
+from taulib.metrics.core.metric import density_histogram, reconstruction_metrics_many, variance_by_document
 from taulib.metrics.core.settings import DECLARATION
 from taulib.metrics.family import DOWNSTREAM_CHUNK, Chunk, Costs, Family, MemoryPart, RunInputs, timing_sae
 from taulib.timing import timed
 
 CORE_TOKENS_CAP = 4096  # the core metrics are timed on at most this many held-out tokens, then scaled
+HELDOUT_DOCUMENTS_FILE = "heldout_documents.safetensors"
 
 if TYPE_CHECKING:
+    from taulib.activations.models import LoadedModel
     from taulib.config import RunConfig
     from taulib.sae import SparseAutoencoder
 
 
 class Core(Family):
     declaration = DECLARATION
+
+    def prepared_files(self, config: RunConfig) -> tuple[str, ...]:
+        # a language model's held-out text is drawn as documents: the unit its sampling error is bootstrapped in
+        return () if config.model.name == SYNTHETIC_MODEL else (HELDOUT_DOCUMENTS_FILE,)
+
+    def prepare(self, config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool, inputs_key: dict[str, Any]) -> None:
+        self.documents(config, loaded.tokenizer, folder)
+
+    def documents(self, config: RunConfig, tokenizer: Any, folder: Path) -> torch.Tensor:
+        """The document of each held-out token: the held-out cache holds the packed stream's first tokens
+        (taulib.corpus.stream), so this is a second of tokenising, done once per inputs folder."""
+        path = folder / HELDOUT_DOCUMENTS_FILE
+        if not path.is_file():
+            documents = stream_documents(iter_documents("heldout", seed=0), tokenizer, config.activations.heldout_tokens)
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic_path(path) as tmp:
+                save_file({"documents": torch.from_numpy(documents)}, str(tmp))
+        return load_file(str(path))["documents"]
+
+    def load(self, run: RunInputs) -> Any:
+        """The document of each held-out token evaluated (None for a synthetic model: its tokens are drawn one by one)."""
+        if run.config.model.name == SYNTHETIC_MODEL:
+            return None
+        tokenizer = run.model.tokenizer if run.model is not None else load_tokenizer(run.config.model)
+        documents = self.documents(run.config, tokenizer, run.data_folder)
+        if len(documents) < len(run.heldout):
+            raise ValueError(f"{run.data_folder / HELDOUT_DOCUMENTS_FILE}: documents for {len(documents)} held-out tokens, {len(run.heldout)} evaluated")
+        return documents[: len(run.heldout)]
 
     def evaluate(self, saes: list[SparseAutoencoder], state: Any, run: RunInputs, chunk: Chunk) -> None:
         # the one metric that scales with the held-out tokens runs where the SAE trained; the rest are small
@@ -31,6 +68,11 @@ class Core(Family):
             chunk.details[index]["density_histogram"] = density_histogram(density)
             chunk.details[index]["latent_density"] = density.tolist()  # per latent: which are alive, for per-latent analyses
             chunk.density[index] = density
+        if state is not None and chunk.final_step in chunk.steps:  # the final checkpoint, where verdicts are drawn
+            index = chunk.steps.index(chunk.final_step)
+            parts = variance_by_document(on_device[index], run.heldout, state)
+            chunk.scalars[index] |= parts.bootstrap_interval(seed=chunk.final_step)
+            chunk.details[index]["ev_per_document"] = parts.to_lists()
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
         tokens, width = self.parameters(config).tokens, config.sae.width

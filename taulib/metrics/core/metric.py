@@ -3,6 +3,8 @@
 All quantities are in the model's units (the SAE is evaluated in raw units), over tokens the SAE
 never trained on. Explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over all tokens (SAE Bench
 0.6.0's `explained_variance` subtracts (E‖x‖²/d)² instead of ‖x̄‖², see docs/metrics.md).
+`VarianceParts` keeps both sums per document of the held-out text, so that the text's sampling error
+can be bootstrapped by resampling documents (x̄ stays the whole sample's mean in every replicate).
 """
 
 from __future__ import annotations
@@ -90,6 +92,61 @@ def reconstruction_metrics_many(
         )
         results.append((metrics, density))
     return results
+
+
+@dataclass(frozen=True)
+class VarianceParts:
+    """Per document of the held-out sample: Σ‖x − x̂‖² (`residual`), Σ‖x − x̄‖² (`total`, x̄ the whole
+    sample's mean) and its tokens, in document order."""
+
+    document: np.ndarray
+    residual: np.ndarray
+    total: np.ndarray
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.document)
+
+    def explained_variance(self, documents: np.ndarray | None = None) -> float:
+        """Over `documents` (indices into the parts, repeats allowed: a bootstrap sample), default all."""
+        pick = slice(None) if documents is None else np.asarray(documents)
+        return 1.0 - float(self.residual[pick].sum()) / float(self.total[pick].sum())
+
+    def replicates(self, draws: np.ndarray) -> np.ndarray:
+        """The explained variance for every row of `draws` (document indices)."""
+        return 1.0 - self.residual[draws].sum(axis=1) / self.total[draws].sum(axis=1)
+
+    def bootstrap_interval(self, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+        """The percentile interval of explained variance over resampled documents: the error the held-out text alone puts on it."""
+        draws = np.random.default_rng(seed).integers(0, len(self), (n_resamples, len(self)))
+        low, high = np.percentile(self.replicates(draws), (100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2))
+        return {"explained_variance_low": float(low), "explained_variance_high": float(high)}
+
+    def to_lists(self) -> dict[str, list[float]]:
+        return {"document": self.document.tolist(), "residual": self.residual.tolist(), "total": self.total.tolist(), "tokens": self.tokens.tolist()}
+
+    @classmethod
+    def from_lists(cls, data: dict[str, list[float]]) -> VarianceParts:
+        return cls(np.asarray(data["document"], dtype=np.int64), *(np.asarray(data[name], dtype=float) for name in ("residual", "total", "tokens")))
+
+
+@torch.no_grad()
+def variance_by_document(sae: SparseAutoencoder, activations: torch.Tensor, documents: torch.Tensor, batch_size: int = 8192) -> VarianceParts:
+    """`VarianceParts` of `activations` (n, d_in), token i from document `documents[i]`: sums in float64, the
+    reconstruction as `reconstruction_metrics` computes it."""
+    if documents.shape != (activations.shape[0],):
+        raise ValueError(f"documents must give each of the {activations.shape[0]} activations a document, got shape {tuple(documents.shape)}")
+    device = sae.W_enc.device
+    found, index = np.unique(documents.numpy(), return_inverse=True)
+    mean = activations.double().mean(dim=0)
+    residual, total = np.zeros(len(found)), np.zeros(len(found))
+    for start in range(0, activations.shape[0], batch_size):
+        x = activations[start : start + batch_size].to(device, torch.float32)
+        x_hat, _ = sae(x)
+        rows = index[start : start + batch_size]
+        residual += np.bincount(rows, weights=(x - x_hat).double().pow(2).sum(dim=1).cpu().numpy(), minlength=len(found))
+        total += np.bincount(rows, weights=(x.double().cpu() - mean).pow(2).sum(dim=1).numpy(), minlength=len(found))
+    return VarianceParts(found.astype(np.int64), residual, total, np.bincount(index, minlength=len(found)).astype(float))
 
 
 def density_histogram(density: np.ndarray) -> dict[str, list[float] | int]:

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from taulib import atomic
 from taulib.activations.models import load_language_model
 from taulib.corpus import iter_documents, token_sequences
+from taulib.corpus.stream import sequence_documents, stream_documents
 from taulib.metrics.downstream.metric import SplicedModel, SpliceReference, downstream_metrics, splice_reference
 from taulib.metrics.downstream.settings import DECLARATION
 from taulib.metrics.family import Chunk, Costs, Family, MemoryPart, RunInputs
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from taulib.config import RunConfig
     from taulib.sae import SparseAutoencoder
 
-CE_SEQUENCES_FILE, CE_REFERENCE_FILE = "ce_sequences.safetensors", "ce_reference.safetensors"
+CE_SEQUENCES_FILE, CE_DOCUMENTS_FILE, CE_REFERENCE_FILE = "ce_sequences.safetensors", "ce_documents.safetensors", "ce_reference.safetensors"
 
 
 class Downstream(Family):
@@ -31,25 +32,38 @@ class Downstream(Family):
         return {"ce_sequences": self.parameters(config).sequences_needed()}
 
     def prepared_files(self, config: RunConfig) -> tuple[str, ...]:
-        return (CE_SEQUENCES_FILE, CE_REFERENCE_FILE)
+        return (CE_SEQUENCES_FILE, CE_DOCUMENTS_FILE, CE_REFERENCE_FILE)
 
     def prepare(self, config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool, inputs_key: dict[str, Any]) -> None:
         if not (folder / CE_SEQUENCES_FILE).is_file():
-            count = self.parameters(config).sequences_needed()
-            stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, config.activations.context_length, count)
+            count, context_length = self.parameters(config).sequences_needed(), config.activations.context_length
+            stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, context_length, count)
             with atomic.atomic_path(folder / CE_SEQUENCES_FILE) as tmp:
                 save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
         self.reference(config, SplicedModel(loaded, config.model.autocast), folder, show_progress)
 
+    def documents(self, config: RunConfig, tokenizer: Any, folder: Path) -> torch.Tensor:
+        """Each CE position's document, the unit the text's sampling error is bootstrapped in: tokenised once (inputs
+        prepared before it get it here)."""
+        path = folder / CE_DOCUMENTS_FILE
+        if not path.is_file():
+            count, context_length = self.parameters(config).sequences_needed(), config.activations.context_length
+            stream = stream_documents(iter_documents("heldout", seed=0), tokenizer, count * (context_length - 1))
+            with atomic.atomic_path(path) as tmp:
+                save_file({"documents": torch.from_numpy(sequence_documents(stream, context_length, count))}, str(tmp))
+        return load_file(str(path))["documents"]
+
     def reference(self, config: RunConfig, spliced: Any, folder: Path, show_progress: bool) -> Any:
-        """The CE sequences' residuals at the hooked layer, clean and zero-ablated losses and KL's share of the
-        clean distribution: computed once, then read."""
+        """The CE sequences' residuals at the hooked layer, clean and zero-ablated losses (by document) and KL's
+        share of the clean distribution: computed once, then read (computed again where it was kept without the
+        sequences' documents)."""
         path = folder / CE_REFERENCE_FILE
-        if path.is_file():
-            return SpliceReference.load(path)
+        documents = self.documents(config, spliced.loaded.tokenizer, folder)
+        if path.is_file() and (kept := SpliceReference.load(path)).documents is not None and torch.equal(kept.documents, documents):
+            return kept
         sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"]
         bar = progress_bar(total=len(sequences), desc="CE/KL reference (clean, zero-ablated)", unit="seq", disable=not show_progress)
-        reference = splice_reference(spliced, sequences, self.parameters(config).batch_size, progress=bar.update)
+        reference = splice_reference(spliced, sequences, self.parameters(config).batch_size, progress=bar.update, documents=documents)
         bar.close()
         reference.save(path)
         return reference

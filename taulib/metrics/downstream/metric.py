@@ -29,16 +29,18 @@ the reference keeps two things per position instead, and no SAE's splice recompu
 as it was; tests/test_metrics_downstream.py checks it against the distributions themselves. A model
 whose logits are not linear in h (Gemma 2's soft-capping) falls back to the clean logits per batch.
 
-Every loss is also kept per held-out sequence (`SequenceLosses`), so that the scores' sampling
-error over the evaluation text can be bootstrapped (resampling sequences, the unit the text was
-drawn in), and so that two calls on disjoint sequences combine exactly.
+Every loss is also kept per part of a held-out sequence that one document fills (`SequenceLosses`:
+a position's loss belongs to the document of the token it reads, taulib.corpus.stream), so that the
+scores' sampling error over the evaluation text can be bootstrapped by resampling documents, the unit
+the text was drawn in (a document spans many sequences), and so that two calls on disjoint sequences
+combine exactly. Sequences whose documents are not given are each their own document.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +72,15 @@ class DownstreamMetrics:
         return {key: value for key, value in asdict(self).items() if key != "per_sequence"}
 
 
+LOSS_FIELDS = ("clean", "zero", "sae", "kl_zero", "kl_sae", "n_ce", "n_kl")
+
+
 @dataclass(frozen=True)
 class SequenceLosses:
-    """Per held-out sequence: the summed cross-entropy of the clean, zero-ablated and spliced
-    forwards, the summed KLs to the clean distribution, and the positions each sum covers."""
+    """Per unit of the held-out text (the part of one sequence that one document fills; a whole
+    sequence where documents are unknown): the summed cross-entropy of the clean, zero-ablated and
+    spliced forwards, the summed KLs to the clean distribution, the positions each sum covers, and
+    each unit's document (None: each unit is its own)."""
 
     clean: np.ndarray
     zero: np.ndarray
@@ -82,14 +89,15 @@ class SequenceLosses:
     kl_sae: np.ndarray
     n_ce: np.ndarray
     n_kl: np.ndarray
+    document: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.clean)
 
-    def metrics(self, sequences: np.ndarray | None = None) -> DownstreamMetrics:
-        """The scores over `sequences` (indices, repeats allowed: a bootstrap sample), default all."""
-        pick = slice(None) if sequences is None else np.asarray(sequences)
-        total = {f.name: float(np.sum(getattr(self, f.name)[pick], dtype=np.float64)) for f in fields(self)}
+    def metrics(self, units: np.ndarray | None = None) -> DownstreamMetrics:
+        """The scores over `units` (indices, repeats allowed: a bootstrap sample), default all."""
+        pick = slice(None) if units is None else np.asarray(units)
+        total = {name: float(np.sum(getattr(self, name)[pick], dtype=np.float64)) for name in LOSS_FIELDS}
         clean, zero, ce = total["clean"] / total["n_ce"], total["zero"] / total["n_ce"], total["sae"] / total["n_ce"]
         kl_zero, kl = total["kl_zero"] / total["n_kl"], total["kl_sae"] / total["n_kl"]
         return DownstreamMetrics(
@@ -101,28 +109,48 @@ class SequenceLosses:
             kl_div_with_sae=kl,
             kl_div_with_ablation=kl_zero,
             kl_div_score=(kl_zero - kl) / kl_zero,
-            per_sequence=self if sequences is None else None,
+            per_sequence=self if units is None else None,
         )
 
+    @property
+    def documents_known(self) -> bool:
+        return self.document is not None
+
+    def by_document(self) -> SequenceLosses:
+        """One unit per document that has a scored position, in document order: the units a bootstrap
+        of the text resamples. Units without documents are each their own."""
+        if self.document is None:
+            return self
+        documents, unit_document = np.unique(self.document, return_inverse=True)
+        sums = {name: np.bincount(unit_document, weights=getattr(self, name), minlength=len(documents)) for name in LOSS_FIELDS}
+        scored = (sums["n_ce"] > 0) | (sums["n_kl"] > 0)
+        return SequenceLosses(**{name: values[scored] for name, values in sums.items()}, document=documents[scored])
+
     def concat(self, other: SequenceLosses) -> SequenceLosses:
-        return SequenceLosses(**{f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
+        if self.documents_known != other.documents_known:
+            raise ValueError("one part's documents are known and the other's are not: they cannot be resampled together")
+        document = None if self.document is None else np.concatenate([self.document, other.document])
+        return SequenceLosses(**{name: np.concatenate([getattr(self, name), getattr(other, name)]) for name in LOSS_FIELDS}, document=document)
 
     def bootstrap_intervals(self, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
-        """Percentile intervals of the CE-loss and KL scores over resampled sequences: the error the
+        """Percentile intervals of the CE-loss and KL scores over resampled documents: the error the
         evaluation text alone puts on them."""
+        documents = self.by_document()
         rng = np.random.default_rng(seed)
-        draws = [self.metrics(rng.integers(0, len(self), len(self))) for _ in range(n_resamples)]
+        draws = [documents.metrics(rng.integers(0, len(documents), len(documents))) for _ in range(n_resamples)]
         tails = (100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2)
         ce_low, ce_high = np.percentile([d.ce_loss_score for d in draws], tails)
         kl_low, kl_high = np.percentile([d.kl_div_score for d in draws], tails)
         return {"ce_loss_score_low": float(ce_low), "ce_loss_score_high": float(ce_high), "kl_div_score_low": float(kl_low), "kl_div_score_high": float(kl_high)}
 
     def to_lists(self) -> dict[str, list[float]]:
-        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+        lists = {name: getattr(self, name).tolist() for name in LOSS_FIELDS}
+        return lists if self.document is None else lists | {"document": self.document.tolist()}
 
     @classmethod
     def from_lists(cls, data: dict[str, list[float]]) -> SequenceLosses:
-        return cls(**{f.name: np.asarray(data[f.name], dtype=float) for f in fields(cls)})
+        document = None if data.get("document") is None else np.asarray(data["document"], dtype=np.int64)
+        return cls(**{name: np.asarray(data[name], dtype=float) for name in LOSS_FIELDS}, document=document)
 
 
 Replacement = Callable[[torch.Tensor], torch.Tensor]
@@ -290,8 +318,27 @@ def _sae_replacement(sae: SparseAutoencoder, keep_original: torch.Tensor) -> Rep
     return replace
 
 
-def _row_sums(values: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    return (values.double() * mask).sum(dim=1).cpu().numpy()
+def _unit_sums(values: torch.Tensor, mask: torch.Tensor, offsets: torch.Tensor, units_per_sequence: int) -> np.ndarray:
+    """Per sequence and document offset (batch, units_per_sequence): the sum of `values` (batch, positions)
+    over the masked positions whose document is that many after the sequence's first (`offsets`, aligned
+    with `values`)."""
+    sums = torch.zeros(values.shape[0], units_per_sequence, dtype=torch.float64, device=values.device)
+    return sums.scatter_add_(1, offsets.to(values.device), values.double() * mask).cpu().numpy()
+
+
+def _document_offsets(documents: torch.Tensor) -> torch.Tensor:
+    """Each position's document counted from its sequence's first (documents never decrease along a sequence)."""
+    return documents - documents[:, :1]
+
+
+def check_documents(documents: torch.Tensor, sequences: torch.Tensor) -> int:
+    """The units per sequence `documents` (n, seq: each position's document) split the sequences into; an error
+    where they do not fit the sequences or run backwards."""
+    if documents.shape != sequences.shape:
+        raise ValueError(f"documents must give each position of the sequences {tuple(sequences.shape)} a document, got shape {tuple(documents.shape)}")
+    if len(documents) and bool((documents[:, 1:] < documents[:, :-1]).any()):
+        raise ValueError("documents must not decrease along a sequence: a sequence is packed from documents in order")
+    return int(_document_offsets(documents).max()) + 1 if len(documents) else 1
 
 
 def _check_sequences(sequences: torch.Tensor) -> None:
@@ -305,25 +352,46 @@ REFERENCE_PER_SEQUENCE = ("clean", "zero", "kl_zero", "n_ce", "n_kl")  # the Seq
 @dataclass(frozen=True)
 class SpliceReference:
     """What every SAE's splice on some held-out sequences shares, computed once per model and layer:
-    the sequences, their residual after the hooked block (where each SAE's splice starts), per
-    sequence the clean and zero-ablated losses (as in SequenceLosses), and, for a linear unembedding,
-    per position what KL needs of the clean distribution (see the module docstring; else None)."""
+    the sequences, their residual after the hooked block (where each SAE's splice starts), per sequence
+    and document in it the clean and zero-ablated losses (as in SequenceLosses), and, for a linear
+    unembedding, per position what KL needs of the clean distribution (see the module docstring; else None)."""
 
     input_ids: torch.Tensor  # (n, seq)
     residual: torch.Tensor  # (n, seq, d), in the dtype the model's forward gives it
-    per_sequence: dict[str, np.ndarray]  # REFERENCE_PER_SEQUENCE → (n,)
+    per_sequence: dict[str, np.ndarray]  # REFERENCE_PER_SEQUENCE → (n, units per sequence): by document offset in the sequence
     head_mean: torch.Tensor | None = None  # (n, seq, d) float32: m = Σ_v p_clean(v)·W_v
     clean_offset: torch.Tensor | None = None  # (n, seq) float64: logsumexp(logits_clean) − h_clean·m
+    documents: torch.Tensor | None = None  # (n, seq) int64: each position's document; None: each sequence its own
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    @property
+    def units_per_sequence(self) -> int:
+        return int(self.per_sequence["n_ce"].shape[1])
+
+    def unit_documents(self) -> np.ndarray | None:
+        """Each unit's document, units in SequenceLosses order (row by row, by document offset); None when unknown."""
+        if self.documents is None:
+            return None
+        return (self.documents[:, :1].numpy() + np.arange(self.units_per_sequence)).reshape(-1)
+
+    def position_documents(self) -> torch.Tensor:
+        """Each position's document; a sequence's index where the documents are unknown."""
+        if self.documents is not None:
+            return self.documents
+        return torch.arange(len(self.input_ids))[:, None].expand_as(self.input_ids)
+
     def rows(self, start: int, stop: int) -> SpliceReference:
         linear = {} if self.head_mean is None else {"head_mean": self.head_mean[start:stop], "clean_offset": self.clean_offset[start:stop]}
-        return SpliceReference(self.input_ids[start:stop], self.residual[start:stop], {k: v[start:stop] for k, v in self.per_sequence.items()}, **linear)
+        documents = None if self.documents is None else self.documents[start:stop]
+        per_sequence = {k: v[start:stop] for k, v in self.per_sequence.items()}
+        return SpliceReference(self.input_ids[start:stop], self.residual[start:stop], per_sequence, **linear, documents=documents)
 
     def save(self, path: Path) -> None:
         tensors = {"input_ids": self.input_ids.contiguous(), "residual": self.residual.contiguous()}
+        if self.documents is not None:
+            tensors["documents"] = self.documents.contiguous()
         tensors |= {key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64)) for key, value in self.per_sequence.items()}
         if self.head_mean is not None:
             tensors |= {"head_mean": self.head_mean.contiguous(), "clean_offset": self.clean_offset.contiguous()}
@@ -333,29 +401,36 @@ class SpliceReference:
     @classmethod
     def load(cls, path: Path) -> SpliceReference:
         tensors = load_file(str(path))
-        per_sequence = {key: tensors[key].numpy() for key in REFERENCE_PER_SEQUENCE}
-        return cls(tensors["input_ids"], tensors["residual"], per_sequence, tensors.get("head_mean"), tensors.get("clean_offset"))
+        per_sequence = {key: tensors[key].numpy().reshape(len(tensors["input_ids"]), -1) for key in REFERENCE_PER_SEQUENCE}  # one unit a sequence before documents
+        return cls(tensors["input_ids"], tensors["residual"], per_sequence, tensors.get("head_mean"), tensors.get("clean_offset"), tensors.get("documents"))
 
 
 @torch.no_grad()
-def splice_reference(model: SplicedModel, sequences: torch.Tensor, batch_size: int = 4, progress: Callable[[int], None] | None = None) -> SpliceReference:
+def splice_reference(
+    model: SplicedModel, sequences: torch.Tensor, batch_size: int = 4, progress: Callable[[int], None] | None = None, documents: torch.Tensor | None = None
+) -> SpliceReference:
     """The residuals after the hooked block and the clean and zero-ablated losses of `sequences` (n, seq),
     token ids starting with BOS: the forward up to the block runs once here, never again per SAE.
-    `progress` is told the sequences of each batch."""
+    `documents` (n, seq): each position's document (taulib.corpus.stream.sequence_documents), whose
+    units the losses are kept by; None: each sequence its own. `progress` is told the sequences of each batch."""
     _check_sequences(sequences)
+    units = 1 if documents is None else check_documents(documents, sequences)
+    positions = torch.arange(len(sequences))[:, None].expand_as(sequences) if documents is None else documents
     bos = model.loaded.bos_token_id
     residuals: list[torch.Tensor] = []
     sums: dict[str, list[np.ndarray]] = {key: [] for key in REFERENCE_PER_SEQUENCE}
     linear_parts: list[tuple[torch.Tensor, torch.Tensor] | None] = []
     with model.weights_cast_once(), model.unembedding_on_onednn():
         for start in range(0, sequences.shape[0], batch_size):
-            linear_parts.append(_reference_batch(model, sequences[start : start + batch_size], bos, residuals, sums))
+            offsets = _document_offsets(positions[start : start + batch_size])
+            linear_parts.append(_reference_batch(model, sequences[start : start + batch_size], offsets, units, bos, residuals, sums))
             if progress is not None:
                 progress(len(sequences[start : start + batch_size]))
     linear = {}
     if all(part is not None for part in linear_parts):
         linear = {"head_mean": torch.cat([part[0] for part in linear_parts]), "clean_offset": torch.cat([part[1] for part in linear_parts])}
-    return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()}, **linear)
+    kept = None if documents is None else documents.cpu().to(torch.int64).clone()
+    return SpliceReference(sequences.cpu().clone(), torch.cat(residuals), {key: np.concatenate(parts) for key, parts in sums.items()}, **linear, documents=kept)
 
 
 def _head_weight(model: SplicedModel) -> torch.Tensor:
@@ -385,10 +460,10 @@ def _cross_entropy(logits: torch.Tensor, partition: torch.Tensor, input_ids: tor
 
 
 def _reference_batch(
-    model: SplicedModel, batch: torch.Tensor, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]
+    model: SplicedModel, batch: torch.Tensor, offsets: torch.Tensor, units: int, bos: int, residuals: list[torch.Tensor], sums: dict[str, list[np.ndarray]]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """One batch of `splice_reference`: its residuals and per-sequence clean and zero-ablated sums, appended;
-    returned, for a linear unembedding, the batch's m and clean offset (else None)."""
+    """One batch of `splice_reference`: its residuals and clean and zero-ablated sums per sequence and document
+    offset (`offsets`, of `units`), appended; returned, for a linear unembedding, the batch's m and clean offset (else None)."""
     ids = batch.to(model.device)
     is_bos = ids == bos
     ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
@@ -399,7 +474,8 @@ def _reference_batch(
     clean_probs = clean_log_probs.exp()
     clean_entropy_term = (clean_probs * clean_log_probs).sum(dim=-1)
     del clean_log_probs
-    sums["clean"].append(_row_sums(_cross_entropy(clean.logits, clean_partition, ids), ce_mask))  # as every SAE's is computed
+    ce_offsets, kl_offsets = offsets[:, :-1], offsets
+    sums["clean"].append(_unit_sums(_cross_entropy(clean.logits, clean_partition, ids), ce_mask, ce_offsets, units))  # as every SAE's is computed
     linear = None
     if clean.linear:
         # the weights the logits were computed with (cast once, under autocast), accumulated in float32
@@ -414,10 +490,10 @@ def _reference_batch(
         ce, kl = _cross_entropy(zero.logits, partition, ids), _linear_kl(zero.hidden, partition, head_mean, clean_offset)
     else:
         ce, kl = _per_token_losses(zero.logits.float(), ids, clean_probs, clean_entropy_term)
-    sums["zero"].append(_row_sums(ce, ce_mask))
-    sums["kl_zero"].append(_row_sums(kl, kl_mask))
-    sums["n_ce"].append(ce_mask.sum(dim=1).cpu().numpy().astype(float))
-    sums["n_kl"].append(kl_mask.sum(dim=1).cpu().numpy().astype(float))
+    sums["zero"].append(_unit_sums(ce, ce_mask, ce_offsets, units))
+    sums["kl_zero"].append(_unit_sums(kl, kl_mask, kl_offsets, units))
+    sums["n_ce"].append(_unit_sums(torch.ones_like(ce_mask, dtype=torch.float64), ce_mask, ce_offsets, units))
+    sums["n_kl"].append(_unit_sums(torch.ones_like(kl_mask, dtype=torch.float64), kl_mask, kl_offsets, units))
     residuals.append(residual.cpu())
     return linear
 
@@ -452,8 +528,9 @@ def downstream_metrics(
     with model.weights_cast_once(), model.unembedding_on_onednn():
         for start in range(0, sequences.shape[0], batch_size):
             _splice_batch(model, sequences[start : start + batch_size], reference.rows(start, start + batch_size), saes, saes_per_forward, per_sae, progress)
-    common = dict(reference.per_sequence)
-    return [SequenceLosses(**common, **{key: np.concatenate(parts) for key, parts in own.items()}).metrics() for own in per_sae]
+    common = {key: values.reshape(-1) for key, values in reference.per_sequence.items()}
+    document = reference.unit_documents()
+    return [SequenceLosses(**common, **{key: np.concatenate(parts).reshape(-1) for key, parts in own.items()}, document=document).metrics() for own in per_sae]
 
 
 def _splice_batch(
@@ -471,6 +548,7 @@ def _splice_batch(
     residual = reference.residual.to(model.device)
     is_bos = ids == model.loaded.bos_token_id
     ce_mask, kl_mask = ~is_bos[:, :-1], ~is_bos
+    offsets, units = _document_offsets(reference.position_documents()), reference.units_per_sequence
     if reference.head_mean is None:
         clean_log_probs = torch.log_softmax(model.logits_from_residual(ids, residual), dim=-1)
         clean_probs = clean_log_probs.exp()
@@ -491,8 +569,8 @@ def _splice_batch(
                 partition = log_partition(head.logits[rows])
                 ce = _cross_entropy(head.logits[rows], partition, ids)
                 kl = _linear_kl(head.hidden[rows], partition, reference.head_mean, reference.clean_offset)
-            per_sae[index]["sae"].append(_row_sums(ce, ce_mask))
-            per_sae[index]["kl_sae"].append(_row_sums(kl, kl_mask))
+            per_sae[index]["sae"].append(_unit_sums(ce, ce_mask, offsets[:, :-1], units))
+            per_sae[index]["kl_sae"].append(_unit_sums(kl, kl_mask, offsets, units))
             if progress is not None:
                 progress(1)
         del head

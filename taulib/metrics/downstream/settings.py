@@ -49,16 +49,17 @@ DECLARATION = FamilyDeclaration(
         Column("ce_loss_with_sae", "CE loss with the reconstruction spliced in", False),
         Column("ce_loss_with_ablation", "CE loss with the layer zero-ablated"),
         Column("ce_loss_score", "CE-loss score (spliced)", True),
-        Column("ce_loss_score_low", "CE-loss score, bootstrap interval's low end"),
-        Column("ce_loss_score_high", "CE-loss score, bootstrap interval's high end"),
+        Column("ce_loss_score_low", "CE-loss score, document bootstrap interval's low end"),
+        Column("ce_loss_score_high", "CE-loss score, document bootstrap interval's high end"),
         Column("kl_div_with_sae", "KL from the clean distribution, spliced", False),
         Column("kl_div_with_ablation", "KL from the clean distribution, zero-ablated"),
         Column("kl_div_score", "KL-divergence score (spliced)", True),
-        Column("kl_div_score_low", "KL-divergence score, bootstrap interval's low end"),
-        Column("kl_div_score_high", "KL-divergence score, bootstrap interval's high end"),
+        Column("kl_div_score_low", "KL-divergence score, document bootstrap interval's low end"),
+        Column("kl_div_score_high", "KL-divergence score, document bootstrap interval's high end"),
         Column("ce_tokens", "tokens scored by the spliced CE/KL"),
     ),
-    details=("ce_per_sequence",),
+    details=("ce_per_sequence",),  # the losses per part of a sequence one document fills, with its document (SequenceLosses)
+    version=2,  # 2: the interval resamples documents, not sequences
     old_keys={"ce_sequences": "sequences", "ce_final_sequences": "final_sequences", "ce_batch_size": "batch_size"},
     check_requested=_some_checkpoint_is_spliced,
 )
