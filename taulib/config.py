@@ -365,11 +365,6 @@ class EvaluationSections(StrictModel):
     def _old_keys(cls, data: Any) -> Any:
         return upgrade_old_evaluation_keys(data)[0]  # silently: a parameter file's reader names them (read_yaml_mapping)
 
-    @field_validator("families", mode="before")
-    @classmethod
-    def _yaml_lists(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists; items stay strictly typed
-
     @model_validator(mode="after")
     def _requested_families_can_run(self) -> EvaluationSections:
         for declaration in DECLARATIONS:
@@ -582,6 +577,7 @@ def format_validation_error(source: str, error: ValidationError, root: type[Base
             message = "unknown key"
         allowed = _allowed_keys(root, item["loc"]) if item["type"] == "extra_forbidden" else ""
         given = item.get("input")
+        given = list(given) if isinstance(given, tuple) else given  # as the file wrote it: YAML lists become tuples on reading
         shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"  - field '{field}': {message}{shown}{allowed}")
     return "\n".join(lines)

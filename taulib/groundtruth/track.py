@@ -98,12 +98,6 @@ class TrackConfig(StrictModel):
     tau_final_family: tuple[float, ...] = Field((0.02, 0.05, 0.1, 0.2), description=f"cosine {FAMILY_START_TAU} → τ_final: the floor's dose-response")
     workers: int = Field(2, ge=1, description="processes training at once (one thread each: the matmuls are small)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml_lists(cls, data: Any) -> Any:
-        # YAML has lists, not tuples; strict mode would refuse them
-        return {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()} if isinstance(data, dict) else data
-
     @field_validator("budgets")
     @classmethod
     def _ascending(cls, value: tuple[int, ...], info: Any) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -27,11 +27,6 @@ class ProbingParameters(StrictModel):
     context_length: int = Field(64, ge=2, description="tokens read per probing text, BOS included")
     ks: tuple[int, ...] = Field((1, 2, 5, 10, 20, 50), min_length=1, description="k of the top-k sparse probes")
     seed: int = Field(42, ge=0, description="seed of the probing texts' sample and their train/test split")
-
-    @field_validator("tasks", "ks", mode="before")
-    @classmethod
-    def _yaml_lists(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists; items stay strictly typed
 
     @field_validator("ks")
     @classmethod

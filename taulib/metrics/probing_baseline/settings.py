@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, field_validator
 
 from taulib.metrics.declaration import Column, FamilyDeclaration
@@ -15,11 +13,6 @@ class ProbingBaselineParameters(StrictModel):
         (3, 5, 10, 20, 35, 50, 75, 100, 150, 250, 400), min_length=2, description="L0s of the random SAEs probed once per width; a checkpoint's baseline is read between them"
     )
     seed: int = Field(0, ge=0, description="seed of the random SAEs' directions")
-
-    @field_validator("l0s", mode="before")
-    @classmethod
-    def _yaml_lists(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("l0s")
     @classmethod
