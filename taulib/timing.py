@@ -39,6 +39,14 @@ def machine_key(threads: bool = True) -> str:
     return f"{key} | {torch.get_num_threads()} threads" if threads else key
 
 
+def busy_cores(interval: float = 0.25) -> float:
+    """Cores kept busy over `interval` seconds by the machine's processes while this one waits: other work that would
+    slow a timing taken now."""
+    import psutil
+
+    return psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)
+
+
 def once(operation: Callable[[], Any]) -> float:
     """Seconds of one call: for the operations that take a second or more (their warm-up is negligible)."""
     started = time.perf_counter()

@@ -19,7 +19,8 @@ NOTEBOOK, STEP, UNIT = 2.0, 0.01, 0.1
 class FixedCosts:
     """Unit costs fixed by hand, so that what the estimate counts is what is tested, not this machine's timings."""
 
-    cache = SimpleNamespace(key="fixed", measured={})
+    cache = SimpleNamespace(key="fixed", measured={}, path=Path("fixed.json"))
+    busy_while_timed: dict[str, float] = {}
 
     def step(self, config, d_model):
         return STEP
@@ -73,10 +74,14 @@ def _trained(outputs: Path, config, evaluated: bool) -> None:
                 (folder / _step_file(step)).write_text("{}")
 
 
-def _calibrated(outputs: Path, sweep, arm, chosen: dict[float, float]) -> None:
+def _calibrated(outputs: Path, sweep, arm, chosen: dict[float, float], landed: dict[float, float] | None = None) -> None:
+    """The arm's saved calibration: target → λ `chosen`, each run landing at `landed` L0 (default: where the search aims)."""
+    from taulib.sweep.calibration import target_window
+
     folder = outputs / SWEEPS_FOLDER / "calibration"
     folder.mkdir(parents=True, exist_ok=True)
-    targets = [{"l0_target": target, "l1_coefficient": coefficient} for target, coefficient in chosen.items()]
+    landed = {target: target_window(target, sweep.l0_targets, sweep.calibration).aim for target in chosen} | (landed or {})
+    targets = [{"l0_target": target, "l1_coefficient": coefficient, "l0": landed[target]} for target, coefficient in chosen.items()]
     (folder / f"{arm.name}.json").write_text(json.dumps({"version": 1, "key": calibration_key(arm, sweep.calibration_seed), "targets": targets}))
 
 
@@ -121,3 +126,35 @@ def test_a_calibrated_target_prices_its_runs_by_what_they_lack(tmp_path):
     config = run_config(arm, chosen[sweep.l0_targets[0]], sweep.calibration_seed, sweep.l0_targets[0])
     pending = checkpoints_to_evaluate(tmp_path / config.run_name, config)
     assert set(pending.values()) == {len(json.loads((tmp_path / config.run_name / "checkpoints" / "index.json").read_text()))}
+    # a calibration saved before the edge targets were bracketed: its densest target's run landed inside the target, so
+    # calibrating again probes for that target, and the estimate prices its probes again
+    densest = max(sweep.l0_targets)
+    _calibrated(tmp_path, sweep, arm, chosen, landed={densest: 0.95 * densest})
+    inside = _stages(sweep, tmp_path)
+    assert inside["calibration"] - after["calibration"] == pytest.approx(probes / len(sweep.l0_targets))
+
+
+def test_a_timing_made_while_other_processes_run_is_flagged(tmp_path):
+    """Another process busy on a core while the estimate times this machine: the estimate says its timings may run high."""
+    import subprocess
+    import sys
+    import time
+
+    from taulib.study.cost import BUSY_CORES, Costs, StageEstimate, StudyEstimate
+    from taulib.timing import SpeedCache
+
+    costs = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # the spinner running
+        costs.measured("a timing", lambda: 1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert costs.busy_while_timed["a timing"] >= BUSY_CORES
+    estimate = StudyEstimate([StageEstimate("runs", 60.0, "")], busy_while_timed=costs.busy_while_timed, cores=2, cache_file=str(costs.cache.path))
+    assert "warning: 1 of the 1 timings made now ran while other processes kept" in estimate.describe() and str(tmp_path) in estimate.describe()
+    # a value read from the cache is not timed again, so nothing is flagged
+    again = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
+    assert again.measured("a timing", lambda: 2.0) == 1.0 and again.busy_while_timed == {}
+    assert "warning" not in StudyEstimate([StageEstimate("runs", 60.0, "")], busy_while_timed={"a": 0.1}, cores=2).describe()

@@ -54,6 +54,30 @@ def test_reaches_every_target_on_known_curves(scale, exponent):
     assert len(calibration.probes) <= 3 * SETTINGS.max_probes_per_target
 
 
+@pytest.mark.parametrize(("scale", "exponent"), [(5.0, -1.3), (40.0, -2.2)])
+def test_the_edge_targets_runs_land_outside_them_so_every_seed_brackets_them(scale, exponent):
+    """Seeds reuse seed 0's λ and land a few percent apart in L0. A run at the sparsest or densest target that lands
+    inside it leaves the seeds on that side with nothing beyond the target: the cell is unmatched. Aimed outward, the
+    edge runs bracket every seed's edge target."""
+    from taulib.analysis.frontier import read_at_l0
+
+    targets = (20.0, 50.0, 100.0)
+    statuses = {}
+    for bracket_edges in (True, False):
+        settings = SETTINGS.model_copy(update={"bracket_edges": bracket_edges})
+        calibration = calibrate_arm(ArmCalibration("arm", 0.05, settings, "k"), targets, _power_law(scale, exponent), show_progress=False)
+        if bracket_edges:
+            low, middle, high = (result.l0 / result.l0_target for result in calibration.targets)
+            assert 1 - SETTINGS.tolerance <= low <= 1 <= high <= 1 + SETTINGS.tolerance and within_tolerance(middle * 50, 50, SETTINGS.tolerance)
+            assert all(result.within_tolerance for result in calibration.targets)
+        statuses[bracket_edges] = {
+            read_at_l0([seed * scale * result.l1_coefficient**exponent for result in calibration.targets], [1.0, 2.0, 3.0], target, slots=targets, grid=targets).status
+            for seed in (0.97, 1.0, 1.03)  # L0 3% below and above seed 0's, at the same λ
+            for target in targets
+        }
+    assert "unmatched" in statuses[False] and statuses[True] == {"bracketed"}
+
+
 def test_a_target_out_of_reach_is_flagged_not_hidden():
     def saturating(l1_coefficient: float, target: float) -> Probe:  # L0 never exceeds 30
         return Probe(l1_coefficient, min(30.0, 3.0 / l1_coefficient), 0.9, f"lam{l1_coefficient:.4g}", target)
@@ -130,7 +154,7 @@ def test_a_target_that_converges_on_another_targets_run_trains_its_own_a_step_of
     def plateau(l1_coefficient: float, target: float) -> Probe:  # a plateau at L0 40 below λ 1, steep above
         return Probe(l1_coefficient, 40.0 if l1_coefficient < 1.0 else 40.0 / l1_coefficient**6, 0.9, f"lam{l1_coefficient:.4g}", target)
 
-    settings = SETTINGS.model_copy(update={"max_probes_per_target": 1})
+    settings = SETTINGS.model_copy(update={"max_probes_per_target": 1, "bracket_edges": False})  # two targets, both edges: aimed at themselves here
     # target 30: one probe at λ 0.5, L0 40 (out of tolerance, but the nearest); target 40: the search proposes λ 0.5 again
     calibration = calibrate_arm(ArmCalibration("arm", 1.0, settings, "k"), (30.0, 40.0), plateau, show_progress=False)
     first, second = calibration.targets

@@ -29,6 +29,7 @@ probes a target takes, which run diverges) are taken at their expected value.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,10 +44,10 @@ from taulib.metrics.families import BY_NAME, evaluated
 from taulib.precision import resolve_compute_dtype
 from taulib.progress import progress_bar
 from taulib.study import machine_speed as speed
-from taulib.sweep.calibration import CALIBRATION_VERSION
+from taulib.sweep.calibration import CALIBRATION_VERSION, target_window
 from taulib.sweep.runs import SWEEPS_FOLDER, calibration_key
 from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_config
-from taulib.timing import SpeedCache
+from taulib.timing import SpeedCache, busy_cores
 from taulib.train.trainer import training_checkpoint_steps
 
 STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
@@ -71,6 +72,9 @@ class StudyEstimate:
     runs: dict[str, float] = field(default_factory=dict)
     machine: str = ""
     measured_now: list[str] = field(default_factory=list)  # measurements this estimate had to make
+    busy_while_timed: dict[str, float] = field(default_factory=dict)  # per measurement made now: cores other work kept busy
+    cores: int = 1
+    cache_file: str = ""  # where the timings are kept (taulib.timing.SpeedCache)
 
     @property
     def total(self) -> float:
@@ -83,6 +87,13 @@ class StudyEstimate:
         lines = [f"wall time, estimated for this machine ({self.machine}):"]
         lines += [f"  {s.stage:18s} {_duration(s.seconds):>9s}  {s.detail}" for s in self.stages]
         lines.append(f"  {'total':18s} {_duration(self.total):>9s}")
+        busy = {name: cores for name, cores in self.busy_while_timed.items() if cores >= BUSY_CORES}
+        if busy:
+            lines.append(
+                f"  warning: {len(busy)} of the {len(self.busy_while_timed)} timings made now ran while other processes kept up to "
+                f"{max(busy.values()):.1f} of {self.cores} cores busy: they, and this estimate, may run high. They are kept for this "
+                f"machine in {self.cache_file}: remove that file and start again on an idle machine for an estimate to trust"
+            )
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +108,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+BUSY_CORES = 0.5  # other processes keeping half a core busy or more while a timing ran: the estimate says so
+
+
 # ----------------------------------------------------------------------------- per-unit costs
 class Costs:
     """This machine's costs per unit for the plan's shapes (measured once, then read from the cache)."""
@@ -104,10 +118,12 @@ class Costs:
     def __init__(self, cache: SpeedCache, show_progress: bool = True) -> None:
         self.cache = cache
         self.bar = progress_bar(desc="timing this machine", unit="measurement", disable=not show_progress, leave=False)
+        self.busy_while_timed: dict[str, float] = {}  # per measurement made here: the cores other processes kept busy just before
 
     def _get(self, name: str, measure: Any) -> float:
         if name not in self.cache.all.get(self.cache.key, {}):
             self.bar.set_postfix_str(name.split("|")[0])
+            self.busy_while_timed[name] = busy_cores()
         value = self.cache.get(name, measure)
         self.bar.update(1)
         return value
@@ -128,6 +144,7 @@ class Costs:
         key = f"model|{config.model.name}|{config.model.dtype}|{config.model.autocast}|L{config.model.layer}|ctx{config.activations.context_length}"
         if f"{key}|{name}" not in self.cache.all.get(self.cache.key, {}):
             self.bar.set_postfix_str("language model")
+            self.busy_while_timed[key] = busy_cores()
             # the default model loads in seconds: time it; a large one is sized from matmuls of its shape
             measure = speed.model_speeds if config.model.name == EMBEDDED_MODEL else speed.model_speeds_from_matmuls
             measured = measure(config.model, config.activations.context_length)
@@ -186,7 +203,12 @@ def _accepted_targets(outputs_root: Path, sweep: Sweep, arm: SweepArm) -> dict[f
     saved = atomic.read_json(path)
     if saved.get("version") != CALIBRATION_VERSION or saved.get("key") != calibration_key(arm, sweep.calibration_seed):
         return {}
-    return {float(result["l0_target"]): float(result["l1_coefficient"]) for result in saved.get("targets", [])}
+    # a probe accepted under other settings (e.g. before the edge targets were bracketed) is accepted only if it still is
+    return {
+        float(result["l0_target"]): float(result["l1_coefficient"])
+        for result in saved.get("targets", [])
+        if target_window(float(result["l0_target"]), sweep.l0_targets, sweep.calibration).holds(float(result["l0"]))
+    }
 
 
 def estimate_study(
@@ -293,4 +315,4 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
     stages.append(
         StageEstimate("analysis", analyses * (costs.notebook() + costs.figures()) + stores, f"{analyses} notebooks and their figures; latent context stores {_duration(stores)}")
     )
-    return StudyEstimate(stages, per_run, costs.cache.key, list(costs.cache.measured))
+    return StudyEstimate(stages, per_run, costs.cache.key, list(costs.cache.measured), costs.busy_while_timed, os.cpu_count() or 1, str(costs.cache.path))

@@ -13,7 +13,11 @@ log L0 against log λ:
 
 Every step is limited to max_step_factor from the nearest probe. A probe within the tolerance of
 a target is accepted and kept as that target's seed-0 run (the probes are full-length runs, so no
-short-run bias enters). After max_probes_per_target the closest probe is taken and flagged. Any
+short-run bias enters). The grid's edge targets (its sparsest and densest, where a sweep has two or
+more) are read off the frontier only where a run lies beyond them (taulib.analysis.frontier), and
+no other target's run does: so with `bracket_edges` their window is the tolerance on the outside
+only, and the search aims at its middle, so that the other seeds, which reuse the λ and scatter
+a few percent in L0, land outside too. After max_probes_per_target the closest probe is taken and flagged. Any
 probe informs every target's search, so later targets often start from a bracket, but a probe is
 one run and becomes at most one target's run: a target whose search lands on another target's run
 (a flat stretch of L0(λ)) trains one of its own, a step off it. The state is written
@@ -95,6 +99,30 @@ def within_tolerance(l0: float, target: float, tolerance: float) -> bool:
     return abs(l0 / target - 1) <= tolerance
 
 
+@dataclass(frozen=True)
+class Window:
+    """The final L0s a target's run is accepted at, and the L0 the search aims for."""
+
+    low: float
+    high: float
+    aim: float
+
+    def holds(self, l0: float) -> bool:
+        return self.low <= l0 <= self.high
+
+
+def target_window(target: float, targets: tuple[float, ...], settings: CalibrationSettings) -> Window:
+    """± the tolerance around `target`; only outward for the grid's edge targets with `settings.bracket_edges` (the
+    module docstring)."""
+    tolerance = settings.tolerance
+    if settings.bracket_edges and len(targets) >= 2:
+        if math.isclose(target, max(targets)):
+            return Window(target, target * (1 + tolerance), target * (1 + tolerance / 2))
+        if math.isclose(target, min(targets)):
+            return Window(target * (1 - tolerance), target, target * (1 - tolerance / 2))
+    return Window(target * (1 - tolerance), target * (1 + tolerance), target)
+
+
 def propose_lambda(probes: list[Probe], target: float, tau_final: float, settings: CalibrationSettings) -> float:
     """The next λ to try for `target`, from every probe so far (rounded to 4 significant figures)."""
     if not probes:
@@ -147,27 +175,27 @@ def calibrate_arm(
     assigned: set[str] = set()  # a probe is one run: it is one target's run, never two targets'
     bar = progress_bar(total=len(targets), desc=f"calibrate λ {calibration.arm}", unit="target", disable=not show_progress)
     for target in targets:
+        window = target_window(target, targets, settings)
         tried = 0
         while True:
             free = [p for p in calibration.probes if p.run_name not in assigned]
-            hits = [p for p in free if within_tolerance(p.l0, target, settings.tolerance)]
+            hits = [p for p in free if window.holds(p.l0)]
             if hits or (free and tried >= settings.max_probes_per_target):
                 break
-            proposal = propose_lambda(calibration.probes, target, calibration.tau_final, settings)
+            proposal = propose_lambda(calibration.probes, window.aim, calibration.tau_final, settings)
             twin = next((p for p in calibration.probes if math.isclose(p.l1_coefficient, proposal, rel_tol=1e-9)), None)
             if twin is not None and twin.run_name not in assigned:
                 break  # the search has converged on a λ already tried: more probes would repeat it
             if twin is not None:  # it converged on another target's run: this target needs a run of its own, one step off it
-                proposal = round_lambda(proposal * (TWIN_STEP if twin.l0 > target else 1 / TWIN_STEP))
+                proposal = round_lambda(proposal * (TWIN_STEP if twin.l0 > window.aim else 1 / TWIN_STEP))
             calibration.probes.append(train_probe(proposal, target))
             tried += 1
             if save is not None:
                 save(calibration)
-        best = _best([p for p in calibration.probes if p.run_name not in assigned], target)
+        free = [p for p in calibration.probes if p.run_name not in assigned]
+        best = _best([p for p in free if window.holds(p.l0)] or free, window.aim)
         assigned.add(best.run_name)
-        calibration.targets.append(
-            TargetResult(target, best.l1_coefficient, best.l0, best.run_name, within_tolerance(best.l0, target, settings.tolerance), tried)
-        )
+        calibration.targets.append(TargetResult(target, best.l1_coefficient, best.l0, best.run_name, window.holds(best.l0), tried))
         bar.update(1)
     bar.close()
     if save is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from taulib import atomic
 from taulib.config import (
@@ -47,10 +47,6 @@ SWEEP_FILE = "_sweep.yaml"
 DEFAULT_PROFILE = "default"
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 class CalibrationSettings(StrictModel):
     """How λ is searched for each (arm, L0 target); see taulib.sweep.calibration."""
 
@@ -59,6 +55,11 @@ class CalibrationSettings(StrictModel):
     initial_effective_coefficient: float = Field(0.5, gt=0, description="the first probe's final effective penalty λ/τ_final")
     initial_slope: float = Field(-1.0, lt=0, description="assumed d log L0 / d log λ until two probes measure it")
     max_step_factor: float = Field(8.0, gt=1, description="a proposed λ is at most this factor away from the nearest probe's")
+    bracket_edges: bool = Field(
+        True,
+        description="the sparsest and densest targets accept a run only on their outer side (within the tolerance), aiming at its "
+        "middle: the frontier reads an edge target only where a run lies beyond it (taulib.sweep.calibration)",
+    )
 
 
 class SweepProfile(StrictModel):
@@ -69,11 +70,6 @@ class SweepProfile(StrictModel):
     l0_targets: tuple[float, ...] | None = Field(None, description="final held-out L0 targets; None: the sweep's")
     seeds: tuple[int, ...] | None = Field(None, description="seeds; None: the sweep's")
     parameters: dict[str, Any] = Field(default_factory=dict, description="deep-merged into every arm's parameters (width, tokens, checkpoints…)")
-
-    @field_validator("arms", "l0_targets", "seeds", mode="before")
-    @classmethod
-    def _yaml_lists(cls, value: Any) -> Any:
-        return _tuple(value)
 
 
 class SweepFile(StrictModel):
@@ -90,11 +86,6 @@ class SweepFile(StrictModel):
     profiles: dict[str, SweepProfile] = Field(
         default_factory=dict, description="named variants of the sweep, chosen with `--profile`; 'default', unless named here, is the file as it is"
     )
-
-    @field_validator("arms", "l0_targets", "seeds", mode="before")
-    @classmethod
-    def _yaml_lists(cls, value: Any) -> Any:
-        return _tuple(value)
 
     @model_validator(mode="after")
     def _sane(self) -> SweepFile:
