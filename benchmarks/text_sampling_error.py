@@ -2,7 +2,8 @@
 
 The default study's CE-loss score is measured on 130 held-out sequences and its explained variance on 16,384 held-out
 tokens, both cut from one packed stream of documents; a document spans many sequences. This script re-scores the final
-checkpoints of a finished study's runs (never written: it reads the study's outputs) per document, and sets the
+checkpoints of a finished study's runs per document (it writes nothing of the runs'; to the evaluation inputs it adds the
+CE positions' documents and the splice reference kept by document, as a study at this code does), and sets the
 intervals a bootstrap gives when it resamples documents beside those it gives when it resamples sequences (the CE-loss
 score, as records made before the documents were kept did) or tokens (explained variance): per run at the middle
 target, and for the report's paired comparison of two arms (taulib.analysis.sequence_bootstrap) at every target.

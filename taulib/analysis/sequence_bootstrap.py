@@ -1,10 +1,9 @@
 """A paired difference whose interval includes the evaluation text's own sampling error.
 
 Every run's spliced CE-loss score is measured on the same held-out sequences, and its explained
-variance on the same held-out tokens. Seeds vary the SAE;
-the sequences are one sample of text, drawn as documents (a document spans many sequences), so the
-text is redrawn by resampling documents (records made before documents were kept resample sequences,
-and say so). A t interval over seeds sees the first source of error only:
+variance on the same held-out tokens. Seeds vary the SAE; the text is one sample, drawn as documents
+(a document spans many sequences), so it is redrawn by resampling documents (records made before the
+documents were kept resample sequences, and say so). A t interval over seeds sees the first source of error only:
 the part of the text's error that all runs share never shows in their spread. So the comparison of
 two arms at an L0 target adds the text's variance to the seeds': the variance over seeds of the
 paired differences (as the paired t interval has it), plus the variance of their mean when the
