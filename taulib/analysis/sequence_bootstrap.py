@@ -20,6 +20,8 @@ depend on their L0 only, so each run's score is recomputed for all replicates at
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,6 +110,34 @@ def replicated_difference(
     return Estimate(value, value - half, value + half, n, method, p_value)
 
 
+def _text_difference(
+    runs: pd.DataFrame,
+    arm: str,
+    other: str,
+    target: float,
+    units: dict[str, Any],
+    point: Callable[[str], float],
+    replicate: Callable[[Any, np.ndarray], np.ndarray],
+    signature: Callable[[Any], tuple],
+    method: str,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    shape: FrontierShape,
+) -> Estimate | None:
+    """The comparison with the text redrawn: one draw of `units` (each run's resampling units, which must agree by
+    `signature`: the same text) shared by every run; `point(run)` its value, `replicate(units, draws)` its value per
+    replicate. None when a run lacks its units or the runs measured different text."""
+    involved = runs[runs["arm"].isin([arm, other])]
+    if any(name not in units for name in involved["run"]) or len({signature(units[name]) for name in involved["run"]}) != 1:
+        return None
+    n_units = len(units[involved["run"].iloc[0]])
+    draws = np.random.default_rng(seed).integers(0, n_units, (n_resamples, n_units))
+    points = {run: point(run) for run in involved["run"]}
+    replicates = {run: replicate(units[run], draws) for run in involved["run"]}
+    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape, method=method)
+
+
 def ce_score_difference(
     runs: pd.DataFrame,
     losses: dict[str, SequenceLosses],
@@ -124,19 +154,14 @@ def ce_score_difference(
     final_l0); `losses`: each run's final losses (taulib.metrics.downstream.metric.SequenceLosses). Documents are
     resampled where every run's losses know them, else sequences. None when a run lacks its losses or the runs
     scored different text (then the caller falls back to the paired t interval)."""
-    involved = runs[runs["arm"].isin([arm, other])]
-    if any(name not in losses for name in involved["run"]):
-        return None
-    by_documents = all(losses[name].documents_known for name in involved["run"])
-    units = {name: losses[name].by_document() if by_documents else _as_sequences(losses[name]) for name in involved["run"]}
-    if len({_unit_signature(found) for found in units.values()}) != 1:
-        return None
-    n_units = len(units[involved["run"].iloc[0]])
-    draws = np.random.default_rng(seed).integers(0, n_units, (n_resamples, n_units))
-    points = {run: float(losses[run].metrics().ce_loss_score) for run in involved["run"]}
-    replicates = {run: _scores(units[run], draws) for run in involved["run"]}
-    method = DOCUMENT_METHOD if by_documents else SEQUENCE_METHOD
-    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape, method=method)
+    names = runs.loc[runs["arm"].isin([arm, other]), "run"]
+    found = {name: losses[name] for name in names if name in losses}
+    by_documents = bool(found) and all(found[name].documents_known for name in found)
+    units = {name: value.by_document() if by_documents else _as_sequences(value) for name, value in found.items()}
+    return _text_difference(
+        runs, arm, other, target, units, lambda run: float(losses[run].metrics().ce_loss_score), _scores, _unit_signature,
+        DOCUMENT_METHOD if by_documents else SEQUENCE_METHOD, n_resamples, confidence, seed, shape,
+    )
 
 
 def explained_variance_difference(
@@ -153,16 +178,10 @@ def explained_variance_difference(
     """As `ce_score_difference`, for the final explained variance: the held-out tokens' documents resampled
     (`parts`: each run's taulib.metrics.core.metric.VarianceParts). None when a run lacks them or the runs
     evaluated different tokens."""
-    involved = runs[runs["arm"].isin([arm, other])]
-    if any(name not in parts for name in involved["run"]):
-        return None
-    if len({(tuple(parts[name].document.tolist()), tuple(parts[name].tokens.tolist())) for name in involved["run"]}) != 1:
-        return None
-    n_documents = len(parts[involved["run"].iloc[0]])
-    draws = np.random.default_rng(seed).integers(0, n_documents, (n_resamples, n_documents))
-    points = {run: parts[run].explained_variance() for run in involved["run"]}
-    replicates = {run: parts[run].replicates(draws) for run in involved["run"]}
-    return replicated_difference(runs, points, replicates, arm, other, target, confidence=confidence, shape=shape, method=DOCUMENT_METHOD)
+    return _text_difference(
+        runs, arm, other, target, parts, lambda run: parts[run].explained_variance(), lambda units, draws: units.replicates(draws),
+        lambda units: (tuple(units.document.tolist()), tuple(units.tokens.tolist())), DOCUMENT_METHOD, n_resamples, confidence, seed, shape,
+    )
 
 
 def _as_sequences(losses: SequenceLosses) -> SequenceLosses:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,14 +40,15 @@ class Core(Family):
         return () if config.model.name == SYNTHETIC_MODEL else (HELDOUT_DOCUMENTS_FILE,)
 
     def prepare(self, config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool, inputs_key: dict[str, Any]) -> None:
-        self.documents(config, loaded.tokenizer, folder)
+        self.documents(config, lambda: loaded.tokenizer, folder)
 
-    def documents(self, config: RunConfig, tokenizer: Any, folder: Path) -> torch.Tensor:
+    def documents(self, config: RunConfig, tokenizer: Callable[[], Any], folder: Path) -> torch.Tensor:
         """The document of each held-out token: the held-out cache holds the packed stream's first tokens
-        (taulib.corpus.stream), so this is a second of tokenising, done once per inputs folder."""
+        (taulib.corpus.stream), so this is a second of tokenising, done once per inputs folder (`tokenizer` is
+        asked for only then)."""
         path = folder / HELDOUT_DOCUMENTS_FILE
         if not path.is_file():
-            documents = stream_documents(iter_documents("heldout", seed=0), tokenizer, config.activations.heldout_tokens)
+            documents = stream_documents(iter_documents("heldout", seed=0), tokenizer(), config.activations.heldout_tokens)
             folder.mkdir(parents=True, exist_ok=True)
             with atomic.atomic_path(path) as tmp:
                 save_file({"documents": torch.from_numpy(documents)}, str(tmp))
@@ -56,7 +58,7 @@ class Core(Family):
         """The document of each held-out token evaluated (a synthetic model's: a block of SYNTHETIC_BLOCK samples)."""
         if run.config.model.name == SYNTHETIC_MODEL:
             return torch.arange(len(run.heldout)) // SYNTHETIC_BLOCK
-        tokenizer = run.model.tokenizer if run.model is not None else load_tokenizer(run.config.model)
+        tokenizer = (lambda: run.model.tokenizer) if run.model is not None else (lambda: load_tokenizer(run.config.model))
         documents = self.documents(run.config, tokenizer, run.data_folder)
         if len(documents) < len(run.heldout):
             raise ValueError(f"{run.data_folder / HELDOUT_DOCUMENTS_FILE}: documents for {len(documents)} held-out tokens, {len(run.heldout)} evaluated")
