@@ -26,6 +26,7 @@
 # * when each concept metric had formed, measured from the end of the warm-up, and its value when the
 #   run's current L0 fell through a matched level (the report's formation measures, `taulib.analysis.matched`);
 # * absorption-reduction speed: absorption over the letters that have a latent, and when it settled;
+#   each first letter's k=1 F1 over training;
 # * when each latent formed: its decoder direction matched back through the checkpoints, split by
 #   how often it fires; and how reproducible each arm's dictionary is across seeds over training;
 # * a slider over checkpoints redrawing one arm's state: the latent that carries each first letter,
@@ -56,7 +57,7 @@ from taulib.analysis.study_data import load_study
 from taulib.plots.latent_formation import formation_curves, stability_figure
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at
-from taulib.plots.training import absorption_speed_figure, formation_figure, metrics_over_training
+from taulib.plots.training import absorption_speed_figure, formation_figure, letter_formation_figure, metrics_over_training
 from taulib.plots.widgets import CheckpointBrowser
 
 study = load_study(outputs_dir).slice(l0_target, seed)  # one run per arm
@@ -96,6 +97,17 @@ figures["03_formation"]
 # %%
 figures["03_absorption_speed"] = absorption_speed_figure(study, formation, settings)
 figures["03_absorption_speed"]
+
+# %% [markdown]
+# ## Each letter's k=1 F1 over training
+# The letters behind the mean k=1 F1 curve (the report's `formation_k1_f1`): for every first letter, the F1 of
+# the single latent that best detects it, at every checkpoint. A letter in brackets has too weak a
+# ground-truth probe to count; a marker shows when the letter's curve had covered 90% of its post-warm-up
+# rise (× where that time is censored: formed before the window, or never).
+
+# %%
+figures["03_letter_formation"] = letter_formation_figure(study, settings)
+figures["03_letter_formation"]
 
 # %% [markdown]
 # ## When each latent formed

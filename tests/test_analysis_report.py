@@ -154,6 +154,15 @@ def test_absorption_is_out_of_range_on_narrow_saes(sweep):
     absorption = [c for c in report.by_question("absorption") if c.kind != "count"]
     assert absorption and {c.verdict for c in absorption} == {"out of range"}
     assert any("Absorption-reduction speed" in line for line in report.out_of_range)
+    # no verdict, but what was measured: both arms' readings and their paired difference, with no p-value
+    compared = [c for c in absorption if c.kind == "comparison"]
+    assert compared and all("measured" in c.text and "no verdict" in c.text and "p =" not in c.text for c in compared)
+    for claim in compared:
+        numbers = claim.numbers
+        assert np.isfinite(numbers["difference"]) and numbers["pairs"] == 3
+        # every seed paired: the mean paired difference is the difference of the two arms' means
+        assert numbers["difference"] == pytest.approx(numbers["reference"] - numbers["other"], abs=1e-12)
+        assert numbers["difference_low"] <= numbers["difference"] <= numbers["difference_high"]
 
 
 def test_formation_is_timed_after_warm_up_and_compared_at_current_sparsity(sweep):

@@ -39,6 +39,7 @@ def scripts():
                 "ground_truth_track",
                 "playground",
                 "evaluation_carry_over",
+                "batched_step",
             )
         }
     finally:
@@ -335,3 +336,19 @@ def test_evaluation_carry_over_reads_an_older_study(scripts, tmp_path):
     (old / f"step_{step:07d}.json").write_text(json.dumps(record | {"scalars": record["scalars"] | {"a_column_of_no_family": 1.0}}))
     result = scripts["evaluation_carry_over"].main([str(outputs), "--no-write"])
     assert (result["evaluated"], result["identical"]) == (2, 1)
+
+
+def test_batched_step_quick_reaches_the_separate_steps_weights(scripts, tmp_path):
+    """The batched step is the separate steps' arithmetic: after 5 steps from one start the decoder weights agree to the
+    compute dtype's rounding, far closer than they moved."""
+    from taulib.precision import fast_bfloat16
+
+    out = scripts["batched_step"].main(["--quick", "--results", str(tmp_path / "RESULTS.md")])
+    checks = out["checks"]
+    # against how far the weights moved: a wrong gradient or update would differ by about that much
+    assert checks["float32"]["moved"] > 1e-3 and checks["float32"]["difference"] < 1e-3 * checks["float32"]["moved"]
+    assert ("bfloat16" in checks) == fast_bfloat16("cpu")
+    if "bfloat16" in checks:  # bf16 products round at 2^-8, and Adam's first steps follow the gradient's sign
+        assert checks["bfloat16"]["difference"] < 0.25 * checks["bfloat16"]["moved"]
+    assert all(row["separate_ms"] > 0 and row["batched_ms"] > 0 for row in out["rows"])
+    assert "batched_step" in (tmp_path / "RESULTS.md").read_text()

@@ -203,3 +203,36 @@ def test_absorption_of_a_chunk_is_each_checkpoints_own():
     for (metrics, table), alone in zip(together, (evaluate_absorption(sae, data), evaluate_absorption(other, data)), strict=True):
         assert metrics.as_dict() == pytest.approx(alone[0].as_dict(), nan_ok=True, rel=1e-6)
         assert table["split_latents"].tolist() == alone[1]["split_latents"].tolist()
+
+
+def test_absorption_at_every_checkpoint_gives_the_final_checkpoint_the_one_checkpoint_evaluation():
+    """The absorption family with `checkpoints: all` (the default study) and with `checkpoints: final`, on one chunk of
+    three checkpoints: the final checkpoint's record is the same either way (its k-sparse probes are trained beside the
+    others' in the first, alone in the second), and the earlier ones get their own."""
+    from taulib.config import RunConfig
+    from taulib.metrics.families import FAMILIES
+    from taulib.metrics.family import Chunk, RunInputs
+
+    family = next(f for f in FAMILIES if f.name == "absorption")
+    final_sae, data = _constructed()
+    earlier = []
+    for seed in (5, 6):
+        sae = SparseAutoencoder(D_IN, final_sae.W_dec.shape[0])
+        sae.initialise(torch.Generator().manual_seed(seed))
+        earlier.append(sae)
+    saes = [*earlier, final_sae]
+    chunks = {}
+    for mode in ("all", "final"):
+        config = RunConfig.model_validate({"run_name": "r", "evaluation": {"absorption": {"checkpoints": mode}}})
+        chunk = Chunk([0, 10, 20], 20, [{} for _ in saes], [{} for _ in saes], [None] * len(saes))
+        family.evaluate(saes, data, RunInputs(config, None, 0, None, None, None), chunk)
+        chunks[mode] = chunk
+    every, only = chunks["all"], chunks["final"]
+    assert only.scalars[:2] == [{}, {}] and all("absorption_fraction" in scalars for scalars in every.scalars)
+    assert every.scalars[2] == pytest.approx(only.scalars[2], nan_ok=True, rel=1e-6)
+    assert every.scalars[2]["letters_evaluated"] > 0 and every.scalars[2]["absorption_fraction"] > 0  # the constructed absorption is seen
+    for mine, alone in zip(every.details[2]["absorption_letters"], only.details[2]["absorption_letters"], strict=True):
+        assert mine["split_latents"] == alone["split_latents"] and mine["k1_latent"] == alone["k1_latent"]
+        assert mine["k1_f1"] == pytest.approx(alone["k1_f1"], rel=1e-6)
+    # the earlier checkpoints are evaluated as themselves, not copies of the final one
+    assert every.scalars[0] == pytest.approx(evaluate_absorption(earlier[0], data)[0].as_dict(), nan_ok=True, rel=1e-6)

@@ -1,20 +1,22 @@
 """Figures, their files and the checkpoint widgets, on a study written from formulas (no model)."""
 
+import dataclasses
 import struct
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
-from formula_study import ARMS, STEPS, write_synthetic_study
+from formula_study import ARMS, BATCH, LETTERS, STEPS, write_synthetic_study
 
-from taulib.analysis.formation import formed_letter_absorption
-from taulib.analysis.matched import formation_table
+from taulib.analysis.formation import formation_time, formed_letter_absorption, letter_k1_f1
+from taulib.analysis.matched import formation_table, warmup_end_tokens
 from taulib.analysis.orthogonality import lower_bound_pairs, near_duplicates_over_training, trajectory_vs_outcome
 from taulib.analysis.study_data import load_study
 from taulib.plots.orthogonality import lower_bound_figure, near_duplicates_figure, trajectory_vs_outcome_figure
 from taulib.plots.save import save_figures
 from taulib.plots.state import checkpoint_state_at, cosine_histogram_figure, draw_cosine_histograms
 from taulib.plots.style import arm_styles, tokens_label
-from taulib.plots.training import absorption_speed_figure, formation_figure, metrics_over_training
+from taulib.plots.training import absorption_speed_figure, formation_figure, letter_formation_figure, metrics_over_training
 from taulib.plots.widgets import CheckpointBrowser, CosineBrowser
 
 
@@ -116,3 +118,35 @@ def test_cosine_browser_moves_every_arm_along_training(study):
     browser.slider.value = 0
     assert [list(trace.y) for trace in browser.figure.data][0] != end[0]
     assert browser.steps() == {name: 0 for name in ARMS}
+
+
+def test_each_letters_k1_f1_over_training_is_read_from_every_checkpoint(study):
+    """The formula study's letter i has k=1 F1 min(1, step/100 + 0.01·i) at every checkpoint, and a passing
+    ground-truth probe unless i is a multiple of 5."""
+    run = study.run("tightened")
+    curves = letter_k1_f1(run)
+    steps = np.array(STEPS, dtype=float)
+    assert curves.letters == list(LETTERS)
+    np.testing.assert_allclose(curves.tokens, steps * BATCH)
+    expected = np.minimum(1.0, steps[None, :] / 100 + 0.01 * np.arange(26)[:, None])
+    np.testing.assert_allclose(curves.k1_f1, expected)
+    assert curves.evaluated.tolist() == [i % 5 != 0 for i in range(26)]
+    # each letter timed by the report's rule for the mean curve, from the first post-warm-up checkpoint
+    start = warmup_end_tokens(run)
+    formed = curves.formation(start)
+    for i, letter in enumerate(LETTERS):
+        own = formation_time(steps * BATCH, expected[i], start, 1)
+        assert formed.loc[letter, "formed_tokens"] == pytest.approx(own)
+        assert formed.loc[letter, "final_k1_f1"] == pytest.approx(expected[i, -1])
+    figure = letter_formation_figure(study)
+    heatmaps = [trace for trace in figure.data if trace.type == "heatmap"]
+    assert len(heatmaps) == len(ARMS)
+    np.testing.assert_allclose(np.asarray(heatmaps[0].z, dtype=float), expected)
+    markers = [trace for trace in figure.data if trace.type == "scatter"]
+    assert all(len(trace.y) == sum(curves.evaluated) for trace in markers)  # the evaluated letters only
+
+
+def test_a_run_without_absorption_details_has_no_letter_curves(study, tmp_path):
+    run = study.run("baseline")
+    bare = dataclasses.replace(run, run_dir=tmp_path / "not_evaluated")
+    assert letter_k1_f1(bare) is None

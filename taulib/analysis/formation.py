@@ -9,6 +9,7 @@ grid and no finer (`taulib.analysis.matched` records the grid's resolution besid
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -138,3 +139,53 @@ def formed_letter_absorption(run: Run, min_k1_f1: float, min_probe_f1: float = A
         picked = table[table["letter"].isin(letters)]["absorption_fraction"]
         curve.append(float(picked.mean()) if picked.notna().all() and len(picked) == len(letters) else np.nan)
     return letters, np.asarray(curve, dtype=float)
+
+
+@dataclass(frozen=True)
+class LetterCurves:
+    """Each first letter's k=1 F1 (the F1 of the single latent that best detects it) at every checkpoint of a run."""
+
+    tokens: np.ndarray  # (checkpoints,) tokens seen, in step order
+    letters: list[str]
+    k1_f1: np.ndarray  # (letters, checkpoints); NaN at a checkpoint whose absorption was not evaluated
+    evaluated: np.ndarray  # (letters,) bool: the letter's ground-truth probe passes at the final checkpoint (the metric's own rule)
+
+    def formation(self, start_tokens: float, fraction: float = 0.9, min_change: float = 0.05) -> pd.DataFrame:
+        """Per letter: its final k=1 F1, and the tokens at which its curve had formed (`formation_time`, the report's
+        rule for the mean curve: `fraction` of the rise from the first checkpoint at or after `start_tokens`, kept to
+        the end) with whether that time is censored (formed before the window, or never)."""
+        rows = []
+        for letter, curve, evaluated in zip(self.letters, self.k1_f1, self.evaluated, strict=True):
+            formed = formation_time(self.tokens, curve, start_tokens, 1, fraction, min_change)
+            rows.append(
+                {
+                    "letter": letter,
+                    "evaluated": bool(evaluated),
+                    "final_k1_f1": float(curve[-1]),
+                    "formed_tokens": formed,
+                    "censored": formation_censored(self.tokens, curve, start_tokens, formed),
+                }
+            )
+        return pd.DataFrame(rows).set_index("letter")
+
+
+def letter_k1_f1(run: Run, min_probe_f1: float = AbsorptionSettings.min_probe_f1) -> LetterCurves | None:
+    """The run's per-letter k=1 F1 curves, from the absorption details of its checkpoints; None when its final
+    checkpoint has none (absorption not evaluated). A checkpoint without absorption (`evaluation.absorption.checkpoints:
+    final`) is a NaN column, not a zero."""
+    table = run.evaluation.sort_values("step")
+    steps, tokens = table["step"].astype(int).tolist(), table["tokens"].to_numpy(dtype=float)
+    try:
+        details = [run.details(step).get("absorption_letters") or [] for step in steps]
+    except FileNotFoundError:
+        return None
+    if not steps or not details[-1]:
+        return None
+    final = pd.DataFrame(details[-1]).set_index("letter")
+    letters = sorted(final.index)
+    curves = np.full((len(letters), len(steps)), np.nan)
+    for column, rows in enumerate(details):
+        if rows:
+            curves[:, column] = pd.DataFrame(rows).set_index("letter")["k1_f1"].reindex(letters).to_numpy(dtype=float)
+    evaluated = ((final["probe_f1"] > min_probe_f1) & (final["n_probe_true_positives"] > 0)).reindex(letters).to_numpy(dtype=bool)
+    return LetterCurves(tokens, letters, curves, evaluated)

@@ -347,10 +347,20 @@ def _comparison_claim(item: dict, adjusted_p: float, family: int, reference: str
     return Claim(endpoint.question, text, numbers, verdict, "comparison", item["other"], endpoint.column, primary)
 
 
-def _out_of_range_claim(endpoint: Endpoint, other: str, target: float, width: int) -> Claim:
-    text = f"At L0 = {target:g}, {endpoint.label}: out of range ({_narrow(width)}); no verdict."
-    numbers = {"l0_target": target, "width": width, "min_width": ABSORPTION_MIN_WIDTH}
-    return Claim(endpoint.question, text, numbers, "out of range", "comparison", other, endpoint.column, endpoint.primary)
+def _out_of_range_claim(item: dict, width: int, reference: str, names: dict[str, str]) -> Claim:
+    """No verdict, but what was measured: each arm's reading and their paired difference, unadjusted (no p-value:
+    outside a metric's valid range a difference says nothing about the question)."""
+    endpoint: Endpoint = item["endpoint"]
+    gap, ours, theirs, target = item["gap"], item["ours"], item["theirs"], item["target"]
+    measured = (
+        f"measured {names[reference]} {ours.format()}, {names[item['other']]} {theirs.format()}, paired difference {gap.format()} over {gap.n} seeds"
+        if math.isfinite(gap.value)
+        else "no paired reading (not measured over training, or a seed without a value)"
+    )
+    text = f"At L0 = {target:g}, {endpoint.label}: out of range ({_narrow(width)}); {measured}; no verdict."
+    numbers = {"l0_target": target, "width": width, "min_width": ABSORPTION_MIN_WIDTH, **_numbers("reference", ours), **_numbers("other", theirs)}
+    numbers |= {**_numbers("difference", gap), "pairs": gap.n}
+    return Claim(endpoint.question, text, numbers, "out of range", "comparison", item["other"], endpoint.column, endpoint.primary)
 
 
 def _narrow(width: int) -> str:
@@ -527,7 +537,7 @@ def build_report(
     width = int(table["width"].min()) if "width" in table else 0
     if width < ABSORPTION_MIN_WIDTH:
         timed = "absorption_speed_measured" not in table or bool(table["absorption_speed_measured"].astype(bool).any())
-        measured = "absorption is computed and plotted" if timed else "absorption is measured at the final checkpoint only (evaluation.absorption.checkpoints), its speed not at all"
+        measured = "absorption is measured over training and each comparison below states what it measured" if timed else "absorption is measured at the final checkpoint only (evaluation.absorption.checkpoints), its speed not at all"
         report.out_of_range.append(f"Absorption-reduction speed: {_narrow(width)}; {measured}, and draws no verdict.")
 
     for question in ("reconstruction", "formation", "orthogonality", "absorption", "lower_bound", "ground_truth"):
@@ -552,7 +562,7 @@ def build_report(
 
         adjusted, family = _holm_by_role(items, is_primary, lambda item, skip=out_of_range: math.nan if skip else item["gap"].p_value)
         claims = [
-            _out_of_range_claim(item["endpoint"], item["other"], item["target"], width)
+            _out_of_range_claim(item, width, reference, names)
             if out_of_range
             else _comparison_claim(item, p, size, reference, names, is_primary(item))
             for item, p, size in zip(items, adjusted, family, strict=True)

@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from taulib.analysis.formation import formed_letter_absorption
-from taulib.analysis.matched import FORMATION_METRICS, MatchedSettings
+from taulib.analysis.formation import formed_letter_absorption, letter_k1_f1
+from taulib.analysis.matched import FORMATION_METRICS, MatchedSettings, warmup_end_tokens
 from taulib.analysis.study_data import StudyData
 from taulib.metrics.catalogue import label
-from taulib.plots.style import arm_styles, finish, line, marker
+from taulib.plots.style import arm_styles, finish, line, marker, tokens_label
 
 OVER_TRAINING_COLUMNS = ("l0", "explained_variance", "ce_loss_score", "sae_top_1_accuracy", "absorption_fraction", "full_absorption_rate", "mean_max_cosine", "tau", "l1_coefficient_effective")
 # titled as the metric families declare their columns (taulib/metrics/<family>/settings.py)
@@ -168,3 +168,59 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
     figure.update_yaxes(range=[0, 1.12], title_text="fraction of training", row=1, col=2)
     figure.update_xaxes(tickangle=30, row=1, col=2)
     return finish(figure, f"Absorption-reduction speed: {settings.fraction:.0%} of the post-warm-up fall, kept to the end", height=520)
+
+
+def letter_formation_figure(study: StudyData, settings: MatchedSettings | None = None) -> go.Figure:
+    """Each first letter's k=1 F1 over training, one heatmap per arm (letters down, checkpoints across, shared colour
+    scale); a letter whose ground-truth probe fails is greyed in its label and left out of the metric's mean. A
+    marker shows when each evaluated letter's curve had formed (the report's rule for the mean curve); × marks a
+    censored time (formed before the window, or never). Runs without per-checkpoint absorption are named in the title."""
+    settings = settings or MatchedSettings(latent_formation=None)
+    drawn = [(run, letter_k1_f1(run)) for run in study.runs]
+    missing = [run.name for run, curves in drawn if curves is None]
+    drawn = [(run, curves) for run, curves in drawn if curves is not None]
+    if not drawn:
+        return finish(go.Figure(), "Each letter's k=1 F1 over training: no run has absorption details", height=300)
+    figure = make_subplots(rows=1, cols=len(drawn), subplot_titles=[run.name for run, _ in drawn], shared_yaxes=True, horizontal_spacing=0.02)
+    for col, (run, curves) in enumerate(drawn, start=1):
+        labels = [letter if evaluated else f"({letter})" for letter, evaluated in zip(curves.letters, curves.evaluated, strict=True)]
+        columns = list(range(len(curves.tokens)))  # checkpoint positions, labelled by tokens seen (labels may round alike)
+        figure.update_xaxes(tickvals=columns, ticktext=[tokens_label(tokens) for tokens in curves.tokens], tickangle=60, row=1, col=col)
+        figure.add_trace(
+            go.Heatmap(
+                z=curves.k1_f1,
+                x=columns,
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=col == len(drawn),
+                colorbar={"title": "k=1 F1"},
+                customdata=np.broadcast_to([tokens_label(tokens) for tokens in curves.tokens], curves.k1_f1.shape),
+                hovertemplate="letter %{y}<br>%{customdata} tokens<br>k=1 F1 %{z:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        formed = curves.formation(warmup_end_tokens(run), settings.fraction, settings.formation_min_change)
+        shown = formed[formed["evaluated"] & np.isfinite(formed["formed_tokens"])]
+        nearest = [int(np.argmin(np.abs(curves.tokens - tokens))) for tokens in shown["formed_tokens"]]
+        figure.add_trace(
+            go.Scatter(
+                x=nearest,
+                y=list(shown.index),
+                mode="markers",
+                marker={"symbol": ["x" if censored else "circle-open" for censored in shown["censored"]], "color": "white", "size": 7},
+                name="formed (nearest checkpoint)",
+                showlegend=col == 1,
+                text=[tokens_label(tokens) for tokens in shown["formed_tokens"]],
+                hovertemplate="letter %{y}: formed at %{text} tokens<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    title = f"Each first letter's k=1 F1 over training ({settings.fraction:.0%} of its post-warm-up rise marked)"
+    if missing:
+        title += f"; no per-checkpoint absorption: {', '.join(missing)}"
+    figure.update_yaxes(autorange="reversed")
+    return finish(figure, title, height=640)
