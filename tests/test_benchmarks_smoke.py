@@ -352,3 +352,18 @@ def test_batched_step_quick_reaches_the_separate_steps_weights(scripts, tmp_path
         assert checks["bfloat16"]["difference"] < 0.25 * checks["bfloat16"]["moved"]
     assert all(row["separate_ms"] > 0 and row["batched_ms"] > 0 for row in out["rows"])
     assert "batched_step" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_equilibrium_ends_the_anneal_early_for_annealed_arms_only():
+    """benchmarks/equilibrium.py varies `schedule.anneal_fraction` of the annealed arms; plain L1 has no anneal to end."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        equilibrium = importlib.import_module("equilibrium")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    tightened = equilibrium.arm_config("cosine_0.3_to_0.05_tightened", 0.8, 0.05)
+    assert tightened.schedule.anneal_fraction == 0.8 and tightened.training.l1_coefficient == 0.05
+    schedule = tightened.schedule.to_schedule()
+    assert schedule.at_step(800, 1000) == pytest.approx(0.05) and schedule.at_step(999, 1000) == pytest.approx(0.05)  # held from 80% on
+    plain = equilibrium.arm_config("baseline_plain_l1", 0.8, 0.4)
+    assert plain.schedule.kind == "none" and plain.schedule.anneal_fraction == 1.0

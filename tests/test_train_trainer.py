@@ -219,3 +219,22 @@ def test_constant_tau_at_lambda_times_tau_trains_the_plain_l1_run_bit_for_bit(tm
         runs[name] = load_sae(tmp_path / name / "final")[0].state_dict()
     for key, tensor in runs["plain"].items():
         assert torch.equal(tensor, runs["constant"][key]), key
+
+
+def test_the_arms_of_a_seed_share_their_batch_order_and_initialisation(tmp_path):
+    """A seed's runs differ in λ and schedule only: they see the same batches in the same order (every pass, a
+    batch straddling two included) and start from the same SAE, so the arms of a seed are paired on the same
+    tokens; another seed draws another order and another start."""
+    data = torch.randn(1_300, 16, generator=torch.Generator().manual_seed(0))
+    annealed = _config(n_tokens=5_000, batch_size=500)
+    plain = RunConfig.model_validate({**annealed.to_dict(), "run_name": "plain", "schedule": {"kind": "none"}, "training": {**annealed.training.model_dump(), "l1_coefficient": 0.3}})
+    other_seed = RunConfig.model_validate({**annealed.to_dict(), "run_name": "other", "seed": annealed.seed + 1})
+    trainers = {name: AnnealedTrainer(config, data, tmp_path / name, show_progress=False) for name, config in (("annealed", annealed), ("plain", plain), ("other", other_seed))}
+    steps = range(annealed.training.total_steps())  # 10 steps of 500 over 1,300 rows: nearly four passes
+    same = [torch.equal(trainers["annealed"]._batch(step, 1.0), trainers["plain"]._batch(step, 1.0)) for step in steps]
+    assert all(same)
+    assert not any(torch.equal(trainers["annealed"]._batch(step, 1.0), trainers["other"]._batch(step, 1.0)) for step in steps)
+    for trainer in trainers.values():
+        trainer.train(until_step=1)
+    start = {name: load_sae(tmp_path / name / "checkpoints" / "step_0000000")[0] for name in trainers}
+    assert torch.equal(start["annealed"].W_dec, start["plain"].W_dec) and not torch.equal(start["annealed"].W_dec, start["other"].W_dec)
