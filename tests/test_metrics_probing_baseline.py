@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from taulib.metrics.probing.metric import ProbingData, ProbingSettings, TaskData, _binary_tasks, evaluate_sparse_probing_many, stratified_test_mask
-from taulib.metrics.probing_baseline.metric import baseline_at, baseline_grid, held_out_l0, random_sae_at_l0
+from taulib.metrics.probing_baseline.metric import baseline_at, baseline_correct_at, baseline_grid, held_out_l0, random_sae_at_l0
 
 D, WIDTH = 16, 64
 
@@ -77,3 +77,23 @@ def test_the_family_reads_each_checkpoints_baseline_at_its_l0_and_probes_the_gri
     assert chunk.scalars[0] == {f"random_{key}": value for key, value in baseline_at(grid, 8.0).items()}
     assert set(chunk.scalars[0]) == {"random_sae_top_1_accuracy", "random_sae_top_5_accuracy"}
     assert all(math.isnan(value) for value in chunk.scalars[1].values())  # L0 1,000: beyond the grid
+    # the per-example baseline the lift's test-set bootstrap resamples, recorded where the grid reaches
+    assert chunk.details[0]["random_top_1_correct"] == baseline_correct_at(grid, 8.0) and "random_top_1_correct" not in chunk.details[1]
+
+
+def test_the_per_example_baseline_averages_to_the_baselines_accuracy():
+    """Between and at the grid's L0s, each binary task's per-example baseline averages (over its examples, then over
+    the task's binary tasks, then over tasks, as the metric does) to `baseline_at`'s top-1 accuracy; a grid recorded
+    without per-example answers, or an L0 outside it, has none."""
+    heldout, data = _heldout(), _probing_data()
+    grid = baseline_grid(heldout, WIDTH, data, (2, 8, 30), seed=0, autocast=False)
+    for l0 in (grid[0]["l0"], 4.0, 13.0, grid[-1]["l0"]):
+        correct = baseline_correct_at(grid, l0)
+        by_task: dict[str, list[float]] = {}
+        for key, values in correct.items():
+            assert all(0.0 <= value <= 1.0 for value in values)
+            by_task.setdefault(key.split("|")[0], []).append(float(np.mean(values)))
+        accuracy = np.mean([np.mean(values) for values in by_task.values()])
+        assert accuracy == pytest.approx(baseline_at(grid, l0)["sae_top_1_accuracy"], abs=1e-6)  # per-example values rounded to 1e-6
+    assert baseline_correct_at(grid, 1000.0) is None
+    assert baseline_correct_at([{key: value for key, value in point.items() if key != "top_1_correct"} for point in grid], 4.0) is None

@@ -6,7 +6,9 @@ test set). Seeds vary the SAE; the test texts are one sample. As for the CE-loss
 test examples of every binary task are redrawn (the same draw for every run and checkpoint), each
 replicate recomputes every checkpoint's top-1 accuracy (mean over a task's binary tasks, then over
 tasks, as the metric) and from that curve the endpoint itself — when the accuracy formed, and its
-value at the matched current L0 — exactly as the run table computes it (taulib.analysis.matched).
+value at the matched current L0 — exactly as the run table computes it (taulib.analysis.matched). The final lift over
+a random SAE at the same L0 is resampled on the same test examples for both: the baseline's per-example correctness is
+recorded with it (taulib.metrics.probing_baseline).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from taulib.analysis.study_data import Run, StudyData
 
 PROBE_METHOD = "paired t + probing test-set bootstrap"
 # the run-table columns whose intervals include the probing test set's error
-PROBE_ERROR_COLUMNS = ("formation_sae_top_1_accuracy", "current_sae_top_1_accuracy")
+PROBE_ERROR_COLUMNS = ("formation_sae_top_1_accuracy", "current_sae_top_1_accuracy", "final_sae_top_1_lift")
 
 
 def _correct_per_checkpoint(run: Run) -> list[dict[tuple[str, str], np.ndarray]] | None:
@@ -38,6 +40,18 @@ def _correct_per_checkpoint(run: Run) -> list[dict[tuple[str, str], np.ndarray]]
             return None
         curves.append({(row["task"], row["positive_class"]): np.asarray(row["top_1_correct"], dtype=float) for row in rows})
     return curves
+
+
+def _random_correct_at_end(run: Run) -> dict[tuple[str, str], np.ndarray] | None:
+    """The final checkpoint's random-SAE baseline at its L0, per binary task and test example (a fraction between the
+    grid SAEs' 0/1 answers: taulib.metrics.probing_baseline.metric.baseline_correct_at); None where not recorded."""
+    try:
+        recorded = run.details(max(run.steps)).get("random_top_1_correct")
+    except FileNotFoundError:
+        return None
+    if not recorded:
+        return None
+    return {tuple(key.split("|", 1)): np.asarray(values, dtype=float) for key, values in recorded.items()}  # type: ignore[misc]
 
 
 def resample_test_sets(sizes: dict[tuple[str, str], int], n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[tuple[str, str], np.ndarray]:
@@ -67,11 +81,16 @@ def run_probe_replicates(run: Run, settings: MatchedSettings, draws: dict[tuple[
     accuracy = np.stack([accuracy_replicates(curve, draws) for curve in curves], axis=1)  # replicates × checkpoints
     l0 = table["l0"].to_numpy(dtype=float) if "l0" in table else np.full(len(table), np.nan)
     level = settings.current_l0_multiple * run.l0_target if run.l0_target is not None else math.nan
-    return {
+    found = {
         "formation_sae_top_1_accuracy": np.array([formation_time(tokens, curve, start, 1, settings.fraction, settings.formation_min_change) for curve in accuracy])
         / total,
         "current_sae_top_1_accuracy": np.array([at_current_l0(tokens, l0, curve, level, start_tokens=start)[1] for curve in accuracy]),
     }
+    # the lift over a random SAE at the same L0, on the same resampled test examples (paired: both are scored on them)
+    baseline = _random_correct_at_end(run)
+    if baseline is not None and set(baseline) == set(draws) and all(len(baseline[key]) == draws[key].shape[1] for key in draws):
+        found["final_sae_top_1_lift"] = accuracy[:, -1] - accuracy_replicates(baseline, draws)
+    return found
 
 
 def probe_replicates(study: StudyData, settings: MatchedSettings | None = None, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:

@@ -414,11 +414,13 @@ def passage_table(table: pd.DataFrame, names: dict[str, str], settings: MatchedS
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def regime_table(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+def regime_table(table: pd.DataFrame, names: dict[str, str], probing_replicates: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
     """How far each run got (seeds in order): its L0 drift over the last tenth of training (near 0: near its
-    equilibrium at the end; a verdict between arms still moving compares them mid-flight), and its final decoder's cosine
+    equilibrium at the end; a verdict between arms still moving compares them mid-flight), its final decoder's cosine
     to its initialisation, the median over latents weighted by firing frequency (near 1: the dictionary is inherited
-    from the random start, not learned), with the unweighted median beside it."""
+    from the random start, not learned), with the unweighted median beside it, and its final sparse-probing lift over a
+    random SAE at the same L0 with the probing test set's 95% interval where recorded (an interval spanning 0: the
+    test set cannot tell the dictionary from a random one)."""
     rows = {}
     for arm, group in table.groupby("arm", sort=False):
         cells = {}
@@ -430,8 +432,20 @@ def regime_table(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
                 weighted = ", ".join(f"{value:.2f}" for value in cell["final_decoder_init_cosine_weighted_median"])
                 median = ", ".join(f"{value:.2f}" for value in cell["final_decoder_init_cosine_median"])
                 cells[f"L0 = {target:g}: decoder cosine to init"] = f"{weighted} (unweighted {median})"
+            if "final_sae_top_1_lift" in cell and cell["final_sae_top_1_lift"].notna().any():
+                lifts = [_lift_cell(value, (probing_replicates or {}).get(run, {}).get("final_sae_top_1_lift")) for run, value in zip(cell["run"], cell["final_sae_top_1_lift"], strict=True)]
+                cells[f"L0 = {target:g}: probing lift"] = ", ".join(lifts)
         rows[names.get(arm, arm)] = cells
     return pd.DataFrame.from_dict(rows, orient="index").fillna("—")
+
+
+def _lift_cell(value: float, replicates: np.ndarray | None) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if replicates is None or not np.isfinite(replicates).any():
+        return f"{value:+.3f}"
+    low, high = np.nanpercentile(replicates, [2.5, 97.5])
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def settling_claim(table: pd.DataFrame, settings: MatchedSettings) -> Claim:
@@ -581,7 +595,7 @@ def build_report(
 
     report.claims.append(settling_claim(table, settings))
     report.passages = passage_table(table, names, settings)
-    report.regime = regime_table(table, names)
+    report.regime = regime_table(table, names, probing_replicates)
     report.orthogonality_context = orthogonality_context_table(matched, names)
     report.claims += _trajectory_claims(table, matched, [arm for arm in arms if arm not in equivalents], targets)
     if headline is not None:
@@ -976,7 +990,10 @@ def render_markdown(
             "Each run (seeds in order): its held-out L0 drift over the last 10% of training (final L0 over the L0 at 90% of its tokens, "
             "read between the checkpoints around that point, minus 1; far from 0, the run was still moving when it was compared), and "
             "its final decoder's cosine to its initialisation, the median over latents weighted by each latent's held-out firing "
-            "frequency (near 1, the dictionary the tokens use is the random start's, not a learned one), the unweighted median beside it.",
+            "frequency (near 1, the dictionary the tokens use is the random start's, not a learned one), the unweighted median beside it; "
+            "and its final sparse-probing top-1 accuracy over a random SAE's of the same width at the same L0, with the 95% interval "
+            "of the probing test set's sampling error where recorded (an interval across 0: the test set does not tell this "
+            "dictionary from a random one).",
             "",
             markdown_table(report.regime, "arm"),
             "",

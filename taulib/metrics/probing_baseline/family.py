@@ -10,7 +10,7 @@ from taulib import atomic
 from taulib.activations.models import model_footprint
 from taulib.metrics.family import Chunk, Costs, Family, RunInputs
 from taulib.metrics.probing.family import FAMILY as PROBING
-from taulib.metrics.probing_baseline.metric import baseline_at, baseline_grid
+from taulib.metrics.probing_baseline.metric import baseline_at, baseline_correct_at, baseline_grid
 from taulib.metrics.probing_baseline.settings import DECLARATION
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class ProbingBaseline(Family):
         width and probing settings shares it)."""
         parameters, config = self.parameters(run.config), run.config
         key = {
+            "records": 2,  # 2: each grid point keeps its per-example top-1 correctness (the lift's test-set bootstrap)
             "width": config.sae.width,
             "l0s": parameters.l0s,
             "seed": parameters.seed,
@@ -46,6 +47,9 @@ class ProbingBaseline(Family):
             density = chunk.density[index]
             l0 = float(density.sum()) if density is not None else float("nan")  # mean latents firing per held-out token
             chunk.scalars[index] |= {f"random_{name}": value for name, value in baseline_at(state, l0).items()}
+            correct = baseline_correct_at(state, l0)
+            if correct is not None:
+                chunk.details[index]["random_top_1_correct"] = correct
 
     def checkpoint_seconds(self, costs: Costs, config: RunConfig, d_model: int) -> float:
         return 0.0  # an interpolation; the grid is priced once per width, with the inputs

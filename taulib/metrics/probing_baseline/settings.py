@@ -28,6 +28,8 @@ DECLARATION = FamilyDeclaration(
     needs="language_model",
     parameters=ProbingBaselineParameters,
     columns=(Column("random_sae_top_*_accuracy", "sparse probing of a random SAE at this L0, top-k accuracy"),),
-    details=(),
+    # random_top_1_correct: per binary task, the baseline's per-test-example top-1 correctness at this L0 (the lift's test-set
+    # bootstrap). No number of version 1 moves: records made before it lack it, and the lift's interval falls back to the seeds'
+    details=("random_top_1_correct",),
     reads=("core", "probing"),  # core: the checkpoint's L0 (its latents' firing frequencies); probing: its texts, tasks and ks
 )
