@@ -187,6 +187,12 @@ class ActivationsConfig(StrictModel):
     n_tokens: int = Field(2_000_000, gt=0, description="training activations to extract (BOS excluded)")
     heldout_tokens: int = Field(131_072, gt=0, description="held-out activations for evaluation")
     context_length: int = Field(128, ge=2, le=65_536, description="tokens per sequence fed to the model, BOS included (its position is not extracted)")
+    max_document_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="each corpus document contributes at most its first this many tokens to both splits (null: all of them), so that a "
+        "sample of the packed stream spans many documents rather than a few long ones",
+    )
     batch_size: int = Field(32, gt=0, description="sequences per forward pass")
     storage_dtype: Literal["float16", "bfloat16", "float32"] = Field("float16", description="dtype of the activation cache on disk")
     shard_tokens: int = Field(262_144, gt=0, description="activations per shard file")

@@ -112,3 +112,11 @@ def test_memory_mapped_loading_refuses_nan_rows_as_loading_does(tmp_path):
     cache.write_manifest(tmp_path, SPEC, [{"file": path.name, "n_tokens": 12, "bytes": path.stat().st_size, "sha256": cache.sha256_file(path)}], 4, {})
     with pytest.raises(cache.CacheError, match="2 activation rows contain NaN or inf"):
         cache.load_cache(tmp_path, SPEC, mmap=True)
+
+
+def test_an_uncapped_spec_keeps_the_key_and_record_it_had_before_the_document_cap():
+    """Caches extracted before `activations.max_document_tokens` existed keep their folders and manifests (the key below
+    is the one the code before the cap computed for this spec); a cap is another cache."""
+    assert "max_document_tokens" not in SPEC.record() and SPEC.key() == "m_L3_ctx8_default_train_30_cf30d6e5a0"
+    capped = cache.ActivationSpec("m", "float32", 3, 8, "default", "train", 30, "float16", 10, max_document_tokens=256)
+    assert capped.record()["max_document_tokens"] == 256 and capped.key() != SPEC.key()

@@ -367,3 +367,32 @@ def test_equilibrium_ends_the_anneal_early_for_annealed_arms_only():
     assert schedule.at_step(800, 1000) == pytest.approx(0.05) and schedule.at_step(999, 1000) == pytest.approx(0.05)  # held from 80% on
     plain = equilibrium.arm_config("baseline_plain_l1", 0.8, 0.4)
     assert plain.schedule.kind == "none" and plain.schedule.anneal_fraction == 1.0
+
+
+def test_document_spread_counts_the_documents_each_cap_leaves(scripts, monkeypatch, tmp_path):
+    """benchmarks/document_spread.py on a stand-in corpus and tokenizer: one id per word, so the counts are known."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spread = importlib.import_module("document_spread")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    class Words:
+        def __call__(self, texts, add_special_tokens=False):
+            if isinstance(texts, str):
+                return {"input_ids": [] if not texts.strip() else [5] * len(texts.split())}
+            return {"input_ids": [[5] * len(text.split()) for text in texts]}
+
+    # one long document (1,000 words) then 600 of 10 words: uncapped, the first 1,000 tokens are one document
+    documents = ["w " * 1000] + ["w " * 10] * 600
+    monkeypatch.setattr(spread, "load_tokenizer", lambda config: Words())
+    monkeypatch.setattr(spread, "iter_documents", lambda split, seed=0: iter(documents))
+    config = spread.load_run_config(spread.ARM)
+    config = config.model_copy(update={"activations": config.activations.model_copy(update={"n_tokens": 3000, "heldout_tokens": 2000})})
+    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"core": config.evaluation.core.model_copy(update={"tokens": 1000})})})
+    monkeypatch.setattr(spread, "load_run_config", lambda path: config)
+    out = spread.main(["--caps", "0", "10"])
+    uncapped, capped = out["rows"]
+    assert uncapped[1] == 1 and uncapped[2] == "100%"  # the EV sample: the long document alone
+    # capped at 10 (this tokenizer gives the separator no ids): every document 10 tokens, so 1,000 tokens are 100 documents
+    assert capped[1] == 100 and capped[2] == "1%" and capped[4] == 200 and capped[5] == 300

@@ -116,3 +116,18 @@ def test_each_token_of_the_packed_stream_knows_its_document():
         stream_documents(documents, _WordTokenizer(), n_tokens=10)
     with pytest.raises(ValueError, match="cover 8 tokens"):
         sequence_documents(stream, context_length=4, n_sequences=3)
+
+
+def test_a_document_cap_keeps_each_documents_first_tokens_in_the_sequences_and_their_documents():
+    """max_document_tokens 2: "a bb ccc" gives 11 12, "dddd eeeee" 14 15, "f gg hhh iiii" 11 12; the sequences and
+    each token's document are read off the same capped stream."""
+    from taulib.corpus.stream import sequence_documents, stream_documents
+
+    documents = ["a bb ccc", "dddd eeeee", "f gg hhh iiii", "jj k"]
+    sequences = list(token_sequences(documents, _WordTokenizer(), context_length=3, n_sequences=4, chunk_documents=3, max_document_tokens=2))
+    assert [s.tolist() for s in sequences] == [[1, 11, 12], [1, 14, 15], [1, 11, 12], [1, 12, 11]]
+    stream = stream_documents(documents, _WordTokenizer(), n_tokens=8, chunk_documents=3, max_document_tokens=2)
+    assert stream.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert sequence_documents(stream, context_length=3, n_sequences=4).tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    # no cap: the stream as before
+    assert stream_documents(documents, _WordTokenizer(), n_tokens=8, chunk_documents=3).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]

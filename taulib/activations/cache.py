@@ -49,9 +49,15 @@ class ActivationSpec:
     n_tokens: int
     storage_dtype: str
     shard_tokens: int
+    max_document_tokens: int | None = None  # each document's first tokens only (None: all)
+
+    def record(self) -> dict[str, Any]:
+        """The spec as manifests record it and keys hash it: an uncapped spec as it was before the cap existed, so
+        caches extracted then keep their keys and manifests."""
+        return {name: value for name, value in asdict(self).items() if not (name == "max_document_tokens" and value is None)}
 
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(versioned(asdict(self), "extraction_version", EXTRACTION_VERSION), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(versioned(self.record(), "extraction_version", EXTRACTION_VERSION), sort_keys=True).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.model_name).strip("-").lower()
         return f"{slug}_L{self.layer}_ctx{self.context_length}_{self.corpus}_{self.split}_{self.n_tokens}_{digest}"
 
@@ -89,7 +95,7 @@ def read_progress(folder: Path, spec: ActivationSpec) -> list[dict[str, Any]]:
         progress = atomic.read_json(path)
     except (OSError, json.JSONDecodeError):
         return []
-    if progress.get("spec") != asdict(spec):
+    if progress.get("spec") != spec.record():
         return []
     kept = []
     for index, record in enumerate(progress.get("shards", [])):
@@ -101,14 +107,14 @@ def read_progress(folder: Path, spec: ActivationSpec) -> list[dict[str, Any]]:
 
 
 def write_progress(folder: Path, spec: ActivationSpec, shards: list[dict[str, Any]]) -> None:
-    atomic.write_json(folder / PROGRESS_FILE, {"spec": asdict(spec), "shards": shards})
+    atomic.write_json(folder / PROGRESS_FILE, {"spec": spec.record(), "shards": shards})
 
 
 def write_manifest(folder: Path, spec: ActivationSpec, shards: list[dict[str, Any]], d_model: int, stats: dict[str, Any]) -> None:
     manifest = {
         "format": CACHE_FORMAT,
         "extraction_version": EXTRACTION_VERSION,
-        "spec": asdict(spec),
+        "spec": spec.record(),
         "d_model": d_model,
         "n_tokens": sum(record["n_tokens"] for record in shards),
         "shards": shards,
@@ -123,7 +129,7 @@ def is_complete(folder: Path, spec: ActivationSpec) -> bool:
     if not path.is_file():
         return False
     try:
-        return atomic.read_json(path).get("spec") == asdict(spec)
+        return atomic.read_json(path).get("spec") == spec.record()
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -227,8 +233,8 @@ def load_cache(folder: str | Path, spec: ActivationSpec | None = None, verify_ch
         raise CacheError(f"{manifest_path}: unreadable manifest ({error})") from None
     if manifest.get("format") != CACHE_FORMAT:
         raise CacheError(f"{manifest_path}: not a {CACHE_FORMAT} manifest")
-    if spec is not None and manifest.get("spec") != asdict(spec):
-        differing = sorted(k for k, v in asdict(spec).items() if manifest["spec"].get(k) != v)
+    if spec is not None and manifest.get("spec") != spec.record():
+        differing = sorted(k for k, v in spec.record().items() if manifest["spec"].get(k) != v)
         raise CacheError(f"{manifest_path}: cache was made for another spec (differs in: {', '.join(differing)})")
     parts: list[Any] = []
     ids, mapped_dtype = [], torch.float32
@@ -283,6 +289,7 @@ def activation_spec(config: RunConfig, split: str, layer: int) -> ActivationSpec
         n_tokens=acts.n_tokens if split == "train" else acts.heldout_tokens,
         storage_dtype=acts.storage_dtype,
         shard_tokens=acts.shard_tokens,
+        max_document_tokens=None if config.model.synthetic is not None else acts.max_document_tokens,
     )
 
 

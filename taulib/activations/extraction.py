@@ -112,7 +112,7 @@ def extract_split(config: RunConfig, loaded: LoadedModel, outputs_root: Path, sp
     reader = ResidualReader(loaded, config.model.autocast)
     batch_size = config.activations.batch_size
 
-    stream = token_sequences(iter_documents(split, seed=0), loaded.tokenizer, spec.context_length, n_sequences)
+    stream = token_sequences(iter_documents(split, seed=0), loaded.tokenizer, spec.context_length, n_sequences, max_document_tokens=spec.max_document_tokens)
     for _ in range(start_sequence):  # sequences already in finished shards (tokenising is cheap)
         next(stream)
     progress = progress_bar(

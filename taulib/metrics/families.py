@@ -42,6 +42,8 @@ def inputs_key(config: RunConfig, layer: int) -> dict[str, Any]:
         "corpus": config.activations.corpus,
         "context_length": config.activations.context_length,
     }
+    if config.activations.max_document_tokens is not None:  # the CE text and the held-out documents (uncapped: the key as before)
+        key["max_document_tokens"] = config.activations.max_document_tokens
     for family in FAMILIES:
         key |= family.data_key(config)
     return key

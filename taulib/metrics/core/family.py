@@ -48,7 +48,8 @@ class Core(Family):
         asked for only then)."""
         path = folder / HELDOUT_DOCUMENTS_FILE
         if not path.is_file():
-            documents = stream_documents(iter_documents("heldout", seed=0), tokenizer(), config.activations.heldout_tokens)
+            cap = config.activations.max_document_tokens
+            documents = stream_documents(iter_documents("heldout", seed=0), tokenizer(), config.activations.heldout_tokens, max_document_tokens=cap)
             folder.mkdir(parents=True, exist_ok=True)
             with atomic.atomic_path(path) as tmp:
                 save_file({"documents": torch.from_numpy(documents)}, str(tmp))

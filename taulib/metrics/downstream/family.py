@@ -37,7 +37,8 @@ class Downstream(Family):
     def prepare(self, config: RunConfig, loaded: LoadedModel, folder: Path, show_progress: bool, inputs_key: dict[str, Any]) -> None:
         if not (folder / CE_SEQUENCES_FILE).is_file():
             count, context_length = self.parameters(config).sequences_needed(), config.activations.context_length
-            stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, context_length, count)
+            cap = config.activations.max_document_tokens
+            stream = token_sequences(iter_documents("heldout", seed=0), loaded.tokenizer, context_length, count, max_document_tokens=cap)
             with atomic.atomic_path(folder / CE_SEQUENCES_FILE) as tmp:
                 save_file({"input_ids": torch.stack(list(stream))}, str(tmp))
         self.reference(config, SplicedModel(loaded, config.model.autocast), folder, show_progress)
@@ -48,7 +49,8 @@ class Downstream(Family):
         path = folder / CE_DOCUMENTS_FILE
         if not path.is_file():
             count, context_length = self.parameters(config).sequences_needed(), config.activations.context_length
-            stream = stream_documents(iter_documents("heldout", seed=0), tokenizer, count * (context_length - 1))
+            cap = config.activations.max_document_tokens
+            stream = stream_documents(iter_documents("heldout", seed=0), tokenizer, count * (context_length - 1), max_document_tokens=cap)
             with atomic.atomic_path(path) as tmp:
                 save_file({"documents": torch.from_numpy(sequence_documents(stream, context_length, count))}, str(tmp))
         return load_file(str(path))["documents"]
