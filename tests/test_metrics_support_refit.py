@@ -94,3 +94,17 @@ def test_a_trained_run_is_refitted_at_its_final_checkpoint_and_the_refit_never_l
     assert final["support_refit_tokens"] == 16 and final["support_refit_ev_gain"] >= -1e-12
     assert final["support_refit_explained_variance"] - final["support_refit_ev_gain"] == pytest.approx(final["explained_variance"], abs=1e-5)  # same tokens, float32 SAE
     assert table["support_refit_explained_variance"].iloc[:-1].isna().all()
+
+
+def test_the_refit_is_priced_at_the_runs_final_l0():
+    """The refit's cost grows with the latents active per token: the estimate times it on an SAE firing about the run's
+    L0 target (a sweep's; a default outside one), not on a far denser one."""
+    from taulib.config import RunConfig
+    from taulib.metrics.support_refit.family import UNKNOWN_TIMING_L0, timing_l0, timing_sae_at_l0
+
+    x = torch.randn(512, 32, generator=torch.Generator().manual_seed(0))
+    for l0 in (5.0, 20.0):
+        sae = timing_sae_at_l0(x, 128, l0)
+        assert float((sae.encode(x) > 0).sum(dim=1).float().mean()) == pytest.approx(l0, rel=0.02)
+    swept = RunConfig.model_validate({"run_name": "r", "sae": {"width": 1024}, "sweep": {"arm": "a", "l0_target": 50.0}})
+    assert timing_l0(swept) == 50.0 and timing_l0(RunConfig(run_name="r", sae={"width": 1024})) == UNKNOWN_TIMING_L0

@@ -293,6 +293,8 @@ def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep:
                 training, evaluation = training + train, evaluation + evaluate
                 continue
             for target in sweep.l0_targets:
+                # priced at this target: a family's cost may depend on the run's L0 (the support refit's does)
+                train, evaluate = _run_seconds(run_config(arm, config.training.l1_coefficient, sweep.calibration_seed, target), costs, d_model)
                 if (chosen := accepted[arm.name].get(target)) is not None:  # calibrated: its runs are known and may be done
                     for seed in sweep.seeds:
                         run_train, run_evaluate = _run_seconds(run_config(arm, chosen, seed, target), costs, d_model, outputs_root)
