@@ -9,9 +9,8 @@ import torch
 from taulib.metrics.family import Chunk, Costs, Family, RunInputs, timing_sae
 from taulib.metrics.support_refit.metric import support_refit_metrics
 from taulib.metrics.support_refit.settings import DECLARATION
-from taulib.timing import timed
-
 from taulib.sae import SparseAutoencoder
+from taulib.timing import timed
 
 if TYPE_CHECKING:
     from taulib.config import RunConfig
