@@ -42,7 +42,7 @@ class SupportRefit(Family):
 def timing_l0(config: RunConfig) -> float:
     """The L0 the refit is timed at: the run's final L0 target in a sweep (the refit runs on the final checkpoint), else
     UNKNOWN_TIMING_L0. Its cost grows with the active latents per token (a k × k system each), so a timing at another
-    L0 misprices it many times over (at L0 ~300 it is ~25× what it is at L0 ~25 on a 1,024-latent SAE)."""
+    L0 misprices it many times over (benchmarks/RESULTS.md, run_cost: its cost at each of the default targets)."""
     target = config.sweep.l0_target if config.sweep is not None else None
     return float(min(target, config.sae.width / 2)) if target else float(min(UNKNOWN_TIMING_L0, config.sae.width / 2))
 
