@@ -15,7 +15,7 @@ Needs a finished run and the evaluation inputs (`make study`). A chunk of the ru
   logits per batch (the path a soft-capped model still takes) under the previous defaults (4
   sequences at every checkpoint, clean logits once per chunk, 130 at the final checkpoint); after,
   KL from the clean distribution's expected unembedding row (`taulib.metrics.downstream.metric`) on the
-  run's settings (by default 130 sequences at the final checkpoint only). Both are timed per
+  run's settings (`evaluation.downstream.final_sequences` at the final checkpoint only). Both are timed per
   sequence on a sample (best of 2) and scaled to the schedule.
 
 `--write` puts the table in benchmarks/RESULTS.md.

@@ -22,7 +22,7 @@ two runs whose held-out L0 bracket it, and off a parabola through three runs (th
 check; where the two differ, the bracket is too wide for either to be exact). The CE interval is the
 reading's own: the CE sequences resampled alike for every run (they score the same text), the L0s
 held. The CE-loss score uses `--ce-sequences` of the study's held-out CE sequences (127 scored tokens
-each), fewer than the study's final checkpoint (130) to fit the curve in its time; the interval says
+each), fewer than the study's final checkpoint (`evaluation.downstream.final_sequences`) to fit the curve in its time; the interval says
 what that costs. Training seconds are the time a run took to reach each checkpoint (the initial
 checkpoint's file to that checkpoint's), the median over a width's runs. Runs already in the scratch
 folder with the same configuration are reused, not trained again.
