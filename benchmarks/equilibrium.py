@@ -23,22 +23,17 @@ seed: a lead for the decision, not a verdict.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from taulib.analysis.frontier import read_at_l0
 from taulib.config import RunConfig, load_run_config
-from taulib.metrics.core.metric import reconstruction_metrics_many
-from taulib.metrics.downstream.metric import downstream_metrics
-from taulib.sae import in_raw_units, load_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, provenance, write_section  # noqa: E402
-from quality_curve import L0_EXPONENT, _checkpoint, _next_lambda, _trained, study_inputs  # noqa: E402
+from quality_curve import L0_EXPONENT, at_target, bracketed_runs, study_inputs  # noqa: E402
 
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
 DEFAULT_ARMS = ("cosine_0.3_to_0.05_tightened", "linear_0.3_to_0.05", "baseline_plain_l1")
@@ -79,50 +74,33 @@ def main() -> None:
             arm_config(arm, fraction, 0.1)
     torch.set_num_threads(2)
 
-    base, layer, train, heldout, sequences, spliced, reference = study_inputs(args.outputs, args.ce_sequences)
+    inputs = study_inputs(args.outputs, args.ce_sequences)
     rows, notes = [], []
     for arm in args.arms:
         first = calibrated_lambda(args.outputs, arm, args.target)
         for fraction in args.fractions if arm_config(arm, 1.0, 0.1).schedule.kind in ("cosine", "linear") else [1.0]:
-            measured: dict[float, dict[str, float]] = {}
             # ending the anneal early raises the mean penalty: start from the calibrated λ scaled by the mean of 1/τ
-            coefficient: float | None = first if first is not None else 0.1
+            coefficient = first if first is not None else 0.1
             if first is not None and fraction < 1:
                 full, early = (arm_config(arm, f, first).schedule.to_schedule() for f in (1.0, fraction))
                 ratio = np.mean([1 / early.at_step(s, 1000) for s in range(1000)]) / np.mean([1 / full.at_step(s, 1000) for s in range(1000)])
                 coefficient = first / ratio ** (1 / L0_EXPONENT)
-            while coefficient is not None and len(measured) < args.max_runs:
-                coefficient = float(f"{coefficient:.4g}")
-                config = arm_config(arm, fraction, coefficient)
-                total = config.training.total_steps()
-                near_end = math.floor(0.9 * total)
-                run_dir = args.scratch / f"{arm}__anneal{fraction:g}" / f"lam{coefficient:g}"
-                _trained(config, train.activations, run_dir, layer, [near_end, total])
-                (late, late_meta), (final, final_meta) = (load_sae(_checkpoint(run_dir, step)) for step in (near_end, total))
-                saes = [in_raw_units(late, late_meta), in_raw_units(final, final_meta)]
-                (late_core, _), (core, _) = reconstruction_metrics_many(saes, heldout, dense_threshold=base.evaluation.core.dense_threshold)
-                (spliced_metrics,) = downstream_metrics(spliced, sequences, saes[1:], base.evaluation.downstream.batch_size, reference=reference)
-                measured[coefficient] = {
-                    "l0": core.l0,
-                    "ev": core.explained_variance,
-                    "dead": core.dead_fraction,
-                    "ce": spliced_metrics.ce_loss_score,
-                    "drift": core.l0 / late_core.l0 - 1,
-                }
-                m = measured[coefficient]
-                print(
-                    f"{arm} anneal {fraction:g} λ {coefficient:g}: L0 {m['l0']:.1f} (drift {m['drift']:+.1%}), EV {m['ev']:.3f}, CE {m['ce']:.3f}", flush=True
-                )
-                coefficient = _next_lambda({c: {total: v["l0"]} for c, v in measured.items()}, [total], args.target)
+            measured, _ = bracketed_runs(
+                lambda c, arm=arm, fraction=fraction: arm_config(arm, fraction, c),
+                args.scratch / f"{arm}__anneal{fraction:g}",
+                coefficient,
+                inputs,
+                args.target,
+                args.max_runs,
+                f"{arm} anneal {fraction:g}",
+            )
             lambdas = sorted(measured)
-            l0s = [measured[c]["l0"] for c in lambdas]
 
-            def at_target(name: str, digits: str = ".3f", lambdas=lambdas, l0s=l0s, measured=measured) -> str:
-                reading = read_at_l0(l0s, [measured[c][name] for c in lambdas], args.target, shape="linear")
-                return "unmatched" if reading.status == "unmatched" else format(reading.value, digits)
+            def read(name: str, digits: str = ".3f", measured=measured) -> str:
+                return at_target(measured, name, args.target, digits)
 
             label = arm_config(arm, fraction, 0.1).schedule.label
-            rows.append([arm, label, f"{fraction:g}", at_target("drift", "+.1%"), at_target("ev"), at_target("ce"), at_target("dead", ".1%")])
+            rows.append([arm, label, f"{fraction:g}", read("drift", "+.1%"), read("ev"), read("ce"), read("dead", ".1%")])
             notes.append(
                 f"{arm}, anneal fraction {fraction:g}: "
                 + "; ".join(f"λ {c:g} → L0 {measured[c]['l0']:.1f}, drift {measured[c]['drift']:+.1%}" for c in lambdas)
@@ -146,7 +124,7 @@ def main() -> None:
         f"{provenance(command)}\n\n{table}\n\n"
         f"The default regime (lr 3e-3 with a 5% warm-up, decayed linearly to 0 over the last 20% of steps, batch 512, 500,000 tokens, seed 0); "
         f"each column read at L0 {target} linearly in log L0 between the two runs of the row that bracket it (unmatched: none do). "
-        f"Held-out L0, EV and dead fraction on {len(heldout):,} tokens; CE-loss score on {len(sequences)} held-out sequences. "
+        f"Held-out L0, EV and dead fraction on {len(inputs.heldout):,} tokens; CE-loss score on {len(inputs.sequences)} held-out sequences. "
         f"L0 drift: final L0 over the L0 at 90% of the steps, minus 1 (the report's measure).\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     )
     print(body)

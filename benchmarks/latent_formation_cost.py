@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     for width in args.widths:
         generator = torch.Generator().manual_seed(width)
         final, other = torch.randn(width, D_MODEL, generator=generator), torch.randn(width, D_MODEL, generator=generator)
-        seconds = {method: best_of(lambda method=method: match_latents(final, other, method), args.repeats) for method in ("hungarian", "max")}
+        seconds = {
+            method: best_of(lambda method=method, final=final, other=other: match_latents(final, other, method), args.repeats)
+            for method in ("hungarian", "max")
+        }
         measured[width] = seconds
         rows.append([f"{width:,}", seconds["hungarian"], seconds["max"], 17 * seconds["hungarian"]])
         print(f"width {width}: hungarian {seconds['hungarian']:.3f} s, max {seconds['max']:.3f} s", flush=True)

@@ -38,8 +38,9 @@ import shutil
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from taulib.activations.models import hooked_layer, load_language_model
 from taulib.analysis.frontier import FrontierShape, read_at_l0
 from taulib.config import RunConfig, load_run_config
 from taulib.metrics.core.metric import reconstruction_metrics_many
+from taulib.metrics.decoder_drift.metric import decoder_drift_metrics
 from taulib.metrics.downstream.family import CE_SEQUENCES_FILE, Downstream
 from taulib.metrics.downstream.metric import SequenceLosses, SplicedModel, downstream_metrics
 from taulib.metrics.evaluate import evaluation_data_folder
@@ -100,10 +102,20 @@ def _config(width: int, max_tokens: int, coefficient: float) -> RunConfig:
     )
 
 
-def study_inputs(outputs: Path, ce_sequences: int) -> tuple[RunConfig, int, Any, torch.Tensor, torch.Tensor, SplicedModel, SequenceLosses]:
-    """What a curve reads from a finished default study's outputs (never written): the default arm's configuration,
-    its layer, the training cache, the held-out sample the core metrics use, `ce_sequences` held-out CE sequences,
-    the spliced model and its clean and zero-ablated reference on those sequences."""
+class StudyInputs(NamedTuple):
+    """What a curve reads from a finished default study's outputs (never written)."""
+
+    base: RunConfig  # the default arm's configuration
+    layer: int
+    train: Any  # the training cache
+    heldout: torch.Tensor  # the held-out sample the core metrics use
+    sequences: torch.Tensor  # held-out CE sequences
+    spliced: SplicedModel
+    reference: SequenceLosses  # the clean and zero-ablated losses on `sequences`
+
+
+def study_inputs(outputs: Path, ce_sequences: int) -> StudyInputs:
+    """A finished default study's inputs, with `ce_sequences` of its held-out CE sequences."""
     base = load_run_config(ARM)
     layer = hooked_layer(base.model)
     train_spec, heldout_spec = activation_spec(base, "train", layer), activation_spec(base, "heldout", layer)
@@ -113,7 +125,65 @@ def study_inputs(outputs: Path, ce_sequences: int) -> tuple[RunConfig, int, Any,
     sequences = load_file(str(folder / CE_SEQUENCES_FILE))["input_ids"][:ce_sequences]
     spliced = SplicedModel(load_language_model(base.model.model_copy(update={"layer": layer})), base.model.autocast)
     reference = Downstream().reference(base, spliced, folder, show_progress=False).rows(0, len(sequences))
-    return base, layer, train, heldout, sequences, spliced, reference
+    return StudyInputs(base, layer, train, heldout, sequences, spliced, reference)
+
+
+def measured_run(config: RunConfig, run_dir: Path, inputs: StudyInputs) -> tuple[dict[str, float], Any]:
+    """Train a run (or reuse it), checkpointing at 90% of its steps and at the end, and measure it: held-out L0 (and its
+    drift over the last 10%, the report's measure: final L0 over the L0 at 90% of the steps, minus 1), explained
+    variance, dead fraction, decoder cosine to its initialisation (median and firing-weighted), the CE-loss score and
+    the training seconds; with the CE's per-sequence losses, for the reading's interval."""
+    total = config.training.total_steps()
+    near_end = math.floor(0.9 * total)
+    seconds = _trained(config, inputs.train.activations, run_dir, inputs.layer, [near_end, total])
+    (initial, _), (late, late_meta), (final, final_meta) = (load_sae(_checkpoint(run_dir, step)) for step in (0, near_end, total))
+    saes = [in_raw_units(late, late_meta), in_raw_units(final, final_meta)]
+    (late_core, _), (core, density) = reconstruction_metrics_many(saes, inputs.heldout, dense_threshold=inputs.base.evaluation.core.dense_threshold)
+    (spliced_metrics,) = downstream_metrics(
+        inputs.spliced, inputs.sequences, saes[1:], inputs.base.evaluation.downstream.batch_size, reference=inputs.reference
+    )
+    drift = decoder_drift_metrics(initial.W_dec, final.W_dec, density)
+    measured = {
+        "l0": core.l0,
+        "ev": core.explained_variance,
+        "dead": core.dead_fraction,
+        "ce": spliced_metrics.ce_loss_score,
+        "cos": drift.decoder_init_cosine_median,
+        "wcos": drift.decoder_init_cosine_weighted_median,
+        "drift": core.l0 / late_core.l0 - 1,
+        "seconds": seconds[total],
+    }
+    return measured, spliced_metrics.per_sequence
+
+
+def bracketed_runs(
+    config_of: Callable[[float], RunConfig], folder: Path, first: float, inputs: StudyInputs, target: float, max_runs: int, label: str
+) -> tuple[dict[float, dict[str, float]], dict[float, Any]]:
+    """`measured_run` at λ = `first`, then at λ aimed past the target (L0 ∝ λ^-1.75) until two runs bracket it or
+    `max_runs` ran: each λ's measures and per-sequence CE losses."""
+    measured: dict[float, dict[str, float]] = {}
+    losses: dict[float, Any] = {}
+    coefficient: float | None = first
+    while coefficient is not None and len(measured) < max_runs:
+        coefficient = float(f"{coefficient:.4g}")
+        config = config_of(coefficient)
+        measured[coefficient], losses[coefficient] = measured_run(config, folder / f"lam{coefficient:g}", inputs)
+        m = measured[coefficient]
+        print(
+            f"{label} λ {coefficient:g}: L0 {m['l0']:.1f} (drift {m['drift']:+.1%}), EV {m['ev']:.3f}, CE {m['ce']:.3f}, "
+            f"decoder cosine to init {m['cos']:.3f} (weighted {m['wcos']:.3f}), dead {m['dead']:.1%}, {m['seconds']:.0f} s",
+            flush=True,
+        )
+        total = config.training.total_steps()
+        coefficient = _next_lambda({c: {total: v["l0"]} for c, v in measured.items()}, [total], target)
+    return measured, losses
+
+
+def at_target(measured: dict[float, dict[str, float]], name: str, target: float, digits: str = ".3f") -> str:
+    """Measure `name` read at the target L0, linearly in log L0 between the runs that bracket it ("unmatched": none do)."""
+    lambdas = sorted(measured)
+    reading = read_at_l0([measured[c]["l0"] for c in lambdas], [measured[c][name] for c in lambdas], target, shape="linear")
+    return "unmatched" if reading.status == "unmatched" else format(reading.value, digits)
 
 
 def _next_lambda(points: dict[float, dict[int, float]], steps: list[int], target: float) -> float | None:
@@ -183,12 +253,20 @@ def main() -> None:
             evaluation_seconds = (time.perf_counter() - evaluated) / len(saes)
             measured[coefficient] = {}
             for step, (metrics, _), spliced_metrics in zip(steps, core, downstream, strict=True):
-                measured[coefficient][step] = {"l0": metrics.l0, "ev": metrics.explained_variance, "dead": metrics.dead_fraction, "ce": spliced_metrics.ce_loss_score}
+                measured[coefficient][step] = {
+                    "l0": metrics.l0,
+                    "ev": metrics.explained_variance,
+                    "dead": metrics.dead_fraction,
+                    "ce": spliced_metrics.ce_loss_score,
+                }
                 losses[coefficient][step] = spliced_metrics.per_sequence
             l0s[coefficient] = {step: measured[coefficient][step]["l0"] for step in steps}
             print(
                 f"width {width}, λ {coefficient:g}: L0 "
-                + ", ".join(f"{t:,}: {measured[coefficient][s]['l0']:.1f} (EV {measured[coefficient][s]['ev']:.3f}, CE {measured[coefficient][s]['ce']:.3f})" for t, s in zip(tokens, steps, strict=True))
+                + ", ".join(
+                    f"{t:,}: {measured[coefficient][s]['l0']:.1f} (EV {measured[coefficient][s]['ev']:.3f}, CE {measured[coefficient][s]['ce']:.3f})"
+                    for t, s in zip(tokens, steps, strict=True)
+                )
                 + f"; training {train_seconds[coefficient][steps[-1]]:.0f} s, evaluation {evaluation_seconds:.1f} s a checkpoint",
                 flush=True,
             )
@@ -216,7 +294,8 @@ def main() -> None:
                 ]
             )
         notes.append(
-            f"width {width:,}: runs at λ " + "; ".join(f"{c:g} (final L0 {measured[c][steps[-1]]['l0']:.1f}, dead {measured[c][steps[-1]]['dead']:.1%})" for c in sorted(measured))
+            f"width {width:,}: runs at λ "
+            + "; ".join(f"{c:g} (final L0 {measured[c][steps[-1]]['l0']:.1f}, dead {measured[c][steps[-1]]['dead']:.1%})" for c in sorted(measured))
         )
 
     target = f"{args.target:g}"

@@ -33,16 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taulib.analysis.frontier import read_at_l0
 from taulib.config import RunConfig, load_run_config
-from taulib.metrics.core.metric import reconstruction_metrics_many
-from taulib.metrics.decoder_drift.metric import decoder_drift_metrics
-from taulib.metrics.downstream.metric import downstream_metrics
-from taulib.sae import in_raw_units, load_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, provenance, write_section  # noqa: E402
-from quality_curve import ARM, L0_EXPONENT, _checkpoint, _next_lambda, _trained, reading_interval, study_inputs  # noqa: E402
+from quality_curve import ARM, L0_EXPONENT, at_target, bracketed_runs, reading_interval, study_inputs  # noqa: E402
 
 DEFAULT_GRID = (
     "3e-4:0:1024:500000",
@@ -104,55 +99,24 @@ def main() -> None:
     points = [Point.parse(text) for text in args.grid]  # every point parsed before any work
     torch.set_num_threads(2)
 
-    base, layer, train, heldout, sequences, spliced, reference = study_inputs(args.outputs, args.ce_sequences)
-    cache_tokens = train.activations.shape[0]
-    print(f"cache: {cache_tokens:,} training tokens; CE on {len(sequences)} sequences; target L0 {args.target:g}", flush=True)
+    inputs = study_inputs(args.outputs, args.ce_sequences)
+    cache_tokens = inputs.train.activations.shape[0]
+    print(f"cache: {cache_tokens:,} training tokens; CE on {len(inputs.sequences)} sequences; target L0 {args.target:g}", flush=True)
 
     rows, notes = [], []
     for point in points:
-        total = math.ceil(point.tokens / point.batch)
-        near_end = math.floor(0.9 * total)
-        measured: dict[float, dict[str, float]] = {}
-        losses = {}
-        coefficient: float | None = point.first_lambda(args.target)
-        while coefficient is not None and len(measured) < args.max_runs:
-            coefficient = float(f"{coefficient:.4g}")
-            config = point.config(coefficient)
-            run_dir = args.scratch / point.folder / f"lam{coefficient:g}"
-            seconds = _trained(config, train.activations, run_dir, layer, [near_end, total])
-            (initial, _), (late, late_meta), (final, final_meta) = (load_sae(_checkpoint(run_dir, step)) for step in (0, near_end, total))
-            saes = [in_raw_units(late, late_meta), in_raw_units(final, final_meta)]
-            (late_core, _), (core, density) = reconstruction_metrics_many(saes, heldout, dense_threshold=base.evaluation.core.dense_threshold)
-            (spliced_metrics,) = downstream_metrics(spliced, sequences, saes[1:], base.evaluation.downstream.batch_size, reference=reference)
-            drift = decoder_drift_metrics(initial.W_dec, final.W_dec, density)
-            measured[coefficient] = {
-                "l0": core.l0,
-                "ev": core.explained_variance,
-                "dead": core.dead_fraction,
-                "ce": spliced_metrics.ce_loss_score,
-                "cos": drift.decoder_init_cosine_median,
-                "wcos": drift.decoder_init_cosine_weighted_median,
-                "drift": core.l0 / late_core.l0 - 1,
-                "seconds": seconds[total],
-            }
-            losses[coefficient] = spliced_metrics.per_sequence
-            m = measured[coefficient]
-            print(
-                f"{point.folder} λ {coefficient:g}: L0 {m['l0']:.1f} (drift {m['drift']:+.1%}), EV {m['ev']:.3f}, CE {m['ce']:.3f}, "
-                f"decoder cosine to init {m['cos']:.3f} (weighted {m['wcos']:.3f}), dead {m['dead']:.1%}, {m['seconds']:.0f} s",
-                flush=True,
-            )
-            coefficient = _next_lambda({c: {total: v["l0"]} for c, v in measured.items()}, [total], args.target)
+        measured, losses = bracketed_runs(
+            point.config, args.scratch / point.folder, point.first_lambda(args.target), inputs, args.target, args.max_runs, point.folder
+        )
         lambdas = sorted(measured)
         l0s = [measured[c]["l0"] for c in lambdas]
 
-        def at_target(name: str, digits: str = ".3f", lambdas=lambdas, l0s=l0s, measured=measured) -> str:
-            reading = read_at_l0(l0s, [measured[c][name] for c in lambdas], args.target, shape="linear")
-            return "unmatched" if reading.status == "unmatched" else format(reading.value, digits)
+        def read(name: str, digits: str = ".3f", measured=measured) -> str:
+            return at_target(measured, name, args.target, digits)
 
-        ce = at_target("ce")
+        ce = read("ce")
         if ce != "unmatched":
-            low, high = reading_interval(l0s, [losses[c] for c in lambdas], args.target, "linear", seed=total)
+            low, high = reading_interval(l0s, [losses[c] for c in lambdas], args.target, "linear", seed=math.ceil(point.tokens / point.batch))
             ce = f"{ce} [{low:.3f}, {high:.3f}]"
         rows.append(
             [
@@ -160,12 +124,12 @@ def main() -> None:
                 f"{point.decay:g}",
                 f"{point.batch:,}",
                 f"{point.tokens:,} ({point.tokens / cache_tokens:g})",
-                at_target("ev"),
+                read("ev"),
                 ce,
-                at_target("cos"),
-                at_target("wcos"),
-                at_target("drift", "+.1%"),
-                at_target("dead", ".1%"),
+                read("cos"),
+                read("wcos"),
+                read("drift", "+.1%"),
+                read("dead", ".1%"),
                 f"{np.median([measured[c]['seconds'] for c in lambdas]):.0f}",
             ]
         )
@@ -192,8 +156,8 @@ def main() -> None:
     body = (
         f"{provenance(command)}\n\n{table}\n\n"
         f"Plain L1 at 1,024 latents, the default arm's settings otherwise (one seed, a 5% learning-rate warm-up); each column read at L0 {target} "
-        f"linearly in log L0 between the two runs of the point that bracket it (unmatched: none do). Held-out EV and firing on {len(heldout):,} tokens; "
-        f"CE-loss score on {len(sequences)} held-out sequences, its interval the reading's own. Decoder cosine to init: per latent, between its final "
+        f"linearly in log L0 between the two runs of the point that bracket it (unmatched: none do). Held-out EV and firing on {len(inputs.heldout):,} tokens; "
+        f"CE-loss score on {len(inputs.sequences)} held-out sequences, its interval the reading's own. Decoder cosine to init: per latent, between its final "
         f"decoder row and its initial one; firing-weighted: each latent weighted by its held-out firing frequency. L0 drift: final L0 over the L0 at 90% "
         f"of the steps, minus 1. Training seconds: median over the point's runs, from the initial checkpoint's file to the final one's "
         f"(a run trained before is reused with its times; runs that shared the machine with other work read slower: compare the study's stages for cost).\n\n"
@@ -202,7 +166,9 @@ def main() -> None:
     )
     print(body)
     if args.write:
-        write_section("regime_curve", "Quality against learning rate, its decay, batch size and passes at the middle L0 target (`benchmarks/regime_curve.py`)", body)
+        write_section(
+            "regime_curve", "Quality against learning rate, its decay, batch size and passes at the middle L0 target (`benchmarks/regime_curve.py`)", body
+        )
 
 
 if __name__ == "__main__":

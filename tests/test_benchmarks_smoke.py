@@ -40,6 +40,8 @@ def scripts():
                 "playground",
                 "evaluation_carry_over",
                 "batched_step",
+                "probing_resolution",
+                "reference_formation_truth",
             )
         }
     finally:
@@ -396,3 +398,51 @@ def test_document_spread_counts_the_documents_each_cap_leaves(scripts, monkeypat
     assert uncapped[1] == 1 and uncapped[2] == "100%"  # the EV sample: the long document alone
     # capped at 10 (this tokenizer gives the separator no ids): every document 10 tokens, so 1,000 tokens are 100 documents
     assert capped[1] == 100 and capped[2] == "1%" and capped[4] == 200 and capped[5] == 300
+
+
+def test_probing_resolution_projects_the_texts_a_lift_needs_from_its_test_set_error(scripts):
+    """A lift exactly 1.96 standard errors from 0 is resolved at the texts it has; half the lift needs four times the
+    texts (the error falls as 1/√texts); a lift of 0 is never resolved."""
+    needed = scripts["probing_resolution"].examples_per_class_needed
+    assert needed(1.96 * 0.02, 0.02, 100) == pytest.approx(100)
+    assert needed(-1.96 * 0.02, 0.02, 100) == pytest.approx(100)  # a negative lift alike
+    assert needed(0.98 * 0.02, 0.02, 100) == pytest.approx(400)
+    assert needed(0.0, 0.02, 100) == math.inf
+
+
+def test_reference_formation_on_the_truth_times_each_run_against_the_other_seeds_consensus(scripts):
+    """Runs of three seeds whose final dictionaries all hold four shared directions (their other latents their own), each
+    run forming them at a known checkpoint: every run's reference is those four directions, taken from the other seeds,
+    and its reference formation is the checkpoint at which it formed them; a run of another world votes on nothing."""
+    import numpy as np
+
+    from taulib.analysis.reference_formation import ReferenceSettings
+
+    module = scripts["reference_formation_truth"]
+    d, positions = 32, [0.0, 0.25, 0.5, 1.0]
+    shared = np.eye(d, dtype=np.float32)[:4]
+    generator = np.random.default_rng(0)
+
+    def own(rows: int) -> np.ndarray:
+        return generator.standard_normal((rows, d)).astype(np.float32)
+
+    runs, formed_at = [], {}
+    for world in (0, 1):
+        for seed in (0, 1, 2):
+            for arm, checkpoint in (("a", 1 + seed % 2), ("b", 3)):
+                final = np.concatenate([shared, own(4)]) if world == 0 else own(8)
+                decoders = [np.concatenate([own(4), final[4:]]) if c < checkpoint else final for c in range(len(positions))]
+                name = f"w{world}_s{seed}_{arm}"
+                formed_at[name] = positions[checkpoint]
+                runs.append(
+                    {"name": name, "world_seed": world, "training_seed": seed, "l0_target": 8.0, "replicate": f"w{world}_s{seed}", "arm": arm}
+                    | {"decoders": np.stack(decoders), "alive": np.ones(8, dtype=bool), "positions": positions, "final_l0": 8.0}
+                )
+    frame = module.with_reference_formation(runs, ReferenceSettings()).set_index("name")
+    for name, at in formed_at.items():
+        if name.startswith("w0"):
+            assert frame.loc[name, "reference_directions"] == 4 and frame.loc[name, "reference_formation"] == at, name
+            assert frame.loc[name, "reference_held_at_end"] == 1.0
+        else:
+            assert frame.loc[name, "reference_directions"] == 0  # nothing the other seeds share
+    assert module.nearest_target(1.1 * 2.0, {8.0: 2.0, 12.0: 1.0}) == 8.0 and module.nearest_target(1.0 / 1.1, {8.0: 2.0, 12.0: 1.0}) == 12.0

@@ -275,6 +275,28 @@ def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study
     assert "cosine_0.3_to_0.05_tightened" in printed.stdout and "study wall time" in printed.stdout
 
 
+def test_probing_resolution_reads_each_runs_lift_and_its_test_set_interval(repo_root, tiny_study):
+    """benchmarks/probing_resolution.py on the tiny study: every evaluated run's lift is its final top-1 accuracy minus
+    its random baseline's (read here from metrics.csv), and it is called resolved exactly when its test-set interval
+    excludes 0."""
+    import pandas as pd
+
+    _, outputs, _ = tiny_study
+    spec = importlib.util.spec_from_file_location("probing_resolution", repo_root / "benchmarks" / "probing_resolution.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    found = {r.run: r for r in module.lift_resolutions(outputs)}
+    assert set(found) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened"}
+    for name, resolution in found.items():
+        final = pd.read_csv(outputs / name / "evaluation" / "metrics.csv").sort_values("step").iloc[-1]
+        assert resolution.lift == pytest.approx(final["sae_top_1_accuracy"] - final["random_sae_top_1_accuracy"], abs=1e-12)
+        assert resolution.low <= resolution.high and resolution.examples_per_class == 10
+        assert resolution.resolved == (resolution.low > 0 or resolution.high < 0)
+    rows = module.resolution_table(list(found.values()))
+    assert [row[0] for row in rows] == sorted(found) and all(row[3].endswith("of 1") for row in rows)
+
+
 def test_every_checkpoint_is_evaluated_and_the_evaluation_is_cached(tiny_study):
     import pandas as pd
 
