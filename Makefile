@@ -15,8 +15,7 @@ STUDY_OUTPUTS := $(if $(filter default,$(PROFILE)),outputs,outputs/$(PROFILE))
 # the default study runs the ground-truth track first (taulib.groundtruth, minutes: two one-thread runs at
 # once), so that its verdicts on formation and absorption speed lead outputs/REPORT.md
 study: setup
-	$(if $(filter default,$(PROFILE)),$(BIN)/python -m taulib groundtruth --parameters parameters --outputs outputs/ground_truth)
-	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE)
+	$(BIN)/python -m taulib study --parameters parameters --outputs $(STUDY_OUTPUTS) --profile $(PROFILE) $(if $(filter default,$(PROFILE)),--ground-truth outputs/ground_truth)
 
 # two pytest workers, each file on one of them (its module fixtures built once): much of the suite
 # waits on single-threaded work (imports, notebook kernels, plotting), which the other worker fills.

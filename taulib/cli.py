@@ -67,6 +67,10 @@ def _inputs(parser: argparse.ArgumentParser, one_file: bool = False) -> None:
         _sweep_arguments(parser)
 
 
+def _ground_truth_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--ground-truth", type=Path, default=None, metavar="FOLDER", help=help)
+
+
 def _refuse(error: BaseException | str, when: str = "before any work started") -> int:
     """Bad input: the message names the file and field; exit status 2, as argparse's own refusals."""
     print(f"taulib: refused {when}:\n{error}", file=sys.stderr)
@@ -78,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     study = commands.add_parser("study", help="extract activations once, then train every parameter file (papermill)")
     _inputs(study)
+    _ground_truth_argument(study, "run the ground-truth track of these arms and _ground_truth.yaml into FOLDER first (its cost in the estimate)")
     study.add_argument("--backend", choices=("local", "dask"), default="local", help="where the runs execute: here, one after another, or on a Dask cluster")
     study.add_argument("--workers", type=int, default=None, help="dask: start a local cluster of this many worker processes (default 2)")
     study.add_argument("--scheduler", default=None, help="dask: the address of an existing cluster's scheduler, e.g. tcp://10.0.0.5:8786")
@@ -85,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     _inputs(commands.add_parser("extract", help="extract the activation caches every parameter file needs (resumes if interrupted)"))
     analyse = commands.add_parser("analyse", help="run the analysis notebooks (and a sweep's report) again on a finished study")
     analyse.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs folder")
-    _inputs(commands.add_parser("sweep", help="show the runs the sweep file expands to and what they need of this machine (nothing is run)"))
+    sweep = commands.add_parser("sweep", help="show the runs the sweep file expands to and what they need of this machine (nothing is run)")
+    _inputs(sweep)
+    _ground_truth_argument(sweep, "price the ground-truth track into FOLDER too, as `study --ground-truth FOLDER` runs it")
     _inputs(commands.add_parser("train", help="train one parameter file's run on its cached activations (resumes if interrupted)"), one_file=True)
     _inputs(commands.add_parser("evaluate", help="evaluate every checkpoint of one trained run (cached; resumes if interrupted)"), one_file=True)
     truth = commands.add_parser("groundtruth", help="the ground-truth track: every arm on hierarchical worlds of known features, and its report")
@@ -184,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"on this machine (the calibration probes that miss come on top):\n{plan.describe(args.outputs)}")
             from taulib.study.cost import estimate_study
 
-            print(estimate_study([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep).describe())
+            track = (args.parameters, args.ground_truth) if args.ground_truth is not None else None
+            try:
+                estimate = estimate_study([(arm.parameter_file, arm.config) for arm in sweep.arms], args.outputs, sweep=sweep, ground_truth=track)
+            except ConfigError as error:
+                return _refuse(error)
+            print(estimate.describe())
         return 0
 
     from taulib.activations.cache import CacheError
@@ -250,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             except (ImportError, ValueError, OSError) as error:
                 return _refuse(f"the Dask cluster: {error}")
         try:
-            outcome = run_study(args.parameters, args.outputs, overrides, sweep=sweep, executor=executor)
+            outcome = run_study(args.parameters, args.outputs, overrides, sweep=sweep, executor=executor, ground_truth=args.ground_truth)
         except (ConfigError, StudyInputError, RunMismatchError) as error:
             return _refuse(error)
         except KeyboardInterrupt as interrupt:

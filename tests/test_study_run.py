@@ -8,13 +8,16 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from tiny_study import TINY
+from tiny_track import TINY as TINY_TRACK
 
 from taulib.study.cost import STAGES
 from taulib.study.run import ANALYSIS_NOTEBOOKS
 from taulib.timing import CACHE_ENV
 
 pytestmark = [pytest.mark.model, pytest.mark.notebook]
+TRACK = TINY_TRACK | {"world_seeds": [0], "training_seeds": [0, 1], "budgets": [4096], "workers": 1, "tau_initial_family": [0.3], "tau_final_family": [0.05]}
 
 
 def _study(repo_root, params, outputs, *extra, env=None):
@@ -34,14 +37,16 @@ def tiny_study(repo_root, tmp_path_factory):
     params = root / "parameters"
     params.mkdir()
     shutil.copy(repo_root / "parameters" / "_study.yaml", params)
-    for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened"):
+    for name in ("baseline_plain_l1", "cosine_0.3_to_0.05_tightened", "l1_warmup"):  # the ground-truth track's primary contrasts need the three
         shutil.copy(repo_root / "parameters" / f"{name}.yaml", params)
     # a run that passes validation but diverges: its learning rate throws the weights beyond float32
     (params / "diverges.yaml").write_text("inherit: _study.yaml\ntraining:\n  lr: 1.0e+30\n")
+    # the ground-truth track, run first as `make study` runs it: a tiny design, two replicates, the arm files only
+    (params / "_ground_truth.yaml").write_text(yaml.safe_dump(TRACK))
     outputs = root / "outputs"
     # this machine is timed afresh (an empty speed cache): the estimate is made before any work, from nothing cached
     env = os.environ | {CACHE_ENV: str(root / "speed-cache")}
-    result = _study(repo_root, params, outputs, env=env)
+    result = _study(repo_root, params, outputs, "--ground-truth", str(root / "ground_truth"), env=env)
     return params, outputs, result
 
 
@@ -111,17 +116,45 @@ def test_the_wall_time_estimate_is_printed_before_any_stage_and_recorded_beside_
     _, outputs, result = tiny_study
     estimate_at = result.stdout.find("wall time, estimated for this machine")
     assert estimate_at >= 0, result.stdout[-3000:]
-    assert estimate_at < result.stdout.find("baseline_plain_l1"), "the estimate comes before the first run"
+    assert estimate_at < result.stdout.find("ground truth: ") < result.stdout.find("baseline_plain_l1"), "the estimate, the track, then the runs"
     summary = json.loads((outputs / "study_summary.json").read_text())
     stages = summary["stages"]
     assert set(stages) == set(STAGES)
     assert stages["calibration"] == {"estimated": 0.0, "actual": 0.0}  # no sweep: nothing to calibrate
-    for stage in ("extraction", "evaluation inputs", "runs", "analysis"):
+    for stage in ("ground-truth track", "extraction", "evaluation inputs", "runs", "analysis"):
         assert stages[stage]["estimated"] > 0 and stages[stage]["actual"] > 0, (stage, stages[stage])
     runs = {run["run_name"]: run for run in summary["runs"]}
     assert all(run["estimated_seconds"] > 0 for run in runs.values())
     # the stage's estimate is its runs' estimates summed, the failed run's included (it was planned)
     assert stages["runs"]["estimated"] == pytest.approx(sum(run["estimated_seconds"] for run in runs.values()))
+
+
+def test_the_ground_truth_track_runs_first_into_its_folder_and_its_time_is_recorded(tiny_study):
+    """--ground-truth: the track of the parameters folder's arms and _ground_truth.yaml, trained and reported into its
+    folder before the extraction notebook starts; its seconds are the summary's and the report's first stage."""
+    from taulib.groundtruth.track import load_track_config, track_arms
+
+    params, outputs, result = tiny_study
+    root = outputs.parent / "ground_truth"
+    assert (root / "REPORT.md").is_file(), result.stdout[-3000:]
+    assert (root / "REPORT.md").stat().st_mtime <= (outputs / "activations" / "01_extract_activations.ipynb").stat().st_mtime
+    record = json.loads((root / "track.json").read_text())
+    assert record["config"]["training_seeds"] == [0, 1] and record["config"]["budgets"] == [4096]  # the folder's own design
+    arms, _ = track_arms(params, load_track_config(params / "_ground_truth.yaml"))
+    trained = {path.parent.name for path in (root / "runs").glob("*/*/b*_g*.json")}
+    assert trained == {arm.name for arm in arms}  # every arm of the design, the A/A arm with them
+    summary = json.loads((outputs / "study_summary.json").read_text())
+    assert summary["ground_truth"] == str(root.resolve()) and 0 < summary["ground_truth_seconds"] < summary["seconds"]
+
+
+def test_a_bad_ground_truth_design_is_refused_before_any_work(repo_root, tiny_study, tmp_path):
+    params, _, _ = tiny_study
+    bad = tmp_path / "parameters"
+    shutil.copytree(params, bad)
+    (bad / "_ground_truth.yaml").write_text(yaml.safe_dump(TRACK | {"lr": -1.0}))
+    refused = _study(repo_root, bad, tmp_path / "outputs", "--ground-truth", str(tmp_path / "ground_truth"))
+    assert refused.returncode == 2 and "lr" in refused.stderr, refused.stderr[-3000:]
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "ground_truth").exists()
 
 
 ANALYSIS_FIGURES = (
@@ -267,7 +300,7 @@ def test_results_script_reports_every_run_from_the_outputs(repo_root, tiny_study
     recorded = {run["run_name"]: run["status"] for run in json.loads((outputs / "study_summary.json").read_text())["runs"]}
     assert table["status"].to_dict() == recorded  # every run of the last study, failed ones included
     ok = table[table["status"] == "ok"]
-    assert set(ok.index) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened"}
+    assert set(ok.index) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened", "l1_warmup"}
     assert ((ok["heldout_l0"] > 0) & (ok["heldout_l0"] <= 128)).all()
     assert (ok["heldout_explained_variance"] < 1).all() and (ok["train_tokens_per_second"] > 0).all()
     printed = subprocess.run([sys.executable, "benchmarks/default_study.py", str(outputs)], capture_output=True, text=True, cwd=repo_root, timeout=300)
@@ -287,7 +320,7 @@ def test_probing_resolution_reads_each_runs_lift_and_its_test_set_interval(repo_
     spec.loader.exec_module(module)
 
     found = {r.run: r for r in module.lift_resolutions(outputs)}
-    assert set(found) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened"}
+    assert set(found) == {"baseline_plain_l1", "cosine_0.3_to_0.05_tightened", "l1_warmup"}
     for name, resolution in found.items():
         final = pd.read_csv(outputs / name / "evaluation" / "metrics.csv").sort_values("step").iloc[-1]
         assert resolution.lift == pytest.approx(final["sae_top_1_accuracy"] - final["random_sae_top_1_accuracy"], abs=1e-12)

@@ -885,8 +885,9 @@ def wall_time_line(summary: dict) -> str:
     """The study's wall time as study_summary.json records it (the report is written before the analyses end)."""
     if "seconds" not in summary:
         return "not recorded (no study_summary.json)"
+    track = f"the ground-truth track {summary['ground_truth_seconds'] / 60:.1f} min, " if summary.get("ground_truth") else ""
     return (
-        f"{summary['seconds'] / 60:.1f} min to the end of the runs (extraction {summary.get('extraction_seconds', 0) / 60:.1f} min, "
+        f"{summary['seconds'] / 60:.1f} min to the end of the runs ({track}extraction {summary.get('extraction_seconds', 0) / 60:.1f} min, "
         f"λ calibration {summary.get('calibration_seconds', 0) / 60:.1f} min, the rest training and evaluating the runs); "
         "the analysis notebooks follow"
     )

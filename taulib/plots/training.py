@@ -154,7 +154,7 @@ def absorption_speed_figure(study: StudyData, table: pd.DataFrame, settings: Mat
             text=[
                 "final checkpoint only" if not timed else "no letter latent" if not math.isfinite(v) else ("settles" if settles else "never") + f" · {n} letters"
                 for v, settles, n, timed in zip(
-                    settling.values, table["absorption_settles"], table["absorption_letters_formed"], table.get("absorption_speed_measured", [True] * len(table))
+                    settling.values, table["absorption_settles"], table["absorption_letters_formed"], table.get("absorption_speed_measured", [True] * len(table)), strict=True
                 )
             ],
             textposition="outside",

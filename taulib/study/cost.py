@@ -3,6 +3,9 @@
 Every stage's time is a size of the plan times a cost per unit that taulib.study.machine_speed measured on
 this machine at the plan's shapes (nothing here is a figure from another CPU):
 
+  ground-truth track  (when the study runs it) its pending calibration probes and grid runs shared among its
+                      workers, each priced from runs of the design timed here (taulib.groundtruth.cost), then
+                      its report;
   extraction          the extraction notebook's start and model load, then every missing cache's
                       tokens through the language model up to the layer (the synthetic model: its
                       dictionary, then every sample drawn from it);
@@ -50,7 +53,7 @@ from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_conf
 from taulib.timing import SpeedCache, busy_cores
 from taulib.train.trainer import training_checkpoint_steps
 
-STAGES = ("extraction", "evaluation inputs", "calibration", "runs", "analysis")
+STAGES = ("ground-truth track", "extraction", "evaluation inputs", "calibration", "runs", "analysis")
 # A target's search: a first probe, usually one secant step from it (taulib.sweep.calibration); later targets
 # start from a measured slope. The bound is max_probes_per_target.
 EXPECTED_PROBES_PER_TARGET = 2.0
@@ -217,15 +220,45 @@ def estimate_study(
     sweep: Sweep | None = None,
     cache: SpeedCache | None = None,
     show_progress: bool = True,
+    ground_truth: tuple[Path, Path] | None = None,
 ) -> StudyEstimate:
-    """The wall time of each stage of a study of `runs` (a sweep's arms with `sweep`) on this machine."""
+    """The wall time of each stage of a study of `runs` (a sweep's arms with `sweep`) on this machine; with
+    `ground_truth` (the parameters folder, the track's folder) the ground-truth track's too."""
     outputs_root = Path(outputs_root)
     cache = cache or SpeedCache()
     costs = Costs(cache, show_progress)
     try:
-        return _estimate(runs, outputs_root, sweep, costs)
+        estimate = _estimate(runs, outputs_root, sweep, costs)
+        if ground_truth is not None:
+            estimate.stages.insert(0, ground_truth_stage(*ground_truth, costs))
+        return estimate
     finally:
         costs.close()
+
+
+def ground_truth_stage(parameters: Path, root: Path, costs: Costs) -> StageEstimate:
+    """The ground-truth track's pending runs and probes on its workers, then its report (one notebook's figures)."""
+    from taulib.groundtruth import cost as track_cost
+    from taulib.groundtruth.report import REPORT_FILE
+    from taulib.groundtruth.track import PLAIN, TRACK_FILE, load_track_config, track_arms
+
+    config = load_track_config(Path(parameters) / TRACK_FILE)
+    arms, _ = track_arms(Path(parameters), config)
+    work = track_cost.pending_work(config, arms, Path(root))
+    if work.runs == 0 and (Path(root) / REPORT_FILE).is_file():
+        return StageEstimate("ground-truth track", 0.0, "finished before (its report is written again: seconds)")
+    plain = next(arm for arm in arms if arm.name == PLAIN)
+    key = track_cost.design_key(config)
+    small, full = track_cost.timing_budgets(config)
+    at_small = costs.measured(f"gt_run|{key}|b{small}", lambda: track_cost.time_run(config, plain, small, with_proxies=False))
+    at_full = costs.measured(f"gt_run|{key}|b{full}", lambda: track_cost.time_run(config, plain, full, with_proxies=False))
+    proxies = costs.measured(f"gt_run_proxies|{key}|b{full}", lambda: track_cost.time_run(config, plain, full, with_proxies=True)) - at_full
+    replicate = costs.measured(f"gt_replicate|{key}|b{full}", lambda: track_cost.time_replicate(config))
+    # every worker draws each replicate it trains (its one-replicate cache), so drawing costs the replicates' time in wall clock
+    seconds = track_cost.run_seconds(work, (small, at_small), (full, at_full), proxies) / config.workers + work.replicates * replicate + costs.figures()
+    return StageEstimate(
+        "ground-truth track", seconds, f"{work.grid_runs} runs and about {work.probes} calibration probes on {config.workers} one-thread workers"
+    )
 
 
 def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep: Sweep | None, costs: Costs) -> StudyEstimate:

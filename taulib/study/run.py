@@ -164,6 +164,8 @@ class AnalysisRecord:
 class StudyOutcome:
     runs: list[RunRecord]
     analyses: list[AnalysisRecord] = field(default_factory=list)
+    ground_truth: str | None = None  # the ground-truth track's folder, when the study runs it (first)
+    ground_truth_seconds: float = 0.0
     extraction_seconds: float = 0.0
     calibration_seconds: float = 0.0
     seconds: float = 0.0
@@ -252,8 +254,14 @@ def run_study(
     notebooks_dir: Path = NOTEBOOKS_DIR,
     sweep: Sweep | None = None,
     executor: Executor | None = None,
+    ground_truth: str | Path | None = None,
 ) -> StudyOutcome:
-    """Validate, extract once, (calibrate a sweep,) train and evaluate every run, then run the analysis notebooks.
+    """Validate, (run the ground-truth track,) extract once, (calibrate a sweep,) train and evaluate every run, then run
+    the analysis notebooks.
+
+    With `ground_truth` (a folder) the ground-truth track of the parameters folder's arms and `_ground_truth.yaml` runs
+    there first (taulib.groundtruth.track, resuming), its design validated with everything else and its cost in the
+    estimate.
 
     With `sweep` the runs are the sweep's generated parameter files and `overrides` are ignored
     (the sweep's own overrides, its profile's and the command line's, are in it). `executor` says
@@ -269,20 +277,33 @@ def run_study(
         plan = validate_sweep(sweep, outputs_root)
         overrides = sweep.overrides
         outcome = StudyOutcome([], profile=sweep.profile, backend=executor.name)
+    track_root = Path(ground_truth).resolve() if ground_truth is not None else None
+    if track_root is not None:
+        validate_track(parameters_dir, track_root)
+        outcome.ground_truth = str(track_root)
     print(f"the study needs of this machine:\n{plan.describe(outputs_root)}", flush=True)
     arms = loaded if sweep is None else [(arm.parameter_file, arm.config) for arm in sweep.arms]
-    outcome.estimate = estimate_study(arms, outputs_root, sweep)
+    outcome.estimate = estimate_study(arms, outputs_root, sweep, ground_truth=(parameters_dir, track_root) if track_root is not None else None)
     for record in outcome.runs:
         record.estimated_seconds = outcome.estimate.runs.get(record.run_name)
     print(outcome.estimate.describe(), flush=True)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
     started = time.perf_counter()
     try:
+        if track_root is not None:
+            try:
+                run_ground_truth(parameters_dir, track_root)
+            except Exception as error:
+                outcome.ground_truth_seconds = time.perf_counter() - started
+                return _stopped(outputs_root, outcome, started, f"the ground-truth track failed: {short_error(error)} (its folder {track_root})")
+            outcome.ground_truth_seconds = time.perf_counter() - started
         return _run_stages(parameters_dir, outputs_root, notebooks_dir, sweep, executor, loaded if sweep is None else [], overrides, outcome, started)
     except KeyboardInterrupt:
         # what finished is on disk (every artefact is written atomically): record where it stopped
         pending = next((record.run_name for record in outcome.runs if record.status == "pending"), None)
-        if outcome.extraction_seconds == 0.0:
+        if track_root is not None and outcome.ground_truth_seconds == 0.0:
+            outcome.interrupted = "the ground-truth track"
+        elif outcome.extraction_seconds == 0.0:
             outcome.interrupted = "extraction (activations and evaluation inputs)"
         elif sweep is not None and not outcome.runs:
             outcome.interrupted = "λ calibration"
@@ -293,6 +314,25 @@ def run_study(
         outcome.seconds = time.perf_counter() - started
         _write_summary(outputs_root, outcome)
         raise StudyInterrupted(outcome.interrupted) from None
+
+
+def validate_track(parameters_dir: Path, track_root: Path) -> None:
+    """The ground-truth track's design, arms and folder checked before any work (ConfigError naming the problem)."""
+    from taulib.groundtruth.track import TRACK_FILE, check_track_folder, load_track_config, track_arms, track_record
+
+    config = load_track_config(parameters_dir / TRACK_FILE)
+    arms, identities = track_arms(parameters_dir, config)
+    check_track_folder(track_root, track_record(config, arms, identities))
+
+
+def run_ground_truth(parameters_dir: Path, track_root: Path) -> None:
+    """The ground-truth track (resuming what its folder holds) and its report."""
+    from taulib.groundtruth.report import REPORT_FILE, write_report
+    from taulib.groundtruth.track import run_track
+
+    record = run_track(parameters_dir, track_root)
+    report = write_report(track_root)
+    print(f"ground truth: {len(report.runs)} runs in {record['seconds_this_session'] / 60:.1f} min; report: {track_root / REPORT_FILE}", flush=True)
 
 
 def _run_stages(
@@ -309,11 +349,12 @@ def _run_stages(
     common = {"outputs_dir": str(outputs_root)}
 
     extract_output = outputs_root / "activations" / EXTRACT_NOTEBOOK
+    extraction_started = time.perf_counter()  # after the ground-truth track, when the study ran it
     try:
         execute_notebook(notebooks_dir / EXTRACT_NOTEBOOK, extract_output, {"parameters_dir": str(parameters_dir), "overrides": overrides or {}, **common})
     except Exception as error:
         return _stopped(outputs_root, outcome, started, f"extraction failed: {short_error(error)} (notebook {extract_output})")
-    outcome.extraction_seconds = time.perf_counter() - started
+    outcome.extraction_seconds = time.perf_counter() - extraction_started
 
     run_overrides = overrides or {}
     if sweep is not None:
@@ -408,6 +449,8 @@ def _write_summary(outputs_root: Path, outcome: StudyOutcome) -> None:
         outputs_root / "study_summary.json",
         {
             "seconds": outcome.seconds,
+            "ground_truth": outcome.ground_truth,
+            "ground_truth_seconds": outcome.ground_truth_seconds,
             "extraction_seconds": outcome.extraction_seconds,
             "calibration_seconds": outcome.calibration_seconds,
             "profile": outcome.profile,
@@ -427,7 +470,8 @@ def stage_times(outputs_root: Path, outcome: StudyOutcome) -> dict[str, dict[str
     for path in (outputs_root / "activations").glob(f"evaluation-*/{PREPARATION_TIME_FILE}"):
         if path.stat().st_mtime >= outcome.started_at:  # prepared by this study
             preparation += float(atomic.read_json(path)["seconds"])
-    actual = {
+    actual = {"ground-truth track": outcome.ground_truth_seconds} if outcome.ground_truth is not None else {}
+    actual |= {
         "extraction": max(outcome.extraction_seconds - preparation, 0.0),  # the extraction notebook, less the inputs it prepared
         "evaluation inputs": preparation,
         "calibration": outcome.calibration_seconds,
