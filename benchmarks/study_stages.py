@@ -4,8 +4,8 @@
 
 Runs nothing: it reads what `make study` leaves behind.
 
-* the whole study, the extraction notebook, a sweep's λ calibration, each run's notebook and the
-  analysis notebooks: `study_summary.json` (the runner's clock);
+* the whole study, the ground-truth track (when `--ground-truth` ran it first), the extraction notebook, a
+  sweep's λ calibration, each run's notebook and the analysis notebooks: `study_summary.json` (the runner's clock);
 * activation extraction: each cache's `manifest.json` (`stats.seconds_this_session`), counted in
   this study only if the cache was written during it;
 * training: each run's `summary.json` (`train_seconds_this_session`), when the run trained in its
@@ -101,12 +101,14 @@ def study_stages(outputs: Path) -> dict[str, Any]:
     calibration = float(study.get("calibration_seconds") or 0.0)
     analyses = sum(float(a.get("seconds", 0.0)) for a in study.get("analyses", []))
     run_notebooks = sum(run["notebook"] for run in runs)
-    notebook_01 = float(study["extraction_seconds"]) if "extraction_seconds" in study else total - run_notebooks - calibration - analyses
+    ground_truth = float(study.get("ground_truth_seconds") or 0.0)  # `--ground-truth`: the track ran first, inside the study
+    notebook_01 = float(study["extraction_seconds"]) if "extraction_seconds" in study else total - ground_truth - run_notebooks - calibration - analyses
     extraction = sum(cache["seconds"] for cache in caches if cache["in_this_study"])
     preparation = sum(entry["seconds_at_least"] for entry in inputs if entry["in_this_study"])
     training = sum(run["training"] for run in runs)
     evaluation = sum(run["evaluation"] for run in runs)
     stages = [
+        ("ground-truth track (calibration, runs, report)", ground_truth, "study_summary.json"),
         ("activation extraction", extraction, "cache manifests"),
         ("evaluation inputs (prompts, probe, probing residuals)", preparation, "file times (lower bound)"),
         ("rest of the extraction notebook (corpus check, model load, kernel)", notebook_01 - extraction - preparation, "difference"),
@@ -115,7 +117,7 @@ def study_stages(outputs: Path) -> dict[str, Any]:
         ("evaluation of the checkpoints", evaluation, "file times"),
         ("rest of the run notebooks (kernel, imports, plots)", run_notebooks - training - evaluation, "difference"),
         ("analysis notebooks (03, 04, 05)", analyses, "study_summary.json"),
-        ("unaccounted (the runner between stages)", total - notebook_01 - calibration - run_notebooks - analyses, "difference"),
+        ("unaccounted (the runner between stages)", total - ground_truth - notebook_01 - calibration - run_notebooks - analyses, "difference"),
     ]
     finished_at = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return {"outputs": str(outputs), "finished": finished_at, "total": total, "stages": stages, "runs": runs, "caches": caches, "evaluation_inputs": inputs}

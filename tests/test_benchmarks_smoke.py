@@ -191,6 +191,13 @@ def test_study_stages_splits_a_study(scripts, tmp_path):
     assert stages["evaluation of the checkpoints"] == pytest.approx(30.0)
     assert sum(stages.values()) == pytest.approx(200.0)
     assert result["runs"][0]["checkpoints_evaluated"] == 2
+    # the ground-truth track run first inside the study (--ground-truth): its own stage, the rest unchanged
+    summary = {"seconds": 230.0, "ground_truth": "gt", "ground_truth_seconds": 30.0, "runs": [{"run_name": "arm", "status": "ok", "seconds": 150.0}]}
+    _write(tmp_path / "study_summary.json", summary, start + 200)
+    with_track = {name: seconds for name, seconds, _ in scripts["study_stages"].main([str(tmp_path), "--no-write"])["stages"]}
+    assert with_track["ground-truth track (calibration, runs, report)"] == 30.0
+    without = {name: seconds for name, seconds in stages.items() if not name.startswith("ground-truth")}
+    assert {name: seconds for name, seconds in with_track.items() if not name.startswith("ground-truth")} == pytest.approx(without)
 
 
 def test_study_stages_counts_a_sweep_probe_in_the_calibration(scripts, tmp_path):
