@@ -42,6 +42,7 @@ def scripts():
                 "batched_step",
                 "probing_resolution",
                 "reference_formation_truth",
+                "ground_truth_estimate",
             )
         }
     finally:
@@ -453,3 +454,15 @@ def test_reference_formation_on_the_truth_times_each_run_against_the_other_seeds
         else:
             assert frame.loc[name, "reference_directions"] == 0  # nothing the other seeds share
     assert module.nearest_target(1.1 * 2.0, {8.0: 2.0, 12.0: 1.0}) == 8.0 and module.nearest_target(1.0 / 1.1, {8.0: 2.0, 12.0: 1.0}) == 12.0
+
+
+def test_ground_truth_estimate_reads_the_tracks_wall_time_from_its_first_probe_to_its_report(scripts, tmp_path):
+    """The first probe written at t = 100 s after 4 s of its own work, the report at 700 s: 604 s of track."""
+    probe = tmp_path / "runs" / "w0_s0" / "baseline_plain_l1" / "probe_b4096_1.json"
+    _write(probe, {"seconds": 4.0}, 100.0)
+    _write(tmp_path / "runs" / "w0_s0" / "l1_warmup" / "probe_b4096_2.json", {"seconds": 50.0}, 300.0)  # a later probe
+    (tmp_path / "REPORT.md").write_text("# report")
+    os.utime(tmp_path / "REPORT.md", (700.0, 700.0))
+    assert scripts["ground_truth_estimate"].actual_seconds(tmp_path) == pytest.approx(604.0)
+    with pytest.raises(SystemExit, match="not a finished track"):
+        scripts["ground_truth_estimate"].actual_seconds(tmp_path / "runs")
