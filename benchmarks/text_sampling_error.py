@@ -1,7 +1,7 @@
 """How much of the held-out text's sampling error resampling sequences (or tokens) misses: documents against units.
 
-The default study's CE-loss score is measured on 130 held-out sequences and its explained variance on 16,384 held-out
-tokens, both cut from one packed stream of documents; a document spans many sequences. This script re-scores the final
+The default study's CE-loss score is measured on `evaluation.downstream.final_sequences` held-out sequences and its
+explained variance on `evaluation.core.tokens` held-out tokens, both cut from one packed stream of documents; a document spans many sequences. This script re-scores the final
 checkpoints of a finished study's runs per document (it writes nothing of the runs'; to the evaluation inputs it adds the
 CE positions' documents and the splice reference kept by document, as a study at this code does), and sets the
 intervals a bootstrap gives when it resamples documents beside those it gives when it resamples sequences (the CE-loss
