@@ -11,7 +11,9 @@ resampled (the same draw for the run and its baseline, taulib.analysis.probe_boo
 The examples per class a lift needs: the test set's standard error falls as 1/√(test examples), so a lift L with
 standard error s at n texts per class (`evaluation.probing.examples_per_class`, the same share held out for testing) is
 resolved (1.96·s' < |L|) from n·(1.96·s/|L|)² texts per class. A projection from the measured spread, assuming the
-lift itself stays where it is; it is capped by the texts each task has.
+lift itself stays where it is and the tasks have that many texts. It reads the spread as a standard deviation, where
+"resolved" reads the replicates' 2.5th and 97.5th percentiles: near the edge the two can disagree (a run unresolved
+that projects to fewer texts than it has, or the reverse).
 """
 
 from __future__ import annotations

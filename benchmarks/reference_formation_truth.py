@@ -12,14 +12,16 @@ form later is a run whose true features are recovered later.
 The design is the track's, at its full budget and with its study arms only (no families, no A/A arm), and with three
 training seeds per world: a run's reference is the consensus of the other seeds' runs of its world, and a consensus
 needs two seeds (each seed is its own initialisation; the arms of one seed share theirs). Each arm is calibrated as the
-track calibrates it (`taulib.groundtruth.track.calibrate`); each run trains with every checkpoint's decoder kept.
+track calibrates it (`taulib.groundtruth.track.calibrate`, its probes kept in `--scratch` per design) and runs at each
+target's calibrated coefficient × 1.1^±1, as the track's grid; each run trains with every checkpoint's decoder kept.
 
 Per run: the reference formation median (taulib.analysis.reference_formation.formation_against; never formed counts
 as 1, censored), the track's own proxy (per-latent formation against the run's own final decoder, median over live
 latents), and the truth: recovery time (each true feature's first recovery, restricted mean), MCC area and final MCC.
 Each proxy against each truth: Spearman ρ over runs and partial on log final L0 (sparsity moves both), with 95%
-cluster-bootstrap intervals over replicates (taulib.groundtruth.analysis.proxy_checks' rule); a proxy *tracks* when
-the partial ρ's interval excludes 0 on the expected side.
+cluster-bootstrap intervals over worlds (a run's reference is made of its world's other runs: the runs of one world are
+not independent); a proxy *tracks* when the partial ρ's interval excludes 0 on the expected side, as the track's own
+proxy checks read it (taulib.groundtruth.analysis.proxy_checks, which resample replicates).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from taulib.analysis.reference_formation import HeldInRun, ReferenceSettings, co
 from taulib.groundtruth import analysis as gta
 from taulib.groundtruth.track import (
     FIRST_COEFFICIENT,
+    GRID_STEP,
     PLAIN,
     TRACK_FILE,
     RunSpec,
@@ -49,8 +52,8 @@ from taulib.groundtruth.track import (
     calibrate,
     load_track_config,
     replicate_data,
-    run_specs,
     track_arms,
+    track_record,
     train_and_score,
 )
 from taulib.metrics.latent_formation import formation_steps, matched_cosines_over_checkpoints
@@ -105,9 +108,17 @@ def trained(config: TrackConfig, spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def nearest_target(coefficient: float, calibrated: dict[float, float]) -> float:
-    """The L0 target whose calibrated coefficient the run's grid coefficient sits around (×1.1^±1)."""
-    return min(calibrated, key=lambda target: abs(math.log(coefficient) - math.log(calibrated[target])))
+def grid(config: TrackConfig, arms: list, calibration: dict[str, dict[float, float]]) -> list[tuple[RunSpec, float]]:
+    """Every replicate's grid runs at the full budget, with the L0 target each was placed around: the target's calibrated
+    coefficient × GRID_STEP^±1, as the track's grid (taulib.groundtruth.track.coefficient_grid), its target kept."""
+    budget = config.budgets[-1]
+    found = []
+    for world_seed, training_seed in config.replicates:
+        for arm in arms:
+            points = [(target, calibration[arm.name][target] * GRID_STEP**side) for target in config.l0_targets for side in (-1, 1)]
+            for index, (target, coefficient) in enumerate(points):
+                found.append((RunSpec(arm, world_seed, training_seed, budget, coefficient, index), target))
+    return found
 
 
 def with_reference_formation(runs: list[dict[str, Any]], settings: ReferenceSettings) -> pd.DataFrame:
@@ -134,8 +145,10 @@ def with_reference_formation(runs: list[dict[str, Any]], settings: ReferenceSett
 
 
 def check(frame: pd.DataFrame, proxy: str, truth: str, sign: int) -> gta.ProxyCheck:
-    """proxy_checks' statistics for one pair: ρ and partial ρ on log final L0, cluster bootstrap over replicates."""
-    data = frame[["replicate", proxy, truth, "final_l0"]].replace([np.inf, -np.inf], np.nan).dropna()
+    """proxy_checks' statistics for one pair: ρ and partial ρ on log final L0, with a cluster bootstrap over worlds (not
+    replicates: a run's reference is made of its world's other seeds' runs, so the runs of one world are not
+    independent of each other)."""
+    data = frame.assign(replicate=frame["world_seed"])[["replicate", proxy, truth, "final_l0"]].replace([np.inf, -np.inf], np.nan).dropna()
     data = data[data["final_l0"] > 0]
     rho = gta._cluster_bootstrap(data, lambda f: gta._spearman(f[proxy].to_numpy(), f[truth].to_numpy()))
     partial = gta._cluster_bootstrap(
@@ -146,7 +159,7 @@ def check(frame: pd.DataFrame, proxy: str, truth: str, sign: int) -> gta.ProxyCh
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--world-seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--world-seeds", nargs="+", type=int, default=[0, 1, 2], help="the bootstrap's clusters: at least three")
     parser.add_argument("--training-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/taulib-reference-formation-truth"), help="calibration probes (kept: resumed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="a key of _ground_truth.yaml")
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     if len(set(args.training_seeds)) < 3:
         raise SystemExit(f"--training-seeds {args.training_seeds}: a run's reference needs two other seeds; give at least three")
+    if len(set(args.world_seeds)) < 3:
+        raise SystemExit(f"--world-seeds {args.world_seeds}: the intervals resample worlds; give at least three")
     overrides: dict[str, Any] = {}
     for pair in args.overrides:
         key, _, value = pair.partition("=")
@@ -161,23 +176,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     base = load_track_config(PARAMETERS / TRACK_FILE, overrides)
     config = base.model_copy(update={"world_seeds": tuple(args.world_seeds), "training_seeds": tuple(args.training_seeds), "budgets": base.budgets[-1:]})
     config = TrackConfig.model_validate(config.model_dump())  # every field validated before any work
-    arms = [arm for arm in track_arms(PARAMETERS, config)[0] if arm.role == "study"]
+    all_arms, identities = track_arms(PARAMETERS, config)
+    arms = [arm for arm in all_arms if arm.role == "study"]
     budget = config.budgets[-1]
+    # calibration probes are kept per design (a resumed run reuses them; another design gets its own)
+    scratch = args.scratch / track_record(config, all_arms, identities)["fingerprint"]
     started = time.perf_counter()
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(config.workers, mp_context=ctx) as pool:
         plain = next(arm for arm in arms if arm.name == PLAIN)
-        calibration = {PLAIN: {budget: calibrate(config, plain, budget, FIRST_COEFFICIENT, args.scratch)}}
+        calibration = {PLAIN: calibrate(config, plain, budget, FIRST_COEFFICIENT, scratch)}
         others = [arm for arm in arms if arm.name != PLAIN]
-        start = calibration[PLAIN][budget][config.l0_targets[0]]
-        for arm, found in zip(others, pool.map(calibrate, *zip(*[(config, arm, budget, start, args.scratch) for arm in others], strict=True)), strict=True):
-            calibration[arm.name] = {budget: found}
-        specs = run_specs(config, arms, calibration)
+        start = calibration[PLAIN][config.l0_targets[0]]
+        for arm, found in zip(others, pool.map(calibrate, *zip(*[(config, arm, budget, start, scratch) for arm in others], strict=True)), strict=True):
+            calibration[arm.name] = found
+        planned = grid(config, arms, calibration)
         runs = []
-        bar = progress_bar(total=len(specs), desc="reference formation on the truth: runs", unit="run")
-        for spec, run in zip(specs, pool.map(trained, [config] * len(specs), specs), strict=True):
-            runs.append(run | {"l0_target": nearest_target(spec.coefficient, calibration[spec.arm.name][budget])})
+        bar = progress_bar(total=len(planned), desc="reference formation on the truth: runs", unit="run")
+        for (_, target), run in zip(planned, pool.map(trained, [config] * len(planned), [spec for spec, _ in planned]), strict=True):
+            runs.append(run | {"l0_target": target})
             bar.update(1)
         bar.close()
     frame = with_reference_formation(runs, ReferenceSettings())
@@ -203,7 +221,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"{provenance(command)}\n\n"
         f"{len(frame)} runs ({len(arms)} study arms × {len(config.l0_targets)} L0 targets × 2 coefficients × {frame['replicate'].nunique()} replicates: "
         f"world seeds {list(config.world_seeds)} × training seeds {list(config.training_seeds)}), budget {budget:,} samples, in {minutes:.1f} min. "
-        f"A proxy *tracks* when its partial ρ's interval excludes 0 on the expected side.\n\n"
+        f"Intervals: 95% cluster bootstrap over worlds. A proxy *tracks* when its partial ρ's interval excludes 0 on the expected side.\n\n"
         + markdown_table(["proxy", "ground truth", "expected", "ρ [95% CI]", "partial ρ on log L0 [95% CI]", "tracks"], rows)
         + "\n\nMeans per arm (formation on the share-of-training axis; censored: the share of runs whose median direction never formed):\n\n"
         + markdown_table(["arm", "reference directions", "reference formation (median)", "censored", "held at the end", "own-final formation"], arm_rows)

@@ -453,7 +453,26 @@ def test_reference_formation_on_the_truth_times_each_run_against_the_other_seeds
             assert frame.loc[name, "reference_held_at_end"] == 1.0
         else:
             assert frame.loc[name, "reference_directions"] == 0  # nothing the other seeds share
-    assert module.nearest_target(1.1 * 2.0, {8.0: 2.0, 12.0: 1.0}) == 8.0 and module.nearest_target(1.0 / 1.1, {8.0: 2.0, 12.0: 1.0}) == 12.0
+
+
+def test_reference_formation_on_the_truth_keeps_each_grid_runs_target(scripts):
+    """The grid is the track's (each target's calibrated coefficient × 1.1^±1, every replicate), each run with the target
+    it was placed around, even where two targets share a calibrated coefficient."""
+    from taulib.groundtruth.track import TRACK_FILE, arm_budgets, coefficient_grid, load_track_config, track_arms
+    from tiny_track import TINY
+
+    config = load_track_config(Path(__file__).resolve().parents[1] / "parameters" / TRACK_FILE, TINY | {"budgets": [8192]})
+    arms = [arm for arm in track_arms(Path(__file__).resolve().parents[1] / "parameters", config)[0] if arm.role == "study"]
+    calibration = {arm.name: {3.0: 2.0, 4.5: 1.0 if arm.name != "l1_warmup" else 2.0} for arm in arms}
+    planned = scripts["reference_formation_truth"].grid(config, arms, calibration)
+    assert len(planned) == len(config.replicates) * len(arms) * 2 * len(config.l0_targets)
+    for arm in arms:
+        assert arm_budgets(config, arm)[-1] == 8192
+        coefficients = sorted(spec.coefficient for spec, _ in planned if spec.arm.name == arm.name and spec.replicate == "w0_s0")
+        assert coefficients == pytest.approx(coefficient_grid(config, calibration[arm.name], arm))
+        for spec, target in planned:
+            if spec.arm.name == arm.name:
+                assert spec.coefficient / calibration[arm.name][target] == pytest.approx(1.1 ** (1 if spec.grid_index % 2 else -1))
 
 
 def test_ground_truth_estimate_reads_the_tracks_wall_time_from_its_first_probe_to_its_report(scripts, tmp_path):

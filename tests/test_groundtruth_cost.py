@@ -4,6 +4,7 @@ for it (taulib.study.cost.ground_truth_stage), counted with unit costs fixed by 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_a_fresh_track_lacks_every_grid_run_and_every_calibration(tmp_path):
     assert work.grid_runs == len(specs) and work.grid_samples == sum(spec.budget for spec in specs)
     assert work.proxy_runs == sum(spec.budget == config.budgets[-1] for spec in specs)
     calibrations = sum(len(arm_budgets(config, arm)) for arm in arms)
-    assert work.probes == cost.EXPECTED_PROBES_PER_TARGET * len(config.l0_targets) * calibrations
+    assert work.probes == cost.TRACK_PROBES_PER_TARGET * len(config.l0_targets) * calibrations
     assert work.replicates == len(config.replicates)
 
 
@@ -77,7 +78,8 @@ def test_the_study_estimate_prices_a_pending_track_and_not_a_finished_one(tmp_pa
     stage = ground_truth_stage(parameters, root, costs)
     work = cost.pending_work(config, arms, root)
     assert stage.stage == "ground-truth track"
-    assert stage.seconds == pytest.approx(work.runs * 0.1 / config.workers + work.replicates * 0.1 + costs.figures())
+    workers = min(config.workers, os.cpu_count() or 1)
+    assert stage.seconds == pytest.approx(work.runs * 0.1 / workers + work.replicates * 0.1 + costs.figures())
     for spec in _specs(config, arms):
         spec.path(root).parent.mkdir(parents=True, exist_ok=True)
         spec.path(root).write_text("{}")
@@ -86,4 +88,24 @@ def test_the_study_estimate_prices_a_pending_track_and_not_a_finished_one(tmp_pa
             calibration_path(root, arm.name, budget).parent.mkdir(parents=True, exist_ok=True)
             calibration_path(root, arm.name, budget).write_text("{}")
     (root / "REPORT.md").write_text("# done")
-    assert ground_truth_stage(parameters, root, costs).seconds == 0.0
+    assert ground_truth_stage(parameters, root, costs).seconds == costs.figures()  # only its report and figures again
+
+
+def test_the_estimate_refuses_a_folder_of_another_design(tmp_path):
+    """Runs of another design would count as done: the folder is refused, as the track itself refuses it."""
+    from taulib.config import ConfigError
+    from taulib.groundtruth.track import track_record
+    from taulib.study.cost import ground_truth_stage
+
+    config, arms = _design()
+    parameters = tmp_path / "parameters"
+    parameters.mkdir()
+    for path in PARAMETERS.glob("*.yaml"):
+        parameters.joinpath(path.name).write_text(path.read_text())
+    parameters.joinpath(TRACK_FILE).write_text(json.dumps(TINY))
+    root = tmp_path / "track"
+    root.mkdir()
+    other = load_track_config(PARAMETERS / TRACK_FILE, TINY | {"lr": 0.02})
+    (root / "track.json").write_text(json.dumps(track_record(other, *track_arms(PARAMETERS, other))))
+    with pytest.raises(ConfigError, match="another design"):
+        ground_truth_stage(parameters, root, FixedCosts())

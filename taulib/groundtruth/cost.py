@@ -22,9 +22,10 @@ import torch
 from taulib.groundtruth import track
 from taulib.groundtruth.track import FIRST_COEFFICIENT, RunSpec, TrackArm, TrackConfig, arm_budgets, calibration_path, replicate_data, train_and_score
 
-# A calibration (arm × budget) spends about two probes per target (a first probe, then a secant step); its bound is
-# calibration_probes per target. Probes of one target serve the next, so this errs high.
-EXPECTED_PROBES_PER_TARGET = 2.0
+# The track's calibration (taulib.groundtruth.track.calibrate, not the language-model sweep's) spends about two probes
+# per target of an arm × budget (a first probe, then a secant step); its bound is calibration_probes per target. Probes
+# of one target serve the next, so this errs high.
+TRACK_PROBES_PER_TARGET = 2.0
 TIMING_REPEATS = 2
 
 
@@ -59,8 +60,8 @@ def pending_work(config: TrackConfig, arms: list[TrackArm], root: Path) -> Track
     for arm in arms:
         for budget in arm_budgets(config, arm):
             if not calibration_path(root, arm.name, budget).is_file():
-                probes += EXPECTED_PROBES_PER_TARGET * len(config.l0_targets)
-                probe_samples += EXPECTED_PROBES_PER_TARGET * len(config.l0_targets) * budget
+                probes += TRACK_PROBES_PER_TARGET * len(config.l0_targets)
+                probe_samples += TRACK_PROBES_PER_TARGET * len(config.l0_targets) * budget
                 replicates.add(config.replicates[0])
             for world_seed, training_seed in config.replicates:
                 folder = root / "runs" / f"w{world_seed}_s{training_seed}" / arm.name

@@ -240,13 +240,14 @@ def ground_truth_stage(parameters: Path, root: Path, costs: Costs) -> StageEstim
     """The ground-truth track's pending runs and probes on its workers, then its report (one notebook's figures)."""
     from taulib.groundtruth import cost as track_cost
     from taulib.groundtruth.report import REPORT_FILE
-    from taulib.groundtruth.track import PLAIN, TRACK_FILE, load_track_config, track_arms
+    from taulib.groundtruth.track import PLAIN, TRACK_FILE, check_track_folder, load_track_config, track_arms, track_record
 
     config = load_track_config(Path(parameters) / TRACK_FILE)
-    arms, _ = track_arms(Path(parameters), config)
+    arms, identities = track_arms(Path(parameters), config)
+    check_track_folder(Path(root), track_record(config, arms, identities))  # another design's runs are refused, not priced as done
     work = track_cost.pending_work(config, arms, Path(root))
     if work.runs == 0 and (Path(root) / REPORT_FILE).is_file():
-        return StageEstimate("ground-truth track", 0.0, "finished before (its report is written again: seconds)")
+        return StageEstimate("ground-truth track", costs.figures(), "finished before: its report and figures written again")
     plain = next(arm for arm in arms if arm.name == PLAIN)
     key = track_cost.design_key(config)
     small, full = track_cost.timing_budgets(config)
@@ -255,10 +256,9 @@ def ground_truth_stage(parameters: Path, root: Path, costs: Costs) -> StageEstim
     proxies = costs.measured(f"gt_run_proxies|{key}|b{full}", lambda: track_cost.time_run(config, plain, full, with_proxies=True)) - at_full
     replicate = costs.measured(f"gt_replicate|{key}|b{full}", lambda: track_cost.time_replicate(config))
     # every worker draws each replicate it trains (its one-replicate cache), so drawing costs the replicates' time in wall clock
-    seconds = track_cost.run_seconds(work, (small, at_small), (full, at_full), proxies) / config.workers + work.replicates * replicate + costs.figures()
-    return StageEstimate(
-        "ground-truth track", seconds, f"{work.grid_runs} runs and about {work.probes} calibration probes on {config.workers} one-thread workers"
-    )
+    workers = min(config.workers, os.cpu_count() or 1)  # one-thread workers: no more at once than there are cores
+    seconds = track_cost.run_seconds(work, (small, at_small), (full, at_full), proxies) / workers + work.replicates * replicate + costs.figures()
+    return StageEstimate("ground-truth track", seconds, f"{work.grid_runs} runs and about {work.probes} calibration probes on {workers} one-thread workers")
 
 
 def _estimate(runs: Sequence[tuple[Path, RunConfig]], outputs_root: Path, sweep: Sweep | None, costs: Costs) -> StudyEstimate:

@@ -289,6 +289,7 @@ def run_study(
     print(outcome.estimate.describe(), flush=True)
     os.environ.setdefault(PLAIN_ENV, "plain")  # the kernels inherit it: progress as text lines
     started = time.perf_counter()
+    track_done = track_root is None
     try:
         if track_root is not None:
             try:
@@ -297,12 +298,14 @@ def run_study(
                 outcome.ground_truth_seconds = time.perf_counter() - started
                 return _stopped(outputs_root, outcome, started, f"the ground-truth track failed: {short_error(error)} (its folder {track_root})")
             outcome.ground_truth_seconds = time.perf_counter() - started
+            track_done = True
         return _run_stages(parameters_dir, outputs_root, notebooks_dir, sweep, executor, loaded if sweep is None else [], overrides, outcome, started)
     except KeyboardInterrupt:
         # what finished is on disk (every artefact is written atomically): record where it stopped
         pending = next((record.run_name for record in outcome.runs if record.status == "pending"), None)
-        if track_root is not None and outcome.ground_truth_seconds == 0.0:
+        if not track_done:
             outcome.interrupted = "the ground-truth track"
+            outcome.ground_truth_seconds = time.perf_counter() - started
         elif outcome.extraction_seconds == 0.0:
             outcome.interrupted = "extraction (activations and evaluation inputs)"
         elif sweep is not None and not outcome.runs:
