@@ -106,6 +106,7 @@ def time_run(config: TrackConfig, arm: TrackArm, budget: int, with_proxies: bool
         return min(seconds)
     finally:
         torch.set_num_threads(threads)
+        track._REPLICATE_CACHE.clear()  # the study's process keeps no world: the track's workers draw their own
 
 
 def time_replicate(config: TrackConfig) -> float:
@@ -114,7 +115,9 @@ def time_replicate(config: TrackConfig) -> float:
     started = time.perf_counter()
     world_seed, training_seed = config.replicates[0]
     replicate_data(config, world_seed, training_seed)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    track._REPLICATE_CACHE.clear()
+    return seconds
 
 
 def run_seconds(work: TrackWork, small: tuple[int, float], full: tuple[int, float], proxies: float) -> float:
