@@ -12,8 +12,9 @@ Runs nothing: it reads what `make study` leaves behind.
   notebook; a sweep's seed-0 runs trained earlier, as calibration probes, and count there;
 * evaluation: not recorded by the pipeline; estimated from file times, from the later of the
   run's `summary.json` (training done) and its notebook's start to its `evaluation/metrics.csv`;
-* evaluation inputs (prompts, probe and probing residuals): not recorded either; estimated from
-  the first and last file times in `activations/evaluation-*`.
+* evaluation inputs (prompts, probe and probing residuals): the study's record of preparing them
+  (`study_summary.json`, stages); for a study made before it was recorded, from the first and last file
+  times in `activations/evaluation-*`.
 The rest of a run's notebook is kernel start, imports, plots and writing the notebook.
 """
 
@@ -104,13 +105,16 @@ def study_stages(outputs: Path) -> dict[str, Any]:
     ground_truth = float(study.get("ground_truth_seconds") or 0.0)  # `--ground-truth`: the track ran first, inside the study
     notebook_01 = float(study["extraction_seconds"]) if "extraction_seconds" in study else total - ground_truth - run_notebooks - calibration - analyses
     extraction = sum(cache["seconds"] for cache in caches if cache["in_this_study"])
-    preparation = sum(entry["seconds_at_least"] for entry in inputs if entry["in_this_study"])
+    recorded = (study.get("stages") or {}).get("evaluation inputs", {}).get("actual")
+    # the study's own record of preparing them (taulib.study.run.stage_times), else the file times' lower bound
+    preparation = float(recorded) if recorded is not None else sum(entry["seconds_at_least"] for entry in inputs if entry["in_this_study"])
+    preparation_source = "study_summary.json" if recorded is not None else "file times (lower bound)"
     training = sum(run["training"] for run in runs)
     evaluation = sum(run["evaluation"] for run in runs)
     stages = [
         ("ground-truth track (calibration, runs, report)", ground_truth, "study_summary.json"),
         ("activation extraction", extraction, "cache manifests"),
-        ("evaluation inputs (prompts, probe, probing residuals)", preparation, "file times (lower bound)"),
+        ("evaluation inputs (prompts, probe, probing residuals)", preparation, preparation_source),
         ("rest of the extraction notebook (corpus check, model load, kernel)", notebook_01 - extraction - preparation, "difference"),
         ("λ calibration (a sweep's probes, its seed-0 runs, trained in the study process)", calibration, "study_summary.json"),
         ("training", training, "runs' summary.json (the run notebooks)"),
