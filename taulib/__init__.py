@@ -37,6 +37,7 @@ groundtruth.world            the ground-truth world: parents with mutually exclu
 groundtruth.endpoints        one checkpoint against the truth: MCC, recovery, firing F1, splits, absorption, by feature type
 groundtruth.speed            when things happen over training: restricted means of censored times, crossings, areas
 groundtruth.track            the ground-truth track's design and runs: worlds × seeds, arms, families, budgets, coefficient grids
+groundtruth.cost             what a track folder still lacks and what one of its runs costs on this machine (the study's estimate)
 groundtruth.analysis         its verdicts: matched L0, paired contrasts, Holm per question, A/A, dose-response, proxies
 groundtruth.report           its REPORT.md, summary and figures
 

@@ -317,6 +317,7 @@ def test_probing_resolution_reads_each_runs_lift_and_its_test_set_interval(repo_
     _, outputs, _ = tiny_study
     spec = importlib.util.spec_from_file_location("probing_resolution", repo_root / "benchmarks" / "probing_resolution.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass resolves its annotations through its module
     spec.loader.exec_module(module)
 
     import numpy as np
