@@ -23,6 +23,16 @@ def _design():
     return config, arms
 
 
+def _parameters(tmp_path: Path) -> Path:
+    """The arm files with the tiny track design as their _ground_truth.yaml."""
+    parameters = tmp_path / "parameters"
+    parameters.mkdir()
+    for path in PARAMETERS.glob("*.yaml"):
+        parameters.joinpath(path.name).write_text(path.read_text())
+    parameters.joinpath(TRACK_FILE).write_text(json.dumps(TINY))  # YAML reads JSON
+    return parameters
+
+
 def _specs(config, arms):
     calibration = {arm.name: {budget: dict.fromkeys(config.l0_targets, 1.0) for budget in arm_budgets(config, arm)} for arm in arms}
     return run_specs(config, arms, calibration)
@@ -68,11 +78,7 @@ def test_the_study_estimate_prices_a_pending_track_and_not_a_finished_one(tmp_pa
     from taulib.study.cost import ground_truth_stage
 
     config, arms = _design()
-    parameters = tmp_path / "parameters"
-    parameters.mkdir()
-    for path in PARAMETERS.glob("*.yaml"):
-        parameters.joinpath(path.name).write_text(path.read_text())
-    parameters.joinpath(TRACK_FILE).write_text(json.dumps(TINY))  # YAML reads JSON
+    parameters = _parameters(tmp_path)
     root = tmp_path / "track"
     costs = FixedCosts()  # every timing 0.1 s: a run costs its fixed part, 0.1 s
     stage = ground_truth_stage(parameters, root, costs)
@@ -98,11 +104,7 @@ def test_the_estimate_refuses_a_folder_of_another_design(tmp_path):
     from taulib.study.cost import ground_truth_stage
 
     config, arms = _design()
-    parameters = tmp_path / "parameters"
-    parameters.mkdir()
-    for path in PARAMETERS.glob("*.yaml"):
-        parameters.joinpath(path.name).write_text(path.read_text())
-    parameters.joinpath(TRACK_FILE).write_text(json.dumps(TINY))
+    parameters = _parameters(tmp_path)
     root = tmp_path / "track"
     root.mkdir()
     other = load_track_config(PARAMETERS / TRACK_FILE, TINY | {"lr": 0.02})
