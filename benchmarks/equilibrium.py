@@ -1,16 +1,15 @@
-"""Whether an annealed arm ends near its equilibrium: τ annealed over all of training (the study's definition) against
-τ annealed over the first part and then held while the learning rate decays, at the default study's middle L0 target.
+"""Whether an annealed arm ends near its equilibrium: τ annealed over all of training against τ annealed over the
+first part and then held while the learning rate decays, at the default study's middle L0 target.
 
     .venv/bin/python benchmarks/equilibrium.py OUTPUTS [--arms ...] [--fractions 1 0.8] [--target 50] \
         [--ce-sequences 32] [--max-runs 3] [--scratch DIR] [--write]
 
 OUTPUTS is a finished default study's outputs folder (`make study`); its caches and its generated parameter files are
-read, never written. In the default regime (lr 3e-3, decayed linearly to 0 over the last 20% of steps) the annealed
-arms' L0 still falls over the last 10% of training (the study's report, "How far training went"): their penalty
-λ/τ(t) rises to the last step while the learning rate decays, so a run is compared while its sparsity lags its
-penalty. Holding τ at its final value from `anneal_fraction` on (`schedule.anneal_fraction`; 0.8 ends the anneal
-where the decay starts) gives the decay a fixed penalty to settle under; it changes the arm's definition ("annealed
-over all of training"), which is why this is measured here and not changed in the study.
+read, never written. In the default regime (lr 3e-3, decayed linearly to 0 over the last 20% of steps), an arm
+annealed to the last step has a penalty λ/τ(t) that rises while the learning rate decays, so its sparsity lags its
+penalty when it is compared. Holding τ at its final value from `anneal_fraction` on (`schedule.anneal_fraction`; 0.8
+ends the anneal where the decay starts) gives the decay a fixed penalty to settle under. This measurement chose the
+study's arms' `anneal_fraction: 0.8` (docs/method.md, "Anneal, then settle"); `--fractions` sets both explicitly.
 
 Per arm and anneal fraction, runs are trained with the default arm's settings otherwise (seed 0, 1,024 latents,
 500,000 tokens), at λ chosen as in `regime_curve.py` (the first from the study's own calibrated λ for the target,

@@ -172,7 +172,7 @@ def test_a_study_of_two_code_versions_is_refused_naming_the_runs(tmp_path):
 # commit dd27d16 wrote them: a change that moves one (a renamed key, a new field with a default, a refactor of
 # the configuration) would make `make study` retrain or re-evaluate every finished run and re-extract its caches
 DEFAULT_STUDY_KEYS = {
-    ("cosine_0.3_to_0.05_tightened", 0.06319, 1, 20.0): ("a96b04e3d0a66f16", "d8a457b05f5f"),
+    ("cosine_0.3_to_0.05_tightened", 0.06319, 1, 20.0): ("3d357e32d612e8d7", "8ccabed496b6"),
     ("baseline_plain_l1", 1.108, 1, 20.0): ("7721ea3b0924aadc", "7d9c373d3d86"),
 }
 DEFAULT_CACHE_KEYS = ("embedded-gemma-3-270m_L9_ctx128_default_train_500000_0ed1e266e0", "embedded-gemma-3-270m_L9_ctx128_default_heldout_65536_7aae39bc4e")

@@ -40,6 +40,9 @@ def test_the_track_trains_every_arm_budget_and_grid_point_of_every_replicate(tin
     assert "constant_0.3" not in names and identities["constant_0.3"] == track.PLAIN
     assert identities["cosine_0.05_to_0.05"] == track.PLAIN and identities["cosine_0.3_to_0.05"] == track.TIGHTENED
     assert identities["cosine_0.5_to_0.05"] == "cosine_0.5_to_0.05_wider" and identities["cosine_0.3_to_0.1"] == "cosine_0.3_to_0.1_higher_floor"
+    # the families anneal over the tested arm's span (its arm file's anneal_fraction), which is what makes those identities
+    tested = next(arm for arm in arms if arm.name == track.TIGHTENED).schedule.anneal_fraction
+    assert tested < 1 and {arm.schedule.anneal_fraction for arm in arms if arm.role == "family"} == {tested}
     calibration = calibration_of(record)
     specs = track.run_specs(config, arms, calibration)
     assert all(spec.path(root).is_file() for spec in specs)

@@ -7,7 +7,7 @@ Design (`parameters/_ground_truth.yaml`, `TrackConfig`):
   for every arm, so arms are paired on the data — and its own SAE initialisation.
 - **Arms**: the study's arm files in `parameters/` (their schedules: one source of truth for the arms),
   the A/A arm (plain L1 a second time, on its own coefficient grid), and the τ dose-response families
-  (cosine τ_initial → 0.05 and 0.3 → τ_final). A family member whose schedule is an arm's is that arm's
+  (cosine τ_initial → 0.05 and 0.3 → τ_final, annealed over the tightened arm's `anneal_fraction`). A family member whose schedule is an arm's is that arm's
   runs; cosine 0.05 → 0.05 is constant τ, i.e. plain L1 at λ/0.05: plain L1's runs (an identity, as the
   constant-τ arm is; it is not trained).
 - **Sparsity**: every arm is calibrated at every budget on the first replicate (probes of the final
@@ -190,13 +190,15 @@ def track_arms(parameters: Path, config: TrackConfig) -> tuple[list[TrackArm], d
     if missing := sorted(set(config.budget_arms) - names - {AGAIN}):
         raise ConfigError(f"{parameters / TRACK_FILE}: budget_arms names {missing}, which are no arm files in {parameters}")
     arms.insert(1, TrackArm(AGAIN, TauSchedule("none"), "again"))
+    # the families anneal over the tested arm's span, so a member with an arm's τ range is that arm's runs
+    anneal_fraction = next(arm.schedule.anneal_fraction for arm in arms if arm.name == TIGHTENED)
     members = [(t, FAMILY_FLOOR_TAU) for t in config.tau_initial_family] + [(FAMILY_START_TAU, t) for t in config.tau_final_family]
     for tau_initial, tau_final in members:
         name = family_name(tau_initial, tau_final)
         if tau_initial == tau_final:  # constant τ: plain L1 at λ/τ, the same runs at every effective coefficient
             identities[name] = PLAIN
             continue
-        schedule = TauSchedule("cosine", tau_initial, tau_final)
+        schedule = TauSchedule("cosine", tau_initial, tau_final, anneal_fraction)
         same = next((arm.name for arm in arms if arm.schedule == schedule), None)
         if same is not None:
             identities[name] = same
