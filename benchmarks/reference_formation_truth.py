@@ -145,16 +145,9 @@ def with_reference_formation(runs: list[dict[str, Any]], settings: ReferenceSett
 
 
 def check(frame: pd.DataFrame, proxy: str, truth: str, sign: int) -> gta.ProxyCheck:
-    """proxy_checks' statistics for one pair: ρ and partial ρ on log final L0, with a cluster bootstrap over worlds (not
-    replicates: a run's reference is made of its world's other seeds' runs, so the runs of one world are not
-    independent of each other)."""
-    data = frame.assign(replicate=frame["world_seed"])[["replicate", proxy, truth, "final_l0"]].replace([np.inf, -np.inf], np.nan).dropna()
-    data = data[data["final_l0"] > 0]
-    rho = gta._cluster_bootstrap(data, lambda f: gta._spearman(f[proxy].to_numpy(), f[truth].to_numpy()))
-    partial = gta._cluster_bootstrap(
-        data, lambda f: gta._partial_spearman(f[proxy].to_numpy(), f[truth].to_numpy(), np.log(f["final_l0"].to_numpy())) if len(f) > 3 else math.nan
-    )
-    return gta.ProxyCheck(proxy, truth, sign, "", rho, partial)
+    """proxy_checks' statistics for one pair, with the bootstrap over worlds (not replicates: a run's reference is made
+    of its world's other seeds' runs, so the runs of one world are not independent of each other)."""
+    return gta.proxy_check(frame, proxy, truth, sign, cluster="world_seed")
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

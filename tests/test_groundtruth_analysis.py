@@ -122,3 +122,22 @@ def test_a_proxy_that_only_shares_sparsity_with_the_truth_does_not_track_it_but_
     assert checks["formation_time"].rho.value > 0.3  # raw correlation through L0
     assert not checks["formation_time"].tracks
     assert checks["seed_stability"].tracks and checks["seed_stability"].partial_rho.value > 0.8
+
+
+def test_a_proxy_check_resamples_the_cluster_it_is_given():
+    """Runs of one world share what they are scored against: resampled by world, the interval counts worlds, and a
+    proxy equal to the truth up to a monotone map has ρ and partial ρ exactly 1 in every resample."""
+    rng = np.random.default_rng(1)
+    rows = [
+        {"world_seed": world, "replicate": f"w{world}_s{seed}", "final_l0": float(np.exp(rng.uniform(1, 3))), "truth": truth, "proxy": math.exp(truth)}
+        for world in range(4)
+        for seed in range(3)
+        for truth in rng.normal(size=5)
+    ]
+    frame = pd.DataFrame(rows)
+    by_world = gta.proxy_check(frame, "proxy", "truth", +1, cluster="world_seed")
+    by_replicate = gta.proxy_check(frame, "proxy", "truth", +1)
+    assert by_world.rho.n == 4 and by_replicate.rho.n == 12
+    for estimate in (by_world.rho, by_world.partial_rho):
+        assert estimate.value == pytest.approx(1.0) and estimate.low == pytest.approx(1.0) and estimate.high == pytest.approx(1.0)
+    assert by_world.tracks

@@ -337,20 +337,24 @@ def _cluster_bootstrap(frame: pd.DataFrame, statistic, resamples: int = 1000, se
     return Estimate(point, float(low), float(high), len(clusters), "cluster bootstrap")
 
 
+def proxy_check(frame: pd.DataFrame, proxy: str, truth: str, sign: int, claim: str = "", cluster: str = "replicate") -> ProxyCheck:
+    """Whether `proxy` tracks `truth` over the runs of `frame`: Spearman ρ and the partial ρ with both ranks
+    residualised on log final L0, each with a bootstrap over the `cluster` column's groups (the units that are
+    independent of each other: replicates, or worlds where runs of one world share what they are scored against).
+    Runs missing either value, or with no positive final L0, are left out."""
+    data = frame.assign(replicate=frame[cluster])[["replicate", proxy, truth, "final_l0"]].replace([np.inf, -np.inf], np.nan).dropna()
+    data = data[data["final_l0"] > 0]
+    rho = _cluster_bootstrap(data, lambda f: _spearman(f[proxy].to_numpy(), f[truth].to_numpy()))
+    partial = _cluster_bootstrap(
+        data, lambda f: _partial_spearman(f[proxy].to_numpy(), f[truth].to_numpy(), np.log(f["final_l0"].to_numpy())) if len(f) > 3 else math.nan
+    )
+    return ProxyCheck(proxy, truth, sign, claim, rho, partial)
+
+
 def proxy_checks(runs: pd.DataFrame) -> list[ProxyCheck]:
+    """Every declared proxy (`PROXIES`) against its truth, on the full budget's runs, bootstrapped over replicates."""
     full = runs[runs["budget"] == runs["budget"].max()]
-    checks = []
-    for proxy, truth, sign, claim in PROXIES:
-        if proxy not in full or truth not in full:
-            continue
-        frame = full[["replicate", proxy, truth, "final_l0"]].replace([np.inf, -np.inf], np.nan).dropna()
-        frame = frame[frame["final_l0"] > 0]
-        rho = _cluster_bootstrap(frame, lambda f, p=proxy, t=truth: _spearman(f[p].to_numpy(), f[t].to_numpy()))
-        partial = _cluster_bootstrap(
-            frame, lambda f, p=proxy, t=truth: _partial_spearman(f[p].to_numpy(), f[t].to_numpy(), np.log(f["final_l0"].to_numpy())) if len(f) > 3 else math.nan
-        )
-        checks.append(ProxyCheck(proxy, truth, sign, claim, rho, partial))
-    return checks
+    return [proxy_check(full, proxy, truth, sign, claim) for proxy, truth, sign, claim in PROXIES if proxy in full and truth in full]
 
 
 # ----------------------------------------------------------------------------- per-arm summaries
