@@ -78,11 +78,13 @@ def main() -> None:
     for arm in args.arms:
         first = calibrated_lambda(args.outputs, arm, args.target)
         for fraction in args.fractions if arm_config(arm, 1.0, 0.1).schedule.kind in ("cosine", "linear") else [1.0]:
-            # ending the anneal early raises the mean penalty: start from the calibrated λ scaled by the mean of 1/τ
+            # another anneal span moves the mean penalty: start from the λ the study calibrated for the arm file's own span,
+            # scaled by the ratio of the mean of 1/τ
             coefficient = first if first is not None else 0.1
-            if first is not None and fraction < 1:
-                full, early = (arm_config(arm, f, first).schedule.to_schedule() for f in (1.0, fraction))
-                ratio = np.mean([1 / early.at_step(s, 1000) for s in range(1000)]) / np.mean([1 / full.at_step(s, 1000) for s in range(1000)])
+            calibrated_span = load_run_config(PARAMETERS / f"{arm}.yaml").schedule.anneal_fraction
+            if first is not None and fraction != calibrated_span:
+                study, this = (arm_config(arm, f, first).schedule.to_schedule() for f in (calibrated_span, fraction))
+                ratio = np.mean([1 / this.at_step(s, 1000) for s in range(1000)]) / np.mean([1 / study.at_step(s, 1000) for s in range(1000)])
                 coefficient = first / ratio ** (1 / L0_EXPONENT)
             measured, _ = bracketed_runs(
                 lambda c, arm=arm, fraction=fraction: arm_config(arm, fraction, c),

@@ -148,3 +148,25 @@ def test_the_track_runs_narrower_and_wider_than_the_truth(tmp_path, width_ratio)
     if width_ratio < 1:
         assert (report.runs["final_mcc"] <= width / TINY["world"]["n_features"] + 1e-9).all()
     assert report.table["match"].isin(["bracketed", "near", "unmatched"]).all()
+
+
+def test_a_folder_whose_arm_schedules_changed_is_refused_naming_the_arms(tmp_path):
+    """Runs are stored by arm name: after an arm file's schedule changes, the old schedule's runs must not count as the
+    arm's. The track folder is refused before anything is written, naming the arms whose schedules differ."""
+    import shutil
+
+    parameters = tmp_path / "parameters"
+    shutil.copytree(PARAMETERS, parameters)
+    config = track.load_track_config(parameters / track.TRACK_FILE, TINY)
+    root = tmp_path / "track"
+    root.mkdir()
+    before = track.track_record(config, *track.track_arms(parameters, config))
+    (root / "track.json").write_text(json.dumps(before))
+    track.check_track_folder(root, track.track_record(config, *track.track_arms(parameters, config)))  # the same design: accepted
+    arm_file = parameters / f"{track.TIGHTENED}.yaml"
+    arm_file.write_text(arm_file.read_text().replace("anneal_fraction: 0.8", "anneal_fraction: 0.9"))
+    changed = track.track_record(config, *track.track_arms(parameters, config))
+    assert changed["config"] == before["config"]  # only the schedules moved
+    with pytest.raises(ConfigError, match=f"differs in: the arms .*{track.TIGHTENED}"):
+        track.check_track_folder(root, changed)
+    assert json.loads((root / "track.json").read_text()) == before

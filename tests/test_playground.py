@@ -49,7 +49,7 @@ def test_a_playground_run_at_an_arms_lambda_reproduces_the_tracks_run_of_that_ar
     path = sorted((tiny_track / "runs" / "w0_s0" / TIGHTENED).glob("b8192_g*.json"))[0]
     recorded = atomic.read_json(path)
     settings = world_runs.playground_settings(
-        {"schedule": {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05}, "l1_coefficient": recorded["l1_coefficient"], "target_l0": None} | SMALL
+        {"schedule": world_runs.TIGHTENED_SCHEDULE, "l1_coefficient": recorded["l1_coefficient"], "target_l0": None} | SMALL
     )
     seen = []
     run = world_runs.train_on_world(settings, design, on_checkpoint=seen.append)
@@ -60,6 +60,11 @@ def test_a_playground_run_at_an_arms_lambda_reproduces_the_tracks_run_of_that_ar
         for key, value in theirs.items():
             assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), key
     assert [view.step for view in seen] == [row["step"] for row in recorded["checkpoints"]]
+
+
+def test_the_playgrounds_default_schedule_is_the_tested_arms():
+    arm = load_run_config(PARAMETERS / f"{TIGHTENED}.yaml").schedule
+    assert world_runs.PlaygroundSettings().schedule == arm == language_model.LanguageModelSettings().schedule
 
 
 def test_a_target_l0_is_reached_by_probes_and_the_run_shown_is_the_nearest_probe(design):
@@ -158,7 +163,8 @@ def test_a_kept_arm_is_described_as_the_folders_arms_are_and_a_twin_schedule_is_
         == "L1 warm-up: λ ramps linearly from 0 over the first 10% of training, then held (kept from the τ playground)."
     )
     assert keep.describe_schedule(schedule_mapping("constant", 0.2, 0.05, 1.0)) == "Constant τ = 0.2 (kept from the τ playground)."
-    assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.05, 1.0), parameter_copy) == [TIGHTENED]
+    assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.05, 0.8), parameter_copy) == [TIGHTENED]
+    assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.05, 1.0), parameter_copy) == []  # the same range over another span
     assert keep.same_schedule(schedule_mapping("cosine", 0.3, 0.04, 1.0), parameter_copy) == []
 
 

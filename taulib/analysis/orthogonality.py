@@ -43,7 +43,8 @@ def tau_trajectory_summary(run: Run) -> dict[str, float]:
     """Numbers that place an arm's τ(t) on one axis: start, floor, and what the SAE felt on average.
 
     `mean_l1_coefficient` is λ/τ averaged over the logged steps (the total penalty dose); the
-    late mean covers the last 20% of training, where the final sparsity is set.
+    late mean covers the last 20% of training, where the final sparsity is set (an arm that holds τ_final over that
+    stretch, as the default annealed arms do, has a late mean equal to its final coefficient).
     """
     log = run.training.sort_values("step")
     coefficient = log["l1_coefficient_effective"].to_numpy(dtype=float)

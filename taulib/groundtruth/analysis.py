@@ -44,7 +44,7 @@ from taulib.metrics.latent_formation import match_latents
 
 CURRENT_L0_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # where along training absorption is also read at matched *current* L0
 # what is read at matched current L0 as well. Not MCC: its A/A control resolved there (runs' current L0 are not
-# calibrated, so a reading spans runs far apart), and tightened's runs are never that sparse before ¾ of training
+# calibrated, so a reading spans runs far apart)
 CURRENT_MEASURES = ("absorption",)
 
 

@@ -484,22 +484,24 @@ def check_track_folder(root: Path, record: dict[str, Any]) -> None:
         existing = atomic.read_json(path)
         if existing.get("fingerprint") != record["fingerprint"]:
             old, new = existing.get("config", {}), record["config"]
-            differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["version"]
+            differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            old_arms, new_arms = ({arm["name"]: arm["schedule"] for arm in r.get("arms", [])} for r in (existing, record))
+            if changed := sorted(name for name in set(old_arms) | set(new_arms) if old_arms.get(name) != new_arms.get(name)):
+                differing.append(f"the arms {', '.join(changed)}")
+            differing = differing or ["version"]
             raise ConfigError(
                 f"{root} holds a ground-truth track of another design (differs in: {', '.join(differing)}); choose another --outputs or delete it"
             )
 
 
 def track_record(config: TrackConfig, arms: list[TrackArm], identities: dict[str, str]) -> dict[str, Any]:
-    design = {"config": config.model_dump(mode="json", exclude={"workers", "description"}), "version": TRACK_VERSION}
-    fingerprint = hashlib.sha256(repr(sorted(design["config"].items())).encode() + str(TRACK_VERSION).encode()).hexdigest()[:16]
-    return {
-        "fingerprint": fingerprint,
-        "config": design["config"],
-        "version": TRACK_VERSION,
-        "arms": [{"name": arm.name, "role": arm.role, "schedule": asdict(arm.schedule)} for arm in arms],
-        "identities": identities,
-    }
+    design = config.model_dump(mode="json", exclude={"workers", "description"})
+    described = [{"name": arm.name, "role": arm.role, "schedule": asdict(arm.schedule)} for arm in arms]
+    # the arms' schedules are part of the design: runs are stored by arm name, so an arm file whose schedule changed
+    # must not find the old schedule's runs and calibrations and count them as its own
+    schedules = [(arm["name"], sorted(arm["schedule"].items())) for arm in described]
+    fingerprint = hashlib.sha256(repr(sorted(design.items())).encode() + str(TRACK_VERSION).encode() + repr(schedules).encode()).hexdigest()[:16]
+    return {"fingerprint": fingerprint, "config": design, "version": TRACK_VERSION, "arms": described, "identities": identities}
 
 
 def run_track(parameters: Path, root: Path, overrides: dict[str, Any] | None = None, show_progress: bool = True) -> dict[str, Any]:
