@@ -100,7 +100,7 @@ def main() -> None:
             def read(name: str, digits: str = ".3f", measured=measured) -> str:
                 return at_target(measured, name, args.target, digits)
 
-            label = arm_config(arm, fraction, 0.1).schedule.label
+            label = arm_config(arm, 1.0, 0.1).schedule.label  # the range; the next column says the span
             rows.append([arm, label, f"{fraction:g}", read("drift", "+.1%"), read("ev"), read("ce"), read("dead", ".1%")])
             notes.append(
                 f"{arm}, anneal fraction {fraction:g}: "

@@ -245,10 +245,11 @@ def _language_model(args: argparse.Namespace) -> dict[str, float | int | str]:
     """The language-model section's default run on the study's cache, when `make study` (or notebook 01) made one."""
     from taulib.config import ConfigError  # noqa: PLC0415
     from taulib.playground import language_model as lm  # noqa: PLC0415
+    from taulib.playground.world_runs import tested_schedule  # noqa: PLC0415
 
     if args.quick:
         return {"skipped": "--quick"}
-    settings = lm.language_model_settings({})
+    settings = lm.language_model_settings({"schedule": tested_schedule(REPOSITORY / "parameters")})
     started = time.perf_counter()
     try:
         data = lm.load_language_model_data(REPOSITORY / "parameters", REPOSITORY / "outputs", settings)

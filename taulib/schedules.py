@@ -64,7 +64,8 @@ def _annealed(name: str, dash: str, tau: Callable[[float, float, float], float])
     return ScheduleKindSpec(
         name,
         tau,
-        label=lambda a, b, f: f"{name} τ {a:g} → {b:g}",
+        # the span shows where it is not the whole of training: one range annealed over two spans reads differently
+        label=lambda a, b, f: f"{name} τ {a:g} → {b:g}" + ("" if f == 1.0 else f" over {100 * f:.3g}%"),
         sentence=lambda a, b, f: f"{name.capitalize()} τ {a:g} → {b:g} {_span(f)}",
         uses=TAU_PARAMETERS,
         check=downwards,

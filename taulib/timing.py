@@ -4,7 +4,9 @@ A leaf module (nothing of taulib above it): the trainer's sparse switch (taulib.
 study's wall-time estimate (taulib.study.machine_speed, taulib.study.cost) both time code and keep what they
 measured here. The cache is one JSON file (TAULIB_CACHE_DIR, else ~/.cache/taulib), under a key of the CPU
 model, torch version and thread count, written atomically and settled under a file lock, so that processes
-sharing it measure a value once.
+sharing it measure a value once. A value timed while other processes kept the machine busy is marked so: it prices
+what is estimated meanwhile, and is timed again by the first estimate that finds the machine quiet (a busy spell's
+timing kept unmarked would price every later study on this machine as if it stayed busy).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from taulib.provenance import cpu_model
 CACHE_ENV = "TAULIB_CACHE_DIR"
 CACHE_FILE = "machine_speed.json"
 MIN_SECONDS = 0.3  # each timing repeats its operation until at least this long (the first call warms up)
+BUSY_CORES = 0.5  # other processes keeping half a core busy or more as a timing starts: the value is marked as timed busy
+BUSY_MARKS = " | timed while busy"  # the cache's entry, beside a machine's key, of its values timed busy (name → cores)
 
 
 def cache_path() -> Path:
@@ -92,32 +96,52 @@ class SpeedCache:
         self.stale: dict[str, float] = dict(self.all.pop(self.key, {})) if recalibrate else {}
         self.measured: list[str] = []  # names measured in this process (not read from the cache)
 
-    def get(self, name: str, measure: Callable[[], float]) -> float:
+    def get(self, name: str, measure: Callable[[], float], busy: float | None = None, retime: bool = False) -> float:
         """The cached value, else measured and saved. A miss is settled under a file lock, so that processes sharing
         the cache (a study's workers) measure a value once and all use that one, and none loses another's entries. The
-        lock is re-entrant within a process: a measurement may itself read other cached values."""
-        if name in self.all.get(self.key, {}):
+        lock is re-entrant within a process: a measurement may itself read other cached values.
+
+        `busy`: the cores other processes kept busy as this timing starts (`busy_cores`); at BUSY_CORES or more the
+        value is saved marked as timed busy. `retime`: measure a value marked so again (the caller found the machine
+        quiet), saved unmarked unless `busy` says otherwise."""
+        if name in self.all.get(self.key, {}) and not (retime and name in self.busy_marks):
             return self.all[self.key][name]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _cache_lock(self.path):
             self._merge_stored()
             values = self.all.setdefault(self.key, {})
-            if name not in values:
+            if name not in values or (retime and name in self.busy_marks):
                 value = float(measure())
                 self._merge_stored()  # what a nested measurement saved meanwhile
                 values = self.all.setdefault(self.key, {})
                 values[name] = value
+                marks = self.all.setdefault(self.key + BUSY_MARKS, {})
+                if busy is not None and busy >= BUSY_CORES:
+                    marks[name] = busy
+                else:
+                    marks.pop(name, None)
                 self.measured.append(name)
                 stored = atomic.read_json(self.path) if self.path.is_file() else {}
-                atomic.write_json(self.path, {**(stored if isinstance(stored, dict) else {}), self.key: values})
+                written = {**(stored if isinstance(stored, dict) else {}), self.key: values, self.key + BUSY_MARKS: marks}
+                if not marks:
+                    del written[self.key + BUSY_MARKS]
+                atomic.write_json(self.path, written)
         return values[name]
 
+    @property
+    def busy_marks(self) -> dict[str, float]:
+        """This machine's values timed while other processes kept it busy: name → the cores they kept busy."""
+        return self.all.get(self.key + BUSY_MARKS, {})
+
     def _merge_stored(self) -> None:
-        """What other processes (or nested measurements) saved: their values win, they are in use; stale ones do not."""
+        """What other processes (or nested measurements) saved: their values win, they are in use; stale ones do not.
+        This machine's busy marks are the file's: a mark another process cleared (timing the value again) stays cleared."""
         stored = atomic.read_json(self.path) if self.path.is_file() else {}
-        for key, found in (stored if isinstance(stored, dict) else {}).items():
+        stored = stored if isinstance(stored, dict) else {}
+        for key, found in stored.items():
             fresh = {n: v for n, v in found.items() if key != self.key or self.stale.get(n) != v}
             self.all.setdefault(key, {}).update(fresh)
+        self.all[self.key + BUSY_MARKS] = dict(stored.get(self.key + BUSY_MARKS, {}))
 
 
 _HELD_LOCKS: set[str] = set()  # the cache files whose lock this process holds

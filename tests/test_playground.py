@@ -26,6 +26,12 @@ from taulib.schedules import TauSchedule, schedule_kinds
 PARAMETERS = Path(__file__).resolve().parents[1] / "parameters"
 TIGHTENED = track.TIGHTENED
 SMALL = {"budget": 8192}
+TESTED = world_runs.tested_schedule(PARAMETERS)
+
+
+def settings_with(values: dict) -> world_runs.PlaygroundSettings:
+    """The playground's settings as its controls start them: the tested arm's schedule unless `values` names one."""
+    return world_runs.playground_settings({"schedule": TESTED} | values)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def test_a_playground_run_at_an_arms_lambda_reproduces_the_tracks_run_of_that_ar
     path = sorted((tiny_track / "runs" / "w0_s0" / TIGHTENED).glob("b8192_g*.json"))[0]
     recorded = atomic.read_json(path)
     settings = world_runs.playground_settings(
-        {"schedule": world_runs.TIGHTENED_SCHEDULE, "l1_coefficient": recorded["l1_coefficient"], "target_l0": None} | SMALL
+        {"schedule": TESTED, "l1_coefficient": recorded["l1_coefficient"], "target_l0": None} | SMALL
     )
     seen = []
     run = world_runs.train_on_world(settings, design, on_checkpoint=seen.append)
@@ -62,13 +68,19 @@ def test_a_playground_run_at_an_arms_lambda_reproduces_the_tracks_run_of_that_ar
     assert [view.step for view in seen] == [row["step"] for row in recorded["checkpoints"]]
 
 
-def test_the_playgrounds_default_schedule_is_the_tested_arms():
-    arm = load_run_config(PARAMETERS / f"{TIGHTENED}.yaml").schedule
-    assert world_runs.PlaygroundSettings().schedule == arm == language_model.LanguageModelSettings().schedule
+def test_the_controls_start_from_the_tested_arm_files_schedule(tiny_track, parameter_copy, tmp_path):
+    from taulib.playground.ui import LanguageModelPlayground, Playground
+
+    arm = parameter_copy / f"{TIGHTENED}.yaml"
+    arm.write_text(arm.read_text().replace("anneal_fraction: 0.8", "anneal_fraction: 0.6", 1))
+    wanted = load_run_config(arm).schedule
+    assert wanted.anneal_fraction == 0.6 and world_runs.tested_schedule(parameter_copy) == wanted.model_dump()
+    assert Playground(parameter_copy, tiny_track, design_overrides=ONE_REPLICATE, settings=SMALL).controls.schedule() == wanted
+    assert LanguageModelPlayground(parameter_copy, tmp_path / "outputs").controls.schedule() == wanted
 
 
 def test_a_target_l0_is_reached_by_probes_and_the_run_shown_is_the_nearest_probe(design):
-    settings = world_runs.playground_settings({"target_l0": 4.0} | SMALL)
+    settings = settings_with({"target_l0": 4.0} | SMALL)
     probes_started: list[tuple[int, float]] = []
     run = world_runs.train_on_world(settings, design, on_probe=lambda number, l1: probes_started.append((number, l1)))
     assert 1 <= len(run.probes) <= design.calibration_probes
@@ -84,10 +96,10 @@ def test_a_target_l0_is_reached_by_probes_and_the_run_shown_is_the_nearest_probe
 
 def test_the_search_starts_from_the_tracks_calibration_of_the_same_schedule_only_for_the_same_design(tiny_track, design):
     record = world_runs.read_track_record(tiny_track)
-    settings = world_runs.playground_settings({"target_l0": 4.5} | SMALL)
+    settings = settings_with({"target_l0": 4.5} | SMALL)
     assert world_runs.start_from_track(record, design, settings) == record["calibration"][TIGHTENED]["8192"]["4.5"]
     # a schedule no arm has: plain L1's coefficient
-    other = world_runs.playground_settings({"schedule": {"kind": "exponential", "tau_initial": 0.2, "tau_final": 0.05}, "target_l0": 3.0} | SMALL)
+    other = settings_with({"schedule": {"kind": "exponential", "tau_initial": 0.2, "tau_final": 0.05}, "target_l0": 3.0} | SMALL)
     assert world_runs.start_from_track(record, design, other) == record["calibration"][track.PLAIN]["8192"]["3"]
     wider_world = world_runs.load_design(PARAMETERS, ONE_REPLICATE | {"world": ONE_REPLICATE["world"] | {"n_features": 30}})
     assert world_runs.start_from_track(record, wider_world, settings) is None
@@ -96,16 +108,16 @@ def test_the_search_starts_from_the_tracks_calibration_of_the_same_schedule_only
 
 def test_settings_are_refused_with_the_field_named(design):
     with pytest.raises(ConfigError, match="either l1_coefficient"):
-        world_runs.playground_settings({"l1_coefficient": 0.1, "target_l0": 8.0})
+        settings_with({"l1_coefficient": 0.1, "target_l0": 8.0})
     with pytest.raises(ConfigError, match="anneals τ downwards"):
-        world_runs.playground_settings({"schedule": {"kind": "cosine", "tau_initial": 0.1, "tau_final": 0.3}})
+        settings_with({"schedule": {"kind": "cosine", "tau_initial": 0.1, "tau_final": 0.3}})
     with pytest.raises(ConfigError, match="budgets"):  # fewer samples than the design's checkpoints need
-        world_runs.run_design(design, world_runs.playground_settings({"budget": 128}))
+        world_runs.run_design(design, settings_with({"budget": 128}))
 
 
 # ----------------------------------------------------------------------------- the arms beside it
 def test_each_arm_is_shown_at_its_run_nearest_the_playground_runs_final_l0(tiny_track, design):
-    run = world_runs.train_on_world(world_runs.playground_settings({"target_l0": 4.0} | SMALL), design)
+    run = world_runs.train_on_world(settings_with({"target_l0": 4.0} | SMALL), design)
     found = comparison.nearest_arm_runs(tiny_track, run)
     study_arms = [arm["name"] for arm in world_runs.read_track_record(tiny_track)["arms"] if arm["role"] == "study"]
     assert [run.arm for run in found.runs] == study_arms
@@ -253,7 +265,7 @@ def synthetic_cache(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_a_short_language_model_run_scores_its_checkpoints_and_shows_a_latents_top_contexts(synthetic_cache):
     outputs, overrides = synthetic_cache
-    settings = language_model.language_model_settings({"n_tokens": 16_384, "heldout_tokens": 2048, "n_checkpoints": 4, "l1_coefficient": 0.05})
+    settings = language_model.language_model_settings({"schedule": TESTED, "n_tokens": 16_384, "heldout_tokens": 2048, "n_checkpoints": 4, "l1_coefficient": 0.05})
     data = language_model.load_language_model_data(PARAMETERS, outputs, settings, overrides)
     rows = []
     run = language_model.train_on_cache(settings, data, on_checkpoint=rows.append)

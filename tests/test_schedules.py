@@ -39,6 +39,17 @@ def test_anneal_fraction_reaches_floor_early_then_holds():
     assert schedule.tau(0.9) == pytest.approx(0.05)
 
 
+def test_an_annealed_label_names_its_span_only_when_it_is_not_all_of_training():
+    from taulib.config import ScheduleConfig
+
+    def label(kind: str, anneal_fraction: float) -> str:
+        return ScheduleConfig(kind=kind, tau_initial=0.3, tau_final=0.05, anneal_fraction=anneal_fraction).label
+
+    assert label("cosine", 1.0) == "cosine τ 0.3 → 0.05"
+    assert label("cosine", 0.8) == "cosine τ 0.3 → 0.05 over 80%" != label("cosine", 0.5)
+    assert label("linear", 0.8) == "linear τ 0.3 → 0.05 over 80%"
+
+
 def test_horizon_is_the_whole_training_not_the_warmup():
     schedule = TauSchedule("linear", 0.3, 0.05)
     total = 1000

@@ -134,27 +134,44 @@ def test_a_calibrated_target_prices_its_runs_by_what_they_lack(tmp_path):
     assert inside["calibration"] - after["calibration"] == pytest.approx(probes / len(sweep.l0_targets))
 
 
-def test_a_timing_made_while_other_processes_run_is_flagged(tmp_path):
-    """Another process busy on a core while the estimate times this machine: the estimate says its timings may run high."""
+def test_a_timing_made_while_other_processes_run_is_flagged_and_timed_again_once_the_machine_is_quiet(tmp_path, monkeypatch):
+    """Another process busy on a core while the estimate times this machine: the estimate says its timings may run high,
+    and the cache marks the value, so that it prices no later study once an estimate finds the machine quiet."""
     import subprocess
     import sys
     import time
 
+    from taulib.study import cost
     from taulib.study.cost import BUSY_CORES, Costs, StageEstimate, StudyEstimate
     from taulib.timing import SpeedCache
+
+    def estimate_of(costs: Costs) -> str:
+        return StudyEstimate([StageEstimate("runs", 60.0, "")], busy_while_timed=costs.busy_while_timed, cores=2, cache_file=str(costs.cache.path)).describe()
+
+    def not_timed() -> float:
+        raise AssertionError("timed again")
 
     costs = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)  # the spinner running
-        costs.measured("a timing", lambda: 1.0)
+        assert costs.measured("a timing", lambda: 1.0) == 1.0  # the busy machine's value
     finally:
         spinner.kill()
         spinner.wait()
     assert costs.busy_while_timed["a timing"] >= BUSY_CORES
-    estimate = StudyEstimate([StageEstimate("runs", 60.0, "")], busy_while_timed=costs.busy_while_timed, cores=2, cache_file=str(costs.cache.path))
-    assert "warning: 1 of the 1 timings made now ran while other processes kept" in estimate.describe() and str(tmp_path) in estimate.describe()
-    # a value read from the cache is not timed again, so nothing is flagged
-    again = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
-    assert again.measured("a timing", lambda: 2.0) == 1.0 and again.busy_while_timed == {}
-    assert "warning" not in StudyEstimate([StageEstimate("runs", 60.0, "")], busy_while_timed={"a": 0.1}, cores=2).describe()
+    assert "warning: 1 of the timings this estimate uses ran while other processes kept" in estimate_of(costs) and str(tmp_path) in estimate_of(costs)
+    assert json.loads((tmp_path / "speed.json").read_text())["test | timed while busy"]["a timing"] >= BUSY_CORES
+    # still busy at the next estimate: the marked value is used as it is, and flagged again; the machine is asked once
+    readings = []
+    monkeypatch.setattr(cost, "busy_cores", lambda: readings.append(1.5) or 1.5)
+    busy_again = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
+    assert [busy_again.measured("a timing", not_timed) for _ in range(3)] == [1.0] * 3 and len(readings) == 1
+    assert "warning: 1 of the timings" in estimate_of(busy_again)
+    # quiet: timed again, kept unmarked, and read from then on without timing or warning
+    monkeypatch.setattr(cost, "busy_cores", lambda: 0.1)
+    quiet = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
+    assert quiet.measured("a timing", lambda: 0.6) == 0.6 and "warning" not in estimate_of(quiet)
+    assert "test | timed while busy" not in json.loads((tmp_path / "speed.json").read_text())
+    later = Costs(SpeedCache(tmp_path / "speed.json", key="test"), show_progress=False)
+    assert later.measured("a timing", not_timed) == 0.6 and later.busy_while_timed == {}

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from taulib.timing import SpeedCache
 
 # a process that misses `name`: its measurement takes a second and returns its own pid, logged where it ran
@@ -82,3 +84,18 @@ def test_a_busy_spell_while_timing_does_not_price_the_machine_as_busy():
     seconds = timed(operation, min_seconds=0.1)
     assert 0.01 <= seconds < 0.03  # the quiet speed, not the busy one (sleep overshoots, never undershoots)
     assert len(calls) > 4 + 10  # a second round, and a third because the first two disagreed
+
+
+def test_a_busy_mark_cleared_by_one_process_is_not_written_back_by_another(tmp_path):
+    """Two processes share the cache: one times a busy-marked value again on a quiet machine; the other, which read the
+    mark before, saves another value afterwards and must not restore the mark (the value would be timed yet again)."""
+    cache_file = tmp_path / "machine_speed.json"
+    first = SpeedCache(cache_file, key="k")
+    assert first.get("step", lambda: 1.0, busy=1.5) == 1.0
+    second = SpeedCache(cache_file, key="k")
+    assert second.busy_marks == {"step": 1.5}
+    assert first.get("step", lambda: 0.5, busy=0.1, retime=True) == 0.5  # quiet now: timed again, unmarked
+    assert second.get("load", lambda: 2.0) == 2.0  # the other process saves something else afterwards
+    stored = json.loads(cache_file.read_text())
+    assert stored == {"k": {"step": 0.5, "load": 2.0}}
+    assert second.get("step", lambda: pytest.fail("timed again"), retime=True) == 0.5

@@ -29,7 +29,7 @@ from taulib.analysis.latent_contexts import ContextSettings, LatentView, checkpo
 from taulib.config import ConfigError, RunConfig, ScheduleConfig, StrictModel, discover_parameter_files, format_validation_error, load_run_config
 from taulib.metrics.core.metric import reconstruction_metrics
 from taulib.playground.sparsity import nearest, probe_to_target
-from taulib.playground.world_runs import TIGHTENED_SCHEDULE, tau_final
+from taulib.playground.world_runs import tau_final
 from taulib.sae import SparseAutoencoder
 from taulib.train.trainer import activation_statistics, checkpoint_steps, learning_rate, make_optimiser, optimiser_step, warmup_steps
 
@@ -39,7 +39,7 @@ FIRST_COEFFICIENT = 0.5  # calibration's first probe of λ/τ_final (the sweep's
 class LanguageModelSettings(StrictModel):
     """What the playground's controls set for one short run on the language model's cache."""
 
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(**TIGHTENED_SCHEDULE), description="τ(t), as an arm file's schedule")
+    schedule: ScheduleConfig = Field(description="τ(t), as an arm file's schedule (the controls start from the tested arm's: `world_runs.tested_schedule`)")
     l1_coefficient: float | None = Field(0.02, gt=0, description="λ; the penalty is (λ/τ(t))·‖f‖₁. None: calibrated to target_l0")
     target_l0: float | None = Field(None, gt=0, description="the final held-out L0 λ is calibrated to (each probe a whole run); None with λ given")
     n_tokens: int = Field(65_536, gt=0, description="training tokens (the first of the cache, in order)")

@@ -161,7 +161,7 @@ class Playground:
         self.kept_track_dir = Path(kept_track_dir) if kept_track_dir is not None else None
         self.base_overrides = dict(design_overrides or {})
         self.design = wr.load_design(self.parameters_dir, self.base_overrides)
-        initial = wr.playground_settings(settings or {})
+        initial = wr.playground_settings({"schedule": wr.tested_schedule(self.parameters_dir)} | (settings or {}))
         self.run: wr.PlaygroundRun | None = None
         self.summary = ""  # the last run's outcome, as plain text
         self.comparison: compare.Comparison | None = None
@@ -349,7 +349,7 @@ class LanguageModelPlayground:
         self, parameters_dir: str | Path, outputs_dir: str | Path, overrides: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> None:
         self.parameters_dir, self.outputs_dir, self.overrides = Path(parameters_dir), Path(outputs_dir), overrides
-        initial = lm.language_model_settings(settings or {})
+        initial = lm.language_model_settings({"schedule": wr.tested_schedule(self.parameters_dir)} | (settings or {}))
         self.initial = initial
         self.data: lm.LanguageModelData | None = None
         self.run: lm.LanguageModelRun | None = None

@@ -25,15 +25,13 @@ import torch
 from pydantic import Field, ValidationError, model_validator
 
 from taulib import atomic
-from taulib.config import ConfigError, ScheduleConfig, StrictModel, format_validation_error
+from taulib.config import ConfigError, ScheduleConfig, StrictModel, format_validation_error, load_run_config
 from taulib.groundtruth import endpoints as gt
 from taulib.groundtruth import track
 from taulib.playground.sparsity import Probe, nearest, probe_to_target
 from taulib.sae import SparseAutoencoder
 
 PLAYGROUND_ARM = "playground"
-# the study's question, as its arm file says it (tests/test_playground.py holds the two equal): the default
-TIGHTENED_SCHEDULE = {"kind": "cosine", "tau_initial": 0.3, "tau_final": 0.05, "anneal_fraction": 0.8}
 # what makes two runs of the same replicate and budget comparable (the rest of a track's design chooses which runs exist)
 # (and the largest budget, for which the training samples are drawn: `same_samples`)
 RUN_DEFINING = ("world", "width_ratio", "batch_size", "lr", "lr_warmup_fraction", "lr_decay_fraction", "n_checkpoints", "heldout_samples")
@@ -42,7 +40,7 @@ RUN_DEFINING = ("world", "width_ratio", "batch_size", "lr", "lr_warmup_fraction"
 class PlaygroundSettings(StrictModel):
     """What the playground's controls set for one ground-truth run."""
 
-    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig(**TIGHTENED_SCHEDULE), description="τ(t), as an arm file's schedule")
+    schedule: ScheduleConfig = Field(description="τ(t), as an arm file's schedule (the controls start from the tested arm's: `tested_schedule`)")
     l1_coefficient: float | None = Field(None, gt=0, description="λ; the penalty is (λ/τ(t))·‖f‖₁. None: calibrated to target_l0")
     target_l0: float | None = Field(8.0, gt=0, description="the final held-out L0 λ is calibrated to (probes, as the track calibrates); None with λ given")
     budget: int = Field(262_144, gt=0, description="training samples (one pass, the replicate's samples in order)")
@@ -62,6 +60,11 @@ def playground_settings(values: dict[str, Any]) -> PlaygroundSettings:
         return PlaygroundSettings.model_validate(values)
     except ValidationError as error:
         raise ConfigError(format_validation_error("playground", error, PlaygroundSettings, what="settings")) from None
+
+
+def tested_schedule(parameters_dir: str | Path) -> dict[str, Any]:
+    """The schedule under test, read from its arm file in `parameters_dir`: where the playground's controls start."""
+    return load_run_config(Path(parameters_dir) / f"{track.TIGHTENED}.yaml").schedule.model_dump()
 
 
 def load_design(parameters_dir: str | Path, overrides: dict[str, Any] | None = None) -> track.TrackConfig:

@@ -50,7 +50,7 @@ from taulib.study import machine_speed as speed
 from taulib.sweep.calibration import CALIBRATION_VERSION, target_window
 from taulib.sweep.runs import SWEEPS_FOLDER, calibration_key
 from taulib.sweep.spec import Sweep, SweepArm, identity_l1_coefficient, run_config
-from taulib.timing import SpeedCache, busy_cores
+from taulib.timing import BUSY_CORES, SpeedCache, busy_cores
 from taulib.train.trainer import training_checkpoint_steps
 
 STAGES = ("ground-truth track", "extraction", "evaluation inputs", "calibration", "runs", "analysis")
@@ -75,7 +75,7 @@ class StudyEstimate:
     runs: dict[str, float] = field(default_factory=dict)
     machine: str = ""
     measured_now: list[str] = field(default_factory=list)  # measurements this estimate had to make
-    busy_while_timed: dict[str, float] = field(default_factory=dict)  # per measurement made now: cores other work kept busy
+    busy_while_timed: dict[str, float] = field(default_factory=dict)  # per timing made now or used marked busy: cores other work kept busy
     cores: int = 1
     cache_file: str = ""  # where the timings are kept (taulib.timing.SpeedCache)
 
@@ -93,9 +93,9 @@ class StudyEstimate:
         busy = {name: cores for name, cores in self.busy_while_timed.items() if cores >= BUSY_CORES}
         if busy:
             lines.append(
-                f"  warning: {len(busy)} of the {len(self.busy_while_timed)} timings made now ran while other processes kept up to "
-                f"{max(busy.values()):.1f} of {self.cores} cores busy: they, and this estimate, may run high. They are kept for this "
-                f"machine in {self.cache_file}: remove that file and start again on an idle machine for an estimate to trust"
+                f"  warning: {len(busy)} of the timings this estimate uses ran while other processes kept up to "
+                f"{max(busy.values()):.1f} of {self.cores} cores busy: they, and this estimate, may run high. They are kept in "
+                f"{self.cache_file} marked as timed busy, and the next estimate on a quiet machine times them again"
             )
         return "\n".join(lines)
 
@@ -111,9 +111,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-BUSY_CORES = 0.5  # other processes keeping half a core busy or more while a timing ran: the estimate says so
-
-
 # ----------------------------------------------------------------------------- per-unit costs
 class Costs:
     """This machine's costs per unit for the plan's shapes (measured once, then read from the cache)."""
@@ -122,12 +119,31 @@ class Costs:
         self.cache = cache
         self.bar = progress_bar(desc="timing this machine", unit="measurement", disable=not show_progress, leave=False)
         self.busy_while_timed: dict[str, float] = {}  # per measurement made here: the cores other processes kept busy just before
+        self.decided: set[str] = set()  # names this estimate has timed or chosen to use as cached: asked again, read only
+
+    def _timing(self, name: str) -> tuple[bool, float | None, bool]:
+        """(whether `name` is timed now, the cores other processes keep busy, whether a value marked as timed busy is
+        timed again): a value not cached yet is timed; one cached but timed busy is timed again if the machine is quiet
+        now, else used as it is (and flagged). Decided once per name: an estimate asks for a unit many times."""
+        if name in self.decided:
+            return False, None, False
+        self.decided.add(name)
+        if name not in self.cache.all.get(self.cache.key, {}):
+            busy = self.busy_while_timed[name] = busy_cores()
+            return True, busy, busy < BUSY_CORES
+        if name in self.cache.busy_marks:
+            busy = busy_cores()
+            if busy < BUSY_CORES:
+                self.busy_while_timed[name] = busy
+                return True, busy, True
+            self.busy_while_timed[name] = max(busy, self.cache.busy_marks[name])
+        return False, None, False
 
     def _get(self, name: str, measure: Any) -> float:
-        if name not in self.cache.all.get(self.cache.key, {}):
+        time_now, busy, retime = self._timing(name)
+        if time_now:
             self.bar.set_postfix_str(name.split("|")[0])
-            self.busy_while_timed[name] = busy_cores()
-        value = self.cache.get(name, measure)
+        value = self.cache.get(name, measure, busy=busy, retime=retime)
         self.bar.update(1)
         return value
 
@@ -145,15 +161,17 @@ class Costs:
 
     def model(self, config: RunConfig, name: str) -> float:
         key = f"model|{config.model.name}|{config.model.dtype}|{config.model.autocast}|L{config.model.layer}|ctx{config.activations.context_length}"
-        if f"{key}|{name}" not in self.cache.all.get(self.cache.key, {}):
+        time_now, busy, retime = self._timing(f"{key}|{name}")
+        if time_now:
             self.bar.set_postfix_str("language model")
-            self.busy_while_timed[key] = busy_cores()
             # the default model loads in seconds: time it; a large one is sized from matmuls of its shape
             measure = speed.model_speeds if config.model.name == EMBEDDED_MODEL else speed.model_speeds_from_matmuls
             measured = measure(config.model, config.activations.context_length)
             for part, value in measured.items():
-                self.cache.get(f"{key}|{part}", lambda value=value: value)
-        return self._get(f"{key}|{name}", lambda: math.nan)
+                self.cache.get(f"{key}|{part}", lambda value=value: value, busy=busy, retime=retime)
+        value = self.cache.get(f"{key}|{name}", lambda: math.nan)
+        self.bar.update(1)
+        return value
 
     def synthetic(self, config: RunConfig) -> tuple[float, float]:
         """The synthetic model's (dictionary seconds, seconds per generated sample)."""
